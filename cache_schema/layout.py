@@ -136,6 +136,10 @@ class ArraySpec:
     def key(self) -> str:
         return f"{self.group}/{self.name}"
 
+    def __reduce__(self):
+        # Specs are declared once, here; pickle them by key (their shape rules are lambdas).
+        return (spec_by_key, (self.key,))
+
     def sample_shape(self, config: StoreConfig) -> tuple[int, ...]:
         return tuple(int(s) for s in self.shape(config))
 
@@ -205,7 +209,7 @@ def arrays_for(config: StoreConfig, groups: tuple[str, ...] | None = None) -> li
 
 
 def spec_by_key(key: str) -> ArraySpec:
-    for a in ARRAYS:
+    for a in (*ARRAYS, DONE):
         if a.key == key:
             return a
     raise KeyError(key)
