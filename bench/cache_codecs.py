@@ -113,7 +113,7 @@ def read_rows(maps: list[np.ndarray], shard_size: int, workdir: Path, repeats: i
                          depth_stride=1, shard_size=shard_size, max_gt_boxes=1, max_instances=1,
                          groups=("meta", "calib", "gt", "lidar_teacher"))
     heads = [head_maps(rng, h, w, config.num_classes) for _ in maps]
-    url = str(workdir / f"store_s{shard_size}")
+    url = str(workdir / f"store_{c}x{h}x{w}_s{shard_size}")
     t0 = time.perf_counter()
     with CacheWriter(url, config) as writer:
         for i, m in enumerate(maps):
