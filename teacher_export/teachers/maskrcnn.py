@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -95,7 +96,10 @@ def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserInputError(f"image checkpoint {path}: no such file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A damaged file can make the unpickler warn before it fails; the error below says it all.
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several unrelated types for a damaged file
         raise UserInputError(f"image checkpoint {path}: not a readable PyTorch checkpoint ({type(e).__name__})") from e
     for wrapper in ("model", "state_dict"):
