@@ -101,7 +101,10 @@ def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several unrelated types for a damaged file
-        raise UserInputError(f"image checkpoint {path}: not a readable PyTorch checkpoint ({type(e).__name__})") from e
+        # Loading is weights-only (no arbitrary pickles), so a training checkpoint that also pickled
+        # Python objects (torchvision's train.py stores its argparse args) is refused too: say how to fix it.
+        raise UserInputError(f"image checkpoint {path}: not a readable weights-only PyTorch checkpoint "
+                             f"({type(e).__name__}); save its model state_dict alone and pass that") from e
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -136,11 +139,11 @@ class MaskRCNNTeacher:
         self.class_names, class_map = self._resolve_classes()
         self.label_table = label_table(self.class_names, class_map, source="image teacher class table")
 
-        # Placeholders when images run at their own size: __call__ sets them per batch.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # random init is reproducible and leaves the caller's RNG alone
             self.model = maskrcnn_resnet50_fpn(
                 weights=None, weights_backbone=None, num_classes=self.num_classes,
+                # 800/1333 are placeholders when images run at their own size: __call__ sets them per batch.
                 min_size=config.min_size or 800, max_size=config.max_size or 1333,
                 box_score_thresh=config.score_threshold, box_nms_thresh=config.nms_threshold,
                 box_detections_per_img=config.detections_per_img,

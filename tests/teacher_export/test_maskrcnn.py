@@ -6,6 +6,7 @@ padding and checkpoint tests need.
 """
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -149,7 +150,10 @@ def test_bad_checkpoints_name_the_file(teacher, tmp_path):
     sd.pop("backbone.fpn.layer_blocks.0.0.bias")
     sd["roi_heads.box_head.fc6.weight"] = torch.zeros(7, 7)
     torch.save(sd, misfit)
+    pickled_args = tmp_path / "train_checkpoint.pth"  # what torchvision's train.py saves: args pickled along
+    torch.save({"model": {"w": torch.zeros(1)}, "args": argparse.Namespace(lr=0.02)}, pickled_args)
     for path, why in ((tmp_path / "missing.pth", "no such file"), (corrupt, "not a readable"),
+                      (pickled_args, "weights-only.*state_dict alone"),
                       (foreign, "not a torchvision Mask R-CNN"), (misfit, "1 missing keys.*1 shape mismatches")):
         with pytest.raises(UserInputError, match=f"{path}.*{why}"):
             MaskRCNNTeacher(MaskRCNNConfig(checkpoint=str(path), class_names="nuimages"))
