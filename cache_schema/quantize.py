@@ -42,7 +42,10 @@ def decode(stored: np.ndarray, mode: str, affine: np.ndarray | None = None) -> n
         extra = stored.ndim - scale.ndim
         scale = scale.reshape(scale.shape + (1,) * extra)
         offset = offset.reshape(offset.shape + (1,) * extra)
-        return stored.astype(np.float32) * scale + offset
+        out = stored.astype(np.float32)
+        out *= scale  # in place: these maps are tens of MB, temporaries cost more than the arithmetic
+        out += offset
+        return out
     raise ValueError(f"unknown quantization {mode!r}")
 
 

@@ -7,6 +7,7 @@ from typing import Any, Iterable
 import numpy as np
 import zarr
 
+from .chunks import ChunkReader
 from .codec import decode_text, decode_value
 from .errors import UserInputError
 from .layout import DONE, ArraySpec, affine_key, arrays_for
@@ -41,6 +42,7 @@ class CacheReader:
         self._root: zarr.Group | None = root
         self._pid = os.getpid()
         self._small: dict[str, np.ndarray] = {}
+        self._chunk_readers: dict[str, ChunkReader] = {}
         self._token_index: dict[str, int] | None = None
 
     # -- process-local handles ---------------------------------------------------------------------
@@ -50,14 +52,22 @@ class CacheReader:
             # parent's event loop).
             self._root = open_root(self.url, "r", self.storage_options)
             self._pid = os.getpid()
+            self._chunk_readers = {}
         return self._root
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_root"] = None
         state["_small"] = {}
+        state["_chunk_readers"] = {}
         state["_token_index"] = None
         return state
+
+    def _chunk(self, key: str, index: int) -> np.ndarray:
+        group = self._group()
+        if key not in self._chunk_readers:
+            self._chunk_readers[key] = ChunkReader(group[key])
+        return self._chunk_readers[key].read(index)
 
     def _whole(self, key: str) -> np.ndarray:
         """A small array read whole once: per-array reads cost milliseconds of fixed overhead each."""
@@ -98,15 +108,11 @@ class CacheReader:
             raise IndexError(f"sample {index} outside 0..{len(self) - 1}")
         index %= len(self)
         out: dict[str, Any] = {"meta/index": index}
-        group = self._group()
         for spec in self._specs:
-            if spec.small:
-                stored = self._whole(spec.key)[index]
-            else:
-                stored = group[spec.key][index]
+            stored = self._whole(spec.key)[index] if spec.small else self._chunk(spec.key, index)
             affine = None
             if spec.quantization(self.config) == "int8":
-                affine = group[affine_key(spec)][index]
+                affine = self._chunk(affine_key(spec), index)
             out[spec.key] = decode_value(spec, self.config, stored, affine)
         return out
 
