@@ -62,7 +62,11 @@ class ChunkReader:
         raw = self._get(key, RangeByteRequest(int(start), int(start + length)))
         if raw is None:
             raise ValueError(f"{key}: shard disappeared while reading")
-        data = _zstd.decode(_crc.decode(raw))  # CRC32C.decode raises ValueError on a checksum mismatch
+        try:
+            payload = _crc.decode(raw)
+        except RuntimeError as e:  # numcodecs reports a checksum mismatch as RuntimeError
+            raise ValueError(f"{key}: chunk {row}: {e}") from None
+        data = _zstd.decode(payload)
         return np.frombuffer(data, dtype=self._dtype).reshape(self.array.shape[1:]).astype(self.array.dtype, copy=False)
 
     def _fill(self) -> np.ndarray:

@@ -149,3 +149,33 @@ def test_reader_works_in_forked_and_spawned_workers(tmp_path, method):
     assert child.exitcode == 0
     assert token == expected["meta/token"]
     assert total == pytest.approx(float(expected["lidar_teacher/bev_features"].sum()), rel=1e-6)
+
+
+def test_direct_chunk_reads_equal_zarr_and_check_crc(tmp_path):
+    from cache_schema.chunks import ChunkReader
+
+    config = tiny_config()
+    url = write_store(str(tmp_path / "s"), config, indices=range(6))  # shard 1 half written, shard 2 absent
+    root = zarr.open_group(url, mode="r")
+    for key in ("lidar_teacher/bev_features", "lidar_teacher/bev_features_affine", "lidar_teacher/heatmaps",
+                "depth/depth", "image_teacher/masks"):
+        chunks = ChunkReader(root[key])
+        assert chunks._direct
+        for i in range(config.num_samples):
+            np.testing.assert_array_equal(chunks.read(i), root[key][i], err_msg=f"{key}[{i}]")
+    path = tmp_path / "s" / "lidar_teacher" / "heatmaps" / "c" / "0" / "0" / "0" / "0"
+    data = bytearray(path.read_bytes())
+    data[40] ^= 0xFF  # inside the first chunk (sample 0)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="(?i)checksum"):
+        ChunkReader(root["lidar_teacher/heatmaps"]).read(0)
+
+
+def test_arrays_with_foreign_encoding_are_read_through_zarr(tmp_path):
+    from cache_schema.chunks import ChunkReader
+
+    plain = zarr.create_array(str(tmp_path / "plain"), shape=(4, 3), dtype="float32", chunks=(2, 3))
+    plain[:] = np.arange(12, dtype=np.float32).reshape(4, 3)
+    reader = ChunkReader(plain)
+    assert not reader._direct
+    np.testing.assert_array_equal(reader.read(3), [9, 10, 11])
