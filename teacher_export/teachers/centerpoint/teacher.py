@@ -62,13 +62,18 @@ def _resolve_config(config: str | Path | Mapping[str, Any]) -> tuple[str, dict[s
         return "centerpoint", json.loads(json.dumps(config))
     if str(config) in CONFIGS:
         return str(config), get_config(str(config))
+    if isinstance(config, str) and config.lstrip().startswith("{"):
+        try:
+            return "centerpoint", json.loads(config)
+        except json.JSONDecodeError as e:
+            raise UserInputError(f"CenterPoint config: inline JSON is invalid ({e})") from None
     p = Path(config)
     if p.suffix == ".json" and p.is_file():
         try:
             return "centerpoint", json.loads(p.read_text())
         except json.JSONDecodeError as e:
             raise UserInputError(f"CenterPoint config {p}: not valid JSON ({e})") from None
-    raise UserInputError(f"CenterPoint config {config!r}: neither a known name ({', '.join(sorted(CONFIGS))}) "
+    raise UserInputError(f"CenterPoint config {str(config)[:200]!r}: neither a known name ({', '.join(sorted(CONFIGS))}) "
                          "nor a .json file with an mmdet3d model dict")
 
 
@@ -76,7 +81,7 @@ class CenterPointTeacher:
     """The plain-PyTorch CenterPoint as a `LidarTeacher`.
 
     `checkpoint`: an mmdet3d CenterPoint checkpoint matching `config` (a shipped config name such as
-    'centerpoint-pillar02', an mmdet3d `model` dict, or a .json file holding one). Without a
+    'centerpoint-pillar02', an mmdet3d `model` dict, its JSON text, or a .json file holding one). Without a
     checkpoint the teacher refuses unless `random_init=True` (tests, demos), which seeds the
     initialisation so random-init teachers are reproducible.
     """
