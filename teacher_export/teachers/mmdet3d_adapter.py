@@ -7,6 +7,7 @@ built-in teacher's parity with mmdet3d is proven by fixtures produced by mmdet3d
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ class Mmdet3dCenterPointTeacher:
         self.bev_channels = int(sum(cfg.model.pts_neck.out_channels))
         self.config: dict[str, Any] = {
             "name": self.name, "implementation": f"mmdet3d {mmdet3d.__version__}", "mmdet3d_config": str(cfg_path),
-            "model_config": cfg.model.to_dict(), "random_init": checkpoint is None,
+            "model_config": json.loads(json.dumps(cfg.model.to_dict(), default=str)), "random_init": checkpoint is None,
             "heatmap_classes": list(NUSCENES_CLASSES), "regression_channels": list(REGRESSION_CHANNELS),
             "dim_is_log": bool(head.norm_bbox)}
 
