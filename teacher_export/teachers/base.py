@@ -20,9 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from cache_schema.grid import BevGrid
-
-REGRESSION_CHANNELS: tuple[str, ...] = (
-    "reg_x", "reg_y", "height", "dim_l", "dim_w", "dim_h", "rot_sin", "rot_cos", "vel_x", "vel_y")
+from cache_schema.layout import REGRESSION_CHANNELS  # noqa: F401  (re-exported: the teacher fills this layout)
 
 
 @dataclass
