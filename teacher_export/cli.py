@@ -58,5 +58,51 @@ def validate(store: str, quiet: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="YAML file of export options (keys as the long option names with underscores); "
+                   "command-line options override it.")
+@click.option("--dataroot", help="nuScenes dataroot (holds samples/, sweeps/, maps/ and the version folder).")
+@click.option("--version", "version", help="Dataset version, e.g. v1.0-trainval, v1.0-mini.")
+@click.option("--split", help="Split to export: train, val, mini_train, mini_val, ...")
+@click.option("--out", help="Cache to create or resume: a path or an fsspec URL (s3://...).")
+@click.option("--lidar-teacher", help="LiDAR teacher: centerpoint-pillar02 (default), mmdet3d-centerpoint, or none.")
+@click.option("--lidar-checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="mmdet3d CenterPoint checkpoint file for the LiDAR teacher.")
+@click.option("--lidar-config", type=click.Path(exists=True, dir_okay=False),
+              help="Another pillar CenterPoint: its mmdet3d model dict as JSON.")
+@click.option("--image-teacher", help="Image teacher: maskrcnn (default), detectron2, or none.")
+@click.option("--image-checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="Mask R-CNN weights file (torchvision state_dict).")
+@click.option("--random-init", is_flag=True, default=None,
+              help="Allow teachers without checkpoints (random weights: tests and demos only).")
+@click.option("--device", help="cpu (default), cuda, cuda:1, ...")
+@click.option("--batch-size", type=int, help="Samples per teacher batch (default 1).")
+@click.option("--limit", type=int, help="Export only the first N samples of the split (the store holds N).")
+@click.option("--num-sweeps", type=int, help="LiDAR sweeps merged into each key frame (default 9).")
+@click.option("--shard-size", type=int, help="Samples per cache shard, the unit of writing and of Dask tasks (default 16).")
+@click.option("--bev-quantization", type=click.Choice(["int8", "float16"]),
+              help="Storage of the teacher BEV features (default int8, see BENCHMARKS.md).")
+@click.option("--depth-stride", type=int, help="Depth targets per N x N image pixels (default 4).")
+@exit_2_on_user_error
+def export(config_file, **options) -> None:
+    """Run the teachers once over a split and write the cache.
+
+    Resumable: re-running the same command skips samples that are done, and a store made with other
+    teachers, data or options is refused. Without checkpoints the teachers refuse to run unless
+    --random-init is given.
+
+    \b
+    Example:
+      x3kd-cache export --dataroot data/nuscenes --version v1.0-trainval --split train \\
+          --out cache/train.zarr --lidar-checkpoint centerpoint_pillar02.pth \\
+          --image-checkpoint maskrcnn_nuimages.pth --device cuda --batch-size 4
+    """
+    from teacher_export.export import export as run_export, options_from
+
+    result = run_export(options_from(config_file, options))
+    click.echo(result.summary())
+
+
 if __name__ == "__main__":
     main()

@@ -14,7 +14,9 @@ Plus the teacher's decoded `boxes (M, 9)` in the `cache_schema.boxes` convention
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -48,3 +50,12 @@ class LidarTeacher(Protocol):
     def __call__(self, points: list[np.ndarray]) -> list[LidarTeacherOutput]:
         """One (N_i, 5) float32 cloud (x, y, z, intensity, time lag) per sample -> one output each."""
         ...
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a checkpoint file: the teacher identity recorded in every cache."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -11,7 +11,6 @@ RoI heads' output in eval mode is exactly what the cache keeps: boxes in the res
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import warnings
@@ -27,6 +26,7 @@ from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
+from teacher_export.teachers.base import file_sha256
 from teacher_export.teachers.image_base import (
     COCO_TO_NUSCENES, NUIMAGES_CLASSES, NUIMAGES_TO_NUSCENES, ImageTeacherOutput, label_table, select_instances,
 )
@@ -76,14 +76,6 @@ class MaskRCNNConfig:
     max_size: int | None = None
     feature_stride: int | None = None
     device: str = "cpu"
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,342 @@
+"""The single-process export: run the teachers once over a split and write the cache.
+
+`Exporter` holds what is expensive (the dataset index and the teachers, built on first use) and turns
+sample indices into cache samples; `export()` drives it over a split with a progress bar, skipping
+samples that are already done. `pipelines` runs the same `Exporter` per Dask worker over shards.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import time
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from cache_schema import BevGrid, CacheWriter, StoreConfig
+from cache_schema.errors import UserInputError
+from cache_schema.layout import CAMERA_NAMES, GROUPS
+from cache_schema.store import software_version
+from teacher_export.data.nuscenes import NuScenesSamples, SampleInfo
+from teacher_export.targets import depth_images
+from teacher_export.teachers.base import LidarTeacher, file_sha256
+from teacher_export.teachers.image_base import ImageTeacher, pad_instances
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExportOptions:
+    """Everything `x3kd-cache export` takes; also the keys of its YAML config file."""
+
+    dataroot: str
+    version: str
+    split: str
+    out: str
+    lidar_teacher: str | None = "centerpoint-pillar02"
+    lidar_checkpoint: str | None = None
+    lidar_config: str | None = None  # another pillar CenterPoint: an mmdet3d model dict as a .json file
+    image_teacher: str | None = "maskrcnn"
+    image_checkpoint: str | None = None
+    image_options: dict[str, Any] = field(default_factory=dict)  # MaskRCNNConfig fields (class_names, ...)
+    random_init: bool = False
+    device: str = "cpu"
+    batch_size: int = 1
+    limit: int | None = None
+    num_sweeps: int = 9
+    shard_size: int = 16
+    bev_quantization: str = "int8"
+    depth_stride: int = 4
+    max_gt_boxes: int = 512
+    max_instances: int = 32
+    storage_options: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # "none" switches a teacher off (from the CLI or YAML)
+        if str(self.lidar_teacher).lower() in ("none", ""):
+            self.lidar_teacher = None
+        if str(self.image_teacher).lower() in ("none", ""):
+            self.image_teacher = None
+        for name in ("batch_size", "shard_size", "depth_stride", "max_gt_boxes", "max_instances"):
+            if int(getattr(self, name)) < 1:
+                raise UserInputError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)}")
+        if self.limit is not None and self.limit < 1:
+            raise UserInputError(f"--limit: must be >= 1, got {self.limit}")
+        if self.lidar_teacher is None and self.image_teacher is None:
+            log.warning("no teacher selected: the cache will hold only the index, calibration, GT and depth")
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage, for the progress bar and bench/export.py."""
+
+    read: float = 0.0
+    lidar_teacher: float = 0.0
+    image_teacher: float = 0.0
+    targets: float = 0.0
+    write: float = 0.0
+    samples: int = 0
+
+    def add(self, other: "StageTimes") -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+class Exporter:
+    """Dataset index + teachers for one export configuration; build once per process (or Dask worker)."""
+
+    def __init__(self, options: ExportOptions):
+        self.options = options
+        self._samples: NuScenesSamples | None = None
+        self._lidar: LidarTeacher | None = None
+        self._image: ImageTeacher | None = None
+
+    # -- lazily built, expensive parts ---------------------------------------------------------------
+    @property
+    def samples(self) -> NuScenesSamples:
+        if self._samples is None:
+            o = self.options
+            self._samples = NuScenesSamples(o.dataroot, o.version, o.split, num_sweeps=o.num_sweeps)
+        return self._samples
+
+    @property
+    def lidar_teacher(self) -> LidarTeacher | None:
+        o = self.options
+        if self._lidar is None and o.lidar_teacher:
+            from teacher_export.teachers.lidar import build_lidar_teacher
+
+            extra = {"config": o.lidar_config} if o.lidar_config else {}
+            self._lidar = build_lidar_teacher(o.lidar_teacher, checkpoint=o.lidar_checkpoint, device=o.device,
+                                              random_init=o.random_init, **extra)
+        return self._lidar
+
+    @property
+    def image_teacher(self) -> ImageTeacher | None:
+        o = self.options
+        if self._image is None and o.image_teacher:
+            from teacher_export.teachers.image_base import build_image_teacher
+
+            options = {"checkpoint": o.image_checkpoint, "random_init": o.random_init, "device": o.device,
+                       "max_instances": o.max_instances, **o.image_options}
+            self._image = build_image_teacher(o.image_teacher, **options)
+        return self._image
+
+    # -- what the store looks like -------------------------------------------------------------------
+    def num_samples(self) -> int:
+        n = len(self.samples)
+        return min(n, self.options.limit) if self.options.limit else n
+
+    def store_config(self) -> StoreConfig:
+        o = self.options
+        first = self.samples[0]
+        cams = tuple(c.name for c in first.cameras)
+        if cams != CAMERA_NAMES:
+            raise UserInputError(f"{o.dataroot}: sample {first.token} has cameras {cams}, expected {CAMERA_NAMES}")
+        sizes = {(c.height, c.width) for c in first.cameras}
+        if len(sizes) != 1:
+            raise UserInputError(f"{o.dataroot}: cameras of sample {first.token} differ in size {sorted(sizes)}")
+        groups = [g for g in GROUPS if g not in ("lidar_teacher", "image_teacher")]
+        lidar = self.lidar_teacher
+        if lidar is not None:
+            groups.append("lidar_teacher")
+        if o.image_teacher:
+            groups.append("image_teacher")
+        try:
+            return StoreConfig(
+                num_samples=self.num_samples(), grid=lidar.grid if lidar else BevGrid(),
+                image_size=sizes.pop(), depth_stride=o.depth_stride,
+                bev_channels=lidar.bev_channels if lidar else 1, bev_quantization=o.bev_quantization,
+                max_gt_boxes=o.max_gt_boxes, max_instances=o.max_instances, shard_size=o.shard_size,
+                groups=tuple(groups))
+        except ValueError as e:
+            raise UserInputError(f"export options: {e}") from None
+
+    def provenance(self) -> dict[str, Any]:
+        """Teacher and dataset identity: a store is only ever filled by one of these."""
+        o = self.options
+        prov: dict[str, Any] = {"dataset": {"version": o.version, "split": o.split, "limit": o.limit,
+                                            "num_sweeps": o.num_sweeps,
+                                            "sample_tokens_sha256": _sha256_text(",".join(self.sample_tokens()))}}
+        if self.lidar_teacher is not None:
+            prov["lidar_teacher"] = {"name": o.lidar_teacher, "checkpoint_sha256": _sha256_or_none(o.lidar_checkpoint),
+                                     "config": self.lidar_teacher.config}
+        if self.image_teacher is not None:
+            prov["image_teacher"] = {"name": o.image_teacher, "checkpoint_sha256": _sha256_or_none(o.image_checkpoint),
+                                     "config": self.image_teacher.config}
+        return prov
+
+    def sample_tokens(self) -> list[str]:
+        return list(self.samples.sample_tokens[: self.num_samples()])
+
+    def open_writer(self, create: bool = True) -> CacheWriter:
+        return CacheWriter(self.options.out, self.store_config(), self.provenance(),
+                           storage_options=self.options.storage_options, create=create)
+
+    # -- the work ------------------------------------------------------------------------------------
+    def compute(self, indices: Iterable[int], config: StoreConfig, times: StageTimes | None = None
+                ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Run the teachers on `indices` in batches of `batch_size`; yield (index, cache sample)."""
+        times = times if times is not None else StageTimes()
+        indices = list(indices)
+        batch = self.options.batch_size
+        for start in range(0, len(indices), batch):
+            chunk = indices[start:start + batch]
+            t0 = time.perf_counter()
+            infos = [self.samples[i] for i in chunk]
+            points = [self.samples.load_points(info) for info in infos]
+            images = [[_read_image(Path(self.options.dataroot) / cam.image_path, (cam.height, cam.width))
+                       for cam in info.cameras] for info in infos] if self.image_teacher else None
+            t1 = time.perf_counter()
+            lidar_out = self.lidar_teacher(points) if self.lidar_teacher else None
+            t2 = time.perf_counter()
+            image_out = self.image_teacher([im for per in images for im in per]) if images else None
+            t3 = time.perf_counter()
+            for b, (index, info) in enumerate(zip(chunk, infos)):
+                sample = _index_and_targets(info, points[b], config)
+                if lidar_out is not None:
+                    out = lidar_out[b]
+                    sample["lidar_teacher/bev_features"] = out.bev_features
+                    sample["lidar_teacher/heatmaps"] = out.heatmaps
+                    sample["lidar_teacher/regression"] = out.regression
+                if image_out is not None:
+                    cams = len(info.cameras)
+                    padded = pad_instances(image_out[b * cams:(b + 1) * cams], config.max_instances)
+                    sample["image_teacher/boxes"] = padded.boxes
+                    sample["image_teacher/labels"] = padded.labels
+                    sample["image_teacher/scores"] = padded.scores
+                    sample["image_teacher/masks"] = np.rint(np.clip(padded.masks, 0, 1) * 255).astype(np.uint8)
+                yield index, sample
+            t4 = time.perf_counter()
+            times.read += t1 - t0
+            times.lidar_teacher += t2 - t1
+            times.image_teacher += t3 - t2
+            times.targets += t4 - t3
+            times.samples += len(chunk)
+
+
+def _index_and_targets(info: SampleInfo, points: np.ndarray, config: StoreConfig) -> dict[str, Any]:
+    """The non-teacher part of a cache sample: index, calibration, GT boxes and LiDAR depth targets."""
+    n = len(info.gt_boxes)
+    if n > config.max_gt_boxes:
+        raise UserInputError(f"sample {info.token} has {n} GT boxes; raise --max-gt-boxes (now {config.max_gt_boxes})")
+    boxes = np.zeros((config.max_gt_boxes, 9), np.float32)
+    labels = np.full(config.max_gt_boxes, -1, np.int16)
+    boxes[:n] = info.gt_boxes
+    labels[:n] = info.gt_labels
+    # Depth supervision uses the key frame only: swept points are smeared by object motion.
+    key_points = points[points[:, 4] == 0] if points.shape[1] > 4 else points
+    lidar_to_cams = np.stack([info.lidar_to_camera(c.name) for c in info.cameras])
+    intrinsics = np.stack([c.intrinsics for c in info.cameras])
+    depth = depth_images(key_points[:, :3], lidar_to_cams, intrinsics, config.image_size, config.depth_stride)
+    return {
+        "meta/token": info.token, "meta/scene_token": info.scene_token, "meta/timestamp": np.int64(info.timestamp),
+        "calib/image_paths": [c.image_path for c in info.cameras],
+        "calib/cam_intrinsics": intrinsics.astype(np.float32),
+        "calib/cam_to_ego": np.stack([c.cam_to_ego for c in info.cameras]),
+        "calib/cam_ego_pose": np.stack([c.ego_pose for c in info.cameras]),
+        "calib/lidar_to_ego": info.lidar_to_ego, "calib/ego_pose": info.ego_pose,
+        "gt/boxes": boxes, "gt/labels": labels, "gt/count": np.int32(n),
+        "depth/depth": depth,
+    }
+
+
+def _read_image(path: Path, expected_hw: tuple[int, int]) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: camera image missing") from None
+    except OSError as e:
+        raise UserInputError(f"{path}: unreadable image ({e})") from None
+    if rgb.shape[:2] != tuple(expected_hw):
+        raise UserInputError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, its calibration says "
+                             f"{expected_hw[1]}x{expected_hw[0]}")
+    return rgb
+
+
+def _sha256_or_none(path: str | None) -> str | None:
+    return file_sha256(path) if path else None
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class ExportResult:
+    out: str
+    num_samples: int
+    written: int
+    skipped: int
+    seconds: float
+    times: StageTimes
+
+    def summary(self) -> str:
+        rate = self.written / self.seconds if self.seconds > 0 else float("nan")
+        return (f"{self.out}: {self.written} samples written, {self.skipped} already done, "
+                f"{self.num_samples} in the store ({rate:.2f} samples/s)")
+
+
+def export(options: ExportOptions, *, progress: bool = True, exporter: Exporter | None = None) -> ExportResult:
+    """Export a split into the cache at `options.out`; resumes a store made with the same options."""
+    exporter = exporter or Exporter(options)
+    config = exporter.store_config()
+    writer = exporter.open_writer()
+    todo = [i for i in range(config.num_samples) if not writer.is_done(i)]
+    times = StageTimes()
+    started = time.perf_counter()
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), desc="export", unit="sample", smoothing=0.1)
+    try:
+        with writer:
+            for index, sample in exporter.compute(todo, config, times):
+                t = time.perf_counter()
+                writer.write_sample(index, sample)
+                times.write += time.perf_counter() - t
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - started
+    if todo:
+        writer.record_run({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           "host": platform.node(), "written": len(todo), "seconds": round(seconds, 1),
+                           "x3kd": software_version(), "device": options.device})
+    return ExportResult(options.out, config.num_samples, len(todo), config.num_samples - len(todo), seconds, times)
+
+
+def options_from(config_file: str | None, overrides: dict[str, Any]) -> ExportOptions:
+    """ExportOptions from an optional YAML file, with CLI values (those not None) taking precedence."""
+    values: dict[str, Any] = {}
+    if config_file:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        except FileNotFoundError:
+            raise UserInputError(f"{config_file}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise UserInputError(f"{config_file}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise UserInputError(f"{config_file}: expected a mapping of export options")
+        unknown = sorted(set(loaded) - ExportOptions.field_names())
+        if unknown:
+            raise UserInputError(f"{config_file}: unknown export options {unknown}")
+        values.update(loaded)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    missing = [k for k in ("dataroot", "version", "split", "out") if not values.get(k)]
+    if missing:
+        raise UserInputError(f"missing required option(s): {', '.join('--' + m for m in missing)}")
+    return ExportOptions(**values)
