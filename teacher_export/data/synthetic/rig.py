@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from teacher_export.data.geometry import make_transform, rotation_z
+from teacher_export.data.nuscenes import CAMERA_NAMES, LIDAR_NAME  # noqa: F401  (LIDAR_NAME re-exported)
 
 NUSCENES_IMAGE_SIZE = (1600, 900)  # (width, height) of real nuScenes camera images
 
@@ -38,9 +39,8 @@ CAMERAS: tuple[CameraSpec, ...] = (
     CameraSpec("CAM_BACK_LEFT", np.deg2rad(110.0), (1.04, 0.48, 1.56), 1256.7, (817.8, 451.9), 0.046),
     CameraSpec("CAM_BACK_RIGHT", np.deg2rad(-110.0), (1.03, -0.48, 1.59), 1259.5, (807.3, 501.2), 0.029),
 )
-CAMERA_NAMES: tuple[str, ...] = tuple(c.name for c in CAMERAS)
-
-LIDAR_NAME = "LIDAR_TOP"
+# The rig lists the cameras in the reader's order.
+assert tuple(c.name for c in CAMERAS) == CAMERA_NAMES
 LIDAR_TRANSLATION = (0.94, 0.0, 1.84)
 LIDAR_YAW = -np.pi / 2
 # Velodyne HDL-32E, as on the nuScenes car: 32 beams from -30.67 to +10.67 deg elevation.
