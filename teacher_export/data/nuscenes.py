@@ -315,7 +315,8 @@ class NuScenesSamples(Sequence[SampleInfo]):
             cameras.append(CameraInfo(name=name, sample_data_token=sd["token"], timestamp=int(sd["timestamp"]),
                                       image_path=sd["filename"],
                                       intrinsics=np.asarray(calib["camera_intrinsic"], dtype=np.float64),
-                                      cam_to_ego=_pose(calib), ego_pose=_pose(nusc.get("ego_pose", sd["ego_pose_token"])),
+                                      cam_to_ego=_pose(calib),
+                                      ego_pose=_pose(nusc.get("ego_pose", sd["ego_pose_token"])),
                                       width=int(sd["width"]), height=int(sd["height"])))
 
         sweeps, sd = [], lidar_sd

@@ -38,7 +38,8 @@ def _ground_and_sky(size: tuple[int, int], intrinsics: np.ndarray, cam_to_world:
     tile = (np.floor(np.where(down, gx, 0.0) / 4.0) + np.floor(np.where(down, gy, 0.0) / 4.0)) % 2
     ground = ASPHALT[None, None, :] * (0.9 + 0.15 * tile[..., None])
     # Thin bright lines on a 3.5 m grid make depth and perspective visible, like lane markings.
-    lines = (np.abs(((np.where(down, gx, 0.0) + 1.75) % 3.5) - 1.75) < 0.08)
+    # Only near the camera: far away the lines would be thinner than a pixel and alias into dots.
+    lines = (np.abs(((np.where(down, gx, 0.0) + 1.75) % 3.5) - 1.75) < 0.08) & (t < 25.0)
     ground = np.where(lines[..., None], np.array([205.0, 205.0, 195.0]), ground)
     haze = 1.0 - np.exp(-np.where(down, t, np.inf) / HAZE_DISTANCE)
     elevation = np.clip(dirs[..., 2], 0.0, 1.0)[..., None]

@@ -61,7 +61,9 @@ def cast_lidar(lidar_to_world: np.ndarray, boxes: np.ndarray, reflectivity: np.n
     dirs = dirs_lidar @ lidar_to_world[:3, :3].T
     origin = lidar_to_world[:3, 3]
 
-    t_box = ray_box_distances(origin, dirs, boxes)  # (R, B)
+    t_box = np.full((len(dirs), len(boxes)), np.inf)
+    for b, rays in enumerate(_candidate_rays(lidar_to_world, boxes, elev, azimuths)):
+        t_box[rays, b] = ray_box_distances(origin, dirs[rays], boxes[b:b + 1])[:, 0]
     with np.errstate(divide="ignore"):
         t_ground = np.where(dirs[:, 2] < -1e-6, -origin[2] / dirs[:, 2], np.inf)
     t_all = np.concatenate([t_box, t_ground[:, None]], axis=1)
@@ -83,6 +85,37 @@ def cast_lidar(lidar_to_world: np.ndarray, boxes: np.ndarray, reflectivity: np.n
                         0.0, 255.0)
     points = np.concatenate([pts, intensity[:, None], ring[keep, None]], axis=1).astype(np.float32)
     return LidarScan(points=points, hit_box=hit_box[keep], visible_rays=visible, unoccluded_rays=unoccluded)
+
+
+def _candidate_rays(lidar_to_world: np.ndarray, boxes: np.ndarray, elev: np.ndarray,
+                    azimuths: int) -> list[np.ndarray]:
+    """Per box, the indices (into the beam-major ray grid) of the rays whose direction falls within the
+    box's azimuth and elevation span seen from the LiDAR, plus one ray of margin: each box covers a
+    small part of the sweep, so slab-testing only these rays is what keeps the caster fast."""
+    world_to_lidar = np.linalg.inv(lidar_to_world)
+    step = 2.0 * np.pi / azimuths
+    beam_margin = np.abs(np.diff(elev)).max(initial=0.0) + 1e-3
+    out = []
+    for x, y, z, l, w, h, yaw in boxes:
+        c, s = np.cos(yaw), np.sin(yaw)
+        dx, dy = np.array([1, 1, -1, -1]) * l / 2, np.array([1, -1, 1, -1]) * w / 2
+        foot = np.stack([x + c * dx - s * dy, y + s * dx + c * dy], axis=1)
+        corners = np.concatenate([np.c_[foot, np.full(4, z - h / 2)], np.c_[foot, np.full(4, z + h / 2)]])
+        local = corners @ world_to_lidar[:3, :3].T + world_to_lidar[:3, 3]
+        # Azimuth span of a convex footprint seen from outside it is spanned by its corners.
+        az = np.arctan2(local[:, 1], local[:, 0])
+        centre_az = np.arctan2(local[:, 1].mean(), local[:, 0].mean())
+        rel = np.angle(np.exp(1j * (az - centre_az)))
+        first = int(np.floor((centre_az + rel.min()) / step)) - 1
+        last = int(np.ceil((centre_az + rel.max()) / step)) + 1
+        az_idx = np.arange(first, last + 1) % azimuths
+        # Elevation: bound conservatively with the nearest and farthest horizontal distances.
+        horiz = np.hypot(local[:, 0], local[:, 1])
+        near = max(np.hypot(local[:, 0].mean(), local[:, 1].mean()) - np.hypot(l, w) / 2, 1e-3)
+        el = np.arctan2(local[:, 2][None, :], np.array([[near], [horiz.max()]]))
+        beams = np.flatnonzero((elev >= el.min() - beam_margin) & (elev <= el.max() + beam_margin))
+        out.append((beams[:, None] * azimuths + az_idx[None, :]).ravel())
+    return out
 
 
 def points_in_boxes(points_world: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from teacher_export.data.geometry import make_transform, rotation_z
-from teacher_export.data.nuscenes import CAMERA_NAMES, LIDAR_NAME  # noqa: F401  (LIDAR_NAME re-exported)
+from teacher_export.data.nuscenes import CAMERA_NAMES
 
 NUSCENES_IMAGE_SIZE = (1600, 900)  # (width, height) of real nuScenes camera images
 

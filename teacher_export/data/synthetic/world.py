@@ -40,29 +40,29 @@ _WINDOWS = (0.6, 0.88, (45, 55, 70))
 OBJECT_CLASSES: tuple[ObjectClass, ...] = (
     ObjectClass("vehicle.car", (1.95, 4.62, 1.73), 9.0, (200, 40, 40), (_WINDOWS,), 60.0, 0.24, 46.0,
                 "vehicle.moving", "vehicle.parked"),
-    ObjectClass("vehicle.truck", (2.51, 6.93, 2.84), 7.0, (40, 70, 200), ((0.55, 0.8, (45, 55, 70)),), 50.0, 0.08, 46.0,
-                "vehicle.moving", "vehicle.stopped"),
+    ObjectClass("vehicle.truck", (2.51, 6.93, 2.84), 7.0, (40, 70, 200), ((0.55, 0.8, (45, 55, 70)),),
+                50.0, 0.08, 46.0, "vehicle.moving", "vehicle.stopped"),
     ObjectClass("vehicle.construction", (2.85, 6.37, 3.19), 2.0, (230, 190, 30), ((0.1, 0.25, (30, 30, 30)),),
                 45.0, 0.05, 46.0, "vehicle.moving", "vehicle.parked"),
     ObjectClass("vehicle.bus.rigid", (2.94, 10.5, 3.47), 7.0, (40, 160, 70),
                 ((0.45, 0.75, (45, 55, 70)), (0.9, 1.0, (230, 230, 230))), 55.0, 0.05, 46.0,
                 "vehicle.moving", "vehicle.stopped"),
-    ObjectClass("vehicle.trailer", (2.90, 12.29, 3.87), 5.0, (120, 80, 50), ((0.0, 0.15, (30, 30, 30)),), 40.0, 0.05, 46.0,
-                "vehicle.moving", "vehicle.parked"),
+    ObjectClass("vehicle.trailer", (2.90, 12.29, 3.87), 5.0, (120, 80, 50), ((0.0, 0.15, (30, 30, 30)),),
+                40.0, 0.05, 46.0, "vehicle.moving", "vehicle.parked"),
     ObjectClass("movable_object.barrier", (2.53, 0.50, 0.98), 0.0, (235, 235, 235),
                 ((0.25, 0.5, (210, 30, 30)), (0.75, 1.0, (210, 30, 30))), 90.0, 0.10, 27.0, None, None),
-    ObjectClass("vehicle.motorcycle", (0.77, 2.11, 1.47), 8.0, (150, 50, 170), ((0.75, 1.0, (20, 20, 20)),), 55.0, 0.06, 36.0,
-                "cycle.with_rider", "cycle.without_rider"),
-    ObjectClass("vehicle.bicycle", (0.60, 1.70, 1.28), 4.0, (40, 200, 210), ((0.0, 0.4, (25, 25, 25)),), 35.0, 0.06, 36.0,
-                "cycle.with_rider", "cycle.without_rider"),
+    ObjectClass("vehicle.motorcycle", (0.77, 2.11, 1.47), 8.0, (150, 50, 170), ((0.75, 1.0, (20, 20, 20)),),
+                55.0, 0.06, 36.0, "cycle.with_rider", "cycle.without_rider"),
+    ObjectClass("vehicle.bicycle", (0.60, 1.70, 1.28), 4.0, (40, 200, 210), ((0.0, 0.4, (25, 25, 25)),),
+                35.0, 0.06, 36.0, "cycle.with_rider", "cycle.without_rider"),
     ObjectClass("human.pedestrian.adult", (0.67, 0.73, 1.77), 1.5, (60, 70, 150),
                 ((0.45, 0.85, (230, 140, 80)), (0.88, 1.0, (240, 195, 160))), 30.0, 0.18, 36.0,
                 "pedestrian.moving", "pedestrian.standing"),
-    ObjectClass("movable_object.trafficcone", (0.41, 0.41, 1.07), 0.0, (255, 110, 0), ((0.45, 0.65, (250, 250, 250)),),
-                100.0, 0.10, 27.0, None, None),
+    ObjectClass("movable_object.trafficcone", (0.41, 0.41, 1.07), 0.0, (255, 110, 0),
+                ((0.45, 0.65, (250, 250, 250)),), 100.0, 0.10, 27.0, None, None),
     # Not a detection class: the reader and the devkit's evaluation must drop it.
-    ObjectClass("movable_object.pushable_pullable", (0.62, 0.75, 1.05), 0.0, (120, 120, 110), (), 40.0, 0.03, 27.0,
-                None, None),
+    ObjectClass("movable_object.pushable_pullable", (0.62, 0.75, 1.05), 0.0, (120, 120, 110), (),
+                40.0, 0.03, 27.0, None, None),
 )
 
 EGO_RADIUS = 2.6  # half the diagonal of a Renault Zoe, plus margin
@@ -139,17 +139,24 @@ def boxes_at(actors: list[Actor], t: float) -> np.ndarray:
 def sample_world(rng: np.random.Generator, times: np.ndarray, num_objects: int,
                  start_xy: tuple[float, float]) -> tuple[EgoTrajectory, list[Actor]]:
     """Draw an ego trajectory and up to `num_objects` actors that, at every one of `times` (seconds), are
-    within their class's `max_range` of the ego car and overlap neither it nor each other."""
+    within their class's `max_range` of the ego car and overlap neither it nor each other. The first
+    actors cover the classes one each; a class that cannot be placed (crowded scene) is retried."""
     ego = EgoTrajectory(start_xy=start_xy, start_yaw=float(rng.uniform(-np.pi, np.pi)),
                         speed=float(rng.choice([0.0, rng.uniform(2.0, 9.0)], p=[0.15, 0.85])),
                         yaw_rate=float(rng.uniform(-0.08, 0.08)))
     ego_xy, ego_yaw = ego.state(times)
     weights = np.array([c.weight for c in OBJECT_CLASSES])
+    # Every class once (in random order) before drawing by frequency, so that even a small split has
+    # examples of all classes and per-class metrics are defined.
+    first_of_each = rng.permutation(len(OBJECT_CLASSES))
     actors: list[Actor] = []
     for _ in range(num_objects * 20):  # rejection sampling: give up on crowded scenes
         if len(actors) == num_objects:
             break
-        ci = int(rng.choice(len(OBJECT_CLASSES), p=weights / weights.sum()))
+        if len(actors) < len(first_of_each):
+            ci = int(first_of_each[len(actors)])
+        else:
+            ci = int(rng.choice(len(OBJECT_CLASSES), p=weights / weights.sum()))
         cls = OBJECT_CLASSES[ci]
         size = tuple(float(s) for s in np.asarray(cls.size_wlh) * rng.uniform(0.88, 1.12, size=3))
         anchor = int(rng.integers(len(times)))

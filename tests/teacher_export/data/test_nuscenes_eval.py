@@ -73,7 +73,8 @@ def test_random_boxes_score_near_zero(val, tmp_path: Path) -> None:
     results = {}
     for s in samples:
         n = 30
-        boxes = np.concatenate([rng.uniform(-45, 45, (n, 2)), rng.uniform(-1.5, 0.5, (n, 1)), rng.uniform(0.5, 5, (n, 3)),
+        boxes = np.concatenate([rng.uniform(-45, 45, (n, 2)), rng.uniform(-1.5, 0.5, (n, 1)),
+                                rng.uniform(0.5, 5, (n, 3)),
                                 rng.uniform(-np.pi, np.pi, (n, 1)), rng.normal(0, 2, (n, 2))], axis=1)
         results[s.token] = _to_results(s, boxes, list(rng.choice(classes, n)), rng.random(n))
     metrics = _evaluate(nusc, results, tmp_path)

@@ -37,6 +37,14 @@ def _points_in_lidar_boxes(points: np.ndarray, boxes: np.ndarray, margin: float 
             & (np.abs(rel[..., 2]) <= boxes[:, 5] / 2 + margin))
 
 
+def _box_corners(box: np.ndarray) -> np.ndarray:
+    """(8, 3) corners of a cache_schema box."""
+    x, y, z, l, w, h, yaw = box[:7]
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) / 2.0
+    local = signs * (l, w, h)
+    return local @ rotation_z(float(yaw)).T + (x, y, z)
+
+
 def test_split_order_and_fields(synthetic_dataroot: Path, samples: list[SampleInfo]) -> None:
     val = NuScenesSamples(synthetic_dataroot, "v1.0-mini", "mini_val")
     assert len(val) == 3 and [s.scene_name for s in val] == ["scene-0103"] * 3
@@ -113,8 +121,10 @@ def test_sweeps_are_motion_compensated_onto_static_objects(synthetic_dataroot: P
 def test_load_points_composes_poses(tmp_path: Path) -> None:
     """One world point seen by a sweep from another pose lands where the key LiDAR sees it."""
     world_point = np.array([[12.0, -3.0, 0.5]])
-    key_l2e, key_pose = make_transform(rotation_z(-np.pi / 2), (0.9, 0.0, 1.8)), make_transform(rotation_z(0.3), (100, 50, 0))
-    sw_l2e, sw_pose = make_transform(rotation_z(-1.5), (1.0, 0.1, 1.7)), make_transform(rotation_z(0.2), (97, 49, 0))
+    key_l2e = make_transform(rotation_z(-np.pi / 2), (0.9, 0.0, 1.8))
+    key_pose = make_transform(rotation_z(0.3), (100, 50, 0))
+    sw_l2e = make_transform(rotation_z(-1.5), (1.0, 0.1, 1.7))
+    sw_pose = make_transform(rotation_z(0.2), (97, 49, 0))
     in_key = transform_points(invert_transform(key_pose @ key_l2e), world_point)
     in_sweep = transform_points(invert_transform(sw_pose @ sw_l2e), world_point)
     for name, xyz in (("key.bin", in_key), ("sweep.bin", in_sweep)):
@@ -132,10 +142,11 @@ def test_load_points_composes_poses(tmp_path: Path) -> None:
     assert load_points(tmp_path, sample, num_sweeps=0).shape == (1, 5)
 
 
-def test_box_centres_project_into_the_camera_facing_them(synthetic_dataroot: Path,
+def test_box_centres_project_into_camera_images(synthetic_dataroot: Path,
                                                          samples: list[SampleInfo]) -> None:
-    """Each box centre lands inside some camera image (the rig sees all around), on pixels that differ
-    from an empty render of the same camera: the object is drawn where it is annotated."""
+    """Each box centre lands inside some camera image (the rig sees all around, bar blind spots near the
+    car), on pixels that differ from an empty render of the same camera: the object is drawn where it
+    is annotated."""
     from PIL import Image
 
     checked = 0
@@ -147,15 +158,24 @@ def test_box_centres_project_into_the_camera_facing_them(synthetic_dataroot: Pat
             offsets = [abs(p[0] / p[2] / c.width - 0.5) if p[2] > 0 else np.inf for p, c in zip(uvds, s.cameras)]
             cam, uvd = s.cameras[int(np.argmin(offsets))], uvds[int(np.argmin(offsets))]
             u, v = uvd[:2] / uvd[2]
-            assert 0 <= u < cam.width and 0 <= v < cam.height, (s.token, b, cam.name, u, v)
-            if not (2 <= u < cam.width - 2 and 2 <= v < cam.height - 2):
+            if not (0 <= u < cam.width and 0 <= v < cam.height):
+                # Neighbouring cameras sit apart, so close to the car there are gaps between their views.
+                assert np.hypot(*s.gt_boxes[b, :2]) < 10.0, (s.token, b, cam.name, u, v)
                 continue
             image = np.asarray(Image.open(synthetic_dataroot / cam.image_path), dtype=np.float64)
             empty = np.asarray(render_camera(cam.image_size, cam.intrinsics, cam.cam_to_global, np.zeros((0, 7)),
                                              [], [], np.random.default_rng(0)), dtype=np.float64)
-            iu, iv = int(u), int(v)
-            diff = np.abs(image[iv - 1:iv + 2, iu - 1:iu + 2] - empty[iv - 1:iv + 2, iu - 1:iu + 2]).mean(axis=(0, 1))
-            assert diff.max() > 20, (s.token, b, cam.name, diff)
+            # The box's image rectangle, where its (or an occluder's) faces were drawn.
+            corners = np.c_[_box_corners(s.gt_boxes[b]), np.ones(8)] @ s.lidar_to_image(cam.name).T
+            if np.any(corners[:, 2] <= 0.1):
+                continue
+            uv = corners[:, :2] / corners[:, 2:3]
+            u0, v0 = np.clip(np.floor(uv.min(axis=0)), 0, None).astype(int)
+            u1, v1 = np.minimum(np.ceil(uv.max(axis=0)), (cam.width, cam.height)).astype(int)
+            if (u1 - u0) * (v1 - v0) < 4:
+                continue
+            changed = np.abs(image[v0:v1, u0:u1] - empty[v0:v1, u0:u1]).max(axis=-1) > 30
+            assert changed.mean() > 0.3, (s.token, b, cam.name, changed.mean())
             checked += 1
     assert checked >= 10
 
