@@ -109,3 +109,15 @@ def test_cli_make_synthetic(tmp_path: Path) -> None:
     assert again.exit_code == 2 and str(out) in again.output
     bad = runner.invoke(main, ["make-synthetic", str(tmp_path / "new"), "--image-size", "big"])
     assert bad.exit_code == 2 and "--image-size" in bad.output
+
+
+def test_trainval_version_uses_train_and_val_scene_names(tmp_path: Path) -> None:
+    from teacher_export.data.nuscenes import NuScenesSamples
+
+    root = generate_synthetic(tmp_path / "tv", version="v1.0-trainval", **{**TINY, "scenes": 3})
+    splits = create_splits_scenes()
+    train = NuScenesSamples(root, "v1.0-trainval", "train")
+    val = NuScenesSamples(root, "v1.0-trainval", "val")
+    assert len(train) + len(val) == 3 * TINY["samples_per_scene"] and len(val) > 0
+    assert {s.scene_name for s in train} <= set(splits["train"])
+    assert {s.scene_name for s in val} <= set(splits["val"])
