@@ -1,0 +1,380 @@
+"""Key-frame samples of a nuScenes dataroot as small frozen dataclasses.
+
+`NuScenesSamples` wraps nuscenes-devkit's `NuScenes` once and hands out `SampleInfo`s: paths relative to
+the dataroot, calibration and poses as 4x4 float64 matrices, and ground-truth boxes in the sample's
+LiDAR frame in the box convention of `cache_schema.boxes`, filtered the way the devkit's detection
+evaluation filters them. Nothing of the devkit leaks out, so the rest of the project never touches its
+tables. Works on real v1.0-mini / v1.0-trainval dataroots and on `x3kd-cache make-synthetic` output.
+
+Frames: a `SampleInfo` is anchored at its LiDAR key frame. `ego_pose` maps ego -> global at the LiDAR
+timestamp; each camera has its own `ego_pose` at its exposure timestamp (cameras fire up to ~50 ms after
+the LiDAR), so LiDAR -> camera goes through the global frame:
+    lidar_to_camera = inv(cam_to_ego) @ inv(cam.ego_pose) @ ego_pose @ lidar_to_ego
+(`SampleInfo.lidar_to_camera(name)` computes it).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cache_schema.boxes import BOX_DIM
+from cache_schema.errors import UserInputError
+from cache_schema.grid import NUSCENES_CLASSES
+from cache_schema.layout import CAMERA_NAMES
+from teacher_export.data.geometry import invert_transform, make_transform, transform_points, yaw_of
+
+LIDAR_NAME = "LIDAR_TOP"
+TABLE_NAMES: tuple[str, ...] = ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor",
+                                "ego_pose", "log", "scene", "sample", "sample_data", "sample_annotation", "map")
+# Which dataroot version a predefined split needs (the devkit asserts the same suffixes).
+_SPLIT_VERSION_SUFFIX = {"train": "trainval", "val": "trainval", "train_detect": "trainval",
+                         "train_track": "trainval", "mini_train": "mini", "mini_val": "mini", "test": "test"}
+
+
+@dataclass(frozen=True, eq=False)
+class CameraInfo:
+    """One camera image of a sample. `image_path` is relative to the dataroot; `intrinsics` (3, 3),
+    `cam_to_ego` and `ego_pose` (ego -> global at this image's timestamp) are float64; the camera frame
+    is x right, y down, z forward."""
+
+    name: str
+    sample_data_token: str
+    timestamp: int
+    image_path: str
+    intrinsics: np.ndarray
+    cam_to_ego: np.ndarray
+    ego_pose: np.ndarray
+    width: int
+    height: int
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height), PIL's order."""
+        return (self.width, self.height)
+
+    @property
+    def cam_to_global(self) -> np.ndarray:
+        return self.ego_pose @ self.cam_to_ego
+
+
+@dataclass(frozen=True, eq=False)
+class SweepInfo:
+    """A LiDAR sweep before the key frame: file relative to the dataroot, its timestamp (us) and the
+    LiDAR->ego and ego->global transforms at that timestamp."""
+
+    lidar_path: str
+    timestamp: int
+    lidar_to_ego: np.ndarray
+    ego_pose: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class SampleInfo:
+    """A key-frame sample: what the teachers and the student need, as plain values.
+
+    `gt_boxes` (N, 9) float32 are (x, y, z_centre, l, w, h, yaw, vx, vy) in this sample's LiDAR frame
+    (see `cache_schema.boxes`), `gt_labels` (N,) int64 index `NUSCENES_CLASSES`, `gt_names` are those
+    class names, `gt_num_lidar_pts` (N,) int32 and `gt_tokens` the sample_annotation tokens. `sweeps`
+    are the previous LiDAR sweeps, newest first. `timestamp` is in microseconds.
+    """
+
+    token: str
+    scene_token: str
+    scene_name: str
+    timestamp: int
+    lidar_path: str
+    lidar_to_ego: np.ndarray
+    ego_pose: np.ndarray
+    cameras: tuple[CameraInfo, ...]
+    sweeps: tuple[SweepInfo, ...]
+    gt_boxes: np.ndarray
+    gt_labels: np.ndarray
+    gt_names: tuple[str, ...]
+    gt_num_lidar_pts: np.ndarray
+    gt_tokens: tuple[str, ...]
+
+    def camera(self, name: str) -> CameraInfo:
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam
+        raise KeyError(f"sample {self.token} has no camera {name!r}")
+
+    @property
+    def lidar_to_global(self) -> np.ndarray:
+        return self.ego_pose @ self.lidar_to_ego
+
+    def lidar_to_camera(self, name: str) -> np.ndarray:
+        """4x4 transform from this sample's LiDAR frame to camera `name`'s frame, through the global
+        frame so that the ego motion between the two timestamps is accounted for."""
+        return invert_transform(self.camera(name).cam_to_global) @ self.lidar_to_global
+
+    def camera_to_lidar(self, name: str) -> np.ndarray:
+        return invert_transform(self.lidar_to_camera(name))
+
+    def lidar_to_image(self, name: str) -> np.ndarray:
+        """4x4 projection LiDAR -> (u*d, v*d, d, 1) pixels of camera `name`; divide by the third row."""
+        k = np.eye(4)
+        k[:3, :3] = self.camera(name).intrinsics
+        return k @ self.lidar_to_camera(name)
+
+
+def load_points(dataroot: str | os.PathLike, sample: SampleInfo, num_sweeps: int | None = None) -> np.ndarray:
+    """(N, 5) float32 points (x, y, z, intensity, time_lag) in `sample`'s LiDAR frame: the key frame
+    (time lag 0) followed by up to `num_sweeps` (default: all in `sample.sweeps`) previous sweeps,
+    motion-compensated as CenterPoint/mmdet3d do (sweep LiDAR -> ego -> global -> key ego -> key LiDAR)
+    with their time lag in seconds."""
+    root = Path(dataroot)
+    key = _read_pcd_bin(root / sample.lidar_path)
+    parts = [np.concatenate([key[:, :4], np.zeros((len(key), 1), np.float32)], axis=1)]
+    global_to_key = invert_transform(sample.lidar_to_global)
+    sweeps = sample.sweeps if num_sweeps is None else sample.sweeps[:num_sweeps]
+    for sweep in sweeps:
+        pts = _read_pcd_bin(root / sweep.lidar_path)
+        to_key = global_to_key @ sweep.ego_pose @ sweep.lidar_to_ego
+        xyz = transform_points(to_key, pts[:, :3].astype(np.float64)).astype(np.float32)
+        lag = np.full((len(pts), 1), (sample.timestamp - sweep.timestamp) * 1e-6, dtype=np.float32)
+        parts.append(np.concatenate([xyz, pts[:, 3:4], lag], axis=1))
+    return np.concatenate(parts, axis=0)
+
+
+def _read_pcd_bin(path: Path) -> np.ndarray:
+    """nuScenes LiDAR file: float32 rows of (x, y, z, intensity, ring)."""
+    if not path.is_file():
+        raise UserInputError(f"{path}: LiDAR point file not found")
+    raw = np.fromfile(path, dtype=np.float32)
+    if raw.size % 5:
+        raise UserInputError(f"{path}: not a nuScenes .pcd.bin (size is not a multiple of 5 float32)")
+    return raw.reshape(-1, 5)
+
+
+def _pose(record: dict) -> np.ndarray:
+    return make_transform(record["rotation"], record["translation"])
+
+
+class NuScenesSamples(Sequence[SampleInfo]):
+    """The key-frame samples of one split of a nuScenes dataroot, in scene order (the split's scene
+    list), then by timestamp.
+
+    `split` is a predefined nuScenes split (train, val, test, mini_train, mini_val, ...; it must suit
+    the version) or a custom split of `<dataroot>/<version>/splits.json`. GT boxes keep what the
+    devkit's `DetectionEval` keeps: detection classes only (`category_to_detection_name`), at least one
+    LiDAR or radar point, within the per-class range of `eval_config`, bicycles/motorcycles outside
+    bike racks. Bad paths raise `UserInputError` naming the path.
+    """
+
+    def __init__(self, dataroot: str | os.PathLike, version: str, split: str, *, num_sweeps: int = 9,
+                 eval_config: str = "detection_cvpr_2019") -> None:
+        self.dataroot = Path(dataroot)
+        self.version = version
+        self.split = split
+        self.num_sweeps = int(num_sweeps)
+        if self.num_sweeps < 0:
+            raise UserInputError(f"num_sweeps {num_sweeps}: must be >= 0")
+        self._check_layout()
+        self._nusc = self._load_devkit()
+        self._class_range = self._load_class_range(eval_config)
+        self._tokens = self._split_sample_tokens()
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    def _check_layout(self) -> None:
+        """Check what the devkit would assert on, so that users get a one-line error naming the path."""
+        if not self.dataroot.is_dir():
+            raise UserInputError(f"{self.dataroot}: nuScenes dataroot not found")
+        table_root = self.dataroot / self.version
+        if not table_root.is_dir():
+            found = sorted(p.name for p in self.dataroot.iterdir() if (p / "scene.json").is_file())
+            raise UserInputError(f"{table_root}: no tables for version {self.version!r} "
+                                 f"(versions here: {', '.join(found) or 'none'})")
+        for name in TABLE_NAMES:
+            if not (table_root / f"{name}.json").is_file():
+                raise UserInputError(f"{table_root / f'{name}.json'}: nuScenes table missing")
+        try:
+            maps = json.loads((table_root / "map.json").read_text())
+        except json.JSONDecodeError as e:
+            raise UserInputError(f"{table_root / 'map.json'}: not valid JSON ({e})") from None
+        for rec in maps:
+            if not (self.dataroot / rec.get("filename", "")).is_file():
+                raise UserInputError(f"{self.dataroot / rec.get('filename', '')}: map image missing")
+
+    def _load_devkit(self):
+        from nuscenes.nuscenes import NuScenes
+
+        # The devkit prints progress even with verbose=False in places, and asserts on bad tables.
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                return NuScenes(version=self.version, dataroot=str(self.dataroot), verbose=False)
+        except (AssertionError, KeyError, ValueError, TypeError, IndexError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserInputError(f"{self.dataroot / self.version}: nuscenes-devkit cannot load the tables ({msg})") \
+                from None
+
+    @staticmethod
+    def _load_class_range(eval_config: str) -> dict[str, float]:
+        from nuscenes.eval.common.config import config_factory
+
+        try:
+            cfg = config_factory(eval_config)
+        except Exception as e:  # the devkit raises a bare assertion for unknown names
+            raise UserInputError(f"eval config {eval_config!r}: not a nuscenes-devkit detection config") from e
+        return dict(cfg.class_range)
+
+    def _split_scene_names(self) -> list[str]:
+        from nuscenes.utils.splits import create_splits_scenes
+
+        predefined = create_splits_scenes()
+        if self.split in predefined:
+            suffix = _SPLIT_VERSION_SUFFIX.get(self.split)
+            if suffix and not self.version.endswith(suffix):
+                raise UserInputError(f"split {self.split!r} needs a *-{suffix} version, not {self.version!r}")
+            return list(predefined[self.split])
+        custom = self.dataroot / self.version / "splits.json"
+        if custom.is_file():
+            splits = json.loads(custom.read_text())
+            if self.split in splits:
+                return list(splits[self.split])
+        raise UserInputError(f"split {self.split!r}: not a nuScenes split ({', '.join(sorted(predefined))}) "
+                             f"nor in {custom}")
+
+    def _split_sample_tokens(self) -> list[str]:
+        by_name = {scene["name"]: scene for scene in self._nusc.scene}
+        tokens: list[str] = []
+        for name in self._split_scene_names():
+            scene = by_name.get(name)
+            if scene is None:  # dataroots may hold part of a split (v1.0-mini, synthetic data)
+                continue
+            samples = sorted(self._scene_samples(scene), key=lambda s: s["timestamp"])
+            tokens.extend(s["token"] for s in samples)
+        if not tokens:
+            raise UserInputError(f"{self.dataroot / self.version}: no scene of split {self.split!r} in this dataroot")
+        return tokens
+
+    def _scene_samples(self, scene: dict) -> list[dict]:
+        samples, token = [], scene["first_sample_token"]
+        while token:
+            rec = self._nusc.get("sample", token)
+            samples.append(rec)
+            token = rec["next"]
+        return samples
+
+    # -- sequence -------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def __getitem__(self, index: int) -> SampleInfo:  # type: ignore[override]
+        if isinstance(index, slice):
+            raise TypeError("NuScenesSamples takes integer indices")
+        return self._sample_info(self._tokens[index])
+
+    def __iter__(self) -> Iterator[SampleInfo]:
+        for token in self._tokens:
+            yield self._sample_info(token)
+
+    @property
+    def sample_tokens(self) -> tuple[str, ...]:
+        return tuple(self._tokens)
+
+    def index(self, token: str, *args) -> int:  # type: ignore[override]
+        """Position of the sample with `token` (faster than Sequence.index, which builds every sample)."""
+        return self._tokens.index(token)
+
+    def load_points(self, sample: SampleInfo, num_sweeps: int | None = None) -> np.ndarray:
+        """Key-frame points plus `num_sweeps` (default: this reader's) motion-compensated sweeps; see
+        `load_points`."""
+        return load_points(self.dataroot, sample, self.num_sweeps if num_sweeps is None else num_sweeps)
+
+    # -- building one sample --------------------------------------------------------------------------
+
+    def _sample_info(self, token: str) -> SampleInfo:
+        nusc = self._nusc
+        sample = nusc.get("sample", token)
+        scene = nusc.get("scene", sample["scene_token"])
+        if LIDAR_NAME not in sample["data"]:
+            raise UserInputError(f"{self.dataroot / self.version}: sample {token} has no {LIDAR_NAME} key frame")
+        lidar_sd = nusc.get("sample_data", sample["data"][LIDAR_NAME])
+        lidar_to_ego = _pose(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"]))
+        ego_pose = _pose(nusc.get("ego_pose", lidar_sd["ego_pose_token"]))
+        self._require_file(lidar_sd["filename"], "LiDAR point file")
+
+        cameras = []
+        for name in CAMERA_NAMES:
+            if name not in sample["data"]:
+                raise UserInputError(f"{self.dataroot / self.version}: sample {token} has no {name} image")
+            sd = nusc.get("sample_data", sample["data"][name])
+            calib = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+            self._require_file(sd["filename"], "camera image")
+            cameras.append(CameraInfo(name=name, sample_data_token=sd["token"], timestamp=int(sd["timestamp"]),
+                                      image_path=sd["filename"],
+                                      intrinsics=np.asarray(calib["camera_intrinsic"], dtype=np.float64),
+                                      cam_to_ego=_pose(calib),
+                                      ego_pose=_pose(nusc.get("ego_pose", sd["ego_pose_token"])),
+                                      width=int(sd["width"]), height=int(sd["height"])))
+
+        sweeps, sd = [], lidar_sd
+        while len(sweeps) < self.num_sweeps and sd["prev"]:
+            sd = nusc.get("sample_data", sd["prev"])
+            sweeps.append(SweepInfo(lidar_path=sd["filename"], timestamp=int(sd["timestamp"]),
+                                    lidar_to_ego=_pose(nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])),
+                                    ego_pose=_pose(nusc.get("ego_pose", sd["ego_pose_token"]))))
+
+        boxes, labels, names, npts, ann_tokens = self._gt_boxes(sample, ego_pose, lidar_to_ego)
+        return SampleInfo(token=token, scene_token=scene["token"], scene_name=scene["name"],
+                          timestamp=int(sample["timestamp"]), lidar_path=lidar_sd["filename"],
+                          lidar_to_ego=lidar_to_ego, ego_pose=ego_pose, cameras=tuple(cameras), sweeps=tuple(sweeps),
+                          gt_boxes=boxes, gt_labels=labels, gt_names=names, gt_num_lidar_pts=npts,
+                          gt_tokens=ann_tokens)
+
+    def _require_file(self, relative: str, what: str) -> None:
+        if not (self.dataroot / relative).is_file():
+            raise UserInputError(f"{self.dataroot / relative}: {what} not found")
+
+    def _gt_boxes(self, sample: dict, ego_pose: np.ndarray, lidar_to_ego: np.ndarray):
+        """The sample's annotations that `DetectionEval` keeps, as LiDAR-frame boxes."""
+        from nuscenes.eval.detection.utils import category_to_detection_name
+
+        nusc = self._nusc
+        anns = [nusc.get("sample_annotation", t) for t in sample["anns"]]
+        racks = [a for a in anns if a["category_name"] == "static_object.bicycle_rack"]
+        global_to_lidar = invert_transform(ego_pose @ lidar_to_ego)
+        rows, labels, names, npts, tokens = [], [], [], [], []
+        for ann in anns:
+            name = category_to_detection_name(ann["category_name"])
+            if name is None or name not in NUSCENES_CLASSES:
+                continue
+            if ann["num_lidar_pts"] + ann["num_radar_pts"] == 0:
+                continue
+            centre = np.asarray(ann["translation"], dtype=np.float64)
+            # The devkit measures range in the global frame from the ego position (xy only).
+            if np.linalg.norm(centre[:2] - ego_pose[:2, 3]) >= self._class_range[name]:
+                continue
+            if name in ("bicycle", "motorcycle") and any(_inside(centre, r) for r in racks):
+                continue
+            box_to_global = make_transform(ann["rotation"], centre)
+            box_to_lidar = global_to_lidar @ box_to_global
+            velocity = np.nan_to_num(nusc.box_velocity(ann["token"]), nan=0.0)
+            v_lidar = global_to_lidar[:3, :3] @ velocity
+            w, l, h = ann["size"]
+            rows.append((*box_to_lidar[:3, 3], l, w, h, yaw_of(box_to_lidar[:3, :3]), v_lidar[0], v_lidar[1]))
+            labels.append(NUSCENES_CLASSES.index(name))
+            names.append(name)
+            npts.append(ann["num_lidar_pts"])
+            tokens.append(ann["token"])
+        boxes = np.asarray(rows, dtype=np.float32).reshape(-1, BOX_DIM)
+        return (boxes, np.asarray(labels, dtype=np.int64), tuple(names), np.asarray(npts, dtype=np.int32),
+                tuple(tokens))
+
+
+def _inside(point: np.ndarray, ann: dict) -> bool:
+    """Whether a global point lies inside an annotation's box."""
+    local = invert_transform(make_transform(ann["rotation"], ann["translation"]))
+    p = local[:3, :3] @ point + local[:3, 3]
+    w, l, h = ann["size"]
+    return bool(abs(p[0]) <= l / 2 and abs(p[1]) <= w / 2 and abs(p[2]) <= h / 2)
