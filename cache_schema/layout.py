@@ -46,7 +46,7 @@ class StoreConfig:
     classes: ClassSetup = field(default_factory=ClassSetup)
     cameras: tuple[str, ...] = CAMERA_NAMES
     image_size: tuple[int, int] = (900, 1600)  # (H, W) of the original camera images
-    depth_stride: int = 4  # depth targets are kept at image_size // depth_stride
+    depth_stride: int = 4  # depth targets are kept at image_size // depth_stride (floor)
     bev_channels: int = 384  # LiDAR teacher's BEV feature channels
     bev_quantization: str = "int8"
     max_gt_boxes: int = 256
@@ -69,8 +69,8 @@ class StoreConfig:
         missing = [g for g in REQUIRED_GROUPS if g not in self.groups]
         if missing:
             problems.append(f"groups must include {missing}")
-        if any(s % self.depth_stride for s in self.image_size):
-            problems.append(f"image_size {self.image_size} is not divisible by depth_stride {self.depth_stride}")
+        if self.depth_stride < 1 or min(self.image_size) < self.depth_stride:
+            problems.append(f"depth_stride {self.depth_stride} does not fit image_size {self.image_size}")
         if problems:
             raise ValueError("; ".join(problems))
 

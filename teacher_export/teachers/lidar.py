@@ -21,9 +21,9 @@ def _mmdet3d_centerpoint(**kwargs: Any) -> LidarTeacher:
     return Mmdet3dCenterPointTeacher(**kwargs)
 
 
-def _builtin(config: str, **kwargs: Any) -> LidarTeacher:
+def _builtin(default_config: str, **kwargs: Any) -> LidarTeacher:
     from teacher_export.teachers.centerpoint.teacher import CenterPointTeacher
-    return CenterPointTeacher(config=kwargs.pop("config", None) or config, **kwargs)
+    return CenterPointTeacher(config=kwargs.pop("config", None) or default_config, **kwargs)
 
 
 LIDAR_TEACHERS: dict[str, Callable[..., LidarTeacher]] = {
