@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo clean
 
 setup: $(STAMP)
 
@@ -19,7 +19,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 demo: setup
-	$(PY) -m scripts.demo
+	bash scripts/demo.sh
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
