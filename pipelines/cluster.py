@@ -103,10 +103,11 @@ def jobqueue_cluster(spec: ClusterSpec, *, dashboard_address: str | None = ":878
            # one single-threaded worker process per core, as with --cluster local:N
            "processes": spec.cores, "job_name": "x3kd-export"}
     job = {k: v for k, v in job.items() if v is not None}
+    scheduler_options = {"dashboard_address": dashboard_address, **kwargs.pop("scheduler_options", {})}
     try:
-        return cls(dashboard_address=dashboard_address, **job, **kwargs)
+        return cls(scheduler_options=scheduler_options, **job, **kwargs)
     except ValueError as e:  # dask-jobqueue's own checks, e.g. cores/memory neither given nor configured
-        raise UserInputError(f"--cluster {spec.kind}: {e}") from None
+        raise UserInputError(f"--cluster {spec.kind}: {' '.join(str(e).split())}") from None
 
 
 @contextmanager
@@ -116,6 +117,8 @@ def connect(spec: ClusterSpec, *, dashboard_address: str | None = ":8787") -> It
     A cluster started here (local, slurm, pbs) is shut down on exit; a joined one is left running."""
     from distributed import Client
 
+    # distributed logs at INFO by its own configuration; follow the application's verbosity instead
+    logging.getLogger("distributed").setLevel(logging.getLogger().getEffectiveLevel())
     if spec.kind == "scheduler":
         try:
             client = Client(spec.address, timeout="30s")

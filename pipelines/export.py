@@ -50,10 +50,9 @@ def export_on_cluster(options: ExportOptions, client: Any, *, retries: int = 2, 
     todo = sum(t.todo for t in tasks)
     log.info("%s: %d of %d samples to export in %d shard tasks", options.out, todo, config.num_samples, len(tasks))
 
-    futures = [client.submit(export_shard, options, t.shard, exporter_factory, key=f"{t.key}-{run}",
-                             retries=retries, pure=False) for t in tasks]
+    futures = {client.submit(export_shard, options, t.shard, exporter_factory, key=f"{t.key}-{run}",
+                             retries=retries, pure=False): t for t in tasks}
     times = StageTimes()
-    written = 0
     bar = None
     if progress and todo:
         from tqdm import tqdm
@@ -63,15 +62,15 @@ def export_on_cluster(options: ExportOptions, client: Any, *, retries: int = 2, 
 
         for future in as_completed(futures):
             result: ShardResult = future.result()  # re-raises the task's error once its retries are spent
-            written += result.written
             times.add(result.times)
             if bar is not None:
-                bar.update(result.written)
+                # the plan's count: a retried task writes only what its failed attempt did not finish
+                bar.update(futures[future].todo)
             log.debug("shard %d: %d samples in %.1f s on %s", result.shard, result.written, result.seconds,
                       result.worker)
     except BaseException:
         # What finished is on disk with its done flags; the same command resumes from there.
-        client.cancel(futures)
+        client.cancel(list(futures))
         raise
     finally:
         if bar is not None:
@@ -86,9 +85,9 @@ def export_on_cluster(options: ExportOptions, client: Any, *, retries: int = 2, 
     seconds = time.perf_counter() - started
     if tasks:
         workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-        writer.record_run(run_record(written, seconds, options.device, cluster=cluster_name or "dask",
+        writer.record_run(run_record(todo, seconds, options.device, cluster=cluster_name or "dask",
                                      workers=workers, shards=len(tasks), retries=retries))
-    return ExportResult(options.out, config.num_samples, written, config.num_samples - todo, seconds, times)
+    return ExportResult(options.out, config.num_samples, todo, config.num_samples - todo, seconds, times)
 
 
 def _absolute_paths(options: ExportOptions) -> ExportOptions:
