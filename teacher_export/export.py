@@ -252,7 +252,7 @@ def _index_and_targets(info: SampleInfo, points: np.ndarray, config: StoreConfig
 def _read_image(path: Path, expected_hw: tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
+            rgb = np.array(im.convert("RGB"))  # a writable copy: torch warns on read-only arrays
     except FileNotFoundError:
         raise UserInputError(f"{path}: camera image missing") from None
     except OSError as e:

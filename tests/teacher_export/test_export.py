@@ -1,0 +1,149 @@
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from cache_schema import CacheReader, validate
+from cache_schema.quantize import decode, encode, relative_l2
+from teacher_export.cli import main as cli
+from teacher_export.data.nuscenes import NuScenesSamples
+from teacher_export.export import Exporter, export
+from tests.teacher_export.exports import SMALL_LIDAR_CONFIG, small_export_options
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def raw_arrays(url):
+    root = zarr.open_group(url, mode="r")
+    return {f"{g}/{n}": a[:] for g, group in root.groups() for n, a in group.arrays()}
+
+
+@pytest.fixture(scope="module")
+def exported(synthetic_dataroot, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "cache.zarr"
+    options = small_export_options(synthetic_dataroot, out)
+    result = export(options, progress=False)
+    return options, result
+
+
+def test_export_writes_a_clean_store_with_everything_the_student_needs(exported):
+    options, result = exported
+    assert result.written == 3 and result.skipped == 0
+    assert validate(options.out).ok
+    reader = CacheReader(options.out)
+    samples = NuScenesSamples(options.dataroot, options.version, options.split, num_sweeps=options.num_sweeps)
+    assert reader.tokens == list(samples.sample_tokens)
+    prov = reader.meta.provenance
+    assert prov["lidar_teacher"]["name"] == "centerpoint-pillar02"
+    assert prov["lidar_teacher"]["config"]["random_init"] is True
+    assert prov["image_teacher"]["name"] == "maskrcnn"
+    assert prov["dataset"] == {**prov["dataset"], "version": "v1.0-mini", "split": "mini_train"}
+    assert reader.config.grid.shape == (64, 64)  # the small teacher's grid is the store's grid
+    for i, info in enumerate(samples):
+        got = reader[i]
+        n = len(info.gt_boxes)
+        assert got["gt/count"] == n
+        np.testing.assert_allclose(got["gt/boxes"][:n], info.gt_boxes, rtol=1e-6)
+        assert np.all(got["gt/labels"][n:] == -1)
+        assert got["calib/image_paths"] == [c.image_path for c in info.cameras]
+        np.testing.assert_allclose(got["calib/cam_intrinsics"], np.stack([c.intrinsics for c in info.cameras]), rtol=1e-6)
+        depth = got["depth/depth"]
+        assert depth.shape == (6, 90 // 4, 160 // 4)
+        assert (depth > 0).sum() > 50 and depth.max() < 120
+        heat = got["lidar_teacher/heatmaps"]
+        assert heat.shape == (10, 64, 64) and 0 <= heat.min() and heat.max() <= 1
+        labels = got["image_teacher/labels"]
+        assert labels.shape == (6, 4) and set(np.unique(labels)) <= set(range(-1, 10))
+
+
+def test_cached_teacher_maps_equal_a_direct_teacher_run(exported):
+    options, _ = exported
+    exporter = Exporter(options)
+    info = exporter.samples[1]
+    direct = exporter.lidar_teacher([exporter.samples.load_points(info)])[0]
+    cached = CacheReader(options.out, groups=["lidar_teacher"])[1]
+    # the cache holds exactly the teacher's features, reduced by the store's int8 quantization
+    stored, affine = encode(direct.bev_features, "int8")
+    np.testing.assert_allclose(cached["lidar_teacher/bev_features"], decode(stored, "int8", affine), rtol=1e-5, atol=1e-6)
+    assert relative_l2(direct.heatmaps, cached["lidar_teacher/heatmaps"]) < 1e-3  # float16
+    assert relative_l2(direct.regression, cached["lidar_teacher/regression"]) < 1e-3
+
+
+def test_rerun_writes_nothing(exported):
+    options, _ = exported
+    result = export(options, progress=False)
+    assert result.written == 0 and result.skipped == 3
+
+
+def test_sigkill_during_export_then_resume_equals_uninterrupted(synthetic_dataroot, tmp_path):
+    child = [sys.executable, "-m", "tests.teacher_export.export_child", str(synthetic_dataroot)]
+    reference = tmp_path / "reference.zarr"
+    assert subprocess.run(child + [str(reference)], cwd=REPO, capture_output=True).returncode == 0
+    resumed = tmp_path / "resumed.zarr"
+    killed = subprocess.run(child + [str(resumed), "--kill-after", "1"], cwd=REPO, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert not CacheReader(str(resumed)).done_mask.any()  # sample 0 was buffered, its shard unfinished
+    finished = subprocess.run(child + [str(resumed)], cwd=REPO, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert validate(str(resumed)).ok
+    a, b = raw_arrays(str(reference)), raw_arrays(str(resumed))
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_other_teacher_on_an_existing_store_is_refused(exported):
+    options, _ = exported
+    result = CliRunner().invoke(cli, [
+        "export", "--dataroot", options.dataroot, "--version", "v1.0-mini", "--split", "mini_train",
+        "--out", options.out, "--lidar-config", str(SMALL_LIDAR_CONFIG), "--image-teacher", "none",
+        "--random-init", "--num-sweeps", "2", "--shard-size", "2"])
+    assert result.exit_code == 2
+    assert "existing store" in result.output
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", "wrong-keys"])
+def test_bad_checkpoint_is_one_line_exit_2(synthetic_dataroot, tmp_path, content):
+    checkpoint = tmp_path / "teacher.pth"
+    if content == "wrong-keys":
+        import torch
+        torch.save({"state_dict": {"some.other.weight": torch.zeros(3)}}, checkpoint)
+    else:
+        checkpoint.write_bytes(content)
+    out = tmp_path / "cache.zarr"
+    result = subprocess.run([sys.executable, "-m", "teacher_export.cli", "export", "--dataroot", str(synthetic_dataroot),
+                             "--version", "v1.0-mini", "--split", "mini_train", "--out", str(out),
+                             "--lidar-config", str(SMALL_LIDAR_CONFIG), "--lidar-checkpoint", str(checkpoint),
+                             "--image-teacher", "none"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(checkpoint) in lines[0], result.stderr
+    assert not out.exists()
+
+
+def test_missing_checkpoint_without_random_init_is_refused(synthetic_dataroot, tmp_path):
+    result = CliRunner().invoke(cli, ["export", "--dataroot", str(synthetic_dataroot), "--version", "v1.0-mini",
+                                      "--split", "mini_train", "--out", str(tmp_path / "c.zarr"),
+                                      "--image-teacher", "none"])
+    assert result.exit_code == 2 and "--random-init" in result.output
+
+
+def test_yaml_config_with_cli_override(synthetic_dataroot, tmp_path):
+    config = tmp_path / "export.yaml"
+    config.write_text(json.dumps({"dataroot": str(synthetic_dataroot), "version": "v1.0-mini", "split": "mini_val",
+                                  "out": str(tmp_path / "c.zarr"), "lidar_config": str(SMALL_LIDAR_CONFIG),
+                                  "image_teacher": "none", "random_init": True, "num_sweeps": 1, "limit": 3}))
+    result = CliRunner().invoke(cli, ["export", "--config", str(config), "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    reader = CacheReader(str(tmp_path / "c.zarr"))
+    assert len(reader) == 2 and reader.done_mask.all() and "image_teacher" not in reader.config.groups
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataroot: x\nfrobnicate: 1\n")
+    result = CliRunner().invoke(cli, ["export", "--config", str(bad)])
+    assert result.exit_code == 2 and "frobnicate" in result.output
