@@ -2,6 +2,7 @@
 teachers built once per worker, failed tasks retried, a killed worker survived, a failed run resumed."""
 import os
 import signal
+import socket
 import threading
 import time
 from functools import partial
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 from distributed import Client
 
 from cache_schema import CacheReader, validate
@@ -30,8 +32,8 @@ def dataroot(tmp_path_factory):
                               samples_per_scene=NUM_SAMPLES, seed=5)
 
 
-def options(dataroot, out):
-    return small_export_options(dataroot, out, image_teacher=None, shard_size=2)
+def options(dataroot, out, **changes):
+    return small_export_options(dataroot, out, image_teacher=None, shard_size=2, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +51,8 @@ def client():
         yield client
 
 
-def assert_equals_reference(out, reference):
-    raw = raw_arrays(str(out))
+def assert_equals_reference(out, reference, storage_options=None):
+    raw = raw_arrays(str(out)) if storage_options is None else raw_arrays_of_url(str(out), storage_options)
     assert raw.keys() == reference.keys()
     for key in raw:
         np.testing.assert_array_equal(raw[key], reference[key], err_msg=key)
@@ -130,3 +132,34 @@ def test_worker_killed_mid_task_loses_nothing(client, dataroot, reference, tmp_p
     assert any(index == first_index and pid != victim for pid, index in starts)
     assert validate(str(out)).ok
     assert_equals_reference(out, reference)
+
+
+@pytest.fixture(scope="module")
+def s3_options():
+    """A real S3 API (moto's server) on loopback, reachable from the worker processes."""
+    server_mod = pytest.importorskip("moto.server")
+    s3fs = pytest.importorskip("s3fs")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")  # moto refuses other regions' location constraint
+        s3fs.S3FileSystem(**options, skip_instance_cache=True).mkdir("x3kd-pipelines")
+    yield options
+    server.stop()
+
+
+def raw_arrays_of_url(url, storage_options):
+    root = zarr.open_group(url, mode="r", storage_options=storage_options)
+    return {f"{g}/{name}": array[:] for g, group in root.groups() for name, array in group.arrays()}
+
+
+def test_workers_write_one_s3_store(client, dataroot, reference, s3_options):
+    url = "s3://x3kd-pipelines/caches/train.zarr"
+    result = export_on_cluster(options(dataroot, url, storage_options=s3_options), client, progress=False)
+    assert result.written == NUM_SAMPLES and result.out == url
+    assert validate(url, storage_options=s3_options).ok
+    assert_equals_reference(url, reference, storage_options=s3_options)
