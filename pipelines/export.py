@@ -41,6 +41,7 @@ def export_on_cluster(options: ExportOptions, client: Any, *, retries: int = 2, 
     started = time.perf_counter()
     run = uuid.uuid4().hex[:8]
 
+    log.info("building the teachers on a worker for the store layout (waits for the first worker)")
     layout = client.submit(describe_store, options, exporter_factory, key=f"x3kd-describe-store-{run}",
                            retries=retries, pure=False).result()
     writer = CacheWriter(options.out, layout.config, layout.provenance, storage_options=options.storage_options,

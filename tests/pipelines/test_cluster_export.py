@@ -14,6 +14,7 @@ import zarr
 from distributed import Client
 
 from cache_schema import CacheReader, validate
+from cache_schema.errors import UserInputError
 from pipelines.cluster import local_cluster
 from pipelines.export import export_on_cluster
 from teacher_export.export import Exporter, export
@@ -101,6 +102,13 @@ def test_run_that_fails_for_good_is_resumed_by_the_same_call(client, dataroot, r
     assert resumed.skipped >= 1 and resumed.written + resumed.skipped == NUM_SAMPLES
     assert validate(str(out)).ok
     assert_equals_reference(out, reference)
+
+
+def test_user_error_on_a_worker_reaches_the_client_as_such(client, dataroot, tmp_path):
+    out = tmp_path / "store.zarr"
+    with pytest.raises(UserInputError, match="--max-gt-boxes"):  # synthetic scenes have more than 1 box
+        export_on_cluster(options(dataroot, out, max_gt_boxes=1), client, progress=False, retries=0)
+    assert not CacheReader(str(out)).done_mask.any()
 
 
 def test_worker_killed_mid_task_loses_nothing(client, dataroot, reference, tmp_path):
