@@ -19,7 +19,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from cache_schema import CacheWriter
+from cache_schema import CacheReader, CacheWriter
 from cache_schema.errors import UserInputError
 from pipelines.plan import plan_shards
 from pipelines.worker import Exporter, ExporterFactory, ShardResult, describe_store, export_shard
@@ -77,8 +77,7 @@ def export_on_cluster(options: ExportOptions, client: Any, *, retries: int = 2, 
         if bar is not None:
             bar.close()
 
-    done = CacheWriter(options.out, config, layout.provenance, storage_options=options.storage_options,
-                       create=False).done_mask
+    done = CacheReader(options.out, storage_options=options.storage_options).done_mask
     if not done.all():
         missing = [i for i in range(config.num_samples) if not done[i]]
         raise RuntimeError(f"{options.out}: {len(missing)} samples not done after all shard tasks finished "
