@@ -85,8 +85,18 @@ def validate(store: str, quiet: bool) -> None:
 @click.option("--bev-quantization", type=click.Choice(["int8", "float16"]),
               help="Storage of the teacher BEV features (default int8, see BENCHMARKS.md).")
 @click.option("--depth-stride", type=int, help="Depth targets per N x N image pixels (default 4).")
+@click.option("--cluster", help="Run on Dask: local[:N] (N single-threaded worker processes, default one per "
+                                "core), slurm or pbs (batch jobs through dask-jobqueue). Default: one process.")
+@click.option("--scheduler", help="Run on an existing Dask cluster: its scheduler address, tcp://HOST:8786.")
+@click.option("--jobs", type=int, help="slurm/pbs: number of batch jobs (default 1).")
+@click.option("--cores", type=int, help="slurm/pbs: cores per job, one worker process each.")
+@click.option("--memory", help="slurm/pbs: memory per job, e.g. 64GB.")
+@click.option("--walltime", help="slurm/pbs: time limit per job, e.g. 04:00:00.")
+@click.option("--queue", help="slurm/pbs: partition / queue name.")
+@click.option("--retries", type=int, default=2, show_default=True,
+              help="With --cluster/--scheduler: times a failed shard task is retried.")
 @exit_2_on_user_error
-def export(config_file, **options) -> None:
+def export(config_file, cluster, scheduler, jobs, cores, memory, walltime, queue, retries, **options) -> None:
     """Run the teachers once over a split and write the cache.
 
     Resumable: re-running the same command skips samples that are done, and a store made with other
@@ -98,10 +108,30 @@ def export(config_file, **options) -> None:
       x3kd-cache export --dataroot data/nuscenes --version v1.0-trainval --split train \\
           --out cache/train.zarr --lidar-checkpoint centerpoint_pillar02.pth \\
           --image-checkpoint maskrcnn_nuimages.pth --device cuda --batch-size 4
+
+    With --cluster or --scheduler the shards are exported by Dask workers, each building the
+    teachers once; a failed shard task is retried, and re-running the command resumes.
+
+    \b
+      x3kd-cache export ... --cluster local:4
+      x3kd-cache export ... --out s3://bucket/train.zarr --cluster slurm --jobs 8 --cores 8 \\
+          --memory 64GB --walltime 04:00:00 --queue gpu
     """
+    from pipelines.cluster import ClusterSpec
     from teacher_export.export import export as run_export, options_from
 
-    result = run_export(options_from(config_file, options))
+    export_options = options_from(config_file, options)
+    spec = ClusterSpec.parse(cluster, scheduler, jobs=jobs, cores=cores, memory=memory, walltime=walltime,
+                             queue=queue)
+    if spec is None:
+        result = run_export(export_options)
+    else:
+        from pipelines.cluster import connect
+        from pipelines.export import export_on_cluster
+
+        with connect(spec) as client:
+            click.echo(f"Dask dashboard: {client.dashboard_link}")
+            result = export_on_cluster(export_options, client, retries=retries, cluster_name=spec.describe())
     click.echo(result.summary())
 
 

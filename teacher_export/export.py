@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -299,22 +299,37 @@ def export(options: ExportOptions, *, progress: bool = True, exporter: Exporter 
         from tqdm import tqdm
         bar = tqdm(total=len(todo), desc="export", unit="sample", smoothing=0.1)
     try:
-        with writer:
-            for index, sample in exporter.compute(todo, config, times):
-                t = time.perf_counter()
-                writer.write_sample(index, sample)
-                times.write += time.perf_counter() - t
-                if bar is not None:
-                    bar.update(1)
+        export_indices(exporter, writer, todo, times, on_sample=bar.update if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - started
     if todo:
-        writer.record_run({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                           "host": platform.node(), "written": len(todo), "seconds": round(seconds, 1),
-                           "x3kd": software_version(), "device": options.device})
+        writer.record_run(run_record(len(todo), seconds, options.device))
     return ExportResult(options.out, config.num_samples, len(todo), config.num_samples - len(todo), seconds, times)
+
+
+def export_indices(exporter: Exporter, writer: CacheWriter, indices: list[int], times: StageTimes,
+                   on_sample: Callable[[int], Any] | None = None) -> None:
+    """Run the teachers on `indices` and write them through `writer`, which is closed at the end.
+
+    The one loop behind `export()` and the Dask shard tasks of `pipelines`. On an exception the writer
+    still writes the shards that are complete (and partial ones, whose missing samples stay not-done).
+    `on_sample(1)` is called after each sample is handed to the writer (a progress bar's `update`)."""
+    with writer:
+        for index, sample in exporter.compute(indices, writer.config, times):
+            t = time.perf_counter()
+            writer.write_sample(index, sample)
+            times.write += time.perf_counter() - t
+            if on_sample is not None:
+                on_sample(1)
+
+
+def run_record(written: int, seconds: float, device: str, **extra: Any) -> dict[str, Any]:
+    """The entry `CacheWriter.record_run` appends to the store attributes after an export run."""
+    return {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
+            "written": written, "seconds": round(seconds, 1), "x3kd": software_version(), "device": device,
+            **extra}
 
 
 def options_from(config_file: str | None, overrides: dict[str, Any]) -> ExportOptions:

@@ -1,0 +1,105 @@
+"""The export as a Dask job: one task per cache shard, teachers built once per worker.
+
+The client asks one worker for the store layout (so the client itself never builds a teacher or
+needs the accelerator the workers use), creates the store, submits a task for every shard that still
+has work, follows them with a progress bar, then checks that every sample is done and records the
+run in the store attributes. Each task is `pipelines.worker.export_shard`, i.e. the single-process
+export's own loop (`teacher_export.export.export_indices`) over one shard.
+
+Failures: a task that raises is retried `retries` times (Dask's `retries=`); a killed worker's task is
+rescheduled by Dask; either way the retried task skips the samples an earlier attempt finished and the
+writer rewrites the shard whole. A client that dies loses nothing either: the same command resumes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from cache_schema import CacheReader, CacheWriter
+from cache_schema.errors import UserInputError
+from pipelines.plan import plan_shards
+from pipelines.worker import Exporter, ExporterFactory, ShardResult, describe_store, export_shard
+from teacher_export.export import ExportOptions, ExportResult, StageTimes, run_record
+
+log = logging.getLogger(__name__)
+
+
+def export_on_cluster(options: ExportOptions, client: Any, *, retries: int = 2, progress: bool = True,
+                      exporter_factory: ExporterFactory = Exporter, cluster_name: str = "") -> ExportResult:
+    """Export a split into the cache at `options.out` with the workers of `client` (a distributed.Client).
+
+    Resumes a store made with the same options, like `teacher_export.export.export`, whose store it
+    equals array for array. `exporter_factory(options)` builds each worker's Exporter (tests pass a
+    subclass to inject delays or failures)."""
+    if retries < 0:
+        raise UserInputError(f"--retries: must be >= 0, got {retries}")
+    options = _absolute_paths(options)
+    started = time.perf_counter()
+    run = uuid.uuid4().hex[:8]
+
+    log.info("building the teachers on a worker for the store layout (waits for the first worker)")
+    layout = client.submit(describe_store, options, exporter_factory, key=f"x3kd-describe-store-{run}",
+                           retries=retries, pure=False).result()
+    writer = CacheWriter(options.out, layout.config, layout.provenance, storage_options=options.storage_options,
+                         create=True)
+    config = layout.config
+    tasks = plan_shards(config, writer.done_mask)
+    todo = sum(t.todo for t in tasks)
+    log.info("%s: %d of %d samples to export in %d shard tasks", options.out, todo, config.num_samples, len(tasks))
+
+    futures = {client.submit(export_shard, options, t.shard, exporter_factory, key=f"{t.key}-{run}",
+                             retries=retries, pure=False): t for t in tasks}
+    times = StageTimes()
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+        bar = tqdm(total=todo, desc="export", unit="sample", smoothing=0.1)
+    try:
+        from distributed import as_completed
+
+        for future in as_completed(futures):
+            result: ShardResult = future.result()  # re-raises the task's error once its retries are spent
+            times.add(result.times)
+            if bar is not None:
+                # the plan's count: a retried task writes only what its failed attempt did not finish
+                bar.update(futures[future].todo)
+            log.debug("shard %d: %d samples in %.1f s on %s", result.shard, result.written, result.seconds,
+                      result.worker)
+    except BaseException:
+        # What finished is on disk with its done flags; the same command resumes from there.
+        client.cancel(list(futures))
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    done = CacheReader(options.out, storage_options=options.storage_options).done_mask
+    if not done.all():
+        missing = [i for i in range(config.num_samples) if not done[i]]
+        raise RuntimeError(f"{options.out}: {len(missing)} samples not done after all shard tasks finished "
+                           f"(first: {missing[:5]}); run the same command again to resume")
+    seconds = time.perf_counter() - started
+    if tasks:
+        workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        writer.record_run(run_record(todo, seconds, options.device, cluster=cluster_name or "dask",
+                                     workers=workers, shards=len(tasks), retries=retries))
+    return ExportResult(options.out, config.num_samples, todo, config.num_samples - todo, seconds, times)
+
+
+def _absolute_paths(options: ExportOptions) -> ExportOptions:
+    """Local paths made absolute, so that workers started elsewhere (another cwd) find them."""
+    changes = {name: _absolute(getattr(options, name)) for name in ("dataroot", "out") if getattr(options, name)}
+    # these may also be names or inline JSON (lidar_config): only existing files are paths
+    for name in ("lidar_checkpoint", "lidar_config", "image_checkpoint"):
+        value = getattr(options, name)
+        if value and os.path.exists(os.path.expanduser(str(value))):
+            changes[name] = _absolute(value)
+    return replace(options, **changes)
+
+
+def _absolute(path: str) -> str:
+    return str(path) if "://" in str(path) else os.path.abspath(os.path.expanduser(str(path)))
