@@ -1,0 +1,173 @@
+"""CenterPoint (pillar variant) assembled from its parts, built from an mmdet3d model config dict.
+
+The module tree mirrors mmdet3d's `CenterPoint` (`pts_voxel_encoder`, `pts_middle_encoder`,
+`pts_backbone`, `pts_neck`, `pts_bbox_head`), so `state_dict()` keys equal an mmdet3d checkpoint's.
+The builder reads the config's plain values; no registry, no config inheritance.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from cache_schema.errors import UserInputError
+from cache_schema.grid import BevGrid
+from student.models.box_coder import BoxCoderConfig, Detections, decode_detections
+from student.models.center_head import CenterHead, bn2d_mmdet3d
+from teacher_export.teachers.centerpoint.pillar_encoder import PillarFeatureNet, PointPillarsScatter
+from teacher_export.teachers.centerpoint.second import SECOND, SECONDFPN
+from teacher_export.teachers.centerpoint.voxelize import Voxels, voxelize_batch
+
+
+@dataclass(frozen=True)
+class VoxelLayerConfig:
+    """mmdet3d `data_preprocessor.voxel_layer` (hard voxelization)."""
+
+    voxel_size: tuple[float, float, float]
+    point_cloud_range: tuple[float, float, float, float, float, float]
+    max_num_points: int
+    max_voxels: int  # the test-time value (mmdet3d's second entry of a (train, test) pair)
+
+
+@dataclass
+class CenterPointOutput:
+    """Batched raw outputs: the neck's BEV features (B, C, H, W) and the head's per-task dicts."""
+
+    voxels: Voxels
+    bev_features: Tensor
+    head: list[dict[str, Tensor]]
+
+
+class CenterPoint(nn.Module):
+    """Pillar CenterPoint: voxelize -> PillarFeatureNet -> scatter -> SECOND -> SECONDFPN -> CenterHead."""
+
+    def __init__(self, voxel_layer: VoxelLayerConfig, pts_voxel_encoder: PillarFeatureNet,
+                 pts_middle_encoder: PointPillarsScatter, pts_backbone: SECOND, pts_neck: SECONDFPN,
+                 pts_bbox_head: CenterHead, coder: BoxCoderConfig):
+        super().__init__()
+        self.voxel_layer = voxel_layer
+        self.pts_voxel_encoder = pts_voxel_encoder
+        self.pts_middle_encoder = pts_middle_encoder
+        self.pts_backbone = pts_backbone
+        self.pts_neck = pts_neck
+        self.pts_bbox_head = pts_bbox_head
+        self.coder = coder
+
+    @property
+    def grid(self) -> BevGrid:
+        v = self.voxel_layer
+        return BevGrid(v.point_cloud_range, v.voxel_size, self.coder.out_size_factor)
+
+    def voxelize(self, points: Sequence[Tensor]) -> Voxels:
+        v = self.voxel_layer
+        return voxelize_batch(points, v.voxel_size, v.point_cloud_range, v.max_num_points, v.max_voxels)
+
+    def forward(self, points: Sequence[Tensor]) -> CenterPointOutput:
+        """points: one (N_i, C) float tensor per sample, on the model's device."""
+        vox = self.voxelize(points)
+        pillars = self.pts_voxel_encoder(vox.voxels, vox.num_points, vox.coors)
+        canvas = self.pts_middle_encoder(pillars, vox.coors, len(points))
+        bev = self.pts_neck(self.pts_backbone(canvas))
+        return CenterPointOutput(vox, bev, self.pts_bbox_head(bev))
+
+    def decode(self, head: Sequence[Mapping[str, Tensor]]) -> list[Detections]:
+        """Boxes per sample in the cache_schema convention (gravity-centre z); labels index
+        `self.pts_bbox_head.class_names`."""
+        return decode_detections(head, self.coder)
+
+    @classmethod
+    def from_mmdet3d_config(cls, config: Mapping[str, Any] | str) -> "CenterPoint":
+        """Build from an mmdet3d `model` config dict (or its JSON), e.g. the one of
+        `centerpoint_pillar02_second_secfpn_8xb4-cyclic-20e_nus-3d.py`."""
+        cfg = json.loads(config) if isinstance(config, str) else config
+        try:
+            return _build(cfg)
+        except UserInputError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise UserInputError(f"CenterPoint model config: cannot build ({type(e).__name__}: {e})") from None
+
+
+def _expect_type(section: Mapping[str, Any], name: str, allowed: Sequence[str]) -> None:
+    t = section.get("type")
+    if t not in allowed:
+        raise UserInputError(f"CenterPoint model config: {name}.type is {t!r}; the built-in teacher supports "
+                             f"{' / '.join(allowed)} (use the 'mmdet3d' adapter for other CenterPoint variants)")
+
+
+def _bn(norm_cfg: Mapping[str, Any] | None, default_eps: float, default_momentum: float) -> tuple[float, float]:
+    norm_cfg = norm_cfg or {}
+    if norm_cfg.get("type", "BN") not in ("BN", "BN1d", "BN2d", "SyncBN", "naiveSyncBN2d"):
+        raise UserInputError(f"CenterPoint model config: norm type {norm_cfg.get('type')!r} is not supported (BatchNorm only)")
+    return float(norm_cfg.get("eps", default_eps)), float(norm_cfg.get("momentum", default_momentum))
+
+
+def _pair_last(v: Any) -> int:
+    return int(v[1] if isinstance(v, (list, tuple)) else v)
+
+
+def _build(cfg: Mapping[str, Any]) -> CenterPoint:
+    _expect_type(cfg, "model", ["CenterPoint"])
+    pre = cfg["data_preprocessor"]
+    if not pre.get("voxel", False) or pre.get("voxel_type", "hard") != "hard":
+        raise UserInputError("CenterPoint model config: data_preprocessor must use hard voxelization (voxel=True)")
+    vl = pre["voxel_layer"]
+    voxel_layer = VoxelLayerConfig(tuple(float(v) for v in vl["voxel_size"]),
+                                   tuple(float(v) for v in vl["point_cloud_range"]),
+                                   int(vl["max_num_points"]), _pair_last(vl["max_voxels"]))
+
+    ve = cfg["pts_voxel_encoder"]
+    _expect_type(ve, "pts_voxel_encoder", ["PillarFeatureNet"])
+    eps, mom = _bn(ve.get("norm_cfg"), 1e-3, 0.01)
+    encoder = PillarFeatureNet(
+        in_channels=int(ve.get("in_channels", 4)), feat_channels=[int(c) for c in ve.get("feat_channels", (64,))],
+        with_distance=bool(ve.get("with_distance", False)),
+        with_cluster_center=bool(ve.get("with_cluster_center", True)),
+        with_voxel_center=bool(ve.get("with_voxel_center", True)),
+        voxel_size=ve.get("voxel_size", vl["voxel_size"]),
+        point_cloud_range=ve.get("point_cloud_range", vl["point_cloud_range"]),
+        eps=eps, momentum=mom, mode=ve.get("mode", "max"), legacy=bool(ve.get("legacy", True)))
+
+    me = cfg["pts_middle_encoder"]
+    _expect_type(me, "pts_middle_encoder", ["PointPillarsScatter"])
+    scatter = PointPillarsScatter(int(me["in_channels"]), me["output_shape"])
+
+    bb = cfg["pts_backbone"]
+    _expect_type(bb, "pts_backbone", ["SECOND"])
+    eps, mom = _bn(bb.get("norm_cfg"), 1e-3, 0.01)
+    if (bb.get("conv_cfg") or {}).get("bias", False):
+        raise UserInputError("CenterPoint model config: pts_backbone.conv_cfg.bias=True is not supported")
+    backbone = SECOND(int(bb["in_channels"]), [int(c) for c in bb["out_channels"]], [int(n) for n in bb["layer_nums"]],
+                      [int(s) for s in bb["layer_strides"]], eps, mom)
+
+    nk = cfg["pts_neck"]
+    _expect_type(nk, "pts_neck", ["SECONDFPN"])
+    eps, mom = _bn(nk.get("norm_cfg"), 1e-3, 0.01)
+    if (nk.get("upsample_cfg") or {}).get("bias", False) or (nk.get("conv_cfg") or {}).get("bias", False):
+        raise UserInputError("CenterPoint model config: biased convs in pts_neck are not supported")
+    neck = SECONDFPN([int(c) for c in nk["in_channels"]], [int(c) for c in nk["out_channels"]],
+                     [float(s) for s in nk["upsample_strides"]], eps, mom,
+                     bool(nk.get("use_conv_for_no_stride", False)))
+
+    hd = cfg["pts_bbox_head"]
+    _expect_type(hd, "pts_bbox_head", ["CenterHead"])
+    sep = hd.get("separate_head", {})
+    _expect_type(sep, "pts_bbox_head.separate_head", ["SeparateHead"])
+    head_bn = _bn(hd.get("norm_cfg", {"type": "BN2d"}), 1e-5, 0.1)
+    if _bn(sep.get("norm_cfg", {"type": "BN2d"}), 1e-5, 0.1) != head_bn:
+        raise UserInputError("CenterPoint model config: different norm_cfg in CenterHead and SeparateHead is not supported")
+    head = CenterHead(
+        in_channels=int(hd["in_channels"]), tasks=[tuple(t["class_names"]) for t in hd["tasks"]],
+        share_conv_channel=int(hd.get("share_conv_channel", 64)), head_conv=int(sep.get("head_conv", 64)),
+        common_heads={k: (int(v[0]), int(v[1])) for k, v in hd["common_heads"].items()},
+        num_heatmap_convs=int(hd.get("num_heatmap_convs", 2)), final_kernel=int(sep.get("final_kernel", 1)),
+        init_bias=float(sep.get("init_bias", -2.19)), norm=bn2d_mmdet3d(*head_bn))
+
+    test_cfg = (cfg.get("test_cfg") or {}).get("pts") or hd.get("test_cfg")
+    if not test_cfg:
+        raise UserInputError("CenterPoint model config: test_cfg.pts is missing")
+    coder = BoxCoderConfig.from_mmdet3d(hd["bbox_coder"], test_cfg, bool(hd.get("norm_bbox", True)))
+    return CenterPoint(voxel_layer, encoder, scatter, backbone, neck, head, coder)
