@@ -31,5 +31,5 @@ def xfd_loss(adapted_student: torch.Tensor, teacher: torch.Tensor, teacher_heatm
     s, t = adapted_student.float(), teacher.float().detach()
     w = foreground_weight(teacher_heatmaps, cfg.fg_weight, t)
     sq = ((s - t) ** 2 * w).sum()
-    loss = sq / (t.shape[1] * (w.sum() * 1.0))
+    loss = sq / (t.shape[1] * w.sum())
     return {"loss_xfd": cfg.weight * loss}

@@ -78,7 +78,10 @@ def load_resnet_weights(resnet: nn.Module, path: str) -> None:
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = resnet.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = resnet.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches: a ResNet of another depth
+        raise UserInputError(f"{p}: not a matching ResNet state dict ({str(e).splitlines()[1].strip()[:120]})") from None
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise UserInputError(f"{p}: not a matching ResNet state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
