@@ -6,6 +6,10 @@ centre range -> NMS (rotated BEV IoU, or circle NMS on centre distance) -> keep 
 `post_max_size` -> centre-range filter again; then the task groups are concatenated with their labels
 offset so labels index the concatenated class list.
 
+The rotated NMS is exact: mmdet3d 1.4's `nms_bev` hands (x, y, dx, dy, yaw) boxes to mmcv's
+`nms_rotated`, which computes the polygon intersection of the rotated rectangles (no axis-aligned
+approximation) and suppresses at IoU >= threshold; we do the same in torch.
+
 Boxes come out in THE box convention of `cache_schema.boxes` (x, y, z_gravity_centre, l, w, h, yaw,
 vx, vy): CenterPoint regresses the gravity-centre height, so no shift is needed here (mmdet3d's own
 `predict` moves z to the box bottom afterwards; compare with `z - h / 2` when talking to mmdet3d).

@@ -1,0 +1,101 @@
+"""Direct reads of one sample's chunk from a sharded array.
+
+zarr-python spends a few milliseconds of fixed work per `array[i]` call, which for the student's
+several dense maps per sample puts it well above the cost of reading the chunk bytes and decoding them.
+For arrays whose codec chain is exactly ours (sharding over bytes → zstd → crc32c, index at the end
+with crc32c), this reader does what the Zarr v3 sharding spec prescribes and nothing more: read the
+shard index once per shard, read the chunk's byte range, check its crc32c, zstd-decode it. Arrays with
+any other encoding (a store rewritten by another tool, say) are read through zarr.
+"""
+from __future__ import annotations
+
+import numpy as np
+import zarr
+from numcodecs import CRC32C, Zstd
+from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+_EMPTY = np.uint64(2**64 - 1)
+_crc = CRC32C()
+_zstd = Zstd()
+
+
+class ChunkReader:
+    """`read(i)` → sample i of `array` as a numpy array of the stored dtype."""
+
+    def __init__(self, array: zarr.Array):
+        self.array = array
+        self._direct = _is_our_encoding(array)
+        self._indexes: dict[int, np.ndarray] = {}
+        if self._direct:
+            self._store = array.store_path.store
+            self._prefix = array.store_path.path
+            self._rows_per_shard = array.shards[0]
+            self._dtype = np.dtype(array.dtype).newbyteorder("<")
+            self._tail = "/".join(["0"] * (array.ndim - 1))
+
+    def read(self, index: int) -> np.ndarray:
+        if not self._direct:
+            return self.array[index]
+        shard, row = divmod(index, self._rows_per_shard)
+        key = f"{self._prefix}/c/{shard}/{self._tail}" if self._tail else f"{self._prefix}/c/{shard}"
+        try:
+            return self._read_chunk(key, shard, row)
+        except ValueError:
+            # A cached shard index goes stale if the shard was rewritten (an export resumed while we
+            # read): read the index again once before calling the chunk corrupt.
+            self._indexes.pop(shard, None)
+            return self._read_chunk(key, shard, row)
+
+    def _read_chunk(self, key: str, shard: int, row: int) -> np.ndarray:
+        offsets = self._indexes.get(shard)
+        if offsets is None:
+            offsets = self._read_index(key)
+            if offsets is None:  # no shard file: nothing written there (yet), as zarr reads it
+                return self._fill()
+            self._indexes[shard] = offsets
+        start, length = offsets[row]
+        if start == _EMPTY:
+            return self._fill()
+        raw = self._get(key, RangeByteRequest(int(start), int(start + length)))
+        if raw is None:
+            raise ValueError(f"{key}: shard disappeared while reading")
+        try:
+            payload = _crc.decode(raw)
+        except RuntimeError as e:  # numcodecs reports a checksum mismatch as RuntimeError
+            raise ValueError(f"{key}: chunk {row}: {e}") from None
+        data = _zstd.decode(payload)
+        return np.frombuffer(data, dtype=self._dtype).reshape(self.array.shape[1:]).astype(self.array.dtype, copy=False)
+
+    def _fill(self) -> np.ndarray:
+        return np.full(self.array.shape[1:], self.array.fill_value, dtype=self.array.dtype)
+
+    def _read_index(self, key: str) -> np.ndarray | None:
+        size = self._rows_per_shard * 16 + 4
+        raw = self._get(key, SuffixByteRequest(size))
+        if raw is None:
+            return None
+        return np.frombuffer(_crc.decode(raw), dtype="<u8").reshape(self._rows_per_shard, 2)
+
+    def _get(self, key: str, byte_range) -> bytes | None:
+        buf = sync(self._store.get(key, prototype=default_buffer_prototype(), byte_range=byte_range))
+        return None if buf is None else buf.to_bytes()
+
+
+def _is_our_encoding(array: zarr.Array) -> bool:
+    codecs = array.metadata.codecs
+    if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
+        return False
+    sharding = codecs[0]
+    inner = sharding.codecs
+    index = sharding.index_codecs
+    return (
+        array.chunks[0] == 1 and tuple(array.chunks[1:]) == tuple(array.shape[1:])
+        and sharding.index_location.value == "end"
+        and len(inner) == 3 and isinstance(inner[0], BytesCodec) and isinstance(inner[1], ZstdCodec)
+        and isinstance(inner[2], Crc32cCodec)
+        and (inner[0].endian is None or inner[0].endian.value == "little")
+        and len(index) == 2 and isinstance(index[0], BytesCodec) and isinstance(index[1], Crc32cCodec)
+    )

@@ -1,0 +1,228 @@
+"""The store layout, declared once.
+
+Every array of an x3kd cache is listed in `ARRAYS` as an `ArraySpec`: where it lives, its per-sample
+shape as a function of the store's `StoreConfig`, its dtype on disk, how dense values are reduced
+(`quantization`) and its fill value. The writer, the reader and `validate` are driven by this
+declaration; no other module spells out array names or shapes.
+
+On disk every array has a leading sample axis N, chunks of one sample, and shards of
+`StoreConfig.shard_size` samples (Zarr v3 sharding codec). Inner chunks are encoded
+bytes → zstd(level 1) → crc32c, so every chunk is checksummed. The `meta/done` flags are not sharded:
+they are chunked by `shard_size`, so the writer that owns a shard also owns the one chunk holding its
+flags, and writes them last.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+from .grid import BevGrid, ClassSetup
+
+SCHEMA_VERSION = "1.0"  # major.minor: readers refuse an unknown major; minors only add optional arrays
+
+CAMERA_NAMES: tuple[str, ...] = (
+    "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT",
+)
+GROUPS: tuple[str, ...] = ("meta", "calib", "gt", "depth", "lidar_teacher", "image_teacher")
+REQUIRED_GROUPS: tuple[str, ...] = ("meta", "calib", "gt")
+QUANTIZATIONS: tuple[str, ...] = ("float16", "int8")
+# The regression map's channels, in order (see teacher_export's LiDAR teacher for how they are merged
+# over CenterPoint's task groups).
+REGRESSION_CHANNELS: tuple[str, ...] = (
+    "reg_x", "reg_y", "height", "dim_l", "dim_w", "dim_h", "rot_sin", "rot_cos", "vel_x", "vel_y",
+)
+TOKEN_BYTES = 64
+PATH_BYTES = 192
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Everything that fixes the shapes and encodings of a store. Two stores with equal configs have
+    identical layouts; reopening a store with a different config is an error."""
+
+    num_samples: int
+    grid: BevGrid = field(default_factory=BevGrid)
+    classes: ClassSetup = field(default_factory=ClassSetup)
+    cameras: tuple[str, ...] = CAMERA_NAMES
+    image_size: tuple[int, int] = (900, 1600)  # (H, W) of the original camera images
+    depth_stride: int = 4  # depth targets are kept at image_size // depth_stride
+    bev_channels: int = 384  # LiDAR teacher's BEV feature channels
+    bev_quantization: str = "int8"
+    max_gt_boxes: int = 256
+    max_instances: int = 32  # image-teacher detections kept per camera
+    mask_size: int = 28
+    shard_size: int = 16
+    groups: tuple[str, ...] = GROUPS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cameras", tuple(self.cameras))
+        object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
+        object.__setattr__(self, "groups", tuple(g for g in GROUPS if g in set(self.groups)))
+        problems = []
+        if self.num_samples < 1:
+            problems.append(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.shard_size < 1:
+            problems.append(f"shard_size must be >= 1, got {self.shard_size}")
+        if self.bev_quantization not in QUANTIZATIONS:
+            problems.append(f"bev_quantization must be one of {QUANTIZATIONS}, got {self.bev_quantization!r}")
+        missing = [g for g in REQUIRED_GROUPS if g not in self.groups]
+        if missing:
+            problems.append(f"groups must include {missing}")
+        if any(s % self.depth_stride for s in self.image_size):
+            problems.append(f"image_size {self.image_size} is not divisible by depth_stride {self.depth_stride}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def num_cameras(self) -> int:
+        return len(self.cameras)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes.classes)
+
+    @property
+    def depth_size(self) -> tuple[int, int]:
+        return (self.image_size[0] // self.depth_stride, self.image_size[1] // self.depth_stride)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["grid"] = self.grid.to_json()
+        d["classes"] = self.classes.to_json()
+        for k in ("cameras", "image_size", "groups"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "StoreConfig":
+        d = dict(d)
+        d["grid"] = BevGrid.from_json(d["grid"])
+        d["classes"] = ClassSetup.from_json(d["classes"])
+        d["cameras"] = tuple(d["cameras"])
+        d["image_size"] = tuple(d["image_size"])
+        d["groups"] = tuple(d["groups"])
+        return cls(**d)
+
+    def with_(self, **changes) -> "StoreConfig":
+        return replace(self, **changes)
+
+    def fingerprint(self) -> str:
+        return json.dumps(self.to_json(), sort_keys=True)
+
+
+Shape = Callable[[StoreConfig], tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One array of the store. `shape` is the per-sample shape (without the leading N)."""
+
+    group: str
+    name: str
+    shape: Shape
+    dtype: str  # the dtype handed to and returned by the writer/reader for non-dense arrays
+    fill_value: float | int = 0
+    # "dense": a float map that is reduced on disk (float16, or int8 with a per-sample per-channel affine
+    # kept in the companion array `<name>_affine`); decoded to float32. "text": fixed-width UTF-8 strings
+    # held as uint8 (any Zarr reader can open them), decoded to str. "plain": stored as `dtype` as is.
+    kind: str = "plain"
+    # Small per-sample values: the reader loads the whole array once and serves samples from memory,
+    # because every array read costs milliseconds of fixed overhead in zarr-python.
+    small: bool = True
+    doc: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.group}/{self.name}"
+
+    def __reduce__(self):
+        # Specs are declared once, here; pickle them by key (their shape rules are lambdas).
+        return (spec_by_key, (self.key,))
+
+    def sample_shape(self, config: StoreConfig) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.shape(config))
+
+    def disk_dtype(self, config: StoreConfig) -> str:
+        if self.kind == "dense":
+            return self.quantization(config)
+        if self.kind == "text":
+            return "uint8"
+        return self.dtype
+
+    def quantization(self, config: StoreConfig) -> str | None:
+        if self.kind != "dense":
+            return None
+        return config.bev_quantization if self.key == "lidar_teacher/bev_features" else "float16"
+
+
+def _bev(channels: Callable[[StoreConfig], int]) -> Shape:
+    return lambda c: (channels(c), *c.grid.shape)
+
+
+ARRAYS: tuple[ArraySpec, ...] = (
+    ArraySpec("meta", "token", lambda c: (TOKEN_BYTES,), "str", kind="text", doc="nuScenes sample token"),
+    ArraySpec("meta", "scene_token", lambda c: (TOKEN_BYTES,), "str", kind="text"),
+    ArraySpec("meta", "timestamp", lambda c: (), "int64", doc="microseconds, as in nuScenes"),
+    ArraySpec("calib", "image_paths", lambda c: (c.num_cameras, PATH_BYTES), "str", kind="text",
+              doc="camera JPEGs relative to the dataroot, in StoreConfig.cameras order"),
+    ArraySpec("calib", "cam_intrinsics", lambda c: (c.num_cameras, 3, 3), "float32"),
+    ArraySpec("calib", "cam_to_ego", lambda c: (c.num_cameras, 4, 4), "float64",
+              doc="camera -> ego at the camera's timestamp"),
+    ArraySpec("calib", "cam_ego_pose", lambda c: (c.num_cameras, 4, 4), "float64",
+              doc="ego -> global at each camera's timestamp"),
+    ArraySpec("calib", "lidar_to_ego", lambda c: (4, 4), "float64"),
+    ArraySpec("calib", "ego_pose", lambda c: (4, 4), "float64", doc="ego -> global at the LiDAR timestamp"),
+    ArraySpec("gt", "boxes", lambda c: (c.max_gt_boxes, 9), "float32",
+              doc="cache_schema.boxes convention, LiDAR frame, zero-padded"),
+    ArraySpec("gt", "labels", lambda c: (c.max_gt_boxes,), "int16", fill_value=-1,
+              doc="class index into StoreConfig.classes, -1 = padding"),
+    ArraySpec("gt", "count", lambda c: (), "int32"),
+    ArraySpec("depth", "depth", lambda c: (c.num_cameras, *c.depth_size), "float16", small=False,
+              doc="min LiDAR depth (m) per depth_stride cell of each camera image, 0 = no point"),
+    ArraySpec("lidar_teacher", "bev_features", _bev(lambda c: c.bev_channels), "float32", kind="dense",
+              small=False, doc="teacher neck output on the BEV grid"),
+    ArraySpec("lidar_teacher", "heatmaps", _bev(lambda c: c.num_classes), "float32", kind="dense",
+              small=False, doc="sigmoid class heatmaps in StoreConfig.classes order"),
+    ArraySpec("lidar_teacher", "regression", _bev(lambda c: len(REGRESSION_CHANNELS)), "float32",
+              kind="dense", small=False, doc="channels REGRESSION_CHANNELS"),
+    ArraySpec("image_teacher", "boxes", lambda c: (c.num_cameras, c.max_instances, 4), "float32",
+              small=False, doc="xyxy in original image pixels, zero-padded"),
+    ArraySpec("image_teacher", "labels", lambda c: (c.num_cameras, c.max_instances), "int16", fill_value=-1,
+              small=False),
+    ArraySpec("image_teacher", "scores", lambda c: (c.num_cameras, c.max_instances), "float32", small=False),
+    ArraySpec("image_teacher", "masks", lambda c: (c.num_cameras, c.max_instances, c.mask_size, c.mask_size),
+              "uint8", small=False, doc="28x28 mask probabilities x 255, pasted into boxes at load time"),
+)
+DONE = ArraySpec("meta", "done", lambda c: (), "uint8", doc="1 once every array of the sample is written")
+
+
+def affine_key(spec: ArraySpec) -> str:
+    """Companion array of an int8 map: per sample, (2, C) = (scale, offset) per channel."""
+    return f"{spec.key}_affine"
+
+
+def arrays_for(config: StoreConfig, groups: tuple[str, ...] | None = None) -> list[ArraySpec]:
+    """The data arrays of a store with this config (without `meta/done`), optionally only some groups."""
+    wanted = set(config.groups if groups is None else groups)
+    return [a for a in ARRAYS if a.group in wanted and a.group in config.groups]
+
+
+def spec_by_key(key: str) -> ArraySpec:
+    for a in (*ARRAYS, DONE):
+        if a.key == key:
+            return a
+    raise KeyError(key)
+
+
+def shard_of(index: int, config: StoreConfig) -> int:
+    return index // config.shard_size
+
+
+def shard_range(shard: int, config: StoreConfig) -> range:
+    start = shard * config.shard_size
+    return range(start, min(start + config.shard_size, config.num_samples))
+
+
+def num_shards(config: StoreConfig) -> int:
+    return -(-config.num_samples // config.shard_size)

@@ -1,0 +1,121 @@
+"""`CacheReader`: random access to the samples of a store, as float32 numpy (and str for text fields)."""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+import numpy as np
+import zarr
+
+from .chunks import ChunkReader
+from .codec import decode_text, decode_value
+from .errors import UserInputError
+from .layout import DONE, ArraySpec, affine_key, arrays_for
+from .store import StoreMeta, open_root, read_meta
+
+
+class CacheReader:
+    """Read samples of an x3kd cache.
+
+    `reader[i]` returns a dict keyed 'group/name' (plus 'meta/index'); dense maps come back as float32,
+    other floats as float32, integers as stored, text fields as str (or lists of str). Only the groups
+    given by `groups` (default: all of the store's) are read.
+
+    Safe in DataLoader workers: zarr handles are opened lazily per process (a fork or a spawn opens
+    its own), and the reader pickles to its URL and options only.
+    """
+
+    def __init__(self, url: str, *, groups: Iterable[str] | None = None, storage_options: dict | None = None):
+        self.url = url
+        self.storage_options = storage_options
+        root = open_root(url, "r", storage_options)
+        self.meta: StoreMeta = read_meta(root, url)
+        self.config = self.meta.config
+        if groups is None:
+            groups = self.config.groups
+        groups = tuple(groups)
+        absent = [g for g in groups if g not in self.config.groups]
+        if absent:
+            raise UserInputError(f"{url}: store has no group(s) {absent} (it has {list(self.config.groups)})")
+        self.groups = groups
+        self._specs: list[ArraySpec] = arrays_for(self.config, groups)
+        self._root: zarr.Group | None = root
+        self._pid = os.getpid()
+        self._small: dict[str, np.ndarray] = {}
+        self._chunk_readers: dict[str, ChunkReader] = {}
+        self._token_index: dict[str, int] | None = None
+
+    # -- process-local handles ---------------------------------------------------------------------
+    def _group(self) -> zarr.Group:
+        if self._root is None or self._pid != os.getpid():
+            # Forked children must not reuse the parent's store objects (fsspec sessions belong to the
+            # parent's event loop).
+            self._root = open_root(self.url, "r", self.storage_options)
+            self._pid = os.getpid()
+            self._chunk_readers = {}
+        return self._root
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_root"] = None
+        state["_small"] = {}
+        state["_chunk_readers"] = {}
+        state["_token_index"] = None
+        return state
+
+    def _chunk(self, key: str, index: int) -> np.ndarray:
+        group = self._group()
+        if key not in self._chunk_readers:
+            self._chunk_readers[key] = ChunkReader(group[key])
+        return self._chunk_readers[key].read(index)
+
+    def _whole(self, key: str) -> np.ndarray:
+        """A small array read whole once: per-array reads cost milliseconds of fixed overhead each."""
+        if key not in self._small:
+            self._small[key] = self._group()[key][:]
+        return self._small[key]
+
+    # -- public API ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.config.num_samples
+
+    @property
+    def done_mask(self) -> np.ndarray:
+        return self._group()[DONE.key][:].astype(bool)
+
+    @property
+    def tokens(self) -> list[str]:
+        return [decode_text(t) for t in self._whole("meta/token")]
+
+    def select(self, groups: Iterable[str]) -> "CacheReader":
+        """A reader of the same store that reads only `groups`."""
+        return CacheReader(self.url, groups=groups, storage_options=self.storage_options)
+
+    def index_of(self, token: str) -> int:
+        if self._token_index is None:
+            self._token_index = {t: i for i, t in enumerate(self.tokens) if t}
+        try:
+            return self._token_index[token]
+        except KeyError:
+            raise KeyError(f"sample token {token!r} is not in {self.url}") from None
+
+    def by_token(self, token: str) -> dict[str, Any]:
+        return self[self.index_of(token)]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample {index} outside 0..{len(self) - 1}")
+        index %= len(self)
+        out: dict[str, Any] = {"meta/index": index}
+        for spec in self._specs:
+            stored = self._whole(spec.key)[index] if spec.small else self._chunk(spec.key, index)
+            affine = None
+            if spec.quantization(self.config) == "int8":
+                affine = self._chunk(affine_key(spec), index)
+            out[spec.key] = decode_value(spec, self.config, stored, affine)
+        return out
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]

@@ -1,0 +1,160 @@
+"""`CacheWriter`: fill a store sample by sample, whole shards at a time, `done` flags last.
+
+Writing one sample into a sharded array rewrites that shard file, so the writer buffers encoded samples
+and writes a shard once every sample of it that is not already done has arrived (or at `flush()` /
+`close()`). For each array the whole shard is written in one call; only then are the shard's `done`
+flags written, in the one chunk that holds them. A process killed at any point therefore leaves no
+sample marked done whose data is not on disk, and a re-run skips exactly the done samples.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+import zarr
+
+from .codec import encode_sample
+from .errors import UserInputError
+from .layout import DONE, SCHEMA_VERSION, StoreConfig, affine_key, arrays_for, shard_of, shard_range
+from .store import StoreMeta, create_arrays, open_root, read_meta, software_version, write_meta
+
+log = logging.getLogger(__name__)
+
+
+class CacheWriter:
+    """Create (or reopen) a store and write samples into it.
+
+    `CacheWriter(url, config, provenance)` creates the store if nothing is there; if an x3kd store is
+    there already its config and provenance (teacher identity, dataset identity) must equal the given
+    ones, otherwise `UserInputError`. Samples are dicts keyed 'group/name' as listed in
+    `cache_schema.layout.ARRAYS`; dense maps are float arrays, text fields are str.
+    """
+
+    def __init__(self, url: str, config: StoreConfig, provenance: dict | None = None, *,
+                 storage_options: dict | None = None, create: bool = True):
+        self.url = url
+        self.config = config
+        # normalised through JSON so that a provenance read back from the store compares equal
+        self.provenance = json.loads(json.dumps(provenance or {}))
+        root = self._open_or_create(create, storage_options)
+        self._root = root
+        self._specs = arrays_for(config)
+        keys = [s.key for s in self._specs] + [affine_key(s) for s in self._specs if s.quantization(config) == "int8"]
+        # write_empty_chunks is a runtime setting, not stored with the array: without it zarr drops inner
+        # chunks equal to the fill value, and an absent chunk could not be told from a lost one.
+        with zarr.config.set({"array.write_empty_chunks": True}):
+            self._arrays = {key: root[key] for key in keys}
+            self._done_array = root[DONE.key]
+        self._done = np.asarray(self._done_array[:], dtype=bool)
+        self._pending: dict[int, dict[int, dict[str, np.ndarray]]] = {}  # shard -> index -> disk arrays
+
+    def _open_or_create(self, create: bool, storage_options: dict | None) -> zarr.Group:
+        try:
+            root = open_root(self.url, "r+", storage_options)
+            existing = root.attrs.asdict().get("x3kd")
+        except UserInputError:
+            root, existing = None, None
+        if existing:
+            meta = read_meta(root, self.url)
+            if meta.config != self.config:
+                raise UserInputError(f"{self.url}: existing store was made with a different config "
+                                     f"({_first_difference(meta.config.to_json(), self.config.to_json())}); "
+                                     "use a new --out or delete the store")
+            if meta.provenance != self.provenance:
+                raise UserInputError(f"{self.url}: existing store was made by different teachers/data "
+                                     f"({_first_difference(meta.provenance, self.provenance)}); "
+                                     "use a new --out or delete the store")
+            return root
+        if not create:
+            raise UserInputError(f"{self.url}: no x3kd cache here")
+        root = open_root(self.url, "a", storage_options)
+        create_arrays(root, self.config)
+        # The root attributes are written last: a store whose creation was interrupted has none and is
+        # created again on the next open.
+        write_meta(root, StoreMeta(SCHEMA_VERSION, self.config, self.provenance, software_version()))
+        log.info("created %s (%d samples, shards of %d)", self.url, self.config.num_samples, self.config.shard_size)
+        return root
+
+    # -- state ------------------------------------------------------------------------------------
+    @property
+    def done_mask(self) -> np.ndarray:
+        return self._done.copy()
+
+    def is_done(self, index: int) -> bool:
+        return bool(self._done[index])
+
+    def pending_indices(self) -> list[int]:
+        return sorted(i for shard in self._pending.values() for i in shard)
+
+    # -- writing ----------------------------------------------------------------------------------
+    def write_sample(self, index: int, sample: dict[str, Any]) -> None:
+        """Encode and buffer one sample; writes its shard once the shard is complete.
+
+        A sample that is already done is ignored (resume semantics)."""
+        if not 0 <= index < self.config.num_samples:
+            raise IndexError(f"sample index {index} outside 0..{self.config.num_samples - 1}")
+        if self._done[index]:
+            return
+        try:
+            encoded = encode_sample(sample, self._specs, self.config)
+        except ValueError as e:
+            raise ValueError(f"sample {index}: {e}") from None
+        shard = shard_of(index, self.config)
+        self._pending.setdefault(shard, {})[index] = encoded
+        if all(self._done[i] or i in self._pending[shard] for i in shard_range(shard, self.config)):
+            self._write_shard(shard)
+
+    def flush(self) -> None:
+        """Write every buffered shard, also partly filled ones (their other samples stay not-done)."""
+        for shard in sorted(self._pending):
+            self._write_shard(shard)
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> "CacheWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # On an exception we still write what is complete: finished samples are worth keeping and the
+        # done flags guarantee nothing half-written counts.
+        self.close()
+
+    def _write_shard(self, shard: int) -> None:
+        samples = self._pending.pop(shard)
+        rows = shard_range(shard, self.config)
+        kept_done = [i for i in rows if self._done[i]]
+        for key, array in self._arrays.items():
+            block = np.full((len(rows), *array.shape[1:]), array.fill_value, dtype=array.dtype)
+            if kept_done:
+                # A shard is rewritten whole; samples finished by an earlier run are read back first.
+                # Their bytes are rewritten unchanged, so they stay valid whatever happens next.
+                old = array[rows.start:rows.stop]
+                for i in kept_done:
+                    block[i - rows.start] = old[i - rows.start]
+            for i, encoded in samples.items():
+                block[i - rows.start] = encoded[key]
+            array[rows.start:rows.stop] = block
+        flags = self._done[rows.start:rows.stop].copy()
+        for i in samples:
+            flags[i - rows.start] = True
+        self._done_array[rows.start:rows.stop] = flags.astype(np.uint8)
+        self._done[rows.start:rows.stop] = flags
+        log.debug("wrote shard %d (%d new samples)", shard, len(samples))
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+    def record_run(self, run: dict) -> None:
+        """Append a run record (who exported what, when) to the store attributes."""
+        meta = read_meta(self._root, self.url)
+        write_meta(self._root, StoreMeta(meta.schema_version, meta.config, meta.provenance,
+                                         meta.software_version, (*meta.runs, run)))
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new), key=str):
+            if old.get(k) != new.get(k):
+                return _first_difference(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
+    return f"{path or 'value'}: store has {old!r}, given {new!r}"

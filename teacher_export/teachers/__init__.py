@@ -1,0 +1,1 @@
+"""Teachers: the LiDAR and image networks run once at export."""

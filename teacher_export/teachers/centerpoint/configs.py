@@ -1,0 +1,132 @@
+"""Shipped model configs for the built-in CenterPoint teacher.
+
+`PILLAR02_NUSCENES` is the `model` dict of mmdet3d 1.4's
+`configs/centerpoint/centerpoint_pillar02_second_secfpn_8xb4-cyclic-20e_nus-3d.py`, resolved (base
+configs merged) and unchanged; a checkpoint trained with that config loads into
+`CenterPoint.from_mmdet3d_config(PILLAR02_NUSCENES)`. Train-time keys (losses, train_cfg) are kept
+so the dict stays comparable with mmdet3d's; the builder ignores them.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from cache_schema.errors import UserInputError
+
+PILLAR02_NUSCENES: dict[str, Any] = {'type': 'CenterPoint',
+ 'data_preprocessor': {'type': 'Det3DDataPreprocessor',
+                       'voxel': True,
+                       'voxel_layer': {'max_num_points': 20,
+                                       'voxel_size': [0.2, 0.2, 8],
+                                       'max_voxels': [30000, 40000],
+                                       'point_cloud_range': [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]}},
+ 'pts_voxel_encoder': {'type': 'PillarFeatureNet',
+                       'in_channels': 5,
+                       'feat_channels': [64],
+                       'with_distance': False,
+                       'voxel_size': [0.2, 0.2, 8],
+                       'norm_cfg': {'type': 'BN1d', 'eps': 0.001, 'momentum': 0.01},
+                       'legacy': False,
+                       'point_cloud_range': [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]},
+ 'pts_middle_encoder': {'type': 'PointPillarsScatter', 'in_channels': 64, 'output_shape': [512, 512]},
+ 'pts_backbone': {'type': 'SECOND',
+                  'in_channels': 64,
+                  'out_channels': [64, 128, 256],
+                  'layer_nums': [3, 5, 5],
+                  'layer_strides': [2, 2, 2],
+                  'norm_cfg': {'type': 'BN', 'eps': 0.001, 'momentum': 0.01},
+                  'conv_cfg': {'type': 'Conv2d', 'bias': False}},
+ 'pts_neck': {'type': 'SECONDFPN',
+              'in_channels': [64, 128, 256],
+              'out_channels': [128, 128, 128],
+              'upsample_strides': [0.5, 1, 2],
+              'norm_cfg': {'type': 'BN', 'eps': 0.001, 'momentum': 0.01},
+              'upsample_cfg': {'type': 'deconv', 'bias': False},
+              'use_conv_for_no_stride': True},
+ 'pts_bbox_head': {'type': 'CenterHead',
+                   'in_channels': 384,
+                   'tasks': [{'num_class': 1, 'class_names': ['car']},
+                             {'num_class': 2, 'class_names': ['truck', 'construction_vehicle']},
+                             {'num_class': 2, 'class_names': ['bus', 'trailer']},
+                             {'num_class': 1, 'class_names': ['barrier']},
+                             {'num_class': 2, 'class_names': ['motorcycle', 'bicycle']},
+                             {'num_class': 2, 'class_names': ['pedestrian', 'traffic_cone']}],
+                   'common_heads': {'reg': [2, 2],
+                                    'height': [1, 2],
+                                    'dim': [3, 2],
+                                    'rot': [2, 2],
+                                    'vel': [2, 2]},
+                   'share_conv_channel': 64,
+                   'bbox_coder': {'type': 'CenterPointBBoxCoder',
+                                  'post_center_range': [-61.2, -61.2, -10.0, 61.2, 61.2, 10.0],
+                                  'max_num': 500,
+                                  'score_threshold': 0.1,
+                                  'out_size_factor': 4,
+                                  'voxel_size': [0.2, 0.2],
+                                  'code_size': 9,
+                                  'pc_range': [-51.2, -51.2]},
+                   'separate_head': {'type': 'SeparateHead',
+                                     'init_bias': -2.19,
+                                     'final_kernel': 3,
+                                     'in_channels': 64,
+                                     'heads': {'reg': [2, 2],
+                                               'height': [1, 2],
+                                               'dim': [3, 2],
+                                               'rot': [2, 2],
+                                               'vel': [2, 2],
+                                               'heatmap': [2, 2]},
+                                     'num_cls': 2},
+                   'loss_cls': {'type': 'mmdet.GaussianFocalLoss', 'reduction': 'mean'},
+                   'loss_bbox': {'type': 'mmdet.L1Loss', 'reduction': 'mean', 'loss_weight': 0.25},
+                   'norm_bbox': True,
+                   'train_cfg': {'grid_size': [512, 512, 1],
+                                 'voxel_size': [0.2, 0.2, 8],
+                                 'out_size_factor': 4,
+                                 'dense_reg': 1,
+                                 'gaussian_overlap': 0.1,
+                                 'max_objs': 500,
+                                 'min_radius': 2,
+                                 'code_weights': [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2],
+                                 'point_cloud_range': [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]},
+                   'test_cfg': {'post_center_limit_range': [-61.2, -61.2, -10.0, 61.2, 61.2, 10.0],
+                                'max_per_img': 500,
+                                'max_pool_nms': False,
+                                'min_radius': [4, 12, 10, 1, 0.85, 0.175],
+                                'score_threshold': 0.1,
+                                'pc_range': [-51.2, -51.2],
+                                'out_size_factor': 4,
+                                'voxel_size': [0.2, 0.2],
+                                'nms_type': 'rotate',
+                                'pre_max_size': 1000,
+                                'post_max_size': 83,
+                                'nms_thr': 0.2}},
+ 'train_cfg': {'pts': {'grid_size': [512, 512, 1],
+                       'voxel_size': [0.2, 0.2, 8],
+                       'out_size_factor': 4,
+                       'dense_reg': 1,
+                       'gaussian_overlap': 0.1,
+                       'max_objs': 500,
+                       'min_radius': 2,
+                       'code_weights': [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2],
+                       'point_cloud_range': [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]}},
+ 'test_cfg': {'pts': {'post_center_limit_range': [-61.2, -61.2, -10.0, 61.2, 61.2, 10.0],
+                      'max_per_img': 500,
+                      'max_pool_nms': False,
+                      'min_radius': [4, 12, 10, 1, 0.85, 0.175],
+                      'score_threshold': 0.1,
+                      'pc_range': [-51.2, -51.2],
+                      'out_size_factor': 4,
+                      'voxel_size': [0.2, 0.2],
+                      'nms_type': 'rotate',
+                      'pre_max_size': 1000,
+                      'post_max_size': 83,
+                      'nms_thr': 0.2}}}
+
+CONFIGS: dict[str, dict[str, Any]] = {"centerpoint-pillar02": PILLAR02_NUSCENES}
+
+
+def get_config(name: str) -> dict[str, Any]:
+    """A fresh copy of a shipped model config by name."""
+    if name not in CONFIGS:
+        raise UserInputError(f"unknown CenterPoint config {name!r}; known: {', '.join(sorted(CONFIGS))}")
+    return copy.deepcopy(CONFIGS[name])

@@ -1,0 +1,281 @@
+"""The built-in image teacher: torchvision's Mask R-CNN ResNet-50-FPN, weights from a local file.
+
+The model is torchvision's own (`maskrcnn_resnet50_fpn`), so torchvision's COCO checkpoint file
+(`maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth`) or any checkpoint trained with torchvision's detection
+recipe (e.g. on nuImages, 10 classes + background) loads unchanged. Nothing is ever downloaded.
+
+We run the model's parts ourselves (transform → backbone → RPN → RoI heads) instead of `model(images)`
+because torchvision's final `transform.postprocess` pastes every mask into a full-resolution image; the
+RoI heads' output in eval mode is exactly what the cache keeps: boxes in the resized image, and the
+28×28 sigmoid mask of each detection's predicted class.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import warnings
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
+
+from cache_schema.errors import UserInputError
+from cache_schema.grid import NUSCENES_CLASSES
+from teacher_export.teachers.image_base import (
+    COCO_TO_NUSCENES, NUIMAGES_CLASSES, NUIMAGES_TO_NUSCENES, ImageTeacherOutput, label_table, select_instances,
+)
+
+log = logging.getLogger(__name__)
+
+# torchvision's COCO label space: 91 names (background and the 11 unused "N/A" ids included), read from
+# the weights enum's metadata, which is part of torchvision and needs no download.
+COCO_CLASSES: tuple[str, ...] = tuple(MaskRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"])
+CLASS_PRESETS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "coco": (COCO_CLASSES, COCO_TO_NUSCENES),
+    "nuimages": (("__background__",) + NUIMAGES_CLASSES, NUIMAGES_TO_NUSCENES),
+}
+# FPN output name → stride w.r.t. the (resized) input image, for torchvision's ResNet-FPN backbone.
+FPN_LEVELS: dict[int, str] = {4: "0", 8: "1", 16: "2", 32: "3", 64: "pool"}
+_NUM_CLASSES_KEY = "roi_heads.box_predictor.cls_score.weight"
+
+
+@dataclass
+class MaskRCNNConfig:
+    """Options of the torchvision Mask R-CNN teacher (all JSON-able; stored in the cache's metadata).
+
+    class_names: "coco", "nuimages" or the model's own class names, index 0 being the background.
+    class_map: model class name → nuScenes detection class; None takes the preset's table. Detections
+        of classes missing from the table are dropped.
+    num_classes: None reads it from the checkpoint (random init: from `class_names`); when given it must
+        agree with the checkpoint.
+    min_size / max_size: torchvision's resize rule (shorter side to min_size, longer side at most
+        max_size); None runs each image at its own size.
+    feature_stride: if set, also return the FPN level of that stride (4, 8, 16, 32 or 64), resampled to
+        (H // stride, W // stride) of the input image.
+    detections_per_img: how many detections the RoI heads keep before class mapping drops some; keep
+        it well above max_instances when many of the model's classes are unmapped (COCO).
+    """
+
+    checkpoint: str | None = None
+    random_init: bool = False
+    seed: int = 0
+    class_names: str | list[str] = "coco"
+    class_map: dict[str, str] | None = None
+    num_classes: int | None = None
+    score_threshold: float = 0.3
+    nms_threshold: float = 0.5
+    max_instances: int = 32
+    detections_per_img: int = 100
+    min_size: int | None = None
+    max_size: int | None = None
+    feature_stride: int | None = None
+    device: str = "cpu"
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A torchvision-style Mask R-CNN state_dict from `path`; UserInputError naming the file otherwise.
+
+    Accepts a bare state_dict (torchvision's COCO file) or one wrapped under "model"/"state_dict" (what
+    training scripts save), with DDP's "module." prefix stripped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"image checkpoint {path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            # A damaged file can make the unpickler warn before it fails; the error below says it all.
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several unrelated types for a damaged file
+        # Loading is weights-only (no arbitrary pickles), so a training checkpoint that also pickled
+        # Python objects (torchvision's train.py stores its argparse args) is refused too: say how to fix it.
+        raise UserInputError(f"image checkpoint {path}: not a readable weights-only PyTorch checkpoint "
+                             f"({type(e).__name__}); save its model state_dict alone and pass that") from e
+    for wrapper in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserInputError(f"image checkpoint {path}: does not hold a state_dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+class MaskRCNNTeacher:
+    """torchvision Mask R-CNN R50-FPN as an `ImageTeacher` (see `teachers.image_base`)."""
+
+    name = "maskrcnn"
+
+    def __init__(self, config: MaskRCNNConfig) -> None:
+        self.cfg = config
+        self.max_instances = int(config.max_instances)
+        self.device = self._check_device(config.device)
+        if config.feature_stride is not None and config.feature_stride not in FPN_LEVELS:
+            raise UserInputError(f"feature_stride {config.feature_stride}: must be one of {sorted(FPN_LEVELS)}")
+        if (config.min_size is None) != (config.max_size is None):
+            raise UserInputError("min_size/max_size: give both or neither (neither = each image at its own size)")
+
+        state_dict = None
+        self.checkpoint_sha256: str | None = None
+        if config.checkpoint is not None:
+            state_dict = load_checkpoint_state_dict(config.checkpoint)
+            self.checkpoint_sha256 = file_sha256(config.checkpoint)
+        elif not config.random_init:
+            raise UserInputError("image teacher maskrcnn has no weights: pass --image-checkpoint or --random-init")
+
+        self.num_classes = self._resolve_num_classes(state_dict)
+        self.class_names, class_map = self._resolve_classes()
+        self.label_table = label_table(self.class_names, class_map, source="image teacher class table")
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)  # random init is reproducible and leaves the caller's RNG alone
+            self.model = maskrcnn_resnet50_fpn(
+                weights=None, weights_backbone=None, num_classes=self.num_classes,
+                # 800/1333 are placeholders when images run at their own size: __call__ sets them per batch.
+                min_size=config.min_size or 800, max_size=config.max_size or 1333,
+                box_score_thresh=config.score_threshold, box_nms_thresh=config.nms_threshold,
+                box_detections_per_img=config.detections_per_img,
+            )
+        if state_dict is not None:
+            self._load(state_dict, config.checkpoint)
+        self.model.eval().to(self.device)
+        log.info("image teacher maskrcnn: %d classes, %s", self.num_classes,
+                 f"checkpoint {config.checkpoint}" if config.checkpoint else "random init")
+
+    # --- construction helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def _check_device(device: str) -> torch.device:
+        try:
+            dev = torch.device(device)
+        except RuntimeError as e:
+            raise UserInputError(f"--device {device}: not a torch device") from e
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise UserInputError(f"--device {device}: no CUDA device is available")
+        return dev
+
+    def _resolve_num_classes(self, state_dict: dict[str, torch.Tensor] | None) -> int:
+        cfg = self.cfg
+        if state_dict is None:
+            if cfg.num_classes is not None:
+                return int(cfg.num_classes)
+            names = cfg.class_names if not isinstance(cfg.class_names, str) else self._preset(cfg.class_names)[0]
+            return len(names)
+        if _NUM_CLASSES_KEY not in state_dict:
+            raise UserInputError(f"image checkpoint {cfg.checkpoint}: not a torchvision Mask R-CNN checkpoint "
+                                 f"(no {_NUM_CLASSES_KEY})")
+        found = int(state_dict[_NUM_CLASSES_KEY].shape[0])
+        if cfg.num_classes is not None and int(cfg.num_classes) != found:
+            raise UserInputError(f"image checkpoint {cfg.checkpoint}: has {found} classes, config says "
+                                 f"num_classes={cfg.num_classes}")
+        return found
+
+    @staticmethod
+    def _preset(name: str) -> tuple[tuple[str, ...], dict[str, str]]:
+        if name not in CLASS_PRESETS:
+            raise UserInputError(f"class_names {name!r}: unknown preset; use one of {sorted(CLASS_PRESETS)} "
+                                 "or list the model's class names")
+        return CLASS_PRESETS[name]
+
+    def _resolve_classes(self) -> tuple[list[str], dict[str, str]]:
+        cfg = self.cfg
+        if isinstance(cfg.class_names, str):
+            names, default_map = self._preset(cfg.class_names)
+        else:
+            # A user's own label space: names that already are nuScenes classes map to themselves.
+            names = tuple(cfg.class_names)
+            default_map = {c: c for c in names if c in NUSCENES_CLASSES}
+        class_map = dict(cfg.class_map) if cfg.class_map is not None else dict(default_map)
+        if len(names) != self.num_classes:
+            raise UserInputError(f"class_names: {len(names)} names (background included) for a model with "
+                                 f"{self.num_classes} classes")
+        return list(names), class_map
+
+    def _load(self, state_dict: dict[str, torch.Tensor], path: str) -> None:
+        own = self.model.state_dict()
+        # BatchNorm fills a missing num_batches_tracked itself (torchvision's COCO file has none).
+        missing = sorted(k for k in own.keys() - state_dict.keys() if not k.endswith("num_batches_tracked"))
+        unexpected = sorted(state_dict.keys() - own.keys())
+        wrong_shape = sorted(k for k in own.keys() & state_dict.keys() if own[k].shape != state_dict[k].shape)
+        problems = [f"{len(v)} {what} (e.g. {v[0]})" for what, v in
+                    (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong_shape)) if v]
+        if problems:
+            raise UserInputError(f"image checkpoint {path}: does not fit torchvision Mask R-CNN R50-FPN with "
+                                 f"{self.num_classes} classes: {'; '.join(problems)}")
+        self.model.load_state_dict(state_dict, strict=True)
+
+    # --- the protocol ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        d = asdict(self.cfg)
+        d.update(num_classes=self.num_classes, class_names=list(self.class_names),
+                 checkpoint_sha256=self.checkpoint_sha256)
+        return d
+
+    def __call__(self, images: list[np.ndarray]) -> list[ImageTeacherOutput]:
+        """Detections for each HxWx3 uint8 RGB image, in the input images' pixels."""
+        by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+                raise ValueError(f"image {i}: expected HxWx3 uint8 RGB, got {img.shape} {img.dtype}")
+            by_size[img.shape[:2]].append(i)
+        outputs: list[ImageTeacherOutput | None] = [None] * len(images)
+        # One forward per image size: at native resolution the resize rule depends on the size, and the
+        # cameras of one rig share a size anyway.
+        with torch.inference_mode():
+            for size, idx in by_size.items():
+                for i, out in zip(idx, self._forward([images[i] for i in idx], size)):
+                    outputs[i] = out
+        return outputs  # type: ignore[return-value]
+
+    def _forward(self, images: list[np.ndarray], size: tuple[int, int]) -> list[ImageTeacherOutput]:
+        h, w = size
+        model = self.model
+        if self.cfg.min_size is None:
+            model.transform.min_size = (min(h, w),)
+            model.transform.max_size = max(h, w)
+        tensors = [torch.from_numpy(img).to(self.device).permute(2, 0, 1).float().div_(255.0) for img in images]
+        image_list, _ = model.transform(tensors)
+        features = model.backbone(image_list.tensors)
+        proposals, _ = model.rpn(image_list, features)
+        detections, _ = model.roi_heads(features, proposals, image_list.image_sizes)
+
+        outputs = []
+        for b, (det, (rh, rw)) in enumerate(zip(detections, image_list.image_sizes)):
+            to_input = det["boxes"].new_tensor([w / rw, h / rh, w / rw, h / rh])
+            out = select_instances(
+                boxes=(det["boxes"] * to_input).cpu().numpy(),
+                model_labels=det["labels"].cpu().numpy(),
+                scores=det["scores"].cpu().numpy(),
+                masks=det["masks"][:, 0].cpu().numpy(),
+                table=self.label_table, score_threshold=self.cfg.score_threshold, max_instances=self.max_instances,
+            )
+            if self.cfg.feature_stride is not None:
+                out.features = self._feature_map(features, b, (rh, rw), (h, w))
+            outputs.append(out)
+        return outputs
+
+    def _feature_map(self, features: dict[str, torch.Tensor], b: int, resized_hw: tuple[int, int],
+                     input_hw: tuple[int, int]) -> np.ndarray:
+        """FPN level `feature_stride` of image b, cropped to the image (the batch is padded to a multiple
+        of 32) and resampled when the teacher ran at another resolution than the input's."""
+        s = self.cfg.feature_stride
+        fmap = features[FPN_LEVELS[s]][b]
+        fmap = fmap[:, : math.ceil(resized_hw[0] / s), : math.ceil(resized_hw[1] / s)]
+        target = (input_hw[0] // s, input_hw[1] // s)
+        if tuple(fmap.shape[1:]) != target:
+            fmap = F.interpolate(fmap[None], size=target, mode="bilinear", align_corners=False)[0]
+        return fmap.float().cpu().numpy()
