@@ -8,7 +8,7 @@ import torch
 from student.augment import (ImageAugConfig, ImageAugParams, augment_boxes, augment_image, augment_teacher_maps,
                              bev_aug_matrix, image_aug_matrix, sample_image_aug, transform_boxes_2d)
 
-from student_scenes import TINY_GRID, random_scene, render_teacher_maps
+from .student_scenes import TINY_GRID, random_scene, render_teacher_maps
 
 
 @pytest.mark.parametrize("flip,rotate", [(False, 0.0), (True, 0.0), (False, 4.0), (True, -5.0)])

@@ -8,7 +8,7 @@ from cache_schema.grid import ClassSetup
 from student.augment import ImageAugParams, image_aug_matrix
 from student.targets import (build_det_targets, depth_bin_onehot, depth_image_to_feature_grid, draw_gaussian,
                              gaussian_radius)
-from student_scenes import TINY_GRID
+from .student_scenes import TINY_GRID
 
 
 def test_gaussian_radius_is_the_smallest_of_cornernets_three_quadratic_cases():
