@@ -109,8 +109,15 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     n_inf = sum(p.numel() for p in model.parameters())
     n_train = n_inf + sum(p.numel() for p in crit.parameters())
+    # Inference cost: one eval forward of the model alone (training-only loss modules never run there).
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(batch)
     return {"config": config, "mode": mode, "step_s": statistics.median(times), "peak_mb": peak_mb,
-            "params_inference_m": n_inf / 1e6, "params_training_m": n_train / 1e6}
+            "params_inference_m": n_inf / 1e6, "params_training_m": n_train / 1e6,
+            "inference_gflops": fc.get_total_flops() / 1e9 / batch_size}
 
 
 def main() -> None:
@@ -136,13 +143,15 @@ def main() -> None:
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(f"  done {config}/{mode}", file=sys.stderr)
     print(f"student step, batch {args.batch_size}, device {args.device}, torch threads {args.threads or torch.get_num_threads()}")
-    print("| config | mode | fwd+bwd+step s | peak MB | ratio vs no_kd | params inference M | params training M |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| config | mode | fwd+bwd+step s | peak MB | ratio vs no_kd | params inference M | params training M "
+          "| inference GFLOPs/sample |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         base = next(x for x in rows if x["config"] == r["config"] and x["mode"] == "no_kd")
         print(f"| {r['config']} | {r['mode']} | {r['step_s']:.3f} | {r['peak_mb']:.0f} | "
-              f"{r['step_s'] / base['step_s']:.2f} | {r['params_inference_m']:.2f} | {r['params_training_m']:.2f} |")
-    print("| (online teachers) | all_kd + CenterPoint + Mask R-CNN in the step | left to the lead | | | | |")
+              f"{r['step_s'] / base['step_s']:.2f} | {r['params_inference_m']:.2f} | {r['params_training_m']:.2f} | "
+              f"{r['inference_gflops']:.1f} |")
+    print("| (online teachers) | all_kd + CenterPoint + Mask R-CNN in the step | left to the lead | | | | | |")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,13 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, NUSCENES_TASKS, BevGrid, ClassSetup
+
+if TYPE_CHECKING:
+    from cache_schema.layout import StoreConfig
 
 T = TypeVar("T")
 
@@ -162,7 +165,7 @@ class StudentConfig:
     out_size_factor: int = 4
     classes: tuple[str, ...] = NUSCENES_CLASSES
     tasks: tuple[tuple[str, ...], ...] = NUSCENES_TASKS
-    teacher_bev_channels: int = 512  # C_T of the cached LiDAR-teacher BEV feature
+    teacher_bev_channels: int = 384  # C_T of the cached LiDAR-teacher BEV feature (CenterPoint pillar02)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     depth_net: DepthNetConfig = field(default_factory=DepthNetConfig)
     bev_encoder: BevEncoderConfig = field(default_factory=BevEncoderConfig)
@@ -213,6 +216,22 @@ class StudentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def check_store(self, store: "StoreConfig", url: str = "cache") -> None:
+        """Refuse a cache whose BEV grid, classes, cameras or teacher feature width do not match this
+        student (DESIGN.md: one-line reason, user error)."""
+        if store.grid != self.grid:
+            raise UserInputError(f"{url}: store BEV grid {store.grid.to_json()} != student grid {self.grid.to_json()}")
+        if store.classes != self.class_setup:
+            raise UserInputError(f"{url}: store classes/tasks {store.classes.to_json()} != student's "
+                                 f"{self.class_setup.to_json()}")
+        if store.num_cameras != self.num_cameras:
+            raise UserInputError(f"{url}: store has {store.num_cameras} cameras, student config expects {self.num_cameras}")
+        lc = self.losses
+        kd_feature = (lc.xfd.enabled and lc.xfd.weight != 0) or (lc.xat.enabled and lc.xat.weight != 0)
+        if kd_feature and store.bev_channels != self.teacher_bev_channels:
+            raise UserInputError(f"{url}: store teacher BEV features have {store.bev_channels} channels, "
+                                 f"config teacher_bev_channels is {self.teacher_bev_channels}")
 
 
 def tiny_config(**loss_overrides: Any) -> StudentConfig:

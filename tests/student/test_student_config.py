@@ -40,3 +40,18 @@ def test_bad_values_are_user_errors_naming_the_option(bad, match):
 def test_missing_yaml_file_is_a_user_error(tmp_path):
     with pytest.raises(UserInputError, match="not found"):
         StudentConfig.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_check_store_refuses_mismatched_grid_classes_and_channels():
+    from cache_schema.grid import BevGrid
+    from cache_schema.layout import StoreConfig
+
+    cfg = tiny_config()
+    ok = StoreConfig(num_samples=1, grid=cfg.grid, bev_channels=cfg.teacher_bev_channels)
+    cfg.check_store(ok)
+    with pytest.raises(UserInputError, match="grid"):
+        cfg.check_store(StoreConfig(num_samples=1, grid=BevGrid(), bev_channels=cfg.teacher_bev_channels))
+    with pytest.raises(UserInputError, match="channels"):
+        cfg.check_store(StoreConfig(num_samples=1, grid=cfg.grid, bev_channels=7))
+    no_fd = tiny_config(xfd={"enabled": False}, xat={"enabled": False})
+    no_fd.check_store(StoreConfig(num_samples=1, grid=cfg.grid, bev_channels=7))  # features unused: fine

@@ -120,6 +120,10 @@ def test_missing_teacher_maps_with_enabled_kd_is_a_user_error():
     batch.teacher = None
     with pytest.raises(UserInputError, match="xfd"):
         crit(model(batch), batch)
+    batch = _synthetic_batch(cfg)
+    batch.gt_boxes = []
+    with pytest.raises(UserInputError, match="losses.det"):
+        crit(model(batch), batch)
 
 
 def test_xis_heads_are_training_only_inference_model_size_is_unchanged():
@@ -132,16 +136,23 @@ def test_xis_heads_are_training_only_inference_model_size_is_unchanged():
     assert count(X3KDLoss(with_xis).xis_heads) == extra
 
 
-def test_predict_returns_boxes_in_the_sample_frame():
+def test_predict_undoes_the_bev_augmentation():
+    from student.augment import augment_boxes, bev_aug_matrix
+    from student.models.box_coder import decode_detections
+
     torch.manual_seed(0)
     cfg = tiny_config()
     model = build_student(cfg).eval()
     batch = _synthetic_batch(cfg, b=2)
+    batch.bda[1] = bev_aug_matrix(rotate=90.0, flip_x=True)
     dets = model.predict(batch)
-    assert len(dets) == 2 and all(d.boxes.shape[1] == 9 for d in dets)
-    batch.bda[1] = torch.diag(torch.tensor([-1.0, 1, 1, 1]))  # flipped BEV: boxes come back un-flipped
-    d_flip = model.predict(batch)
-    assert len(d_flip[1]) > 0
+    with torch.no_grad():
+        raw = decode_detections(model(batch).head_outputs, model.box_coder)
+    assert len(dets) == 2 and len(dets[1]) == len(raw[1]) > 0
+    assert torch.allclose(dets[0].boxes, raw[0].boxes)  # identity augmentation
+    # Augmenting the returned boxes again gives what the head saw in the augmented frame.
+    assert torch.allclose(augment_boxes(dets[1].boxes, batch.bda[1])[:, :6], raw[1].boxes[:, :6], atol=1e-4)
+    assert torch.allclose(augment_boxes(dets[1].boxes, batch.bda[1])[:, 7:], raw[1].boxes[:, 7:], atol=1e-4)
 
 
 def test_importing_student_never_loads_other_stages_or_mm_libraries():
