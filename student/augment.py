@@ -71,14 +71,19 @@ def _resized_hw(original_hw: tuple[int, int], resize: float) -> tuple[int, int]:
     return round(original_hw[0] * resize), round(original_hw[1] * resize)
 
 
+def _resize_matrix(original_hw: tuple[int, int], resize: float) -> torch.Tensor:
+    """Resizing with pixel centres at integers: u' = (u + 0.5) * s - 0.5, with the exact factors of
+    the rounded resized size."""
+    h0, w0 = original_hw
+    rh, rw = _resized_hw(original_hw, resize)
+    sx, sy = rw / w0, rh / h0
+    return torch.tensor([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], dtype=torch.float64)
+
+
 def image_aug_matrix(params: ImageAugParams, original_hw: tuple[int, int]) -> torch.Tensor:
     """The 3x3 matrix mapping original pixel (u, v, 1) to augmented pixel coordinates."""
-    h0, w0 = original_hw
-    rh, rw = _resized_hw(original_hw, params.resize)
-    sx, sy = rw / w0, rh / h0  # exact factors after rounding the resized size
     fh, fw = params.final_size
-    # Resizing with pixel centres at integers: u' = (u + 0.5) * s - 0.5.
-    resize = torch.tensor([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], dtype=torch.float64)
+    resize = _resize_matrix(original_hw, params.resize)
     crop = torch.tensor([[1, 0, -params.crop[0]], [0, 1, -params.crop[1]], [0, 0, 1]], dtype=torch.float64)
     flip = torch.eye(3, dtype=torch.float64)
     if params.flip:
@@ -103,10 +108,8 @@ def augment_image(image: torch.Tensor, params: ImageAugParams) -> tuple[torch.Te
     resized = F.interpolate(image[None].float(), size=(rh, rw), mode="bilinear", align_corners=False,
                             antialias=True)[0]
     ida = image_aug_matrix(params, original_hw)
-    h0, w0 = original_hw
-    sx, sy = rw / w0, rh / h0
-    resize = torch.tensor([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
-    rest_inv = torch.linalg.inv(ida.double() @ torch.linalg.inv(resize.double())).float()
+    # The warp applies what is left after the resize: crop, flip, rotation.
+    rest_inv = torch.linalg.inv(ida.double() @ torch.linalg.inv(_resize_matrix(original_hw, params.resize))).float()
     fh, fw = params.final_size
     v, u = torch.meshgrid(torch.arange(fh, dtype=torch.float32), torch.arange(fw, dtype=torch.float32),
                           indexing="ij")
