@@ -7,7 +7,9 @@ the step's). The online-teacher column (CenterPoint + Mask R-CNN inside the step
 from teacher_export and is left to the lead.
 
 Each case runs in its own subprocess so peak memory is per case: CUDA's max_memory_allocated on a
-GPU, the growth of peak RSS over the model-and-batch baseline on CPU.
+GPU, the growth of peak RSS over the model-and-batch baseline on CPU. Besides wall time (median and
+min over the timed steps; the time ratio uses the min, the least disturbed by other load) the table
+gives the FLOPs of one training step (torch's FlopCounterMode), which do not depend on the machine.
 
     python -m bench.student_step                   # both configs, CPU
     python -m bench.student_step --configs tiny --steps 5
@@ -92,6 +94,12 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # FLOPs of one training step: machine-independent, unlike wall time on a shared CPU.
+    with FlopCounterMode(display=False) as fc_train:
+        total_loss(crit(model(batch), batch)).backward()
+    opt.zero_grad(set_to_none=True)
     times = []
     for i in range(steps + 1):  # step 0 warms up allocators and lazy init
         sync()
@@ -110,12 +118,11 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
     n_inf = sum(p.numel() for p in model.parameters())
     n_train = n_inf + sum(p.numel() for p in crit.parameters())
     # Inference cost: one eval forward of the model alone (training-only loss modules never run there).
-    from torch.utils.flop_counter import FlopCounterMode
-
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         model(batch)
-    return {"config": config, "mode": mode, "step_s": statistics.median(times), "peak_mb": peak_mb,
+    return {"config": config, "mode": mode, "step_s": statistics.median(times), "min_step_s": min(times),
+            "train_gflops": fc_train.get_total_flops() / 1e9 / batch_size, "peak_mb": peak_mb,
             "params_inference_m": n_inf / 1e6, "params_training_m": n_train / 1e6,
             "inference_gflops": fc.get_total_flops() / 1e9 / batch_size}
 
@@ -143,15 +150,16 @@ def main() -> None:
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(f"  done {config}/{mode}", file=sys.stderr)
     print(f"student step, batch {args.batch_size}, device {args.device}, torch threads {args.threads or torch.get_num_threads()}")
-    print("| config | mode | fwd+bwd+step s | peak MB | ratio vs no_kd | params inference M | params training M "
-          "| inference GFLOPs/sample |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| config | mode | step s (median) | step s (min) | time ratio | train GFLOPs/sample | FLOP ratio | peak MB "
+          "| params inference M | params training M | inference GFLOPs/sample |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         base = next(x for x in rows if x["config"] == r["config"] and x["mode"] == "no_kd")
-        print(f"| {r['config']} | {r['mode']} | {r['step_s']:.3f} | {r['peak_mb']:.0f} | "
-              f"{r['step_s'] / base['step_s']:.2f} | {r['params_inference_m']:.2f} | {r['params_training_m']:.2f} | "
-              f"{r['inference_gflops']:.1f} |")
-    print("| (online teachers) | all_kd + CenterPoint + Mask R-CNN in the step | left to the lead | | | | | |")
+        print(f"| {r['config']} | {r['mode']} | {r['step_s']:.3f} | {r['min_step_s']:.3f} | "
+              f"{r['min_step_s'] / base['min_step_s']:.2f} | {r['train_gflops']:.1f} | "
+              f"{r['train_gflops'] / base['train_gflops']:.2f} | {r['peak_mb']:.0f} | {r['params_inference_m']:.2f} | "
+              f"{r['params_training_m']:.2f} | {r['inference_gflops']:.1f} |")
+    print("| (online teachers) | all_kd + CenterPoint + Mask R-CNN in the step | left to the lead | | | | | | | | |")
 
 
 if __name__ == "__main__":
