@@ -1,0 +1,1 @@
+"""The camera student's parts, one module per concept (see `student.models.student`)."""

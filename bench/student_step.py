@@ -1,0 +1,166 @@
+"""Student training-step cost: forward + backward time and peak memory per step.
+
+Rows: the tiny test config and the R50 256x704 config (128x128 BEV, 112 depth bins).
+Columns: no KD (det + DS) vs all KD terms (det + DS + X-FD + X-AT + X-OD + X-IS) with cached-style
+teacher targets (random tensors of the cache's shapes: reading them is the data loader's cost, not
+the step's). The online-teacher column (CenterPoint + Mask R-CNN inside the step) needs the teachers
+from teacher_export and is left to the lead.
+
+Each case runs in its own subprocess so peak memory is per case: CUDA's max_memory_allocated on a
+GPU, the growth of peak RSS over the model-and-batch baseline on CPU. Besides wall time (median and
+min over the timed steps; the time ratio uses the min, the least disturbed by other load) the table
+gives the FLOPs of one training step (torch's FlopCounterMode), which do not depend on the machine.
+
+    python -m bench.student_step                   # both configs, CPU
+    python -m bench.student_step --configs tiny --steps 5
+    python -m bench.student_step --device cuda --batch-size 4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+MODES = {
+    "no_kd": {"xfd": {"enabled": False}, "xat": {"enabled": False}, "xod": {"enabled": False},
+              "xis": {"enabled": False}},
+    "all_kd": {},
+}
+
+
+def make_config(name: str, mode: str):
+    from student.config import StudentConfig, tiny_config
+
+    if name == "tiny":
+        return tiny_config(**MODES[mode])
+    if name == "r50":
+        return StudentConfig.from_dict({"losses": MODES[mode]})
+    raise SystemExit(f"unknown config {name!r}")
+
+
+def make_batch(cfg, b: int, device: str):
+    """A synthetic batch of the shapes the cache + data loader produce (cameras in a ring)."""
+    import math
+
+    from student.batch import StudentBatch, TeacherTargets
+
+    n = cfg.num_cameras
+    h, w = cfg.image_size
+    g = torch.Generator().manual_seed(0)
+    ida = torch.eye(3).expand(b, n, 3, 3).clone()
+    k = torch.tensor([[0.6 * w, 0, w / 2], [0, 0.6 * w, h / 2], [0, 0, 1.0]]).expand(b, n, 3, 3).clone()
+    c2l = torch.eye(4).repeat(b, n, 1, 1)
+    for i in range(n):
+        a = 2 * math.pi * i / n
+        c2l[:, i, :3, :3] = torch.tensor([[math.sin(a), 0, math.cos(a)], [-math.cos(a), 0, math.sin(a)], [0, -1, 0]])
+    hh, ww = cfg.grid.shape
+    depth = torch.rand(b, n, h // 16, w // 16, generator=g) * 50
+    depth[torch.rand(depth.shape, generator=g) > 0.3] = 0
+    m = 20
+    x1 = torch.rand(b, n, m, 1, generator=g) * (2 * w - 100)
+    y1 = torch.rand(b, n, m, 1, generator=g) * (2 * h - 100)
+    boxes = torch.cat([x1, y1, x1 + 40 + torch.rand(b, n, m, 1, generator=g) * 60,
+                       y1 + 40 + torch.rand(b, n, m, 1, generator=g) * 60], -1) / 2
+    gt = [torch.cat([torch.rand(30, 2, generator=g) * 80 - 40, torch.zeros(30, 1), torch.rand(30, 3, generator=g) * 3 + 1,
+                     torch.rand(30, 3, generator=g)], 1) for _ in range(b)]
+    batch = StudentBatch(
+        images=torch.randn(b, n, 3, h, w, generator=g), intrinsics=k, cam2lidar=c2l, ida=ida,
+        bda=torch.eye(4).repeat(b, 1, 1), gt_boxes=gt, gt_labels=[torch.randint(0, 10, (30,), generator=g)] * b,
+        depth_targets=depth,
+        teacher=TeacherTargets(
+            torch.randn(b, cfg.teacher_bev_channels, hh, ww, generator=g), torch.rand(b, 10, hh, ww, generator=g) ** 8,
+            torch.randn(b, 10, hh, ww, generator=g), boxes, torch.randint(0, 10, (b, n, m), generator=g),
+            torch.rand(b, n, m, generator=g), torch.rand(b, n, m, 28, 28, generator=g)))
+    return batch.to(device)
+
+
+def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -> dict:
+    from student.losses import X3KDLoss, total_loss
+    from student.models.student import build_student
+
+    torch.manual_seed(0)
+    cfg = make_config(config, mode)
+    model, crit = build_student(cfg).to(device).train(), X3KDLoss(cfg).to(device).train()
+    params = [p for p in list(model.parameters()) + list(crit.parameters()) if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    batch = make_batch(cfg, batch_size, device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # FLOPs of one training step: machine-independent, unlike wall time on a shared CPU.
+    with FlopCounterMode(display=False) as fc_train:
+        total_loss(crit(model(batch), batch)).backward()
+    opt.zero_grad(set_to_none=True)
+    times = []
+    for i in range(steps + 1):  # step 0 warms up allocators and lazy init
+        sync()
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = total_loss(crit(model(batch), batch))
+        loss.backward()
+        opt.step()
+        sync()
+        if i:
+            times.append(time.perf_counter() - t)
+    if device.startswith("cuda"):
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    n_inf = sum(p.numel() for p in model.parameters())
+    n_train = n_inf + sum(p.numel() for p in crit.parameters())
+    # Inference cost: one eval forward of the model alone (training-only loss modules never run there).
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(batch)
+    return {"config": config, "mode": mode, "step_s": statistics.median(times), "min_step_s": min(times),
+            "train_gflops": fc_train.get_total_flops() / 1e9 / batch_size, "peak_mb": peak_mb,
+            "params_inference_m": n_inf / 1e6, "params_training_m": n_train / 1e6,
+            "inference_gflops": fc.get_total_flops() / 1e9 / batch_size}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", nargs="+", default=["tiny", "r50"], choices=["tiny", "r50"])
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per case (after one warm-up step)")
+    ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    ap.add_argument("--case", nargs=2, metavar=("CONFIG", "MODE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.case:
+        print(json.dumps(run_case(args.case[0], args.case[1], args.steps, args.batch_size, args.device)))
+        return
+    rows = []
+    for config in args.configs:
+        for mode in MODES:
+            cmd = [sys.executable, "-m", "bench.student_step", "--case", config, mode, "--steps", str(args.steps),
+                   "--batch-size", str(args.batch_size), "--device", args.device, "--threads", str(args.threads)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+            print(f"  done {config}/{mode}", file=sys.stderr)
+    print(f"student step, batch {args.batch_size}, device {args.device}, torch threads {args.threads or torch.get_num_threads()}")
+    print("| config | mode | step s (median) | step s (min) | time ratio | train GFLOPs/sample | FLOP ratio | peak MB "
+          "| params inference M | params training M | inference GFLOPs/sample |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        base = next(x for x in rows if x["config"] == r["config"] and x["mode"] == "no_kd")
+        print(f"| {r['config']} | {r['mode']} | {r['step_s']:.3f} | {r['min_step_s']:.3f} | "
+              f"{r['min_step_s'] / base['min_step_s']:.2f} | {r['train_gflops']:.1f} | "
+              f"{r['train_gflops'] / base['train_gflops']:.2f} | {r['peak_mb']:.0f} | {r['params_inference_m']:.2f} | "
+              f"{r['params_training_m']:.2f} | {r['inference_gflops']:.1f} |")
+    print("| (online teachers) | all_kd + CenterPoint + Mask R-CNN in the step | left to the lead | | | | | | | | |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""What one training/eval step of the student consumes.
+
+All geometry travels with the data (torchvision-detection style): the model never guesses how an image
+was resized or how the BEV was rotated; it reads the matrices that were applied.
+
+Frames: the BEV grid, the GT boxes and every teacher map live in the sample's LiDAR frame *after* the
+BEV augmentation `bda` (x forward, y left, z up; see cache_schema/boxes.py). Pixel coordinates put the
+centre of pixel column i at u = i.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+
+
+@dataclass
+class TeacherTargets:
+    """Cached teacher outputs for a batch, already warped with the batch's BEV augmentation.
+
+    bev_features:  [B, C_T, H, W] LiDAR-teacher BEV feature.
+    heatmaps:      [B, K, H, W] sigmoid class probabilities, classes in `StudentConfig.classes` order.
+    regression:    [B, 10, H, W] reg_x, reg_y, height, log dim_l, log dim_w, log dim_h, rot_sin,
+                   rot_cos, vel_x, vel_y, at each cell from the task group whose heatmap is highest there.
+    inst_boxes:    [B, N, M, 4] image-teacher boxes, xyxy in ORIGINAL (un-augmented) image pixels.
+    inst_labels:   [B, N, M] class index into `classes`, -1 = padding.
+    inst_scores:   [B, N, M] detection scores.
+    inst_masks:    [B, N, M, 28, 28] mask probabilities inside each box.
+    Any field may be None when the cache lacks it; the loss that needs it must then be switched off.
+    """
+
+    bev_features: torch.Tensor | None = None
+    heatmaps: torch.Tensor | None = None
+    regression: torch.Tensor | None = None
+    inst_boxes: torch.Tensor | None = None
+    inst_labels: torch.Tensor | None = None
+    inst_scores: torch.Tensor | None = None
+    inst_masks: torch.Tensor | None = None
+
+
+@dataclass
+class StudentBatch:
+    """One batch of B samples with N cameras each.
+
+    images:       [B, N, 3, H, W] normalised, augmented camera images.
+    intrinsics:   [B, N, 3, 3] camera matrix of the AUGMENTED image (= ida @ K_original).
+    cam2lidar:    [B, N, 4, 4] camera -> LiDAR frame of the sample (before BEV augmentation).
+    ida:          [B, N, 3, 3] image augmentation: original pixel (u, v, 1) -> augmented pixel.
+    bda:          [B, 4, 4] BEV augmentation: LiDAR frame -> augmented LiDAR frame.
+    gt_boxes:     B tensors [M_b, 9] in the box convention, already BEV-augmented.
+    gt_labels:    B tensors [M_b] class indices into `classes`.
+    depth_targets:[B, N, h, w] LiDAR depth in metres on the stride-16 feature grid of the augmented
+                  image (0 = no point there); see `student.targets.depth_image_to_feature_grid`.
+    teacher:      cached teacher outputs, or None when training without distillation.
+    """
+
+    images: torch.Tensor
+    intrinsics: torch.Tensor
+    cam2lidar: torch.Tensor
+    ida: torch.Tensor
+    bda: torch.Tensor
+    gt_boxes: list[torch.Tensor] = field(default_factory=list)
+    gt_labels: list[torch.Tensor] = field(default_factory=list)
+    depth_targets: torch.Tensor | None = None
+    teacher: TeacherTargets | None = None
+
+    def to(self, device: torch.device | str) -> "StudentBatch":
+        """A copy with every tensor moved to `device`."""
+        def mv(v):
+            if isinstance(v, torch.Tensor):
+                return v.to(device, non_blocking=True)
+            if isinstance(v, list):
+                return [mv(x) for x in v]
+            if isinstance(v, TeacherTargets):
+                return replace(v, **{f.name: mv(getattr(v, f.name)) for f in fields(v)})
+            return v
+        return replace(self, **{f.name: mv(getattr(self, f.name)) for f in fields(self)})

@@ -1,0 +1,298 @@
+"""Typed configuration of the camera student and its losses.
+
+Every size is a config value. A config is a tree of frozen dataclasses that loads from a plain dict
+(the parsed YAML file) with `StudentConfig.from_dict`; unknown keys are user errors, not silently
+ignored, because a misspelt loss switch would otherwise run a different ablation than the one asked.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cache_schema.errors import UserInputError
+from cache_schema.grid import NUSCENES_CLASSES, NUSCENES_TASKS, BevGrid, ClassSetup
+
+if TYPE_CHECKING:
+    from cache_schema.layout import StoreConfig
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """torchvision ResNet + FPN-style neck whose single output has stride 16."""
+
+    depth: int = 50  # 18, 34, 50 or 101
+    weights: str | None = None  # path to a torchvision ResNet state dict; None = random init
+    neck_channels: int = 256
+    frozen_stages: int = 0  # 0 = train all; k = freeze the stem and the first k-1 residual stages
+
+
+@dataclass(frozen=True)
+class DepthNetConfig:
+    """BEVDepth's camera-aware depth net: D depth bins + context channels per feature pixel."""
+
+    d_bound: tuple[float, float, float] = (2.0, 58.0, 0.5)  # (min, max, step) metres -> 112 bins
+    mid_channels: int = 256
+    context_channels: int = 80
+    camera_aware: bool = True  # SE-modulate depth/context features with an MLP of the camera parameters
+
+    @property
+    def num_bins(self) -> int:
+        lo, hi, step = self.d_bound
+        return int(round((hi - lo) / step))
+
+
+@dataclass(frozen=True)
+class BevEncoderConfig:
+    """ResNet-style BEV backbone (BasicBlock stages) + FPN that returns to the BEV grid resolution."""
+
+    stage_channels: tuple[int, ...] = (160, 320, 640)
+    stage_blocks: tuple[int, ...] = (2, 2, 2)
+    stage_strides: tuple[int, ...] = (1, 2, 2)
+    out_channels: int = 256
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The shared CenterHead (student/models/center_head.py) settings."""
+
+    share_conv_channel: int = 64
+    head_conv: int = 64
+    common_heads: dict[str, tuple[int, int]] = field(default_factory=lambda: {
+        "reg": (2, 2), "height": (1, 2), "dim": (3, 2), "rot": (2, 2), "vel": (2, 2)})
+
+
+@dataclass(frozen=True)
+class DetLossConfig:
+    """CenterPoint detection loss against GT boxes (Gaussian focal + L1 at GT centres)."""
+
+    enabled: bool = True
+    weight: float = 1.0
+    heatmap_weight: float = 1.0
+    reg_weight: float = 0.25
+    # Per regression channel: reg_x, reg_y, height, dim_l, dim_w, dim_h, rot_sin, rot_cos, vel_x, vel_y.
+    code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2)
+    alpha: float = 2.0
+    beta: float = 4.0
+    gaussian_overlap: float = 0.1
+    min_radius: int = 2
+
+
+@dataclass(frozen=True)
+class DepthLossConfig:
+    """BEVDepth depth supervision from LiDAR depth targets."""
+
+    enabled: bool = True
+    weight: float = 3.0
+
+
+@dataclass(frozen=True)
+class XFDLossConfig:
+    """Foreground-weighted feature distillation to the cached teacher BEV feature."""
+
+    enabled: bool = True
+    weight: float = 1.0
+    fg_weight: float = 5.0  # lambda_fg in w(p) = 1 + lambda_fg * max_k H_T(k, p)
+    feature: str = "encoder"  # "view_transform" or "encoder": which student BEV feature is distilled
+    standardize: bool = False  # standardise F_T per channel with the store's statistics
+
+
+@dataclass(frozen=True)
+class XATLossConfig:
+    """Adversarial BEV feature alignment through a gradient-reversal layer."""
+
+    enabled: bool = True
+    weight: float = 0.1
+    grl_scale: float = 1.0  # lambda_grl
+    # 64 keeps the discriminator at ~5% of an R50 training step on a 128x128 grid (256: ~25%).
+    hidden_channels: int = 64
+
+
+@dataclass(frozen=True)
+class XODLossConfig:
+    """Output distillation to the cached teacher heatmaps and regression maps."""
+
+    enabled: bool = True
+    weight: float = 1.0
+    heatmap_weight: float = 1.0
+    reg_weight: float = 0.25
+    gamma: float = 2.0
+
+
+@dataclass(frozen=True)
+class XISLossConfig:
+    """Auxiliary Mask R-CNN heads on the PV features, trained on the image teacher's detections."""
+
+    enabled: bool = True
+    weight: float = 1.0
+    score_threshold: float = 0.5
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    # Lighter than torchvision's Mask R-CNN (1024, 4x256 mask convs, 512 RoIs): the heads only shape
+    # the PV features, and these sizes keep X-IS at ~8% of an R50 training step instead of ~50%.
+    representation_size: int = 256  # width of the box head's two fully connected layers
+    mask_layers: tuple[int, ...] = (128, 128)
+    rpn_batch_size_per_image: int = 256
+    rpn_pre_nms_top_n: int = 2000
+    rpn_post_nms_top_n: int = 1000
+    box_batch_size_per_image: int = 128
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """One block per X3KD term: each has `enabled`, `weight` and its own hyper-parameters.
+
+    KD-only training (the paper's RADAR setting) is `det.weight: 0` (or `det.enabled: false`)."""
+
+    det: DetLossConfig = field(default_factory=DetLossConfig)
+    ds: DepthLossConfig = field(default_factory=DepthLossConfig)
+    xfd: XFDLossConfig = field(default_factory=XFDLossConfig)
+    xat: XATLossConfig = field(default_factory=XATLossConfig)
+    xod: XODLossConfig = field(default_factory=XODLossConfig)
+    xis: XISLossConfig = field(default_factory=XISLossConfig)
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """The whole camera student: input size, BEV grid, classes, model parts and losses."""
+
+    image_size: tuple[int, int] = (256, 704)  # (H, W) of the augmented camera images fed to the model
+    num_cameras: int = 6
+    point_cloud_range: tuple[float, ...] = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
+    voxel_size: tuple[float, ...] = (0.2, 0.2, 8.0)
+    out_size_factor: int = 4
+    classes: tuple[str, ...] = NUSCENES_CLASSES
+    tasks: tuple[tuple[str, ...], ...] = NUSCENES_TASKS
+    teacher_bev_channels: int = 384  # C_T of the cached LiDAR-teacher BEV feature (CenterPoint pillar02)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    depth_net: DepthNetConfig = field(default_factory=DepthNetConfig)
+    bev_encoder: BevEncoderConfig = field(default_factory=BevEncoderConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    losses: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if self.backbone.depth not in (18, 34, 50, 101):
+            raise UserInputError(f"config backbone.depth: {self.backbone.depth} is not one of 18, 34, 50, 101")
+        if self.xfd_feature not in ("view_transform", "encoder"):
+            raise UserInputError(f"config losses.xfd.feature: {self.xfd_feature!r} is not 'view_transform' or 'encoder'")
+        try:
+            self.class_setup  # noqa: B018  (validates the task grouping)
+        except ValueError as e:
+            raise UserInputError(f"config tasks: {e}") from None
+        h, w = self.image_size
+        if h % 16 or w % 16:
+            raise UserInputError(f"config image_size: {self.image_size} must be divisible by the feature stride 16")
+
+    @property
+    def xfd_feature(self) -> str:
+        return self.losses.xfd.feature
+
+    @property
+    def grid(self) -> BevGrid:
+        return BevGrid(tuple(self.point_cloud_range), tuple(self.voxel_size), self.out_size_factor)
+
+    @property
+    def class_setup(self) -> ClassSetup:
+        return ClassSetup(tuple(self.classes), tuple(tuple(t) for t in self.tasks))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StudentConfig":
+        return _from_dict(cls, d, "config")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "StudentConfig":
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise UserInputError(f"{p}: config file not found")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserInputError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        return _from_dict(cls, d, str(p))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def check_store(self, store: "StoreConfig", url: str = "cache") -> None:
+        """Refuse a cache whose BEV grid, classes, cameras or teacher feature width do not match this
+        student (DESIGN.md: one-line reason, user error)."""
+        if store.grid != self.grid:
+            raise UserInputError(f"{url}: store BEV grid {store.grid.to_json()} != student grid {self.grid.to_json()}")
+        if store.classes != self.class_setup:
+            raise UserInputError(f"{url}: store classes/tasks {store.classes.to_json()} != student's "
+                                 f"{self.class_setup.to_json()}")
+        if store.num_cameras != self.num_cameras:
+            raise UserInputError(f"{url}: store has {store.num_cameras} cameras, student config expects {self.num_cameras}")
+        lc = self.losses
+        kd_feature = (lc.xfd.enabled and lc.xfd.weight != 0) or (lc.xat.enabled and lc.xat.weight != 0)
+        if kd_feature and store.bev_channels != self.teacher_bev_channels:
+            raise UserInputError(f"{url}: store teacher BEV features have {store.bev_channels} channels, "
+                                 f"config teacher_bev_channels is {self.teacher_bev_channels}")
+
+
+def tiny_config(**loss_overrides: Any) -> StudentConfig:
+    """The test-sized student: ResNet-18, 64x176 images, 32x32 BEV (0.8 m cells), 8 depth bins."""
+    return StudentConfig.from_dict({
+        "image_size": [64, 176],
+        "point_cloud_range": [-12.8, -12.8, -5.0, 12.8, 12.8, 3.0],
+        "teacher_bev_channels": 16,
+        "backbone": {"depth": 18, "neck_channels": 32},
+        "depth_net": {"d_bound": [1.0, 13.0, 1.5], "mid_channels": 32, "context_channels": 16},
+        "bev_encoder": {"stage_channels": [16, 32, 64], "stage_blocks": [1, 1, 1], "out_channels": 32},
+        "head": {"share_conv_channel": 16, "head_conv": 16},
+        "losses": {"xat": {"hidden_channels": 16},
+                   "xis": {"anchor_sizes": [16, 32, 64], "representation_size": 64,
+                           "mask_layers": [16, 16], "rpn_pre_nms_top_n": 200, "rpn_post_nms_top_n": 50,
+                           "box_batch_size_per_image": 32, "rpn_batch_size_per_image": 32},
+                   **loss_overrides},
+    })
+
+
+def _from_dict(cls: type[T], d: Any, where: str) -> T:
+    """Build dataclass `cls` from nested plain values, converting lists to the annotated tuples."""
+    if isinstance(d, cls):
+        return d
+    if not isinstance(d, dict):
+        raise UserInputError(f"{where}: expected a mapping for {cls.__name__}, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise UserInputError(f"{where}: unknown key(s) {unknown} in {cls.__name__} (known: {sorted(names)})")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in d.items()}
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, v: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, v, where)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if v is None:
+            return None
+        return _convert(next(a for a in args if a is not type(None)), v, where)
+    if origin is tuple:
+        if not isinstance(v, (list, tuple)):
+            raise UserInputError(f"{where}: expected a list, got {v!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], x, where) for x in v)
+        if len(args) != len(v):
+            raise UserInputError(f"{where}: expected {len(args)} values, got {len(v)}")
+        return tuple(_convert(a, x, where) for a, x in zip(args, v))
+    if origin is dict:
+        if not isinstance(v, dict):
+            raise UserInputError(f"{where}: expected a mapping, got {v!r}")
+        return {str(k): _convert(args[1], x, f"{where}.{k}") for k, x in v.items()}
+    if tp is float and isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if tp in (int, str, bool) and not isinstance(v, tp) or (tp is int and isinstance(v, bool)):
+        raise UserInputError(f"{where}: expected {tp.__name__}, got {v!r}")
+    return v

@@ -1,0 +1,100 @@
+"""X3KDLoss: every enabled loss term of one training step, and the modules only training needs.
+
+Called after the model: `losses = criterion(model(batch), batch)`; the optimiser steps on
+`sum(v for k, v in losses.items() if k.startswith("loss_"))`. Keys without the `loss_` prefix are
+detached parts for logging. A term is computed only when it is enabled and its weight is non-zero
+(KD-only training = det weight 0)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cache_schema.errors import UserInputError
+
+from ..batch import StudentBatch
+from ..config import StudentConfig
+from ..models.student import StudentOutputs
+from ..targets import build_det_targets
+from .det import det_loss
+from .ds import ds_loss
+from .xat import BevDiscriminator, xat_loss
+from .xfd import standardize_teacher, xfd_loss
+from .xis import XISHeads, xis_loss, xis_targets
+from .xod import xod_loss
+
+
+def _on(term) -> bool:
+    return bool(term.enabled) and term.weight != 0
+
+
+class X3KDLoss(nn.Module):
+    """det, DS, X-FD, X-AT, X-OD and X-IS for a student built from the same `StudentConfig`.
+
+    teacher_mean / teacher_std: per-channel statistics of the teacher BEV feature from the store,
+    used when `losses.xfd.standardize` is set."""
+
+    def __init__(self, cfg: StudentConfig, teacher_mean: torch.Tensor | None = None,
+                 teacher_std: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        lc = cfg.losses
+        student_ch = (cfg.bev_encoder.out_channels if lc.xfd.feature == "encoder"
+                      else cfg.depth_net.context_channels)
+        self.adapter = (nn.Conv2d(student_ch, cfg.teacher_bev_channels, 1)
+                        if _on(lc.xfd) or _on(lc.xat) else None)
+        self.discriminator = (BevDiscriminator(cfg.teacher_bev_channels, lc.xat.hidden_channels)
+                              if _on(lc.xat) else None)
+        self.xis_heads = (XISHeads(cfg.backbone.neck_channels, len(cfg.classes), lc.xis)
+                          if _on(lc.xis) else None)
+        if lc.xfd.standardize and (teacher_mean is None or teacher_std is None):
+            raise UserInputError("losses.xfd.standardize is set but the store has no teacher feature statistics")
+        self.register_buffer("teacher_mean", teacher_mean if lc.xfd.standardize else None)
+        self.register_buffer("teacher_std", teacher_std if lc.xfd.standardize else None)
+
+    @staticmethod
+    def _need(value, what: str, term: str):
+        if value is None:
+            raise UserInputError(f"losses.{term} is enabled but the batch has no {what}; disable losses.{term} "
+                                 "or use a cache that has it")
+        return value
+
+    def forward(self, out: StudentOutputs, batch: StudentBatch) -> dict[str, torch.Tensor]:
+        lc, cfg = self.cfg.losses, self.cfg
+        losses: dict[str, torch.Tensor] = {}
+        if _on(lc.det):
+            if len(batch.gt_boxes) != batch.images.shape[0] or len(batch.gt_labels) != batch.images.shape[0]:
+                raise UserInputError(f"losses.det is enabled but the batch has {len(batch.gt_boxes)} GT box lists "
+                                     f"for {batch.images.shape[0]} samples; set losses.det.weight: 0 for KD-only")
+            targets = build_det_targets(batch.gt_boxes, batch.gt_labels, cfg.grid, cfg.class_setup,
+                                        lc.det.gaussian_overlap, lc.det.min_radius)
+            losses.update(det_loss(out.head_outputs, targets, lc.det))
+        if _on(lc.ds):
+            depth = self._need(batch.depth_targets, "depth targets", "ds")
+            losses.update(ds_loss(out.depth_logits, depth, cfg.depth_net.d_bound, lc.ds))
+        teacher = batch.teacher
+        if _on(lc.xfd) or _on(lc.xat):
+            t_feat = self._need(teacher and teacher.bev_features, "teacher BEV features", "xfd/xat")
+            t_feat = standardize_teacher(t_feat.float(), self.teacher_mean, self.teacher_std)
+            s_feat = out.bev_features if lc.xfd.feature == "encoder" else out.bev_view
+            adapted = self.adapter(s_feat)
+            if _on(lc.xfd):
+                losses.update(xfd_loss(adapted, t_feat, teacher.heatmaps, lc.xfd))
+            if _on(lc.xat):
+                losses.update(xat_loss(self.discriminator, adapted, t_feat, lc.xat))
+        if _on(lc.xod):
+            hm = self._need(teacher and teacher.heatmaps, "teacher heatmaps", "xod")
+            reg = self._need(teacher.regression, "teacher regression maps", "xod")
+            losses.update(xod_loss(out.head_outputs, hm, reg, cfg.class_setup, lc.xod))
+        if _on(lc.xis) and self.training:
+            boxes = self._need(teacher and teacher.inst_boxes, "image-teacher instances", "xis")
+            images = batch.images.flatten(0, 1)
+            targets = xis_targets(boxes.flatten(0, 1), teacher.inst_labels.flatten(0, 1),
+                                  teacher.inst_scores.flatten(0, 1), teacher.inst_masks.flatten(0, 1),
+                                  batch.ida.flatten(0, 1), tuple(images.shape[-2:]), lc.xis.score_threshold)
+            losses.update(xis_loss(self.xis_heads, out.pv_features, images, targets, lc.xis))
+        return losses
+
+
+def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The sum the optimiser steps on: every `loss_*` term."""
+    return sum(v for k, v in losses.items() if k.startswith("loss_"))

@@ -1,0 +1,56 @@
+"""X-OD: output distillation to the cached LiDAR-teacher heatmaps and regression maps.
+
+heatmap:    sum |sigmoid(S_k) - H_T|^gamma * BCE(sigmoid(S_k), H_T) / max(1, sum H_T)
+regression: sum_p w(p) * sum_c |S_reg - T_reg| / sum_p w(p),  w(p) = max_k H_T(k, p)
+
+The teacher's regression at a cell comes from its task group with the highest heatmap there; the
+student's regression is read from the same task group (chosen by the teacher's heatmap), so both sides
+describe the same object hypothesis."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cache_schema.grid import ClassSetup
+
+from ..config import XODLossConfig
+from .det import regression_map
+
+
+def class_order_heatmaps(head_outputs: list[dict[str, torch.Tensor]], classes: ClassSetup) -> torch.Tensor:
+    """Student heatmap logits of all task groups, reordered to `classes.classes`: [B, K, H, W]."""
+    by_name = {}
+    for task, out in zip(classes.tasks, head_outputs):
+        for i, name in enumerate(task):
+            by_name[name] = out["heatmap"][:, i]
+    return torch.stack([by_name[c] for c in classes.classes], 1)
+
+
+def task_of_class(classes: ClassSetup) -> list[int]:
+    """Task-group index of each class in `classes.classes` order."""
+    return [next(t for t, task in enumerate(classes.tasks) if c in task) for c in classes.classes]
+
+
+def soft_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """sum |sigmoid(x) - t|^gamma * BCE(sigmoid(x), t), summed (not normalised)."""
+    p = logits.sigmoid()
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return ((p - target).abs().pow(gamma) * bce).sum()
+
+
+def xod_loss(head_outputs: list[dict[str, torch.Tensor]], teacher_heatmaps: torch.Tensor,
+             teacher_regression: torch.Tensor, classes: ClassSetup, cfg: XODLossConfig) -> dict[str, torch.Tensor]:
+    """teacher_heatmaps [B, K, H, W] probabilities, teacher_regression [B, 10, H, W]."""
+    h_t = teacher_heatmaps.float().detach()
+    logits = class_order_heatmaps(head_outputs, classes).float()
+    hm = soft_focal_loss(logits, h_t, cfg.gamma) / h_t.sum().clamp_min(1.0)
+
+    student_reg = torch.stack([regression_map(o) for o in head_outputs], 1).float()  # [B, T, 10, H, W]
+    best_class = h_t.argmax(1)  # [B, H, W]
+    group = torch.tensor(task_of_class(classes), device=best_class.device)[best_class]
+    b, t, c, h, w = student_reg.shape
+    picked = student_reg.gather(1, group.view(b, 1, 1, h, w).expand(b, 1, c, h, w))[:, 0]
+    weight = h_t.amax(1, keepdim=True)
+    reg = ((picked - teacher_regression.float().detach()).abs() * weight).sum() / weight.sum().clamp_min(1e-6)
+    total = cfg.heatmap_weight * hm + cfg.reg_weight * reg
+    return {"loss_xod": cfg.weight * total, "xod/heatmap": hm.detach(), "xod/reg": reg.detach()}

@@ -1,0 +1,88 @@
+"""Perspective-view image features: torchvision ResNet + an FPN-style neck that ends at stride 16."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from cache_schema.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+_RESNETS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
+            50: torchvision.models.resnet50, 101: torchvision.models.resnet101}
+
+
+class ImageBackbone(nn.Module):
+    """ResNet stages C3 (stride 8), C4 (16), C5 (32) fused into one stride-16 map.
+
+    FPN-style: 1x1 lateral convs to `out_channels`, C5 upsampled and C3 average-pooled to stride 16,
+    summed, then a 3x3 conv. One output level is all the depth net and the X-IS heads need."""
+
+    def __init__(self, depth: int = 50, out_channels: int = 256, weights: str | None = None,
+                 frozen_stages: int = 0) -> None:
+        super().__init__()
+        if depth not in _RESNETS:
+            raise UserInputError(f"backbone depth {depth}: expected one of {sorted(_RESNETS)}")
+        resnet = _RESNETS[depth](weights=None)
+        if weights is not None:
+            load_resnet_weights(resnet, weights)
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+        self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
+        widths = [self._width(getattr(self, f"layer{i}")) for i in (2, 3, 4)]
+        self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in widths)
+        self.fuse = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+        self.out_channels = out_channels
+        self.stride = 16
+        self._freeze(frozen_stages)
+
+    @staticmethod
+    def _width(layer: nn.Sequential) -> int:
+        last = layer[-1]
+        return (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
+
+    def _freeze(self, frozen_stages: int) -> None:
+        parts = [self.stem, self.layer1, self.layer2, self.layer3, self.layer4][:frozen_stages]
+        for p in parts:
+            for q in p.parameters():
+                q.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images [M, 3, H, W] -> features [M, out_channels, H/16, W/16]."""
+        c2 = self.layer1(self.stem(images))
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        c5 = self.layer4(c4)
+        size = c4.shape[-2:]
+        x = self.lateral[1](c4)
+        x = x + F.interpolate(self.lateral[2](c5), size=size, mode="bilinear", align_corners=False)
+        x = x + F.adaptive_avg_pool2d(self.lateral[0](c3), size)
+        return self.fuse(x)
+
+
+def load_resnet_weights(resnet: nn.Module, path: str) -> None:
+    """Load a torchvision ResNet state dict from a local file (never a download). The classifier
+    (`fc.*`) may be absent or mismatched; every other tensor must match."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"{p}: backbone weights file not found")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (any unreadable file is the user's input problem)
+        raise UserInputError(f"{p}: cannot read backbone weights ({type(e).__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        missing, unexpected = resnet.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches: a ResNet of another depth
+        raise UserInputError(f"{p}: not a matching ResNet state dict ({str(e).splitlines()[1].strip()[:120]})") from None
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise UserInputError(f"{p}: not a matching ResNet state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    log.info("loaded backbone weights from %s", p)

@@ -1,0 +1,97 @@
+"""The BEVDepth-style camera student, composed explicitly from its five parts.
+
+    images --image_backbone--> PV features --depth_net--> depth logits + context
+           --view_transform (Lift-Splat)--> BEV --bev_encoder--> BEV features --head--> CenterHead maps
+
+`forward` returns every intermediate a loss needs (`StudentOutputs`); losses are a separate, explicit
+step (`student.losses.X3KDLoss`), which also owns every training-only module (X-FD adapter, X-AT
+discriminator, X-IS heads). The inference model is therefore exactly this module, whatever losses
+were used to train it. `predict` decodes detections with the shared CenterPoint box coder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..batch import StudentBatch
+from ..config import StudentConfig
+from .bev_encoder import BevEncoder
+from .box_coder import BoxCoderConfig, Detections, decode_detections
+from .center_head import CenterHead
+from .depth_net import DepthNet, camera_parameters
+from .image_backbone import ImageBackbone
+from .view_transform import LSSViewTransform
+
+
+@dataclass
+class StudentOutputs:
+    """Intermediates of one forward pass (M = B * N camera images).
+
+    pv_features:  [M, C_pv, h, w] stride-16 image features (X-IS).
+    depth_logits: [M, D, h, w] (DS).
+    bev_view:     [B, C_ctx, H, W] BEV features right after the view transform (X-FD/X-AT option).
+    bev_features: [B, C_bev, H, W] BEV encoder output, the head's input (X-FD/X-AT default).
+    head_outputs: one dict per task group: reg, height, dim, rot, vel, heatmap (logits) (det, X-OD)."""
+
+    pv_features: torch.Tensor
+    depth_logits: torch.Tensor
+    bev_view: torch.Tensor
+    bev_features: torch.Tensor
+    head_outputs: list[dict[str, torch.Tensor]]
+
+
+class BEVDepthStudent(nn.Module):
+    """Multi-camera 3D detector: image backbone -> depth net -> Lift-Splat -> BEV encoder -> CenterHead."""
+
+    def __init__(self, image_backbone: ImageBackbone, depth_net: DepthNet, view_transform: LSSViewTransform,
+                 bev_encoder: BevEncoder, head: CenterHead, box_coder: BoxCoderConfig | None = None) -> None:
+        super().__init__()
+        self.image_backbone = image_backbone
+        self.depth_net = depth_net
+        self.view_transform = view_transform
+        self.bev_encoder = bev_encoder
+        self.head = head
+        self.box_coder = box_coder or BoxCoderConfig(
+            pc_range=view_transform.grid.point_cloud_range[:2], voxel_size=view_transform.grid.voxel_size[:2],
+            out_size_factor=view_transform.grid.out_size_factor)
+
+    def forward(self, batch: StudentBatch) -> StudentOutputs:
+        b, n, _, h, w = batch.images.shape
+        pv = self.image_backbone(batch.images.flatten(0, 1))
+        cam = camera_parameters(batch.intrinsics, batch.ida, batch.bda, batch.cam2lidar).flatten(0, 1)
+        depth_logits, context = self.depth_net(pv, cam.to(pv.dtype))
+        if depth_logits.shape[-2:] != self.view_transform.frustum.shape[1:3]:
+            raise ValueError(f"images of {h}x{w} give features {tuple(depth_logits.shape[-2:])}, but the view "
+                             f"transform was built for {tuple(self.view_transform.frustum.shape[1:3])}")
+        bev_view = self.view_transform(depth_logits, context, batch.intrinsics, batch.cam2lidar, batch.bda)
+        bev = self.bev_encoder(bev_view)
+        return StudentOutputs(pv, depth_logits, bev_view, bev, self.head(bev))
+
+    @torch.no_grad()
+    def predict(self, batch: StudentBatch) -> list[Detections]:
+        """Detections per sample in the un-augmented LiDAR frame; labels index the head's class list."""
+        from ..augment import augment_boxes
+
+        dets = decode_detections(self.forward(batch).head_outputs, self.box_coder)
+        out = []
+        for d, bda in zip(dets, batch.bda):
+            # Undo the BEV augmentation, so test-time flips give boxes in the sample's frame.
+            inv = torch.linalg.inv(bda.double()).to(d.boxes.dtype)
+            out.append(Detections(augment_boxes(d.boxes, inv), d.scores, d.labels))
+        return out
+
+
+def build_student(cfg: StudentConfig) -> BEVDepthStudent:
+    """The inference model described by `cfg` (training-only loss modules are built by X3KDLoss)."""
+    backbone = ImageBackbone(cfg.backbone.depth, cfg.backbone.neck_channels, cfg.backbone.weights,
+                             cfg.backbone.frozen_stages)
+    dn = cfg.depth_net
+    depth_net = DepthNet(backbone.out_channels, dn.mid_channels, dn.context_channels, dn.num_bins, dn.camera_aware)
+    view = LSSViewTransform(cfg.grid, dn.d_bound, cfg.image_size, backbone.stride)
+    be = cfg.bev_encoder
+    encoder = BevEncoder(dn.context_channels, be.stage_channels, be.stage_blocks, be.stage_strides, be.out_channels)
+    head = CenterHead(be.out_channels, cfg.class_setup.tasks, cfg.head.share_conv_channel, cfg.head.head_conv,
+                      {k: tuple(v) for k, v in cfg.head.common_heads.items()})
+    return BEVDepthStudent(backbone, depth_net, view, encoder, head)

@@ -1,0 +1,57 @@
+"""StudentConfig: loads from plain dicts / YAML, rejects unknown keys and bad values with one line."""
+import pytest
+
+from cache_schema.errors import UserInputError
+from student.config import StudentConfig, tiny_config
+
+
+def test_defaults_are_the_r50_bevdepth_setup_on_the_teacher_grid():
+    cfg = StudentConfig()
+    assert cfg.grid.shape == (128, 128) and cfg.grid.cell_size == pytest.approx((0.8, 0.8))
+    assert cfg.depth_net.num_bins == 112 and cfg.backbone.depth == 50 and cfg.image_size == (256, 704)
+    assert cfg.losses.ds.weight == 3.0 and len(cfg.class_setup.tasks) == 6
+
+
+def test_round_trip_through_a_dict_and_yaml(tmp_path):
+    import yaml
+
+    cfg = tiny_config(xod={"gamma": 1.5}, det={"weight": 0})
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg
+    p = tmp_path / "student.yaml"
+    p.write_text(yaml.safe_dump(cfg.to_dict()))
+    loaded = StudentConfig.from_yaml(p)
+    assert loaded == cfg and loaded.losses.xod.gamma == 1.5 and loaded.losses.det.weight == 0.0
+    assert loaded.grid.shape == (32, 32)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"losses": {"xfd": {"wieght": 1.0}}}, "wieght"),
+    ({"backbone": {"depth": 42}}, "backbone.depth"),
+    ({"image_size": [64, 170]}, "image_size"),
+    ({"losses": {"xfd": {"feature": "pv"}}}, "losses.xfd.feature"),
+    ({"depth_net": {"d_bound": [1, 2]}}, "d_bound"),
+    ({"tasks": [["car"]]}, "tasks"),
+])
+def test_bad_values_are_user_errors_naming_the_option(bad, match):
+    with pytest.raises(UserInputError, match=match):
+        StudentConfig.from_dict(bad)
+
+
+def test_missing_yaml_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserInputError, match="not found"):
+        StudentConfig.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_check_store_refuses_mismatched_grid_classes_and_channels():
+    from cache_schema.grid import BevGrid
+    from cache_schema.layout import StoreConfig
+
+    cfg = tiny_config()
+    ok = StoreConfig(num_samples=1, grid=cfg.grid, bev_channels=cfg.teacher_bev_channels)
+    cfg.check_store(ok)
+    with pytest.raises(UserInputError, match="grid"):
+        cfg.check_store(StoreConfig(num_samples=1, grid=BevGrid(), bev_channels=cfg.teacher_bev_channels))
+    with pytest.raises(UserInputError, match="channels"):
+        cfg.check_store(StoreConfig(num_samples=1, grid=cfg.grid, bev_channels=7))
+    no_fd = tiny_config(xfd={"enabled": False}, xat={"enabled": False})
+    no_fd.check_store(StoreConfig(num_samples=1, grid=cfg.grid, bev_channels=7))  # features unused: fine
