@@ -30,10 +30,13 @@ class CacheWriter:
     there already its config and provenance (teacher identity, dataset identity) must equal the given
     ones, otherwise `UserInputError`. Samples are dicts keyed 'group/name' as listed in
     `cache_schema.layout.ARRAYS`; dense maps are float arrays, text fields are str.
+
+    `rows` restricts the writer to whole shards (a Dask task's share): only their done flags are read,
+    which matters for a task of a 28k-sample store on an object store.
     """
 
     def __init__(self, url: str, config: StoreConfig, provenance: dict | None = None, *,
-                 storage_options: dict | None = None, create: bool = True):
+                 storage_options: dict | None = None, create: bool = True, rows: range | None = None):
         self.url = url
         self.config = config
         # normalised through JSON so that a provenance read back from the store compares equal
@@ -47,7 +50,12 @@ class CacheWriter:
         with zarr.config.set({"array.write_empty_chunks": True}):
             self._arrays = {key: root[key] for key in keys}
             self._done_array = root[DONE.key]
-        self._done = np.asarray(self._done_array[:], dtype=bool)
+        self.rows = range(config.num_samples) if rows is None else rows
+        if self.rows.step != 1 or self.rows.start % config.shard_size or not (
+                self.rows.stop == config.num_samples or self.rows.stop % config.shard_size == 0):
+            raise ValueError(f"rows {self.rows} must cover whole shards of {config.shard_size}")
+        self._done = np.zeros(config.num_samples, dtype=bool)
+        self._done[self.rows.start:self.rows.stop] = self._done_array[self.rows.start:self.rows.stop].astype(bool)
         self._pending: dict[int, dict[int, dict[str, np.ndarray]]] = {}  # shard -> index -> disk arrays
 
     def _open_or_create(self, create: bool, storage_options: dict | None) -> zarr.Group:
@@ -93,8 +101,8 @@ class CacheWriter:
         """Encode and buffer one sample; writes its shard once the shard is complete.
 
         A sample that is already done is ignored (resume semantics)."""
-        if not 0 <= index < self.config.num_samples:
-            raise IndexError(f"sample index {index} outside 0..{self.config.num_samples - 1}")
+        if index not in self.rows:
+            raise IndexError(f"sample index {index} outside this writer's rows {self.rows.start}..{self.rows.stop - 1}")
         if self._done[index]:
             return
         try:

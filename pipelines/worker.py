@@ -80,8 +80,8 @@ def export_shard(options: ExportOptions, shard: int, factory: ExporterFactory = 
     started = time.perf_counter()
     with _lock:
         exporter = worker_exporter(options, factory)
-        writer = exporter.open_writer(create=False)
-        rows = shard_range(shard, writer.config)
+        rows = shard_range(shard, exporter.store_config())
+        writer = exporter.open_writer(create=False, rows=rows)
         todo = [i for i in rows if not writer.is_done(i)]
         times = StageTimes()
         export_indices(exporter, writer, todo, times)

@@ -177,9 +177,9 @@ class Exporter:
     def sample_tokens(self) -> list[str]:
         return list(self.samples.sample_tokens[: self.num_samples()])
 
-    def open_writer(self, create: bool = True) -> CacheWriter:
+    def open_writer(self, create: bool = True, rows: range | None = None) -> CacheWriter:
         return CacheWriter(self.options.out, self.store_config(), self.provenance(),
-                           storage_options=self.options.storage_options, create=create)
+                           storage_options=self.options.storage_options, create=create, rows=rows)
 
     # -- the work ------------------------------------------------------------------------------------
     def compute(self, indices: Iterable[int], config: StoreConfig, times: StageTimes | None = None

@@ -103,3 +103,21 @@ def test_two_processes_write_disjoint_shards_concurrently(tmp_path, reference):
         assert p.returncode == 0, err
     assert validate(url).ok
     assert_same_store(url, reference)
+
+
+def test_writer_restricted_to_rows_reads_and_writes_only_its_shards(tmp_path, reference):
+    url = str(tmp_path / "store")
+    config = tiny_config()
+    CacheWriter(url, config, {"lidar": "test"})
+    with CacheWriter(url, config, {"lidar": "test"}, rows=range(4, 8)) as writer:
+        for i in range(4, 8):
+            writer.write_sample(i, make_sample(config, i))
+        with pytest.raises(IndexError, match="outside"):
+            writer.write_sample(0, make_sample(config, 0))
+    assert CacheReader(url).done_mask.tolist() == [False] * 4 + [True] * 4 + [False] * 2
+    with CacheWriter(url, config, {"lidar": "test"}, rows=range(8, 10)) as writer:  # the last, partial shard
+        assert not writer.is_done(5)  # flags outside its rows are not read
+        for i in range(8, 10):
+            writer.write_sample(i, make_sample(config, i))
+    with pytest.raises(ValueError, match="whole shards"):
+        CacheWriter(url, config, {"lidar": "test"}, rows=range(2, 6))
