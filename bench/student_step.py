@@ -3,8 +3,10 @@
 Rows: the tiny test config and the R50 256x704 config (128x128 BEV, 112 depth bins).
 Columns: no KD (det + DS) vs all KD terms (det + DS + X-FD + X-AT + X-OD + X-IS) with cached-style
 teacher targets (random tensors of the cache's shapes: reading them is the data loader's cost, not
-the step's). The online-teacher column (CenterPoint + Mask R-CNN inside the step) needs the teachers
-from teacher_export and is left to the lead.
+the step's) vs online teachers: the same all-KD step plus the built-in teachers run inside it, as a
+trainer without a cache must (CenterPoint pillar02 on a 250k-point cloud per sample and Mask R-CNN
+R50-FPN on the six camera images, under inference_mode; the loss terms use the same-shape targets as
+the cached column, so the student side is identical and the difference is the teachers' cost).
 
 Each case runs in its own subprocess so peak memory is per case: CUDA's max_memory_allocated on a
 GPU, the growth of peak RSS over the model-and-batch baseline on CPU. Besides wall time (median and
@@ -31,7 +33,27 @@ MODES = {
     "no_kd": {"xfd": {"enabled": False}, "xat": {"enabled": False}, "xod": {"enabled": False},
               "xis": {"enabled": False}},
     "all_kd": {},
+    "online_kd": {},
 }
+
+
+def make_online_teachers(device: str):
+    from teacher_export.teachers.centerpoint.teacher import CenterPointTeacher
+    from teacher_export.teachers.image_base import build_image_teacher
+
+    lidar = CenterPointTeacher(random_init=True, device=device)
+    image = build_image_teacher("maskrcnn", random_init=True, class_names="nuimages", device=device)
+    rng = torch.Generator().manual_seed(1)
+    n = 250_000
+    xyz = torch.rand(n, 3, generator=rng) * torch.tensor([102.4, 102.4, 6.0]) - torch.tensor([51.2, 51.2, 5.0])
+    points = torch.cat([xyz, torch.rand(n, 1, generator=rng) * 255, torch.rand(n, 1, generator=rng) * 0.45], 1).numpy()
+
+    def run(batch) -> None:
+        frames = (batch.images.clamp(0, 1) * 255).to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
+        lidar([points] * frames.shape[0])
+        image([im for sample in frames for im in sample])
+
+    return run
 
 
 def make_config(name: str, mode: str):
@@ -90,6 +112,7 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
     params = [p for p in list(model.parameters()) + list(crit.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     batch = make_batch(cfg, batch_size, device)
+    online = make_online_teachers(device) if mode == "online_kd" else (lambda b: None)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -98,6 +121,7 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
 
     # FLOPs of one training step: machine-independent, unlike wall time on a shared CPU.
     with FlopCounterMode(display=False) as fc_train:
+        online(batch)
         total_loss(crit(model(batch), batch)).backward()
     opt.zero_grad(set_to_none=True)
     times = []
@@ -105,6 +129,7 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
         sync()
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
+        online(batch)
         loss = total_loss(crit(model(batch), batch))
         loss.backward()
         opt.step()
@@ -159,7 +184,6 @@ def main() -> None:
               f"{r['min_step_s'] / base['min_step_s']:.2f} | {r['train_gflops']:.1f} | "
               f"{r['train_gflops'] / base['train_gflops']:.2f} | {r['peak_mb']:.0f} | {r['params_inference_m']:.2f} | "
               f"{r['params_training_m']:.2f} | {r['inference_gflops']:.1f} |")
-    print("| (online teachers) | all_kd + CenterPoint + Mask R-CNN in the step | left to the lead | | | | | | | | |")
 
 
 if __name__ == "__main__":
