@@ -258,16 +258,22 @@ def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float, max_keep: i
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     order = scores.argsort(descending=True)
     iou = rotated_iou_matrix(boxes[order], boxes[order]).cpu().numpy()
-    suppressed = np.zeros(len(order), dtype=bool)
+    keep = _greedy_keep(iou >= iou_threshold, max_keep)
+    return order[torch.as_tensor(keep, dtype=torch.long, device=boxes.device)]
+
+
+def _greedy_keep(suppresses: np.ndarray, max_keep: int | None) -> list[int]:
+    """Greedy NMS over score-sorted candidates: keep i unless a kept j < i has suppresses[j, i]."""
+    suppressed = np.zeros(len(suppresses), dtype=bool)
     keep: list[int] = []
-    for i in range(len(order)):
+    for i in range(len(suppresses)):
         if suppressed[i]:
             continue
         keep.append(i)
         if max_keep is not None and len(keep) >= max_keep:
             break
-        suppressed[i + 1:] |= iou[i, i + 1:] >= iou_threshold
-    return order[torch.as_tensor(keep, dtype=torch.long, device=boxes.device)]
+        suppressed[i + 1:] |= suppresses[i, i + 1:]
+    return keep
 
 
 def circle_nms(centers: Tensor, scores: Tensor, thresh: float, max_keep: int | None = None) -> Tensor:
@@ -278,15 +284,7 @@ def circle_nms(centers: Tensor, scores: Tensor, thresh: float, max_keep: int | N
     order = scores.argsort(descending=True)
     c = centers[order].double()
     d2 = ((c[:, None] - c[None]) ** 2).sum(-1).cpu().numpy()
-    suppressed = np.zeros(len(order), dtype=bool)
-    keep: list[int] = []
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        if max_keep is not None and len(keep) >= max_keep:
-            break
-        suppressed[i + 1:] |= d2[i, i + 1:] <= thresh
+    keep = _greedy_keep(d2 <= thresh, max_keep)
     return order[torch.as_tensor(keep, dtype=torch.long, device=centers.device)]
 
 
