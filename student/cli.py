@@ -36,5 +36,27 @@ def train(cache: str, dataroot: str, config_file: str, out: str, overrides: tupl
     click.echo(f"final checkpoint: {final}")
 
 
+@main.command("eval")
+@click.option("--checkpoint", required=True, type=click.Path(), help="A checkpoint written by `train`.")
+@click.option("--dataroot", required=True, type=click.Path(), help="nuScenes dataroot.")
+@click.option("--version", required=True, help="nuScenes version, e.g. v1.0-trainval or v1.0-mini.")
+@click.option("--split", required=True, help="nuScenes split, e.g. val or mini_val.")
+@click.option("--out", required=True, type=click.Path(), help="Directory for results_nusc.json and metrics.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--score-threshold", type=float, default=None,
+              help="Keep detections above this score (default: the box coder's, 0.1).")
+@click.option("--no-ema", is_flag=True, help="Use the raw weights even when the run kept an EMA.")
+@exit_2_on_user_error
+def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str, device: str,
+             score_threshold: float | None, no_ema: bool) -> None:
+    """Run the student on a split's camera images and score it with nuscenes-devkit (mAP, NDS)."""
+    from .evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(checkpoint, dataroot, version, split, out, device=device, use_ema=not no_ema,
+                                  score_threshold=score_threshold)
+    click.echo(metrics.table())
+    click.echo(f"results and metrics: {out}")
+
+
 if __name__ == "__main__":
     main()
