@@ -174,7 +174,7 @@ def predict_split(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, setups
         from tqdm import tqdm
         it = tqdm(setups, desc="eval", unit="sample")
     for setup in it:
-        cams = load_camera_inputs(dataroot, setup, aug, rng, train=False)
+        cams = load_camera_inputs(dataroot, setup, aug, rng, train=False, resize_relative=cfg.data.resize_relative)
         batch = StudentBatch(images=cams.images[None], intrinsics=cams.intrinsics[None],
                              cam2lidar=cams.cam2lidar[None], ida=cams.ida[None], bda=torch.eye(4)[None]).to(device)
         det: Detections = model.predict(batch)[0]

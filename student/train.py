@@ -185,7 +185,9 @@ class TrainNet(nn.Module):
 
 class EpochSampler(DistributedSampler):
     """DistributedSampler (shuffled with seed + epoch, rank r takes every world-th index, tail dropped so
-    ranks never share a sample) that can start part-way into the epoch, for exact resume."""
+    ranks never share a sample) that can start part-way into the epoch, for exact resume. It yields
+    (epoch, index) keys: the dataset draws a sample's augmentation from them, so persistent workers
+    need not be told about a new epoch."""
 
     def __init__(self, n: int, world: int, rank: int, seed: int) -> None:
         super().__init__(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
@@ -195,8 +197,8 @@ class EpochSampler(DistributedSampler):
         self.set_epoch(epoch)
         self.start = start
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.start:])
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        return iter([(self.epoch, i) for i in list(super().__iter__())[self.start:]])
 
     def __len__(self) -> int:
         return self.num_samples - self.start
@@ -388,6 +390,7 @@ def train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: str | Path, *
         set_rng_state(ckpt["rng"][info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
         log.info("resumed from %s at step %d", path, step)
 
+    start_step = step
     ddp_net: nn.Module = net
     if info.world > 1:
         # X-IS heads may see no positive RoI in a step: tolerate parameters without gradients.
@@ -412,21 +415,24 @@ def train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: str | Path, *
         bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
 
     final = checkpoint_path(out, total)
-    wait_s = compute_s = 0.0
+    wait_s = compute_s = 0.0  # since the last TensorBoard point
     samples_done = 0
+    # Over this whole invocation except its first step (start-up: worker launch, lazy init).
+    run_wait = run_compute = 0.0
+    run_steps = 0
+    workers = cfg.data.num_workers
+    loader = DataLoader(
+        dataset, batch_size=bs, sampler=sampler, num_workers=workers, collate_fn=collate, drop_last=True,
+        pin_memory=device.type == "cuda", prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
+        persistent_workers=workers > 0,
+        multiprocessing_context=cfg.data.multiprocessing_context if workers > 0 else None,
+        # Its own generator: starting an epoch must not consume the global torch RNG, or a resumed run
+        # (which starts its iterator mid-epoch) would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(rc.seed))
     try:
         while step < total:
             epoch, position = divmod(step, steps_per_epoch)
             sampler.set_position(epoch, position * bs)
-            dataset.set_epoch(epoch)
-            loader = DataLoader(
-                dataset, batch_size=bs, sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate,
-                drop_last=True, pin_memory=device.type == "cuda",
-                prefetch_factor=cfg.data.prefetch_factor if cfg.data.num_workers > 0 else None,
-                multiprocessing_context=cfg.data.multiprocessing_context if cfg.data.num_workers > 0 else None,
-                # Its own generator: creating a loader iterator must not consume the global torch RNG,
-                # or a resumed run (new iterator mid-epoch) would diverge from an uninterrupted one.
-                generator=torch.Generator().manual_seed(rc.seed + epoch))
             t_wait = time.perf_counter()
             for batch in loader:
                 t_data = time.perf_counter()
@@ -456,6 +462,10 @@ def train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: str | Path, *
                 wait_s += t_data - t_wait
                 compute_s += t_end - t_data
                 samples_done += bs * info.world
+                if step > start_step + 1:
+                    run_wait += t_data - t_wait
+                    run_compute += t_end - t_data
+                    run_steps += 1
 
                 if writer is not None and (step % rc.log_every == 0 or step == total):
                     for k, v in losses.items():
@@ -484,6 +494,13 @@ def train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: str | Path, *
             bar.close()
         if writer is not None:
             writer.close()
+    if info.main:
+        busy = run_wait + run_compute
+        (out / "train_summary.json").write_text(json.dumps({
+            "steps": total, "steps_this_run": step - start_step, "timed_steps": run_steps,
+            "seconds_per_step": busy / max(run_steps, 1), "data_wait_fraction": run_wait / busy if busy else None,
+            "samples_per_s": run_steps * bs * info.world / busy if busy else None, "world_size": info.world,
+            "num_workers": cfg.data.num_workers, "final_checkpoint": str(final)}, indent=2))
     if info.world > 1:
         dist.barrier()
     return final

@@ -5,7 +5,7 @@ so that both see exactly the same image pipeline and camera geometry.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,13 +78,19 @@ def read_image(dataroot: str | Path, relative: str) -> torch.Tensor:
 
 
 def load_camera_inputs(dataroot: str | Path, setup: CameraSetup, aug: ImageAugConfig, rng: np.random.Generator,
-                       train: bool) -> CameraInputs:
+                       train: bool, resize_relative: bool = False) -> CameraInputs:
     """Decode, augment (one independent draw per camera when training) and normalise the images of
-    `setup`; `train=False` gives the deterministic test-time resize and crop."""
+    `setup`; `train=False` gives the deterministic test-time resize and crop. `resize_relative`: the
+    resize limits are factors of the resize that fits the image width to the final width, so one
+    config serves datasets with different camera resolutions."""
     images, idas = [], []
     for relative in setup.image_paths:
         image = read_image(dataroot, relative)
-        params = sample_image_aug(aug, (image.shape[1], image.shape[2]), rng, train=train)
+        cam_aug = aug
+        if resize_relative:
+            base = aug.final_size[1] / image.shape[2]
+            cam_aug = replace(aug, resize_lim=(aug.resize_lim[0] * base, aug.resize_lim[1] * base))
+        params = sample_image_aug(cam_aug, (image.shape[1], image.shape[2]), rng, train=train)
         out, ida = augment_image(image, params)
         images.append((out - IMAGE_MEAN) / IMAGE_STD)
         idas.append(ida)

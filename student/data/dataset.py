@@ -44,6 +44,9 @@ class DataConfig:
     prefetch_factor: int = 2  # batches each worker loads ahead
     multiprocessing_context: str | None = None  # None = the platform default ("fork" on Linux), or "spawn"
     augment: bool = True  # False: the deterministic test-time image transform and no BEV augmentation
+    # True: image_aug.resize_lim multiplies the resize that fits the image width to the final width
+    # (one config for cameras of any resolution); False: absolute factors, as BEVDepth's configs.
+    resize_relative: bool = False
     image_aug: ImageAugConfig = field(default_factory=ImageAugConfig)
     bev_aug: BevAugConfig = field(default_factory=BevAugConfig)
 
@@ -99,7 +102,9 @@ def open_cache(url: str, cfg: StudentConfig, indices: Sequence[int] | None = Non
 
 class CacheDataset(Dataset):
     """Training samples of a cache: `dataset[i]` is a dict of float32 tensors for cache sample
-    `indices[i]` (all samples by default). Call `set_epoch` before each epoch (augmentation draw)."""
+    `indices[i]` (all samples by default), augmented with the draw of epoch `self.epoch`;
+    `dataset[(epoch, i)]` names the epoch itself, which is how the trainer's sampler asks, so that
+    persistent DataLoader workers (which hold copies of the dataset) need no epoch updates."""
 
     def __init__(self, reader: CacheReader, dataroot: str | Path, cfg: StudentConfig, data: DataConfig,
                  *, indices: Sequence[int] | None = None, seed: int = 0) -> None:
@@ -120,12 +125,14 @@ class CacheDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         index = self.indices[i]
         s = self.reader[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index])
         train = self.data.augment
-        cams = load_camera_inputs(self.dataroot, CameraSetup.from_cache_sample(s), self.image_aug, rng, train)
+        cams = load_camera_inputs(self.dataroot, CameraSetup.from_cache_sample(s), self.image_aug, rng, train,
+                                  self.data.resize_relative)
         bda = sample_bev_aug(self.data.bev_aug, rng, train=train)
         count = int(s["gt/count"])
         boxes = torch.from_numpy(np.asarray(s["gt/boxes"][:count], dtype=np.float32))
