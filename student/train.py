@@ -339,14 +339,27 @@ def train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: str | Path, *
           storage_options: dict | None = None, progress: bool = True) -> Path:
     """Train the student on the cache at `cache`; returns the final checkpoint's path."""
     out = Path(out)
+    if cfg.train.deterministic:
+        # cuBLAS reads this when CUDA initialises; deterministic GEMMs need it.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     kind = cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     info = init_distributed(kind)
     device = _resolve_device(kind, info)
     rc = cfg.train
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        if rc.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        return _train(cache, dataroot, cfg, out, resume, storage_options, progress, info, device)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume: bool,
+           storage_options: dict | None, progress: bool, info: DistInfo, device: torch.device) -> Path:
+    rc = cfg.train
     if rc.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
         torch.backends.cudnn.benchmark = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # Same seed on every rank: identical initial weights (DDP also broadcasts them).
     _seed_all(rc.seed)
 

@@ -130,3 +130,14 @@ def test_torchrun_two_processes_share_the_data_and_end_with_the_same_weights(tra
     # The checkpoint (rank 0) holds those weights.
     ckpt = load_checkpoint(run / "checkpoints" / "step_0000002.pt")
     assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_overrides_are_typed(path):
+    cfg = load_train_config(path, ["loss.xfd.weight=0.5", "data.augment=false", "optim.betas=[0.8, 0.9]"])
+    assert cfg.student.losses.xfd.weight == 0.5 and isinstance(cfg.student.losses.xfd.weight, float)
+    assert cfg.data.augment is False and cfg.optim.betas == (0.8, 0.9)
+    # The config round-trips through the checkpoint's plain-dict form.
+    from student.train import TrainConfig
+
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
