@@ -13,7 +13,7 @@ from cache_schema.errors import UserInputError
 from student.data.cameras import CameraSetup
 from student.data.dataset import CacheDataset, collate, needed_groups, open_cache
 from student.train import load_train_config
-from tests.student.train_fixtures import TINY_YAML, train_cache  # noqa: F401  (fixture)
+from tests.student.run_paths import TINY_YAML
 
 
 def _cfg(*overrides):

@@ -11,7 +11,7 @@ from student.cli import main
 from student.evaluate import detections_to_results, score_results, write_results
 from student.nuscenes_inputs import camera_setup, open_nuscenes, split_sample_tokens
 from student.train import load_train_config, train
-from tests.student.train_fixtures import TINY_YAML, train_cache  # noqa: F401  (fixture)
+from tests.student.run_paths import TINY_YAML
 
 
 def test_gt_boxes_through_the_results_writer_score_ap_one(train_cache, synthetic_dataroot, tmp_path):

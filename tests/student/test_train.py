@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from click.testing import CliRunner
 
 from student.cli import main
 from student.train import load_checkpoint, load_train_config, train
-from tests.student.train_fixtures import REPO, TINY_YAML, train_cache  # noqa: F401  (fixture)
+from tests.student.run_paths import REPO, TINY_YAML
 
 FAST = ["train.deterministic=true", "loss.xis.rpn_pre_nms_top_n=50", "loss.xis.rpn_post_nms_top_n=20"]
 
