@@ -392,6 +392,9 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
         if ckpt["config"] != cfg.to_dict():
             raise UserInputError(f"{path}: the checkpoint was trained with another config; resume with the same "
                                  "--config and --set values (see config.yaml in the run directory)")
+        if ckpt.get("world_size", 1) != info.world:
+            raise UserInputError(f"{path}: written by {ckpt.get('world_size', 1)} processes, resumed with {info.world}; "
+                                 "exact resume needs the same number (the data order depends on it)")
         model.load_state_dict(ckpt["model"])
         criterion.load_state_dict(ckpt["criterion"])
         optimizer.load_state_dict(ckpt["optimizer"])
