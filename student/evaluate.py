@@ -133,7 +133,8 @@ def score_results(results_path: str | Path, dataroot: str | Path, version: str, 
     nusc = nusc or open_nuscenes(dataroot, version)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with contextlib.redirect_stdout(io.StringIO()):
+    # The devkit prints and draws progress bars even with verbose=False.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         de = DetectionEval(nusc, config=config_factory(EVAL_CONFIG), result_path=str(results_path), eval_set=split,
                            output_dir=str(out), verbose=False)
         metrics, details = de.evaluate()
