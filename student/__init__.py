@@ -6,4 +6,10 @@
     losses = criterion(model(batch), batch)                # batch: student.batch.StudentBatch
     total_loss(losses).backward()
     detections = model.eval().predict(batch)
+
+From the command line (student.train, student.evaluate):
+
+    x3kd-student train --cache cache.zarr --dataroot D --config configs/tiny.yaml --out runs/tiny
+    x3kd-student eval --checkpoint runs/tiny/checkpoints/step_0000200.pt --dataroot D \
+        --version v1.0-mini --split mini_val --out runs/tiny/eval
 """

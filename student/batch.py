@@ -52,6 +52,7 @@ class StudentBatch:
     depth_targets:[B, N, h, w] LiDAR depth in metres on the stride-16 feature grid of the augmented
                   image (0 = no point there); see `student.targets.depth_image_to_feature_grid`.
     teacher:      cached teacher outputs, or None when training without distillation.
+    indices:      the cache sample index of each batch element (bookkeeping: logs, DDP checks).
     """
 
     images: torch.Tensor
@@ -63,6 +64,7 @@ class StudentBatch:
     gt_labels: list[torch.Tensor] = field(default_factory=list)
     depth_targets: torch.Tensor | None = None
     teacher: TeacherTargets | None = None
+    indices: list[int] = field(default_factory=list)
 
     def to(self, device: torch.device | str) -> "StudentBatch":
         """A copy with every tensor moved to `device`."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -22,6 +21,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from ..augment import transform_boxes_2d
 from ..config import XISLossConfig
+from ..masks import paste_masks
 
 
 class XISHeads(nn.Module):
@@ -61,34 +61,6 @@ class XISHeads(nn.Module):
         return {**rpn_losses, **roi_losses}
 
 
-def paste_masks_augmented(masks: torch.Tensor, boxes: torch.Tensor, ida: torch.Tensor,
-                          image_hw: tuple[int, int]) -> torch.Tensor:
-    """`student.masks.paste_masks` for an augmented image: full-image soft masks [k, H, W] from
-    box-relative masks [k, S, S] that fill `boxes` [k, 4] (xyxy, ORIGINAL image pixels).
-
-    Same convention as `student.masks.paste_masks` (pixel centres at +0.5, a pixel belongs to a box
-    when its centre is inside it, bilinear in the mask, values beyond the outer cell centres held), but
-    each augmented pixel centre is first carried back to the original image with ida^-1, so flips and
-    rotations move the mask content, not only its box. With an identity `ida` both functions agree."""
-    k = masks.shape[0]
-    h, w = image_hw
-    if k == 0:
-        return masks.new_zeros(0, h, w)
-    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=masks.device),
-                          torch.arange(w, dtype=torch.float32, device=masks.device), indexing="ij")
-    src = torch.stack([u, v, torch.ones_like(u)], -1) @ torch.linalg.inv(ida.float()).T
-    # ida works on pixel-centre-at-integer coordinates; boxes on continuous ones (centre at +0.5).
-    x = (src[..., 0] / src[..., 2] + 0.5)[None]
-    y = (src[..., 1] / src[..., 2] + 0.5)[None]
-    bx1, by1, bx2, by2 = (boxes.float()[:, i, None, None] for i in range(4))
-    gx = 2 * (x - bx1) / (bx2 - bx1).clamp_min(1e-6) - 1
-    gy = 2 * (y - by1) / (by2 - by1).clamp_min(1e-6) - 1
-    inside = (x >= bx1) & (x < bx2) & (y >= by1) & (y < by2)
-    pasted = F.grid_sample(masks.float()[:, None], torch.stack([gx, gy], -1), mode="bilinear",
-                           padding_mode="border", align_corners=False)[:, 0]
-    return pasted * inside
-
-
 def xis_targets(boxes: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, masks: torch.Tensor,
                 ida: torch.Tensor, image_hw: tuple[int, int], score_threshold: float, min_size: float = 2.0
                 ) -> list[dict[str, torch.Tensor]]:
@@ -106,7 +78,7 @@ def xis_targets(boxes: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor,
         src_boxes = boxes[i][keep][big]
         out.append({"boxes": moved[big],
                     "labels": labels[i][keep][big].long() + 1,
-                    "masks": paste_masks_augmented(masks[i][keep][big], src_boxes, ida[i], image_hw)})
+                    "masks": paste_masks(masks[i][keep][big], src_boxes, image_hw, ida[i])})
     return out
 
 

@@ -9,7 +9,7 @@ from student.augment import ImageAugParams, image_aug_matrix
 from student.batch import StudentBatch, TeacherTargets
 from student.config import tiny_config
 from student.losses import X3KDLoss, total_loss
-from student.losses.xis import paste_masks_augmented, xis_targets
+from student.losses.xis import xis_targets
 from student.masks import paste_masks
 from student.models.student import build_student
 from student.targets import depth_image_to_feature_grid
@@ -29,17 +29,17 @@ def test_xis_targets_threshold_labels_and_augmented_boxes():
     assert m[12:28, 153:169].min() > 0.99 and m[:, :140].max() == 0 and m[40:].max() == 0
 
 
-def test_paste_masks_augmented_agrees_with_paste_masks_and_follows_a_flip():
+def test_paste_masks_with_ida_agrees_without_and_follows_a_flip():
     g = torch.Generator().manual_seed(0)
     masks = torch.rand(2, 28, 28, generator=g)
     boxes = torch.tensor([[3.2, 1.5, 30.7, 17.0], [-4.0, 6.0, 12.0, 25.0]])
     ident = torch.eye(3)
-    assert torch.allclose(paste_masks_augmented(masks, boxes, ident, (20, 40)), paste_masks(masks, boxes, (20, 40)),
+    assert torch.allclose(paste_masks(masks, boxes, (20, 40), ident), paste_masks(masks, boxes, (20, 40)),
                           atol=1e-5)
     # A horizontal flip of the image = the mirrored masks pasted into mirrored boxes.
     flip = image_aug_matrix(ImageAugParams(1.0, (0, 0), True, 0.0, (20, 40)), (20, 40))
     mirrored = torch.stack([40 - boxes[:, 2], boxes[:, 1], 40 - boxes[:, 0], boxes[:, 3]], 1)
-    assert torch.allclose(paste_masks_augmented(masks, boxes, flip, (20, 40)),
+    assert torch.allclose(paste_masks(masks, boxes, (20, 40), flip),
                           paste_masks(masks.flip(-1), mirrored, (20, 40)), atol=1e-5)
 
 

@@ -1,0 +1,100 @@
+"""The six camera images of one sample as student inputs: decode, augment, normalise, and the matrices.
+
+Used by training (inputs read from the cache) and by evaluation (inputs read from the nuScenes tables),
+so that both see exactly the same image pipeline and camera geometry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cache_schema.errors import UserInputError
+
+from ..augment import ImageAugConfig, augment_image, sample_image_aug
+
+# ImageNet statistics on 0..255 RGB, as the torchvision ResNets were trained.
+IMAGE_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
+IMAGE_STD = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
+
+
+@dataclass
+class CameraSetup:
+    """Where the images of one sample are and how the cameras sit (the cache's `calib` group).
+
+    image_paths: N paths relative to the dataroot.   intrinsics: [N, 3, 3] of the original images.
+    cam_to_ego: [N, 4, 4] at each camera's timestamp.  cam_ego_pose: [N, 4, 4] ego -> global at each
+    camera's timestamp.  lidar_to_ego, ego_pose: [4, 4] at the LiDAR timestamp (ego_pose: ego -> global)."""
+
+    token: str
+    image_paths: list[str]
+    intrinsics: np.ndarray
+    cam_to_ego: np.ndarray
+    cam_ego_pose: np.ndarray
+    lidar_to_ego: np.ndarray
+    ego_pose: np.ndarray
+
+    @classmethod
+    def from_cache_sample(cls, sample: dict) -> "CameraSetup":
+        return cls(sample["meta/token"], list(sample["calib/image_paths"]), np.asarray(sample["calib/cam_intrinsics"]),
+                   np.asarray(sample["calib/cam_to_ego"]), np.asarray(sample["calib/cam_ego_pose"]),
+                   np.asarray(sample["calib/lidar_to_ego"]), np.asarray(sample["calib/ego_pose"]))
+
+    def camera_to_lidar(self) -> np.ndarray:
+        """[N, 4, 4] camera -> LiDAR frame of the sample, through the global frame, so that each
+        camera's own ego pose (cameras fire at other times than the LiDAR) is respected:
+        lidar_to_camera = inv(cam_to_ego) @ inv(cam_ego_pose) @ ego_pose @ lidar_to_ego."""
+        global_to_lidar = np.linalg.inv(self.ego_pose.astype(np.float64) @ self.lidar_to_ego.astype(np.float64))
+        return global_to_lidar[None] @ self.cam_ego_pose.astype(np.float64) @ self.cam_to_ego.astype(np.float64)
+
+    def lidar_to_global(self) -> np.ndarray:
+        return self.ego_pose.astype(np.float64) @ self.lidar_to_ego.astype(np.float64)
+
+
+@dataclass
+class CameraInputs:
+    """Model inputs of one sample: images [N, 3, H, W] (normalised), intrinsics [N, 3, 3] of the
+    augmented images, cam2lidar [N, 4, 4], ida [N, 3, 3]."""
+
+    images: torch.Tensor
+    intrinsics: torch.Tensor
+    cam2lidar: torch.Tensor
+    ida: torch.Tensor
+
+
+def read_image(dataroot: str | Path, relative: str) -> torch.Tensor:
+    """One JPEG as float32 [3, H, W] RGB in 0..255."""
+    path = Path(dataroot) / relative
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: camera image not found (is --dataroot the one the cache was made from?)") \
+            from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float()
+
+
+def load_camera_inputs(dataroot: str | Path, setup: CameraSetup, aug: ImageAugConfig, rng: np.random.Generator,
+                       train: bool, resize_relative: bool = False) -> CameraInputs:
+    """Decode, augment (one independent draw per camera when training) and normalise the images of
+    `setup`; `train=False` gives the deterministic test-time resize and crop. `resize_relative`: the
+    resize limits are factors of the resize that fits the image width to the final width, so one
+    config serves datasets with different camera resolutions."""
+    images, idas = [], []
+    for relative in setup.image_paths:
+        image = read_image(dataroot, relative)
+        cam_aug = aug
+        if resize_relative:
+            base = aug.final_size[1] / image.shape[2]
+            cam_aug = replace(aug, resize_lim=(aug.resize_lim[0] * base, aug.resize_lim[1] * base))
+        params = sample_image_aug(cam_aug, (image.shape[1], image.shape[2]), rng, train=train)
+        out, ida = augment_image(image, params)
+        images.append((out - IMAGE_MEAN) / IMAGE_STD)
+        idas.append(ida)
+    ida = torch.stack(idas)
+    intrinsics = ida @ torch.from_numpy(setup.intrinsics).float()
+    cam2lidar = torch.from_numpy(setup.camera_to_lidar()).float()
+    return CameraInputs(torch.stack(images), intrinsics, cam2lidar, ida)

@@ -1,0 +1,177 @@
+"""The streaming training dataset: cache samples + the dataroot's JPEGs -> augmented float32 tensors.
+
+`CacheDataset` reads only the cache groups the enabled losses need, decodes the six camera images,
+draws one image augmentation per camera and one BEV augmentation per sample, and applies the BEV
+augmentation to everything that lives on the BEV grid (GT boxes, cached teacher maps). Augmentation is
+drawn from a generator seeded by (seed, epoch, sample index), so a sample looks the same whichever
+worker, rank or resumed run loads it. `collate` stacks samples into a `StudentBatch`.
+
+The reader inside pickles to its URL, so the dataset works in fork and spawn DataLoader workers.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cache_schema import CacheReader
+from cache_schema.errors import UserInputError
+
+from ..augment import BevAugConfig, ImageAugConfig, augment_boxes, augment_teacher_maps, sample_bev_aug
+from ..batch import StudentBatch, TeacherTargets
+from ..config import StudentConfig
+from ..targets import depth_image_to_feature_grid
+from .cameras import CameraSetup, load_camera_inputs
+
+log = logging.getLogger(__name__)
+
+FEATURE_STRIDE = 16
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Loading and augmentation settings (the `data:` block of a training config).
+
+    image_aug.final_size is always the student's `image_size`; the value given here is ignored."""
+
+    batch_size: int = 1  # per process
+    num_workers: int = 0
+    prefetch_factor: int = 2  # batches each worker loads ahead
+    multiprocessing_context: str | None = None  # None = the platform default ("fork" on Linux), or "spawn"
+    augment: bool = True  # False: the deterministic test-time image transform and no BEV augmentation
+    # True: image_aug.resize_lim multiplies the resize that fits the image width to the final width
+    # (one config for cameras of any resolution); False: absolute factors, as BEVDepth's configs.
+    resize_relative: bool = False
+    image_aug: ImageAugConfig = field(default_factory=ImageAugConfig)
+    bev_aug: BevAugConfig = field(default_factory=BevAugConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UserInputError(f"config data.batch_size: must be >= 1, got {self.batch_size}")
+        if self.num_workers < 0:
+            raise UserInputError(f"config data.num_workers: must be >= 0, got {self.num_workers}")
+        if self.multiprocessing_context not in (None, "fork", "spawn", "forkserver"):
+            raise UserInputError(f"config data.multiprocessing_context: {self.multiprocessing_context!r} is not "
+                                 "fork, spawn or forkserver")
+
+
+def _on(term) -> bool:
+    return bool(term.enabled) and term.weight != 0
+
+
+def needed_groups(cfg: StudentConfig) -> tuple[str, ...]:
+    """The cache groups the enabled loss terms read (meta, calib and gt always)."""
+    lc = cfg.losses
+    groups = ["meta", "calib", "gt"]
+    if _on(lc.ds):
+        groups.append("depth")
+    if _on(lc.xfd) or _on(lc.xat) or _on(lc.xod):
+        groups.append("lidar_teacher")
+    if _on(lc.xis):
+        groups.append("image_teacher")
+    return tuple(groups)
+
+
+def open_cache(url: str, cfg: StudentConfig, indices: Sequence[int] | None = None,
+               storage_options: dict | None = None) -> CacheReader:
+    """Open the cache for training `cfg`: check grid, classes, cameras, teacher width and that the
+    groups the losses need exist and every sample used is done. Every refusal is a one-line
+    UserInputError."""
+    reader = CacheReader(url, storage_options=storage_options)
+    cfg.check_store(reader.config, url)
+    groups = needed_groups(cfg)
+    missing = [g for g in groups if g not in reader.config.groups]
+    if missing:
+        raise UserInputError(f"{url}: the enabled losses need cache group(s) {missing}, which this store lacks "
+                             "(switch those losses off or export with the teacher)")
+    done = reader.done_mask
+    used = np.arange(len(reader)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if used.size and (used.min() < 0 or used.max() >= len(reader)):
+        raise UserInputError(f"{url}: sample indices outside 0..{len(reader) - 1}")
+    not_done = used[~done[used]]
+    if not_done.size:
+        raise UserInputError(f"{url}: {not_done.size} of {used.size} samples are not exported yet (first: "
+                             f"index {int(not_done[0])}); finish the export (it resumes) before training")
+    return reader.select(groups)
+
+
+class CacheDataset(Dataset):
+    """Training samples of a cache: `dataset[i]` is a dict of float32 tensors for cache sample
+    `indices[i]` (all samples by default), augmented with the draw of epoch `self.epoch`;
+    `dataset[(epoch, i)]` names the epoch itself, which is how the trainer's sampler asks, so that
+    persistent DataLoader workers (which hold copies of the dataset) need no epoch updates."""
+
+    def __init__(self, reader: CacheReader, dataroot: str | Path, cfg: StudentConfig, data: DataConfig,
+                 *, indices: Sequence[int] | None = None, seed: int = 0) -> None:
+        self.reader = reader
+        self.dataroot = str(dataroot)
+        self.cfg = cfg
+        self.data = data
+        self.image_aug = replace(data.image_aug, final_size=tuple(cfg.image_size))
+        self.indices = list(range(len(reader))) if indices is None else [int(i) for i in indices]
+        self.seed = int(seed)
+        self.epoch = 0
+        if not Path(self.dataroot).is_dir():
+            raise UserInputError(f"{self.dataroot}: dataroot not found")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+        index = self.indices[i]
+        s = self.reader[index]
+        rng = np.random.default_rng([self.seed, epoch, index])
+        train = self.data.augment
+        cams = load_camera_inputs(self.dataroot, CameraSetup.from_cache_sample(s), self.image_aug, rng, train,
+                                  self.data.resize_relative)
+        bda = sample_bev_aug(self.data.bev_aug, rng, train=train)
+        count = int(s["gt/count"])
+        boxes = torch.from_numpy(np.asarray(s["gt/boxes"][:count], dtype=np.float32))
+        out: dict[str, Any] = {
+            "index": index, "images": cams.images, "intrinsics": cams.intrinsics, "cam2lidar": cams.cam2lidar,
+            "ida": cams.ida, "bda": bda, "gt_boxes": augment_boxes(boxes, bda),
+            "gt_labels": torch.from_numpy(np.asarray(s["gt/labels"][:count], dtype=np.int64))}
+        if "depth/depth" in s:
+            h, w = self.cfg.image_size
+            depth = torch.from_numpy(np.asarray(s["depth/depth"], dtype=np.float32))
+            out["depth_targets"] = depth_image_to_feature_grid(
+                depth, cams.ida, self.reader.config.depth_stride, (h // FEATURE_STRIDE, w // FEATURE_STRIDE),
+                FEATURE_STRIDE)
+        if "lidar_teacher/bev_features" in s:
+            feats, heat, reg = (torch.from_numpy(np.asarray(s[f"lidar_teacher/{k}"], dtype=np.float32))
+                                for k in ("bev_features", "heatmaps", "regression"))
+            feats, heat, reg = augment_teacher_maps(bda, self.cfg.grid, feats, heat, reg)
+            out.update(bev_features=feats, heatmaps=heat, regression=reg)
+        if "image_teacher/boxes" in s:
+            out.update(inst_boxes=torch.from_numpy(np.asarray(s["image_teacher/boxes"], dtype=np.float32)),
+                       inst_labels=torch.from_numpy(np.asarray(s["image_teacher/labels"], dtype=np.int64)),
+                       inst_scores=torch.from_numpy(np.asarray(s["image_teacher/scores"], dtype=np.float32)),
+                       # Stored as probability x 255 in uint8.
+                       inst_masks=torch.from_numpy(np.asarray(s["image_teacher/masks"], dtype=np.float32) / 255.0))
+        return out
+
+
+_TEACHER_KEYS = ("bev_features", "heatmaps", "regression", "inst_boxes", "inst_labels", "inst_scores", "inst_masks")
+
+
+def collate(samples: list[dict[str, Any]]) -> StudentBatch:
+    """Stack `CacheDataset` samples into one `StudentBatch` (GT boxes stay per-sample lists)."""
+    def stack(key):
+        return torch.stack([s[key] for s in samples]) if key in samples[0] else None
+
+    teacher = None
+    if any(k in samples[0] for k in _TEACHER_KEYS):
+        teacher = TeacherTargets(**{k: stack(k) for k in _TEACHER_KEYS})
+    return StudentBatch(
+        images=stack("images"), intrinsics=stack("intrinsics"), cam2lidar=stack("cam2lidar"), ida=stack("ida"),
+        bda=stack("bda"), gt_boxes=[s["gt_boxes"] for s in samples], gt_labels=[s["gt_labels"] for s in samples],
+        depth_targets=stack("depth_targets"), teacher=teacher, indices=[int(s["index"]) for s in samples])

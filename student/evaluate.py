@@ -1,0 +1,210 @@
+"""`x3kd-student eval`: run the student on a nuScenes split and score it with nuscenes-devkit.
+
+    metrics = evaluate_checkpoint("runs/tiny/checkpoints/step_0000200.pt", dataroot, "v1.0-mini",
+                                  "mini_val", "runs/tiny/eval")
+
+No teacher and no cache: the camera inputs come from the nuScenes tables (student.nuscenes_inputs).
+Detections (LiDAR frame, cache_schema.boxes convention) go to the global frame through one writer,
+`detections_to_results`, which produces the nuScenes detection-results JSON; DetectionEval
+(detection_cvpr_2019) scores it. Writing GT boxes through the same writer scores mAP 1 on the classes
+present, which is what proves the frame, size-order, yaw and velocity conversions (tests do so).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from cache_schema.errors import UserInputError
+
+from .batch import StudentBatch
+from .data.cameras import CameraSetup, load_camera_inputs
+from .models.box_coder import Detections
+from .models.student import BEVDepthStudent, build_student
+
+log = logging.getLogger(__name__)
+
+EVAL_CONFIG = "detection_cvpr_2019"
+RESULTS_META = {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
+# The attribute a detection gets when the model predicts none (the rule mmdet3d's nuScenes output
+# follows: moving vs parked/stopped from the predicted speed, else a per-class default).
+DEFAULT_ATTRIBUTE = {
+    "car": "vehicle.parked", "truck": "vehicle.parked", "construction_vehicle": "vehicle.parked",
+    "bus": "vehicle.moving", "trailer": "vehicle.parked", "barrier": "", "motorcycle": "cycle.without_rider",
+    "bicycle": "cycle.without_rider", "pedestrian": "pedestrian.moving", "traffic_cone": ""}
+_VEHICLES = ("car", "construction_vehicle", "bus", "truck", "trailer")
+
+
+def default_attribute(name: str, speed: float) -> str:
+    if speed > 0.2:
+        if name in _VEHICLES:
+            return "vehicle.moving"
+        if name in ("bicycle", "motorcycle"):
+            return "cycle.with_rider"
+        return DEFAULT_ATTRIBUTE[name]
+    if name == "pedestrian":
+        return "pedestrian.standing"
+    if name == "bus":
+        return "vehicle.stopped"
+    return DEFAULT_ATTRIBUTE[name]
+
+
+def _quaternion(r: np.ndarray) -> list[float]:
+    from pyquaternion import Quaternion
+
+    # pyquaternion checks orthogonality strictly; re-orthonormalise float32 round-off first.
+    u, _, vt = np.linalg.svd(r)
+    return [float(v) for v in Quaternion(matrix=u @ vt).elements]
+
+
+def detections_to_results(token: str, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                          class_names: Sequence[str], lidar_to_global: np.ndarray) -> list[dict[str, Any]]:
+    """nuScenes result records of one sample from LiDAR-frame boxes [M, 9] (x, y, z gravity centre,
+    l, w, h, yaw, vx, vy), scores [M], labels [M] (indices into `class_names`)."""
+    t = np.asarray(lidar_to_global, dtype=np.float64)
+    out = []
+    for box, score, label in zip(np.asarray(boxes, np.float64), np.asarray(scores), np.asarray(labels)):
+        x, y, z, l, w, h, yaw, vx, vy = box
+        centre = t[:3, :3] @ np.array([x, y, z]) + t[:3, 3]
+        rz = np.array([[math.cos(yaw), -math.sin(yaw), 0.0], [math.sin(yaw), math.cos(yaw), 0.0], [0.0, 0.0, 1.0]])
+        velocity = t[:3, :3] @ np.array([vx, vy, 0.0])  # velocities rotate, they do not translate
+        name = class_names[int(label)]
+        out.append({
+            "sample_token": token, "translation": [float(v) for v in centre],
+            "size": [float(w), float(l), float(h)],  # nuScenes orders sizes (w, l, h)
+            "rotation": _quaternion(t[:3, :3] @ rz), "velocity": [float(velocity[0]), float(velocity[1])],
+            "detection_name": name, "detection_score": float(score),
+            "attribute_name": default_attribute(name, float(np.hypot(velocity[0], velocity[1])))})
+    return out
+
+
+def write_results(results: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
+    """The nuScenes detection results JSON (meta block: camera only)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"meta": RESULTS_META, "results": results}))
+    return p
+
+
+@dataclass
+class EvalMetrics:
+    """DetectionEval's summary: mAP, NDS, per-class AP (mean over distance thresholds) and TP errors."""
+
+    mean_ap: float
+    nd_score: float
+    label_aps: dict[str, float]
+    tp_errors: dict[str, float]
+    label_tp_errors: dict[str, dict[str, float]]
+    raw: dict[str, Any]
+
+    def table(self) -> str:
+        """A markdown table: one row per class (AP and TP errors), then mAP / NDS and the mean errors."""
+        errs = list(self.tp_errors)
+        lines = ["| class | AP | " + " | ".join(errs) + " |", "| --- | ---: | " + " | ".join("---:" for _ in errs) + " |"]
+        for name, ap in self.label_aps.items():
+            e = self.label_tp_errors.get(name, {})
+            lines.append(f"| {name} | {ap:.4f} | " + " | ".join(_fmt(e.get(k)) for k in errs) + " |")
+        lines.append("| **mean** | " + f"{self.mean_ap:.4f} | " + " | ".join(_fmt(self.tp_errors[k]) for k in errs) + " |")
+        lines.append(f"\nmAP {self.mean_ap:.4f}  NDS {self.nd_score:.4f}")
+        return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def score_results(results_path: str | Path, dataroot: str | Path, version: str, split: str, out_dir: str | Path,
+                  nusc=None) -> EvalMetrics:
+    """Score a results JSON with DetectionEval; writes DetectionEval's metrics_summary.json and
+    metrics_details.json into `out_dir`."""
+    from nuscenes.eval.common.config import config_factory
+    from nuscenes.eval.detection.evaluate import DetectionEval
+
+    from .nuscenes_inputs import open_nuscenes
+
+    nusc = nusc or open_nuscenes(dataroot, version)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # The devkit prints and draws progress bars even with verbose=False.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        de = DetectionEval(nusc, config=config_factory(EVAL_CONFIG), result_path=str(results_path), eval_set=split,
+                           output_dir=str(out), verbose=False)
+        metrics, details = de.evaluate()
+    summary = metrics.serialize()
+    (out / "metrics_summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "metrics_details.json").write_text(json.dumps(details.serialize(), indent=2))
+    return EvalMetrics(float(summary["mean_ap"]), float(summary["nd_score"]),
+                       {k: float(v) for k, v in summary["mean_dist_aps"].items()},
+                       {k: float(v) for k, v in summary["tp_errors"].items()},
+                       {k: {e: float(x) for e, x in v.items()} for k, v in summary["label_tp_errors"].items()}, summary)
+
+
+def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = True
+                 ) -> tuple[BEVDepthStudent, Any]:
+    """The inference model of a training checkpoint (EMA weights when the run kept them) and its
+    TrainConfig."""
+    from .train import TrainConfig, load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(ckpt["config"], f"{checkpoint}: config")
+    model = build_student(cfg.student)
+    state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    model.load_state_dict(state)
+    return model.to(device).eval(), cfg
+
+
+@torch.no_grad()
+def predict_split(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, setups: Sequence[CameraSetup],
+                  device: str | torch.device = "cpu", progress: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """Run `model` on every sample of `setups` (test-time image transform, no BEV augmentation) and
+    return the nuScenes result records per sample token (empty lists for samples without detections)."""
+    aug = replace(cfg.data.image_aug, final_size=tuple(cfg.student.image_size))
+    class_names = model.head.class_names
+    rng = np.random.default_rng(0)  # unused by the test-time transform; required by its signature
+    results: dict[str, list[dict[str, Any]]] = {}
+    it = setups
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(setups, desc="eval", unit="sample")
+    for setup in it:
+        cams = load_camera_inputs(dataroot, setup, aug, rng, train=False, resize_relative=cfg.data.resize_relative)
+        batch = StudentBatch(images=cams.images[None], intrinsics=cams.intrinsics[None],
+                             cam2lidar=cams.cam2lidar[None], ida=cams.ida[None], bda=torch.eye(4)[None]).to(device)
+        det: Detections = model.predict(batch)[0]
+        results[setup.token] = detections_to_results(setup.token, det.boxes.cpu().numpy(), det.scores.cpu().numpy(),
+                                                     det.labels.cpu().numpy(), class_names, setup.lidar_to_global())
+    return results
+
+
+def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: str, split: str, out_dir: str | Path,
+                        *, device: str = "cpu", use_ema: bool = True, score_threshold: float | None = None,
+                        progress: bool = True) -> EvalMetrics:
+    """Predict a split with a checkpoint, write `results_nusc.json`, score it and write `metrics.json`
+    (+ DetectionEval's own files) into `out_dir`."""
+    from .nuscenes_inputs import camera_setup, open_nuscenes, split_sample_tokens
+
+    model, cfg = load_student(checkpoint, device, use_ema)
+    if score_threshold is not None:
+        if not 0 <= score_threshold < 1:
+            raise UserInputError(f"--score-threshold: must be in [0, 1), got {score_threshold}")
+        model.box_coder = replace(model.box_coder, score_threshold=score_threshold,
+                                  coder_score_threshold=score_threshold)
+    nusc = open_nuscenes(dataroot, version)
+    setups = [camera_setup(nusc, t) for t in split_sample_tokens(nusc, split)]
+    results = predict_split(model, cfg, dataroot, setups, device, progress)
+    out = Path(out_dir)
+    path = write_results(results, out / "results_nusc.json")
+    metrics = score_results(path, dataroot, version, split, out, nusc=nusc)
+    (out / "metrics.json").write_text(json.dumps(
+        {"checkpoint": str(checkpoint), "version": version, "split": split, "mAP": metrics.mean_ap,
+         "NDS": metrics.nd_score, "per_class_AP": metrics.label_aps, "tp_errors": metrics.tp_errors,
+         "per_class_tp_errors": metrics.label_tp_errors}, indent=2))
+    return metrics

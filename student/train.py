@@ -1,0 +1,542 @@
+"""`x3kd-student train`: one readable training loop (nanoGPT-style) over the teacher cache.
+
+    cfg = load_train_config("configs/tiny.yaml", ["loss.xfd.weight=0.5"])
+    train(cache="cache.zarr", dataroot="data/nuscenes", cfg=cfg, out="runs/tiny")
+
+What a step does, in order: take the next batch of this rank's share of the samples, forward the
+student, compute every enabled loss term (X3KDLoss also owns the X-FD adapter, X-AT discriminator and
+X-IS heads), backward, clip gradients, AdamW step, learning-rate schedule step, EMA update, log, and
+every `checkpoint_every` steps (and at the end) write a checkpoint atomically.
+
+Distributed: run under `torchrun --nproc_per_node K` (gloo on CPU, nccl on GPU); without torchrun it is
+one process. Each rank reads a disjoint part of every epoch (DistributedSampler's partition); DDP
+averages gradients, so all ranks hold the same weights.
+
+Exact resume: a checkpoint holds the model, criterion, optimizer, scheduler, EMA and AMP scaler states,
+the step, the RNG states (python, numpy, torch) and the config. The sampler position is a function of
+the step (epoch = step // steps_per_epoch), the augmentation of a sample is seeded by (seed, epoch,
+sample index), and the DataLoader draws its worker seeds from its own generator, so `--resume`
+continues bit-for-bit as the uninterrupted run would (deterministic CPU mode).
+
+This module never imports `teacher_export`: the teachers' knowledge arrives through the cache only.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from cache_schema.errors import UserInputError
+
+from .batch import StudentBatch
+from .config import StudentConfig, _from_dict
+from .data.dataset import CacheDataset, DataConfig, collate, open_cache
+from .losses import X3KDLoss, total_loss
+from .models.student import BEVDepthStudent, build_student
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+# ------------------------------------------------------------------------------------------ config ---
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and its learning-rate schedule (`optim:` block)."""
+
+    lr: float = 2e-4
+    weight_decay: float = 1e-7
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 5.0  # max global gradient norm; 0 = no clipping
+    schedule: str = "cosine"  # "cosine" (linear warmup, then cosine), "onecycle" or "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.01  # cosine ends at lr * min_lr_ratio
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "onecycle", "constant"):
+            raise UserInputError(f"config optim.schedule: {self.schedule!r} is not cosine, onecycle or constant")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Length, precision, checkpointing and reproducibility of a run (`train:` block)."""
+
+    steps: int | None = None  # optimizer steps; or
+    epochs: int | None = None  # passes over the samples (each rank sees 1/world of every epoch)
+    seed: int = 0
+    deterministic: bool = False  # deterministic algorithms (exact resume on CPU; slower on GPU)
+    amp: str = "off"  # "off", "bf16" or "fp16": autocast on GPU (ignored on CPU)
+    ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights, used by eval
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
+    keep_checkpoints: int = 3  # most recent step checkpoints kept (the final one always is)
+    log_every: int = 1  # steps between TensorBoard scalars
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda"
+
+    def __post_init__(self) -> None:
+        if (self.steps is None) == (self.epochs is None):
+            raise UserInputError("config train: give exactly one of train.steps and train.epochs")
+        if (self.steps or 1) < 1 or (self.epochs or 1) < 1:
+            raise UserInputError("config train.steps / train.epochs: must be >= 1")
+        if self.amp not in ("off", "bf16", "fp16"):
+            raise UserInputError(f"config train.amp: {self.amp!r} is not off, bf16 or fp16")
+        if not 0 <= self.ema_decay < 1:
+            raise UserInputError(f"config train.ema_decay: must be in [0, 1), got {self.ema_decay}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training config file: `model:` (every StudentConfig field but `losses`), `loss:` (the loss
+    blocks), `data:`, `optim:` and `train:`."""
+
+    student: StudentConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: RunConfig = field(default_factory=lambda: RunConfig(steps=1))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise UserInputError(f"{where}: expected a mapping at the top level")
+        unknown = sorted(set(d) - {"model", "loss", "data", "optim", "train"})
+        if unknown:
+            raise UserInputError(f"{where}: unknown top-level key(s) {unknown} (known: model, loss, data, optim, train)")
+        model = dict(d.get("model") or {})
+        if "losses" in model:
+            raise UserInputError(f"{where}: put the loss settings under the top-level `loss:` key, not model.losses")
+        student = _from_dict(StudentConfig, {**model, "losses": d.get("loss") or {}}, f"{where}: model/loss")
+        return cls(student, _from_dict(DataConfig, d.get("data") or {}, f"{where}: data"),
+                   _from_dict(OptimConfig, d.get("optim") or {}, f"{where}: optim"),
+                   _from_dict(RunConfig, d.get("train") or {"steps": 1}, f"{where}: train"))
+
+    def to_dict(self) -> dict[str, Any]:
+        model = self.student.to_dict()
+        loss = model.pop("losses")
+        return {"model": model, "loss": loss, "data": dataclasses.asdict(self.data),
+                "optim": dataclasses.asdict(self.optim), "train": dataclasses.asdict(self.train)}
+
+
+def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """`key.sub=value` overrides onto a raw config dict; each value is parsed as YAML (so `0.5` is a
+    float, `false` a bool, `[1, 2]` a list). Unknown keys are caught when the config is built."""
+    import yaml
+
+    d = json.loads(json.dumps(d))  # deep copy of plain values
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserInputError(f"--set {item!r}: expected key.path=value")
+        parts = key.strip().split(".")
+        node = d
+        for p in parts[:-1]:
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise UserInputError(f"--set {key}: {p!r} is a value, not a block")
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserInputError(f"--set {item!r}: value is not valid YAML") from None
+    return d
+
+
+def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """A TrainConfig from a YAML file plus `--set` overrides; every problem is a one-line UserInputError."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"{p}: config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserInputError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return TrainConfig.from_dict(apply_overrides(raw, overrides), str(p))
+
+
+# ----------------------------------------------------------------------------------------- helpers ---
+
+class TrainNet(nn.Module):
+    """The student and its criterion as one module, so DDP synchronises the gradients of both (the
+    X-FD adapter, X-AT discriminator and X-IS heads train too)."""
+
+    def __init__(self, model: BEVDepthStudent, criterion: X3KDLoss) -> None:
+        super().__init__()
+        self.model = model
+        self.criterion = criterion
+
+    def forward(self, batch: StudentBatch) -> dict[str, torch.Tensor]:
+        return self.criterion(self.model(batch), batch)
+
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler (shuffled with seed + epoch, rank r takes every world-th index, tail dropped so
+    ranks never share a sample) that can start part-way into the epoch, for exact resume. It yields
+    (epoch, index) keys: the dataset draws a sample's augmentation from them, so persistent workers
+    need not be told about a new epoch."""
+
+    def __init__(self, n: int, world: int, rank: int, seed: int) -> None:
+        super().__init__(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.start = 0
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        return iter([(self.epoch, i) for i in list(super().__iter__())[self.start:]])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int
+                    ) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total_steps, 2),
+                                                   pct_start=max(cfg.warmup_steps / max(total_steps, 1), 0.01))
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        t = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class EMA:
+    """Exponential moving average of the student's weights (buffers are copied)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            else:
+                self.state[k].copy_(v)
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> DistInfo:
+    """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same directory, then rename: a crash never leaves a
+    truncated file under the final name."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """sha256 over every parameter of `module`. Buffers are left out: BatchNorm running statistics are
+    per rank under DDP (each rank normalises its own batch; the checkpoint keeps rank 0's)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in module.named_parameters():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def checkpoint_path(out: Path, step: int) -> Path:
+    return out / CHECKPOINT_DIR / f"step_{step:07d}.pt"
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted((out / CHECKPOINT_DIR).glob("step_*.pt"))
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint written by `train`; a missing or unreadable file is a one-line UserInputError."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"{p}: checkpoint not found")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=False)
+    except Exception as e:  # torch raises many kinds for a corrupt zip/pickle
+        raise UserInputError(f"{p}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise UserInputError(f"{p}: not an x3kd student checkpoint")
+    return ckpt
+
+
+def _resolve_device(kind: str, info: DistInfo) -> torch.device:
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UserInputError("config train.device: cuda requested but no GPU is available")
+        torch.cuda.set_device(info.local_rank)
+        return torch.device("cuda", info.local_rank)
+    return torch.device(kind)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------- train ---
+
+def train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = False,
+          storage_options: dict | None = None, progress: bool = True) -> Path:
+    """Train the student on the cache at `cache`; returns the final checkpoint's path."""
+    out = Path(out)
+    if cfg.train.deterministic:
+        # cuBLAS reads this when CUDA initialises; deterministic GEMMs need it.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    kind = cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    info = init_distributed(kind)
+    device = _resolve_device(kind, info)
+    rc = cfg.train
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        if rc.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        return _train(cache, dataroot, cfg, out, resume, storage_options, progress, info, device)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume: bool,
+           storage_options: dict | None, progress: bool, info: DistInfo, device: torch.device) -> Path:
+    rc = cfg.train
+    if rc.deterministic:
+        torch.backends.cudnn.benchmark = False
+    # Same seed on every rank: identical initial weights (DDP also broadcasts them).
+    _seed_all(rc.seed)
+
+    reader = open_cache(cache, cfg.student, storage_options=storage_options)
+    dataset = CacheDataset(reader, dataroot, cfg.student, cfg.data, seed=rc.seed)
+    sampler = EpochSampler(len(dataset), info.world, info.rank, rc.seed)
+    bs = cfg.data.batch_size
+    steps_per_epoch = sampler.num_samples // bs
+    if steps_per_epoch < 1:
+        raise UserInputError(f"{cache}: {len(dataset)} samples give no full batch of {bs} on each of {info.world} "
+                             "processes; lower data.batch_size")
+    total = rc.steps if rc.steps is not None else rc.epochs * steps_per_epoch
+
+    model = build_student(cfg.student)
+    criterion = X3KDLoss(cfg.student)
+    net = TrainNet(model, criterion).to(device).train()
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+    scheduler = build_scheduler(optimizer, cfg.optim, total)
+    ema = EMA(model, rc.ema_decay) if rc.ema_decay > 0 else None
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(rc.amp) if device.type == "cuda" else None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
+
+    step = 0
+    if resume:
+        path = latest_checkpoint(out)
+        if path is None:
+            raise UserInputError(f"{out}: --resume given but there is no checkpoint in {out / CHECKPOINT_DIR}")
+        ckpt = load_checkpoint(path, device)
+        if ckpt["config"] != cfg.to_dict():
+            raise UserInputError(f"{path}: the checkpoint was trained with another config; resume with the same "
+                                 "--config and --set values (see config.yaml in the run directory)")
+        if ckpt.get("world_size", 1) != info.world:
+            raise UserInputError(f"{path}: written by {ckpt.get('world_size', 1)} processes, resumed with {info.world}; "
+                                 "exact resume needs the same number (the data order depends on it)")
+        model.load_state_dict(ckpt["model"])
+        criterion.load_state_dict(ckpt["criterion"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None:
+            ema.state = ckpt["ema"]
+        step = int(ckpt["step"])
+        set_rng_state(ckpt["rng"][info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+        log.info("resumed from %s at step %d", path, step)
+
+    start_step = step
+    ddp_net: nn.Module = net
+    if info.world > 1:
+        # X-IS heads may see no positive RoI in a step: tolerate parameters without gradients.
+        ddp_net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+
+    if info.main:
+        (out / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+        import yaml
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if info.world > 1:
+        dist.barrier()
+    # Which samples this rank read at which step: the DDP test checks the ranks' shares are disjoint.
+    sample_log = open(out / f"samples_rank{info.rank}.jsonl", "a")
+    writer = None
+    if info.main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out / "tensorboard"), purge_step=step)
+    bar = None
+    if info.main and progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
+
+    final = checkpoint_path(out, total)
+    wait_s = compute_s = 0.0  # since the last TensorBoard point
+    samples_done = 0
+    # Over this whole invocation except its first step (start-up: worker launch, lazy init).
+    run_wait = run_compute = 0.0
+    run_steps = 0
+    workers = cfg.data.num_workers
+    loader = DataLoader(
+        dataset, batch_size=bs, sampler=sampler, num_workers=workers, collate_fn=collate, drop_last=True,
+        pin_memory=device.type == "cuda", prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
+        persistent_workers=workers > 0,
+        multiprocessing_context=cfg.data.multiprocessing_context if workers > 0 else None,
+        # Its own generator: starting an epoch must not consume the global torch RNG, or a resumed run
+        # (which starts its iterator mid-epoch) would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(rc.seed))
+    try:
+        while step < total:
+            epoch, position = divmod(step, steps_per_epoch)
+            sampler.set_position(epoch, position * bs)
+            t_wait = time.perf_counter()
+            for batch in loader:
+                t_data = time.perf_counter()
+                sample_log.write(json.dumps({"step": step, "epoch": epoch, "indices": batch.indices}) + "\n")
+                batch = batch.to(device)
+                autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
+                            else contextlib.nullcontext())
+                with autocast:
+                    losses = ddp_net(batch)
+                    loss = total_loss(losses)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                grad_norm = None
+                if cfg.optim.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                lr = scheduler.get_last_lr()[0]
+                scheduler.step()
+                if ema is not None:
+                    ema.update(model)
+                step += 1
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                t_end = time.perf_counter()
+                wait_s += t_data - t_wait
+                compute_s += t_end - t_data
+                samples_done += bs * info.world
+                if step > start_step + 1:
+                    run_wait += t_data - t_wait
+                    run_compute += t_end - t_data
+                    run_steps += 1
+
+                if writer is not None and (step % rc.log_every == 0 or step == total):
+                    for k, v in losses.items():
+                        writer.add_scalar(f"loss/{k}" if k.startswith("loss_") else k, v.item(), step)
+                    writer.add_scalar("loss/total", loss.item(), step)
+                    writer.add_scalar("lr", lr, step)
+                    if grad_norm is not None:
+                        writer.add_scalar("grad_norm", float(grad_norm), step)
+                    writer.add_scalar("perf/samples_per_s", samples_done / max(wait_s + compute_s, 1e-9), step)
+                    writer.add_scalar("perf/data_wait_fraction", wait_s / max(wait_s + compute_s, 1e-9), step)
+                    wait_s = compute_s = 0.0
+                    samples_done = 0
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
+                if step == total or (rc.checkpoint_every and step % rc.checkpoint_every == 0):
+                    _save(out, step, cfg, model, criterion, optimizer, scheduler, scaler, ema, info)
+                t_wait = time.perf_counter()
+                if step >= total:
+                    break
+        # Evidence that data parallelism kept the ranks in step: a fingerprint of this rank's weights.
+        sample_log.write(json.dumps({"step": step, "final_weights_sha256": weights_sha256(net)}) + "\n")
+    finally:
+        sample_log.close()
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+    if info.main:
+        busy = run_wait + run_compute
+        (out / "train_summary.json").write_text(json.dumps({
+            "steps": total, "steps_this_run": step - start_step, "timed_steps": run_steps,
+            "seconds_per_step": busy / max(run_steps, 1), "data_wait_fraction": run_wait / busy if busy else None,
+            "samples_per_s": run_steps * bs * info.world / busy if busy else None, "world_size": info.world,
+            "num_workers": cfg.data.num_workers, "final_checkpoint": str(final)}, indent=2))
+    if info.world > 1:
+        dist.barrier()
+    return final
+
+
+def _save(out: Path, step: int, cfg: TrainConfig, model: nn.Module, criterion: nn.Module,
+          optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, ema: EMA | None, info: DistInfo) -> None:
+    """Write the step's checkpoint on rank 0 (with every rank's RNG state), keep the newest few."""
+    state = rng_state()
+    if info.world > 1:
+        states: list[Any] = [None] * info.world
+        dist.all_gather_object(states, state)
+        state = states
+    if not info.main:
+        return
+    ckpt = {"model": model.state_dict(), "criterion": criterion.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "ema": ema.state if ema is not None else None, "step": step, "rng": state,
+            "config": cfg.to_dict(), "world_size": info.world}
+    save_atomic(ckpt, checkpoint_path(out, step))
+    if cfg.train.keep_checkpoints > 0:
+        for p in sorted((out / CHECKPOINT_DIR).glob("step_*.pt"))[:-cfg.train.keep_checkpoints]:
+            p.unlink(missing_ok=True)

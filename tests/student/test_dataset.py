@@ -1,0 +1,103 @@
+"""The streaming dataset over cache + JPEGs: groups read, geometry, refusals, workers."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from torch.utils.data import DataLoader
+
+from cache_schema.errors import UserInputError
+from student.data.cameras import CameraSetup
+from student.data.dataset import CacheDataset, collate, needed_groups, open_cache
+from student.train import load_train_config
+from tests.student.run_paths import TINY_YAML
+
+
+def _cfg(*overrides):
+    return load_train_config(TINY_YAML, overrides)
+
+
+def test_reads_only_the_groups_the_losses_need(train_cache):
+    cfg = _cfg("loss.xfd.enabled=false", "loss.xat.enabled=false", "loss.xod.weight=0", "loss.xis.enabled=false",
+               "loss.ds.enabled=false")
+    assert needed_groups(cfg.student) == ("meta", "calib", "gt")
+    reader = open_cache(train_cache, cfg.student)
+    assert reader.groups == ("meta", "calib", "gt")
+    sample = reader[0]
+    assert not any(k.startswith(("lidar_teacher/", "image_teacher/", "depth/")) for k in sample)
+    full = open_cache(train_cache, _cfg().student)
+    assert set(full.groups) == {"meta", "calib", "gt", "depth", "lidar_teacher", "image_teacher"}
+
+
+def test_sample_tensors_and_batch(train_cache, synthetic_dataroot):
+    cfg = _cfg()
+    ds = CacheDataset(open_cache(train_cache, cfg.student), synthetic_dataroot, cfg.student, cfg.data, seed=3)
+    batch = collate([ds[0], ds[2]])
+    n, (h, w) = cfg.student.num_cameras, cfg.student.image_size
+    gh, gw = cfg.student.grid.shape
+    assert batch.images.shape == (2, n, 3, h, w) and batch.images.dtype == torch.float32
+    assert batch.depth_targets.shape == (2, n, h // 16, w // 16) and (batch.depth_targets > 0).any()
+    assert batch.teacher.bev_features.shape == (2, 48, gh, gw)
+    assert batch.teacher.inst_masks.shape[-2:] == (28, 28) and 0 <= batch.teacher.inst_masks.min() <= \
+        batch.teacher.inst_masks.max() <= 1
+    assert batch.indices == [0, 2]
+    # intrinsics of the augmented image = ida @ K of the original.
+    k = torch.from_numpy(np.asarray(ds.reader[0]["calib/cam_intrinsics"])).float()
+    torch.testing.assert_close(batch.intrinsics[0], batch.ida[0] @ k)
+    # The same (seed, epoch, index) draws the same augmentation; another epoch another one.
+    again = ds[0]
+    torch.testing.assert_close(again["images"], batch.images[0])
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["bda"], batch.bda[0]) or not torch.equal(ds[0]["ida"], batch.ida[0])
+
+
+def test_camera_to_lidar_matches_the_exporters_geometry(train_cache, synthetic_dataroot):
+    from teacher_export.data.nuscenes import NuScenesSamples
+
+    reader = open_cache(train_cache, _cfg().student)
+    samples = NuScenesSamples(synthetic_dataroot, "v1.0-mini", "mini_train", num_sweeps=0)
+    for i in range(len(reader)):
+        got = CameraSetup.from_cache_sample(reader[i]).camera_to_lidar()
+        info = samples[i]
+        want = np.stack([info.camera_to_lidar(c) for c in reader.config.cameras])
+        # The reader returns the float64 poses as float32: ~1e-4 m round-off at global coordinates.
+        np.testing.assert_allclose(got, want, atol=5e-4)
+
+
+def test_refuses_a_cache_with_samples_not_done(train_cache, tmp_path):
+    copy = tmp_path / "partial.zarr"
+    shutil.copytree(train_cache, copy)
+    done = zarr.open_array(str(copy / "meta" / "done"), mode="r+")
+    done[1] = 0
+    with pytest.raises(UserInputError, match="not exported yet .*index 1"):
+        open_cache(str(copy), _cfg().student)
+    # Using only done samples is fine.
+    open_cache(str(copy), _cfg().student, indices=[0, 2])
+
+
+def test_refuses_a_cache_without_a_group_an_enabled_loss_needs(synthetic_dataroot, tmp_path):
+    from teacher_export.export import export
+    from tests.teacher_export.exports import small_export_options
+
+    out = tmp_path / "no_image.zarr"
+    export(small_export_options(synthetic_dataroot, out, image_teacher=None, limit=1), progress=False)
+    with pytest.raises(UserInputError, match=r"image_teacher"):
+        open_cache(str(out), _cfg().student)
+    open_cache(str(out), _cfg("loss.xis.enabled=false").student)
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_workers_give_the_same_batches_as_the_main_process(train_cache, synthetic_dataroot, context):
+    cfg = _cfg()
+    ds = CacheDataset(open_cache(train_cache, cfg.student), synthetic_dataroot, cfg.student, cfg.data)
+    ref = [collate([ds[i]]) for i in range(2)]
+    loader = DataLoader(ds, batch_size=1, sampler=[0, 1], num_workers=1, collate_fn=collate,
+                        multiprocessing_context=context)
+    got = list(loader)
+    for a, b in zip(ref, got):
+        torch.testing.assert_close(a.images, b.images)
+        torch.testing.assert_close(a.teacher.regression, b.teacher.regression)
+        torch.testing.assert_close(a.gt_boxes[0], b.gt_boxes[0])

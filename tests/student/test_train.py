@@ -1,0 +1,142 @@
+"""x3kd-student train: checkpoints + TensorBoard, exact resume, refusals, no teacher import, DDP."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from student.cli import main
+from student.train import load_checkpoint, load_train_config, train
+from tests.student.run_paths import REPO, TINY_YAML
+
+FAST = ["train.deterministic=true", "loss.xis.rpn_pre_nms_top_n=50", "loss.xis.rpn_post_nms_top_n=20"]
+
+
+@pytest.fixture
+def deterministic_mode():
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
+def test_two_steps_checkpoint_events_and_exact_resume(train_cache, synthetic_dataroot, tmp_path, deterministic_mode):
+    cfg = load_train_config(TINY_YAML, [*FAST, "train.steps=2", "train.checkpoint_every=1", "train.ema_decay=0.5"])
+    run = tmp_path / "run"
+    final = train(train_cache, synthetic_dataroot, cfg, run, progress=False)
+    assert final == run / "checkpoints" / "step_0000002.pt" and final.is_file()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run / "tensorboard"))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    assert {"loss/loss_det", "loss/loss_ds", "loss/loss_xfd", "loss/loss_xat", "loss/loss_xod", "loss/loss_xis",
+            "lr", "perf/samples_per_s", "perf/data_wait_fraction"} <= tags
+    full = load_checkpoint(final)
+    assert full["step"] == 2 and full["config"] == cfg.to_dict()
+
+    # Interrupted after step 1: only the step-1 checkpoint exists, --resume finishes step 2.
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copy(run / "checkpoints" / "step_0000001.pt", resumed / "checkpoints")
+    train(train_cache, synthetic_dataroot, cfg, resumed, resume=True, progress=False)
+    again = load_checkpoint(resumed / "checkpoints" / "step_0000002.pt")
+    one = load_checkpoint(run / "checkpoints" / "step_0000001.pt")
+    for part in ("model", "criterion", "ema"):
+        for k, v in full[part].items():
+            assert torch.equal(v, again[part][k]), f"{part}.{k} differs after resume"
+    # ... and step 2 did change the weights (the comparison above is not vacuous).
+    assert any(not torch.equal(v, one["model"][k]) for k, v in full["model"].items())
+
+
+def _one_line_exit_2(result):
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_refuses_a_cache_with_another_grid(train_cache, synthetic_dataroot, tmp_path):
+    result = CliRunner().invoke(main, [
+        "train", "--cache", train_cache, "--dataroot", str(synthetic_dataroot), "--config", str(TINY_YAML),
+        "--out", str(tmp_path / "run"), "--set", "model.point_cloud_range=[-12.8, -12.8, -5.0, 12.8, 12.8, 3.0]"])
+    assert "grid" in _one_line_exit_2(result)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("override, words", [("loss.xfd.wieght=0.5", "wieght"), ("optim.schedule=linear", "schedule"),
+                                              ("train.steps", "key.path=value")])
+def test_bad_overrides_are_one_line_errors(train_cache, synthetic_dataroot, tmp_path, override, words):
+    result = CliRunner().invoke(main, [
+        "train", "--cache", train_cache, "--dataroot", str(synthetic_dataroot), "--config", str(TINY_YAML),
+        "--out", str(tmp_path / "run"), "--set", override])
+    assert words in _one_line_exit_2(result)
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def test_training_never_imports_teacher_export(train_cache, synthetic_dataroot, tmp_path):
+    code = (
+        "import sys\n"
+        "from student.cli import main\n"
+        "try:\n"
+        f"    main(['train', '--cache', {train_cache!r}, '--dataroot', {str(synthetic_dataroot)!r},"
+        f" '--config', {str(TINY_YAML)!r}, '--out', {str(tmp_path / 'run')!r}, '--set', 'train.steps=1'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code in (0, None), e.code\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('teacher_export', 'pipelines'))\n"
+        "print('IMPORTED', bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=tmp_path,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "IMPORTED []" in out.stdout
+    assert (tmp_path / "run" / "checkpoints" / "step_0000001.pt").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_share_the_data_and_end_with_the_same_weights(train_cache, synthetic_dataroot,
+                                                                             tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "student.cli", "train", "--cache", train_cache,
+           "--dataroot", str(synthetic_dataroot), "--config", str(TINY_YAML), "--out", str(run),
+           *[a for s in [*FAST, "train.steps=2"] for a in ("--set", s)]]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = {r: [json.loads(ln) for ln in (run / f"samples_rank{r}.jsonl").read_text().splitlines()]
+               for r in (0, 1)}
+    finals = {r: [x for x in recs if "final_weights_sha256" in x] for r, recs in records.items()}
+    assert len(finals[0]) == 1 and finals[0][0]["final_weights_sha256"] == finals[1][0]["final_weights_sha256"]
+    steps = {r: [x for x in recs if "indices" in x] for r, recs in records.items()}
+    assert [x["step"] for x in steps[0]] == [x["step"] for x in steps[1]] == [0, 1]
+    for a, b in zip(steps[0], steps[1]):
+        # Per epoch, the two ranks read disjoint halves of the (3, tail-dropped to 2) samples.
+        assert a["epoch"] == b["epoch"] and not set(a["indices"]) & set(b["indices"])
+    # The checkpoint (rank 0) holds those weights.
+    ckpt = load_checkpoint(run / "checkpoints" / "step_0000002.pt")
+    assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_overrides_are_typed(path):
+    cfg = load_train_config(path, ["loss.xfd.weight=0.5", "data.augment=false", "optim.betas=[0.8, 0.9]"])
+    assert cfg.student.losses.xfd.weight == 0.5 and isinstance(cfg.student.losses.xfd.weight, float)
+    assert cfg.data.augment is False and cfg.optim.betas == (0.8, 0.9)
+    # The config round-trips through the checkpoint's plain-dict form.
+    from student.train import TrainConfig
+
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
