@@ -10,7 +10,8 @@ OUT=${OUT:-demo_out}
 STEPS=${STEPS:-300}
 DATA="$OUT/data"
 mkdir -p "$OUT/teachers"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# one thread: on 2 cores torch oversubscribes (a student step goes from ~0.4 s to ~8 s with the default)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 step() { printf '\n== %s  (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 
