@@ -144,4 +144,4 @@ def fit_lidar_teacher(options: FitOptions) -> FitResult:
     log.info("LiDAR teacher fit: %d steps, loss %.3f -> %.3f, %s", total, first, last, out_path)
     return FitResult(str(out_path), total, seconds, first, last, losses,
                      {"lidar_teacher": name if name != "centerpoint" else "centerpoint-pillar02",
-                      "lidar_config": options.config if name == "centerpoint" else None})
+                      "lidar_config": str(Path(options.config).resolve()) if name == "centerpoint" else None})
