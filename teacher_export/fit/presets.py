@@ -2,8 +2,10 @@
 
 `demo`: what `make demo` fits on the synthetic demo dataset (`x3kd-cache make-synthetic --preset demo`,
 80 mini_train samples at 352x198) within about five minutes on 2 CPU cores: the small pillar02
-CenterPoint on the student's 128x128 grid, and Mask R-CNN with a ResNet-18 FPN, anchors scaled down
-for the small images (objects there are 5-100 px) and fewer proposals.
+CenterPoint on the student's 128x128 grid, and Mask R-CNN with a ResNet-18 FPN of 64 channels, anchors
+scaled down for the small images (objects there are 8-160 px wide) and fewer proposals. Both start from
+random weights (nothing can be downloaded), so these are weak teachers: they localise objects, their
+class confidences stay low (see the fit-teacher section of the README).
 """
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from cache_schema.errors import UserInputError
 
 FIT_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "demo": {
-        "lidar": {"config": "centerpoint-pillar02-small", "steps": 60, "lr": 3e-3, "batch_size": 2},
-        "image": {"steps": 60, "lr": 2e-3, "batch_size": 4, "image_options": {
-            "backbone": "resnet18", "anchor_sizes": [8, 16, 32, 64, 128],
+        "lidar": {"config": "centerpoint-pillar02-small", "steps": 100, "lr": 1e-2, "batch_size": 2},
+        "image": {"steps": 40, "lr": 2e-3, "batch_size": 2, "image_options": {
+            "backbone": "resnet18", "fpn_channels": 64, "anchor_sizes": [8, 16, 32, 64, 128],
             "rpn_pre_nms_top_n": 300, "rpn_post_nms_top_n": 100, "detections_per_img": 50,
             "score_threshold": 0.3,
             # training only

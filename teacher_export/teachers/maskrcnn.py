@@ -24,10 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 from torchvision.models.detection import MaskRCNN, MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
@@ -72,6 +76,9 @@ class MaskRCNNConfig:
         torchvision's (32, 64, 128, 256, 512). Smaller anchors suit small images (the demo's 352x198).
     rpn_pre_nms_top_n / rpn_post_nms_top_n: RPN proposals per FPN level before NMS / per image after
         (torchvision's test-time 1000 / 1000); fewer are faster.
+    fpn_channels: width of the FPN, the RPN and the mask head convs, and of the box head's MLP
+        (resnet18/34 only; resnet50 keeps torchvision's 256 / 1024). 256 is torchvision's; 64 makes a
+        CPU training step several times cheaper.
     """
 
     checkpoint: str | None = None
@@ -92,6 +99,7 @@ class MaskRCNNConfig:
     anchor_sizes: list[int] | None = None
     rpn_pre_nms_top_n: int = 1000
     rpn_post_nms_top_n: int = 1000
+    fpn_channels: int = 256
 
 
 def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -142,14 +150,29 @@ def build_maskrcnn(config: MaskRCNNConfig, num_classes: int, **train_options: An
         # torchvision's aspect ratios; one size per level as in its default generator
         kwargs["rpn_anchor_generator"] = AnchorGenerator(tuple((a,) for a in sizes), ((0.5, 1.0, 2.0),) * 5)
     kwargs.update(train_options)
+    c = int(config.fpn_channels)
     if config.backbone == "resnet50":
+        if c != 256:
+            raise UserInputError("fpn_channels: resnet50 keeps torchvision's 256 (its checkpoints' shapes)")
         # Exactly torchvision's model and parameter names, so its COCO file and nuImages checkpoints load.
         return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **kwargs)
+    if c < 8:
+        raise UserInputError(f"fpn_channels {c}: must be >= 8")
     # Without pretrained weights torchvision trains every layer with ordinary BatchNorm (what
     # maskrcnn_resnet50_fpn does for weights=None too); eval-mode BatchNorm then uses the fitted statistics.
-    backbone = resnet_fpn_backbone(backbone_name=config.backbone, weights=None, norm_layer=nn.BatchNorm2d,
-                                   trainable_layers=5)
-    return MaskRCNN(backbone, **kwargs)
+    if c == 256:
+        backbone = resnet_fpn_backbone(backbone_name=config.backbone, weights=None, norm_layer=nn.BatchNorm2d,
+                                       trainable_layers=5)
+        return MaskRCNN(backbone, **kwargs)
+    resnet = getattr(torchvision.models, config.backbone)(weights=None, norm_layer=nn.BatchNorm2d)
+    widths = [64, 128, 256, 512]  # BasicBlock ResNets' stage widths
+    backbone = BackboneWithFPN(resnet, {f"layer{i}": str(i - 1) for i in range(1, 5)}, widths, c,
+                               extra_blocks=LastLevelMaxPool(), norm_layer=None)
+    num_classes = kwargs.pop("num_classes")
+    return MaskRCNN(backbone, num_classes=None,
+                    box_head=TwoMLPHead(c * 7 * 7, 4 * c), box_predictor=FastRCNNPredictor(4 * c, num_classes),
+                    mask_head=MaskRCNNHeads(c, (c, c, c, c), 1), mask_predictor=MaskRCNNPredictor(c, c, num_classes),
+                    **kwargs)
 
 
 class MaskRCNNTeacher:

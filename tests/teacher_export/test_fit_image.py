@@ -12,7 +12,7 @@ from teacher_export.fit.options import FitOptions
 from teacher_export.teachers.image_base import build_image_teacher
 from teacher_export.teachers.maskrcnn import MaskRCNNConfig, build_maskrcnn
 
-SMALL = {"backbone": "resnet18", "anchor_sizes": [8, 16, 32, 64, 128], "rpn_pre_nms_top_n": 100,
+SMALL = {"backbone": "resnet18", "fpn_channels": 32, "anchor_sizes": [8, 16, 32, 64, 128], "rpn_pre_nms_top_n": 100,
          "rpn_post_nms_top_n": 50, "detections_per_img": 20, "rpn_pre_nms_top_n_train": 200,
          "rpn_post_nms_top_n_train": 100, "box_batch_size_per_image": 64}
 
@@ -48,7 +48,7 @@ def test_checkpoint_loads_into_the_teacher_with_the_nuscenes_classes(fitted, syn
     assert teacher.num_classes == 11
     # identity map: model class k+1 is nuScenes class k, background unmapped
     assert teacher.label_table.tolist() == [-1, *range(len(NUSCENES_CLASSES))]
-    assert teacher.config["backbone"] == "resnet18"  # provenance in the cache metadata
+    assert teacher.config["backbone"] == "resnet18" and teacher.config["fpn_channels"] == 32  # provenance
     state = torch.load(result.checkpoint, weights_only=True)
     for k, v in teacher.model.state_dict().items():
         assert torch.equal(v.cpu(), state[k]), k
@@ -75,3 +75,9 @@ def test_checkpoint_of_another_backbone_is_refused(fitted):
     with pytest.raises(UserInputError, match="backbone"):
         build_image_teacher("maskrcnn", checkpoint=result.checkpoint,
                             **{**result.teacher_options, "backbone": "resnet34"})
+
+
+def test_resnet50_refuses_another_fpn_width():
+    from cache_schema.errors import UserInputError
+    with pytest.raises(UserInputError, match="fpn_channels"):
+        build_maskrcnn(MaskRCNNConfig(class_names=CLASS_NAMES, fpn_channels=64), 11)
