@@ -21,11 +21,12 @@ from tqdm import tqdm
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
 from teacher_export.data.nuscenes import NuScenesSamples
-from teacher_export.fit.options import FitOptions, FitResult, loss_ends, make_optimizer
+from teacher_export.fit.options import FitOptions, FitResult, loss_ends, make_optimizer, recalibrate_batchnorm
 from teacher_export.fit.projection import CameraTargets, project_boxes
 from teacher_export.teachers.maskrcnn import MaskRCNNConfig, build_maskrcnn
 
 log = logging.getLogger(__name__)
+PRECISE_BN_IMAGES = 16
 
 CLASS_NAMES: list[str] = ["__background__", *NUSCENES_CLASSES]
 # MaskRCNN keyword arguments that only matter in training (fewer proposals and RoIs: CPU speed).
@@ -95,6 +96,12 @@ def fit_image_teacher(options: FitOptions) -> FitResult:
     root = Path(options.dataroot)
     t0 = time.perf_counter()
     bar = tqdm(range(total), desc=f"fit maskrcnn-{cfg.backbone}", unit="step")
+    def load(item: CameraImage) -> torch.Tensor:
+        path = root / item.path
+        if not path.is_file():
+            raise UserInputError(f"{path}: camera image not found")
+        return _to_tensor(Image.open(path), device)
+
     for _ in bar:
         batch = []
         while len(batch) < min(options.batch_size, len(images)):
@@ -103,10 +110,7 @@ def fit_image_teacher(options: FitOptions) -> FitResult:
             batch.append(images[queue.pop()])
         tensors, targets = [], []
         for item in batch:
-            path = root / item.path
-            if not path.is_file():
-                raise UserInputError(f"{path}: camera image not found")
-            tensors.append(_to_tensor(Image.open(path), device))
+            tensors.append(load(item))
             t = item.targets
             targets.append({"boxes": torch.from_numpy(t.boxes).to(device),
                             "labels": torch.from_numpy(t.labels + 1).to(device),  # 0 is the background
@@ -126,6 +130,11 @@ def fit_image_teacher(options: FitOptions) -> FitResult:
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}", mask=f"{terms['loss_mask'].item():.3f}",
                         cls=f"{terms['loss_classifier'].item():.3f}")
+    # Precise BN: only the backbone has BatchNorm (the FPN and the heads have none).
+    step = options.batch_size
+    recalibrate_batchnorm(model.backbone, [
+        lambda c=images[i:i + step]: model.backbone(model.transform([load(item) for item in c])[0].tensors)
+        for i in range(0, min(len(images), PRECISE_BN_IMAGES), step)])
     seconds = time.perf_counter() - t0
 
     out_path = Path(options.out)
