@@ -135,6 +135,77 @@ def export(config_file, cluster, scheduler, jobs, cores, memory, walltime, queue
     click.echo(result.summary())
 
 
+@main.command("fit-teacher")
+@click.argument("kind", type=click.Choice(["lidar", "image"]))
+@click.option("--dataroot", required=True, help="nuScenes dataroot to fit on (e.g. make-synthetic output).")
+@click.option("--version", "version", required=True, help="Dataset version, e.g. v1.0-mini.")
+@click.option("--split", required=True, help="Split to fit on, e.g. mini_train (never the split you evaluate on).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Checkpoint to write (lidar: mmdet3d-format CenterPoint; image: torchvision state_dict).")
+@click.option("--preset", help="Named defaults from teacher_export/fit/presets.py, e.g. demo.")
+@click.option("--config", help="lidar: CenterPoint config name (centerpoint-pillar02-small [default], "
+                                "centerpoint-pillar02) or an mmdet3d model dict as .json.")
+@click.option("--backbone", type=click.Choice(["resnet18", "resnet34", "resnet50"]),
+              help="image: Mask R-CNN backbone (default resnet50).")
+@click.option("--steps", type=int, help="Optimizer steps (or give --epochs).")
+@click.option("--epochs", type=int, help="Passes over the split (lidar: samples; image: camera images with GT).")
+@click.option("--lr", type=float, help="Peak learning rate of the one-cycle schedule (default 2e-3).")
+@click.option("--batch-size", type=int, help="Samples (lidar) or images (image) per step (default 2).")
+@click.option("--seed", type=int, help="Initialisation and sample order (default 0); same seed, same weights on CPU.")
+@click.option("--device", help="cpu (default), cuda, ...")
+@click.option("--num-sweeps", type=int, help="lidar: LiDAR sweeps merged into each key frame (default 9).")
+@click.option("--limit", type=int, help="Use only the first N samples of the split.")
+@click.option("--export-yaml", type=click.Path(dir_okay=False),
+              help="Add what `x3kd-cache export --config` needs to run this teacher (teacher name, checkpoint, "
+                   "options) to this YAML file, creating it if needed.")
+@exit_2_on_user_error
+def fit_teacher(kind: str, preset: str | None, backbone: str | None, export_yaml: str | None, **options) -> None:
+    """Briefly fit a built-in teacher (KIND: lidar or image) on a split, for demos without downloadable
+    teacher weights.
+
+    lidar trains CenterPoint on LiDAR points and GT boxes with CenterPoint's loss; image trains Mask
+    R-CNN (10 nuScenes classes + background) on the camera images, with GT boxes and masks from the
+    3D boxes projected into each camera. Both start from random weights.
+
+    \b
+    Example (what `make demo` runs):
+      x3kd-cache fit-teacher lidar --preset demo --dataroot data/demo --version v1.0-mini \\
+          --split mini_train --out teachers/lidar.pth --export-yaml teachers/export.yaml
+      x3kd-cache fit-teacher image --preset demo --dataroot data/demo --version v1.0-mini \\
+          --split mini_train --out teachers/image.pth --export-yaml teachers/export.yaml
+      x3kd-cache export --config teachers/export.yaml --dataroot data/demo --version v1.0-mini \\
+          --split mini_train --out cache/train.zarr
+    """
+    from teacher_export.fit.options import FitOptions
+    from teacher_export.fit.presets import fit_preset
+
+    values = fit_preset(preset, kind) if preset else {}
+    if kind == "lidar" and backbone is not None:
+        raise UserInputError("--backbone: only for fit-teacher image")
+    if kind == "image" and options.get("config") is not None:
+        raise UserInputError("--config: only for fit-teacher lidar (image: --backbone, --preset)")
+    if backbone is not None:
+        values.setdefault("image_options", {})["backbone"] = backbone
+    given = {k: v for k, v in options.items() if v is not None}
+    if "steps" in given:
+        values.pop("epochs", None)
+    if "epochs" in given:
+        values.pop("steps", None)
+    values.update(given)
+    fit_options = FitOptions(**values)
+    if kind == "lidar":
+        from teacher_export.fit.lidar import fit_lidar_teacher as fit
+    else:
+        from teacher_export.fit.image import fit_image_teacher as fit
+    result = fit(fit_options)
+    click.echo(result.summary())
+    if export_yaml:
+        from teacher_export.fit.options import update_export_yaml
+
+        update_export_yaml(export_yaml, kind, result)
+        click.echo(f"export options for this teacher added to {export_yaml}")
+
+
 def _parse_image_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))

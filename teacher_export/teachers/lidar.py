@@ -28,6 +28,8 @@ def _builtin(default_config: str, **kwargs: Any) -> LidarTeacher:
 
 LIDAR_TEACHERS: dict[str, Callable[..., LidarTeacher]] = {
     "centerpoint-pillar02": partial(_builtin, "centerpoint-pillar02"),
+    # narrow channels, same grid: what `x3kd-cache fit-teacher lidar` fits for the demo
+    "centerpoint-pillar02-small": partial(_builtin, "centerpoint-pillar02-small"),
     "mmdet3d-centerpoint": _mmdet3d_centerpoint,
 }
 

@@ -1,8 +1,10 @@
-"""The built-in image teacher: torchvision's Mask R-CNN ResNet-50-FPN, weights from a local file.
+"""The built-in image teacher: torchvision's Mask R-CNN ResNet-FPN, weights from a local file.
 
-The model is torchvision's own (`maskrcnn_resnet50_fpn`), so torchvision's COCO checkpoint file
-(`maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth`) or any checkpoint trained with torchvision's detection
-recipe (e.g. on nuImages, 10 classes + background) loads unchanged. Nothing is ever downloaded.
+With the default ResNet-50 backbone the model is torchvision's own (`maskrcnn_resnet50_fpn`), so
+torchvision's COCO checkpoint file (`maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth`) or any checkpoint trained
+with torchvision's detection recipe (e.g. on nuImages, 10 classes + background) loads unchanged.
+ResNet-34/18 backbones (`backbone` option, torchvision's `resnet_fpn_backbone` + `MaskRCNN`) are for
+teachers fitted on a CPU (`x3kd-cache fit-teacher image`, the demo). Nothing is ever downloaded.
 
 We run the model's parts ourselves (transform → backbone → RPN → RoI heads) instead of `model(images)`
 because torchvision's final `transform.postprocess` pastes every mask into a full-resolution image; the
@@ -22,7 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
+import torchvision
+from torch import nn
+from torchvision.models.detection import MaskRCNN, MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
@@ -43,6 +52,7 @@ CLASS_PRESETS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
 # FPN output name → stride w.r.t. the (resized) input image, for torchvision's ResNet-FPN backbone.
 FPN_LEVELS: dict[int, str] = {4: "0", 8: "1", 16: "2", 32: "3", 64: "pool"}
 _NUM_CLASSES_KEY = "roi_heads.box_predictor.cls_score.weight"
+BACKBONES: tuple[str, ...] = ("resnet50", "resnet34", "resnet18")
 
 
 @dataclass
@@ -60,6 +70,15 @@ class MaskRCNNConfig:
         (H // stride, W // stride) of the input image.
     detections_per_img: how many detections the RoI heads keep before class mapping drops some; keep
         it well above max_instances when many of the model's classes are unmapped (COCO).
+    backbone: "resnet50" (torchvision's maskrcnn_resnet50_fpn, its parameter names), "resnet34" or
+        "resnet18" (lighter, for teachers fitted on a CPU); the checkpoint must have been made with it.
+    anchor_sizes: RPN anchor size per FPN level (5 values, pixels of the resized image); None keeps
+        torchvision's (32, 64, 128, 256, 512). Smaller anchors suit small images (the demo's 352x198).
+    rpn_pre_nms_top_n / rpn_post_nms_top_n: RPN proposals per FPN level before NMS / per image after
+        (torchvision's test-time 1000 / 1000); fewer are faster.
+    fpn_channels: width of the FPN, the RPN and the mask head convs, and of the box head's MLP
+        (resnet18/34 only; resnet50 keeps torchvision's 256 / 1024). 256 is torchvision's; 64 makes a
+        CPU training step several times cheaper.
     """
 
     checkpoint: str | None = None
@@ -76,6 +95,11 @@ class MaskRCNNConfig:
     max_size: int | None = None
     feature_stride: int | None = None
     device: str = "cpu"
+    backbone: str = "resnet50"
+    anchor_sizes: list[int] | None = None
+    rpn_pre_nms_top_n: int = 1000
+    rpn_post_nms_top_n: int = 1000
+    fpn_channels: int = 256
 
 
 def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -105,8 +129,54 @@ def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def build_maskrcnn(config: MaskRCNNConfig, num_classes: int, **train_options: Any) -> MaskRCNN:
+    """The torchvision Mask R-CNN that `config` describes, randomly initialised (no weights are
+    downloaded). `train_options` are extra `MaskRCNN` keyword arguments for training (e.g.
+    rpn_pre_nms_top_n_train); the teacher and `fit-teacher image` build through here, so a fitted
+    checkpoint always matches the teacher's structure."""
+    if config.backbone not in BACKBONES:
+        raise UserInputError(f"image teacher backbone {config.backbone!r}: use one of {', '.join(BACKBONES)}")
+    kwargs: dict[str, Any] = dict(
+        num_classes=num_classes,
+        # 800/1333 are placeholders when images run at their own size: the teacher sets them per batch.
+        min_size=config.min_size or 800, max_size=config.max_size or 1333,
+        box_score_thresh=config.score_threshold, box_nms_thresh=config.nms_threshold,
+        box_detections_per_img=config.detections_per_img,
+        rpn_pre_nms_top_n_test=config.rpn_pre_nms_top_n, rpn_post_nms_top_n_test=config.rpn_post_nms_top_n)
+    if config.anchor_sizes is not None:
+        sizes = [int(a) for a in config.anchor_sizes]
+        if len(sizes) != 5 or min(sizes) < 1:
+            raise UserInputError(f"anchor_sizes {config.anchor_sizes}: give 5 positive sizes, one per FPN level")
+        # torchvision's aspect ratios; one size per level as in its default generator
+        kwargs["rpn_anchor_generator"] = AnchorGenerator(tuple((a,) for a in sizes), ((0.5, 1.0, 2.0),) * 5)
+    kwargs.update(train_options)
+    c = int(config.fpn_channels)
+    if config.backbone == "resnet50":
+        if c != 256:
+            raise UserInputError("fpn_channels: resnet50 keeps torchvision's 256 (its checkpoints' shapes)")
+        # Exactly torchvision's model and parameter names, so its COCO file and nuImages checkpoints load.
+        return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **kwargs)
+    if c < 8:
+        raise UserInputError(f"fpn_channels {c}: must be >= 8")
+    # Without pretrained weights torchvision trains every layer with ordinary BatchNorm (what
+    # maskrcnn_resnet50_fpn does for weights=None too); eval-mode BatchNorm then uses the fitted statistics.
+    if c == 256:
+        backbone = resnet_fpn_backbone(backbone_name=config.backbone, weights=None, norm_layer=nn.BatchNorm2d,
+                                       trainable_layers=5)
+        return MaskRCNN(backbone, **kwargs)
+    resnet = getattr(torchvision.models, config.backbone)(weights=None, norm_layer=nn.BatchNorm2d)
+    widths = [64, 128, 256, 512]  # BasicBlock ResNets' stage widths
+    backbone = BackboneWithFPN(resnet, {f"layer{i}": str(i - 1) for i in range(1, 5)}, widths, c,
+                               extra_blocks=LastLevelMaxPool(), norm_layer=None)
+    num_classes = kwargs.pop("num_classes")
+    return MaskRCNN(backbone, num_classes=None,
+                    box_head=TwoMLPHead(c * 7 * 7, 4 * c), box_predictor=FastRCNNPredictor(4 * c, num_classes),
+                    mask_head=MaskRCNNHeads(c, (c, c, c, c), 1), mask_predictor=MaskRCNNPredictor(c, c, num_classes),
+                    **kwargs)
+
+
 class MaskRCNNTeacher:
-    """torchvision Mask R-CNN R50-FPN as an `ImageTeacher` (see `teachers.image_base`)."""
+    """torchvision Mask R-CNN ResNet-FPN as an `ImageTeacher` (see `teachers.image_base`)."""
 
     name = "maskrcnn"
 
@@ -133,13 +203,7 @@ class MaskRCNNTeacher:
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # random init is reproducible and leaves the caller's RNG alone
-            self.model = maskrcnn_resnet50_fpn(
-                weights=None, weights_backbone=None, num_classes=self.num_classes,
-                # 800/1333 are placeholders when images run at their own size: __call__ sets them per batch.
-                min_size=config.min_size or 800, max_size=config.max_size or 1333,
-                box_score_thresh=config.score_threshold, box_nms_thresh=config.nms_threshold,
-                box_detections_per_img=config.detections_per_img,
-            )
+            self.model = build_maskrcnn(config, self.num_classes)
         if state_dict is not None:
             self._load(state_dict, config.checkpoint)
         self.model.eval().to(self.device)
@@ -204,8 +268,9 @@ class MaskRCNNTeacher:
         problems = [f"{len(v)} {what} (e.g. {v[0]})" for what, v in
                     (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong_shape)) if v]
         if problems:
-            raise UserInputError(f"image checkpoint {path}: does not fit torchvision Mask R-CNN R50-FPN with "
-                                 f"{self.num_classes} classes: {'; '.join(problems)}")
+            raise UserInputError(f"image checkpoint {path}: does not fit torchvision Mask R-CNN "
+                                 f"{self.cfg.backbone}-FPN with {self.num_classes} classes: {'; '.join(problems)} "
+                                 "(is the backbone option the one it was trained with?)")
         self.model.load_state_dict(state_dict, strict=True)
 
     # --- the protocol ---------------------------------------------------------------------------

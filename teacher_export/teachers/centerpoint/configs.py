@@ -130,3 +130,30 @@ def get_config(name: str) -> dict[str, Any]:
     if name not in CONFIGS:
         raise UserInputError(f"unknown CenterPoint config {name!r}; known: {', '.join(sorted(CONFIGS))}")
     return copy.deepcopy(CONFIGS[name])
+
+
+def _small_pillar02() -> dict[str, Any]:
+    """pillar02 on the nuScenes range and grid (±51.2 m, 0.2 m pillars, stride 4 → 128×128, the
+    student's default BEV grid) with the parity fixture's narrow channels (16/32/32, neck 3×16, head
+    16), fewer backbone layers (1/2/2), one conv per head output and 10 points per pillar: the same
+    architecture, task groups and checkpoint format, small enough to fit on 2 CPU cores in minutes.
+    Used by the demo (`x3kd-cache fit-teacher lidar --config centerpoint-pillar02-small`)."""
+    cfg = copy.deepcopy(PILLAR02_NUSCENES)
+    cfg["data_preprocessor"]["voxel_layer"]["max_voxels"] = [20000, 20000]
+    cfg["pts_voxel_encoder"]["feat_channels"] = [16]
+    cfg["pts_middle_encoder"]["in_channels"] = 16
+    cfg["pts_backbone"].update(in_channels=16, out_channels=[16, 32, 32])
+    cfg["pts_neck"].update(in_channels=[16, 32, 32], out_channels=[16, 16, 16])
+    cfg["data_preprocessor"]["voxel_layer"]["max_num_points"] = 10
+    cfg["pts_backbone"]["layer_nums"] = [1, 2, 2]
+    head = cfg["pts_bbox_head"]
+    # One conv per output instead of conv-BN-ReLU + conv: 36 narrow convs at 128x128 dominated a
+    # training step on CPU; the backbone carries the capacity.
+    head.update(in_channels=48, share_conv_channel=16, num_heatmap_convs=1,
+                common_heads={k: [c, 1] for k, (c, _) in head["common_heads"].items()})
+    head["separate_head"].update(in_channels=16, head_conv=16)
+    head["separate_head"]["heads"] = {k: [c, 1] for k, (c, _) in head["separate_head"]["heads"].items()}
+    return cfg
+
+
+CONFIGS["centerpoint-pillar02-small"] = _small_pillar02()

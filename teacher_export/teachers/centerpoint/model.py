@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from cache_schema.errors import UserInputError
@@ -67,9 +68,15 @@ class CenterPoint(nn.Module):
 
     def forward(self, points: Sequence[Tensor]) -> CenterPointOutput:
         """points: one (N_i, C) float tensor per sample, on the model's device."""
-        vox = self.voxelize(points)
+        return self.forward_voxels(self.voxelize(points), len(points))
+
+    def forward_voxels(self, vox: Voxels, batch_size: int) -> CenterPointOutput:
+        """The network after voxelization (training reuses voxels computed once per sample)."""
         pillars = self.pts_voxel_encoder(vox.voxels, vox.num_points, vox.coors)
-        canvas = self.pts_middle_encoder(pillars, vox.coors, len(points))
+        canvas = self.pts_middle_encoder(pillars, vox.coors, batch_size)
+        if next(self.pts_backbone.parameters()).is_contiguous(memory_format=torch.channels_last):
+            # a model moved to channels_last (CPU training: ~1.5x faster convs at these narrow widths)
+            canvas = canvas.contiguous(memory_format=torch.channels_last)
         bev = self.pts_neck(self.pts_backbone(canvas))
         return CenterPointOutput(vox, bev, self.pts_bbox_head(bev))
 

@@ -1,0 +1,147 @@
+"""Fit the built-in CenterPoint on a split's LiDAR points and GT boxes.
+
+The training targets and the loss are the student's (`student.targets.build_det_targets`,
+`student.losses.det.det_loss`): the same CenterPoint encoding the teacher's box coder decodes
+(centre offset within the cell, gravity-centre z, log l/w/h, (sin, cos) yaw, velocity), so the one
+definition serves both. The checkpoint is mmdet3d-shaped (`{'state_dict', 'meta'}`) and loads
+strictly into `CenterPointTeacher(checkpoint=..., config=...)`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cache_schema.errors import UserInputError
+from cache_schema.grid import NUSCENES_CLASSES, ClassSetup
+from student.config import DetLossConfig
+from student.losses.det import det_loss
+from student.targets import build_det_targets
+from teacher_export.data.nuscenes import NuScenesSamples, load_points
+from teacher_export.fit.options import FitOptions, FitResult, loss_ends, make_optimizer, recalibrate_batchnorm
+from teacher_export.teachers.centerpoint.model import CenterPoint
+from teacher_export.teachers.centerpoint.teacher import _resolve_config
+from teacher_export.teachers.centerpoint.voxelize import Voxels, hard_voxelize
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = "centerpoint-pillar02-small"
+PRECISE_BN_SAMPLES = 32
+
+
+def start_heatmaps_at_prior(model: CenterPoint, std: float = 1e-3) -> None:
+    """Make every heatmap start at sigmoid(init_bias) ~ 0.1 everywhere by shrinking the last heatmap
+    conv's weights. The shared head's Kaiming init (mmdet3d's) gives logits of std ~5 at the start,
+    and a fit of a few dozen steps would spend most of them undoing that."""
+    for task in model.pts_bbox_head.task_heads:
+        torch.nn.init.normal_(task.heatmap[-1].weight, std=std)
+
+
+def _load_split(options: FitOptions) -> tuple[NuScenesSamples, list[int]]:
+    samples = NuScenesSamples(options.dataroot, options.version, options.split, num_sweeps=options.num_sweeps)
+    n = len(samples) if options.limit is None else min(len(samples), options.limit)
+    if n == 0:
+        raise UserInputError(f"{options.dataroot}: split {options.split!r} has no samples")
+    return samples, list(range(n))
+
+
+def _batch_voxels(per_sample: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> Voxels:
+    """Per-sample `hard_voxelize` results -> one batch, the sample index prefixed to the coordinates."""
+    return Voxels(torch.cat([v for v, _, _ in per_sample]),
+                  torch.cat([torch.nn.functional.pad(c, (1, 0), value=i) for i, (_, c, _) in enumerate(per_sample)]),
+                  torch.cat([n for _, _, n in per_sample]))
+
+
+def fit_lidar_teacher(options: FitOptions) -> FitResult:
+    """Train CenterPoint (`options.config`, default the small pillar02) on `options.split` and save it
+    to `options.out`. Deterministic on CPU for a given seed."""
+    name, model_config = _resolve_config(options.config or DEFAULT_CONFIG)
+    device = options.torch_device()
+    samples, indices = _load_split(options)
+
+    torch.manual_seed(options.seed)
+    model = CenterPoint.from_mmdet3d_config(model_config).to(device).train()
+    start_heatmaps_at_prior(model)
+    head = model.pts_bbox_head
+    if sorted(head.class_names) != sorted(NUSCENES_CLASSES):
+        raise UserInputError(f"CenterPoint config {name}: head classes {list(head.class_names)} are not the "
+                             "nuScenes detection classes")
+    classes = ClassSetup(tuple(NUSCENES_CLASSES), tuple(tuple(t) for t in head.tasks))
+    grid = model.grid
+    train_cfg = (model_config.get("train_cfg") or {}).get("pts") or {}
+    loss_cfg = DetLossConfig(
+        gaussian_overlap=float(train_cfg.get("gaussian_overlap", 0.1)), min_radius=int(train_cfg.get("min_radius", 2)),
+        code_weights=tuple(float(w) for w in train_cfg.get("code_weights", DetLossConfig.code_weights)))
+
+    # The split is small (the demo's is ~80 samples) and not augmented: voxelize every point cloud once
+    # instead of every step (voxelization cost as much as the network's forward pass).
+    in_channels = int(model_config["pts_voxel_encoder"].get("in_channels", 4))
+    v = model.voxel_layer
+    voxels, boxes, labels = [], [], []
+    for i in tqdm(indices, desc="voxelize", unit="sample", leave=False):
+        s = samples[i]
+        p = load_points(options.dataroot, s, options.num_sweeps)
+        if p.shape[1] < in_channels:
+            raise UserInputError(f"CenterPoint config {name}: wants {in_channels} point features, the data has {p.shape[1]}")
+        p = torch.from_numpy(np.ascontiguousarray(p[:, :in_channels])).to(device)
+        voxels.append(hard_voxelize(p, v.voxel_size, v.point_cloud_range, v.max_num_points, v.max_voxels))
+        boxes.append(torch.from_numpy(s.gt_boxes.astype(np.float32)).to(device))
+        labels.append(torch.from_numpy(s.gt_labels.astype(np.int64)).to(device))
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+
+    total = options.total_steps(len(indices))
+    opt, sched = make_optimizer(model.parameters(), options, total)
+    order = torch.Generator().manual_seed(options.seed)
+    queue: list[int] = []
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = tqdm(range(total), desc=f"fit {name}", unit="step")
+    for _ in bar:
+        batch = []
+        while len(batch) < min(options.batch_size, len(indices)):
+            if not queue:
+                queue = torch.randperm(len(indices), generator=order).tolist()
+            batch.append(queue.pop())
+        out = model.forward_voxels(_batch_voxels([voxels[b] for b in batch]), len(batch))
+        targets = build_det_targets([boxes[b] for b in batch], [labels[b] for b in batch],
+                                    grid, classes, loss_cfg.gaussian_overlap, loss_cfg.min_radius)
+        terms = det_loss(out.head, targets, loss_cfg)
+        loss = terms["loss_det"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", hm=f"{float(terms['det/heatmap']):.3f}",
+                        reg=f"{float(terms['det/reg']):.3f}")
+    # Precise BN over (up to) PRECISE_BN_SAMPLES samples, in training batches.
+    chunks = [list(range(len(indices)))[i:i + options.batch_size]
+              for i in range(0, min(len(indices), PRECISE_BN_SAMPLES), options.batch_size)]
+    recalibrate_batchnorm(model, [lambda c=c: model.forward_voxels(_batch_voxels([voxels[b] for b in c]), len(c))
+                                  for c in chunks])
+    seconds = time.perf_counter() - t0
+
+    meta = {"x3kd_fit_teacher": {
+        "config_name": name, "dataroot": str(options.dataroot), "version": options.version, "split": options.split,
+        "samples": len(indices), "steps": total, "lr": options.lr, "batch_size": options.batch_size,
+        "seed": options.seed, "num_sweeps": options.num_sweeps, "final_loss": losses[-1] if losses else None},
+        # mmdet3d keeps the config as text in meta; ours is the model dict as JSON
+        "config": json.dumps(model_config)}
+    out_path = Path(options.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: t.detach().cpu().contiguous() for k, t in model.state_dict().items()}
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    torch.save({"state_dict": state, "meta": meta}, tmp)
+    tmp.replace(out_path)  # never leave a half-written checkpoint under the final name
+    first, last = loss_ends(losses)
+    log.info("LiDAR teacher fit: %d steps, loss %.3f -> %.3f, %s", total, first, last, out_path)
+    return FitResult(str(out_path), total, seconds, first, last, losses,
+                     {"lidar_teacher": name if name != "centerpoint" else "centerpoint-pillar02",
+                      "lidar_config": str(Path(options.config).resolve()) if name == "centerpoint" else None})
