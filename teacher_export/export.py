@@ -196,7 +196,7 @@ class Exporter:
             images = [[_read_image(Path(self.options.dataroot) / cam.image_path, (cam.height, cam.width))
                        for cam in info.cameras] for info in infos] if self.image_teacher else None
             t1 = time.perf_counter()
-            lidar_out = self.lidar_teacher(points) if self.lidar_teacher else None
+            lidar_out = self.lidar_teacher(points, decode=False) if self.lidar_teacher else None
             t2 = time.perf_counter()
             image_out = self.image_teacher([im for per in images for im in per]) if images else None
             t3 = time.perf_counter()

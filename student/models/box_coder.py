@@ -36,6 +36,11 @@ class Detections:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
+    @classmethod
+    def empty(cls, device: torch.device | str = "cpu") -> "Detections":
+        return cls(torch.zeros(0, 9, device=device), torch.zeros(0, device=device),
+                   torch.zeros(0, dtype=torch.long, device=device))
+
 
 @dataclass(frozen=True)
 class BoxCoderConfig:

@@ -47,8 +47,10 @@ class LidarTeacher(Protocol):
     bev_channels: int
     grid: BevGrid
 
-    def __call__(self, points: list[np.ndarray]) -> list[LidarTeacherOutput]:
-        """One (N_i, 5) float32 cloud (x, y, z, intensity, time lag) per sample -> one output each."""
+    def __call__(self, points: list[np.ndarray], decode: bool = True) -> list[LidarTeacherOutput]:
+        """One (N_i, 5) float32 cloud (x, y, z, intensity, time lag) per sample -> one output each.
+        With `decode=False` the boxes/scores/labels are left empty: the cache stores only the dense
+        maps, and box decoding + NMS can cost more than the network on CPU."""
         ...
 
 

@@ -65,7 +65,7 @@ class Mmdet3dCenterPointTeacher:
             "heatmap_classes": list(NUSCENES_CLASSES), "regression_channels": list(REGRESSION_CHANNELS),
             "dim_is_log": bool(head.norm_bbox)}
 
-    def __call__(self, points: list[np.ndarray]) -> list[LidarTeacherOutput]:
+    def __call__(self, points: list[np.ndarray], decode: bool = True) -> list[LidarTeacherOutput]:
         from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
 
         if not points:
@@ -82,7 +82,10 @@ class Mmdet3dCenterPointTeacher:
             neck = self.model.extract_pts_feat(data["inputs"]["voxels"], points=data["inputs"]["points"],
                                                batch_input_metas=metas)
             raw = self.model.pts_bbox_head(neck)
-            preds = self.model.pts_bbox_head.predict_by_feat(raw, metas)
+            preds = self.model.pts_bbox_head.predict_by_feat(raw, metas) if decode else []
+        if not decode:
+            return assemble_outputs(neck[0], [task[0] for task in raw], [Detections.empty()] * len(tensors),
+                                    self.class_names)
         dets = []
         for p in preds:
             boxes = p.bboxes_3d.tensor.clone()

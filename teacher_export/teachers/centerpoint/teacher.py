@@ -116,7 +116,7 @@ class CenterPointTeacher:
             "dim_is_log": model.coder.norm_bbox,
         }
 
-    def __call__(self, points: list[np.ndarray]) -> list[LidarTeacherOutput]:
+    def __call__(self, points: list[np.ndarray], decode: bool = True) -> list[LidarTeacherOutput]:
         if len(points) == 0:
             return []
         tensors = []
@@ -127,5 +127,5 @@ class CenterPointTeacher:
             tensors.append(torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32)).to(self.device))
         with torch.inference_mode():
             out = self.model(tensors)
-            dets = self.model.decode(out.head)
+            dets = self.model.decode(out.head) if decode else [Detections.empty(self.device)] * len(tensors)
             return assemble_outputs(out.bev_features, out.head, dets, self.model.pts_bbox_head.class_names)
