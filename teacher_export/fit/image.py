@@ -21,7 +21,9 @@ from tqdm import tqdm
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
 from teacher_export.data.nuscenes import NuScenesSamples
-from teacher_export.fit.options import FitOptions, FitResult, loss_ends, make_optimizer, recalibrate_batchnorm
+from teacher_export.fit.options import (
+    FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm,
+)
 from teacher_export.fit.projection import CameraTargets, project_boxes
 from teacher_export.teachers.maskrcnn import MaskRCNNConfig, build_maskrcnn
 
@@ -121,13 +123,7 @@ def fit_image_teacher(options: FitOptions) -> FitResult:
             model.transform.min_size = (min(h, w),)
             model.transform.max_size = max(h, w)
         terms = model(tensors, targets)
-        loss = sum(terms.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(sum(terms.values()), model, opt, sched, options.grad_clip))
         bar.set_postfix(loss=f"{losses[-1]:.3f}", mask=f"{terms['loss_mask'].item():.3f}",
                         cls=f"{terms['loss_classifier'].item():.3f}")
     # Precise BN: only the backbone has BatchNorm (the FPN and the heads have none).

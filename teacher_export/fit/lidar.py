@@ -23,9 +23,11 @@ from student.config import DetLossConfig
 from student.losses.det import det_loss
 from student.targets import build_det_targets
 from teacher_export.data.nuscenes import NuScenesSamples, load_points
-from teacher_export.fit.options import FitOptions, FitResult, loss_ends, make_optimizer, recalibrate_batchnorm
+from teacher_export.fit.options import (
+    FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm,
+)
 from teacher_export.teachers.centerpoint.model import CenterPoint
-from teacher_export.teachers.centerpoint.teacher import _resolve_config
+from teacher_export.teachers.centerpoint.teacher import resolve_config
 from teacher_export.teachers.centerpoint.voxelize import Voxels, hard_voxelize
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ def _batch_voxels(per_sample: list[tuple[torch.Tensor, torch.Tensor, torch.Tenso
 def fit_lidar_teacher(options: FitOptions) -> FitResult:
     """Train CenterPoint (`options.config`, default the small pillar02) on `options.split` and save it
     to `options.out`. Deterministic on CPU for a given seed."""
-    name, model_config = _resolve_config(options.config or DEFAULT_CONFIG)
+    name, model_config = resolve_config(options.config or DEFAULT_CONFIG)
     device = options.torch_device()
     samples, indices = _load_split(options)
 
@@ -112,13 +114,7 @@ def fit_lidar_teacher(options: FitOptions) -> FitResult:
         targets = build_det_targets([boxes[b] for b in batch], [labels[b] for b in batch],
                                     grid, classes, loss_cfg.gaussian_overlap, loss_cfg.min_radius)
         terms = det_loss(out.head, targets, loss_cfg)
-        loss = terms["loss_det"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(terms["loss_det"], model, opt, sched, options.grad_clip))
         bar.set_postfix(loss=f"{losses[-1]:.3f}", hm=f"{float(terms['det/heatmap']):.3f}",
                         reg=f"{float(terms['det/reg']):.3f}")
     # Precise BN over (up to) PRECISE_BN_SAMPLES samples, in training batches.

@@ -100,6 +100,17 @@ def make_optimizer(params: Any, options: FitOptions, total_steps: int
     return opt, sched
 
 
+def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                   sched: torch.optim.lr_scheduler.LRScheduler, grad_clip: float) -> float:
+    """One clipped AdamW step + schedule step; returns the loss value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def update_export_yaml(path: str, kind: str, result: FitResult) -> None:
     """Merge the `x3kd-cache export` options that run the fitted teacher into the YAML file `path`
     (lidar: lidar_teacher, lidar_config, lidar_checkpoint; image: image_teacher, image_checkpoint,

@@ -57,7 +57,7 @@ def assemble_outputs(bev: Tensor, head: Sequence[Mapping[str, Tensor]], detectio
     return out
 
 
-def _resolve_config(config: str | Path | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def resolve_config(config: str | Path | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(config, Mapping):
         return "centerpoint", json.loads(json.dumps(config))
     if str(config) in CONFIGS:
@@ -88,7 +88,7 @@ class CenterPointTeacher:
 
     def __init__(self, checkpoint: str | Path | None = None, config: str | Path | Mapping[str, Any] = "centerpoint-pillar02",
                  device: str | torch.device = "cpu", random_init: bool = False):
-        self.name, model_config = _resolve_config(config)
+        self.name, model_config = resolve_config(config)
         if checkpoint is None and not random_init:
             raise UserInputError(f"LiDAR teacher {self.name}: no checkpoint given; pass an mmdet3d CenterPoint "
                                  "checkpoint file, or --random-init for a randomly initialised teacher")
