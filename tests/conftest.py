@@ -13,3 +13,28 @@ def synthetic_dataroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from teacher_export.data.synthetic import generate_synthetic
 
     return generate_synthetic(tmp_path_factory.mktemp("synthetic") / "nuscenes", seed=0)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API (moto's server) on loopback, reachable from other processes too. Yields
+    `make_bucket(name) -> storage_options` for s3fs/zarr."""
+    import socket
+
+    server_mod = pytest.importorskip("moto.server")
+    s3fs = pytest.importorskip("s3fs")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
+
+    def make_bucket(name: str) -> dict:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("AWS_DEFAULT_REGION", "us-east-1")  # moto refuses other regions' location constraint
+            s3fs.S3FileSystem(**options, skip_instance_cache=True).mkdir(name)
+        return dict(options)
+
+    yield make_bucket
+    server.stop()

@@ -1,6 +1,4 @@
 """The store is plain Zarr v3: other readers open it, and it lives on S3 as well as on disk."""
-import socket
-
 import numpy as np
 import pytest
 import zarr
@@ -32,27 +30,10 @@ def test_tensorstore_reads_every_array_identically(tmp_path):
     assert checked == 22  # 20 layout arrays + the int8 affine + done flags
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """A real S3 API (moto's server) on loopback."""
-    server_mod = pytest.importorskip("moto.server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-def test_s3_store_round_trip_and_validate(s3_endpoint, monkeypatch):
+def test_s3_store_round_trip_and_validate(s3_server):
     s3fs = pytest.importorskip("s3fs")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    options = {"endpoint_url": s3_endpoint, "key": "testing", "secret": "testing"}
+    options = s3_server("x3kd-bucket")
     fs = s3fs.S3FileSystem(**options)
-    fs.mkdir("x3kd-bucket")
     url = "s3://x3kd-bucket/caches/tiny.zarr"
     config = tiny_config()
     write(url, config, storage_options=options)

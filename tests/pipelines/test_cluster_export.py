@@ -2,11 +2,9 @@
 teachers built once per worker, failed tasks retried, a killed worker survived, a failed run resumed."""
 import os
 import signal
-import socket
 import threading
 import time
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from cache_schema import CacheReader, validate
 from cache_schema.errors import UserInputError
 from pipelines.cluster import local_cluster
 from pipelines.export import export_on_cluster
-from teacher_export.export import Exporter, export
+from teacher_export.export import export
 from tests.cache_schema.test_resume import raw_arrays
 from tests.pipelines.exporters import CountingExporter, FlakyExporter, SlowExporter
 from tests.teacher_export.exports import small_export_options
@@ -149,21 +147,8 @@ def test_worker_killed_mid_task_loses_nothing(client, dataroot, reference, tmp_p
 
 
 @pytest.fixture(scope="module")
-def s3_options():
-    """A real S3 API (moto's server) on loopback, reachable from the worker processes."""
-    server_mod = pytest.importorskip("moto.server")
-    s3fs = pytest.importorskip("s3fs")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")  # moto refuses other regions' location constraint
-        s3fs.S3FileSystem(**options, skip_instance_cache=True).mkdir("x3kd-pipelines")
-    yield options
-    server.stop()
+def s3_options(s3_server):
+    return s3_server("x3kd-pipelines")
 
 
 def raw_arrays_of_url(url, storage_options):
