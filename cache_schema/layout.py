@@ -13,8 +13,7 @@ flags, and writes them last.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from .grid import BevGrid, ClassSetup
@@ -104,11 +103,6 @@ class StoreConfig:
         d["groups"] = tuple(d["groups"])
         return cls(**d)
 
-    def with_(self, **changes) -> "StoreConfig":
-        return replace(self, **changes)
-
-    def fingerprint(self) -> str:
-        return json.dumps(self.to_json(), sort_keys=True)
 
 
 Shape = Callable[[StoreConfig], tuple[int, ...]]

@@ -5,13 +5,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from .errors import UserInputError
 from .layout import (
-    DONE, SCHEMA_VERSION, ArraySpec, StoreConfig, affine_key, arrays_for,
+    DONE, SCHEMA_VERSION, StoreConfig, affine_key, arrays_for,
 )
 
 log = logging.getLogger(__name__)
@@ -111,6 +110,3 @@ def _create(root: zarr.Group, key: str, shape: tuple[int, ...], dtype: str, fill
 def write_meta(root: zarr.Group, meta: StoreMeta) -> None:
     root.attrs[ATTRS_KEY] = meta.to_json()
 
-
-def spec_chunk_bytes(spec: ArraySpec, config: StoreConfig) -> int:
-    return int(np.prod(spec.sample_shape(config), dtype=np.int64)) * np.dtype(spec.disk_dtype(config)).itemsize
