@@ -38,3 +38,14 @@ def s3_server():
 
     yield make_bucket
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Heavy CPU models in a test module run single-threaded: faster on the shared 2-core machines."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

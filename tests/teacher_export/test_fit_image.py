@@ -17,12 +17,7 @@ SMALL = {"backbone": "resnet18", "fpn_channels": 32, "anchor_sizes": [8, 16, 32,
          "rpn_post_nms_top_n_train": 100, "box_batch_size_per_image": 64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

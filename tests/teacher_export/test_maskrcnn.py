@@ -25,12 +25,7 @@ MAX_INSTANCES = 5
 SETTINGS = dict(class_names="nuimages", score_threshold=0.05, max_instances=MAX_INSTANCES, feature_stride=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
