@@ -40,16 +40,19 @@ step "4/6 export the teacher cache of the train split (teachers run once), then 
   --split mini_train --out "$OUT/cache_train.zarr"
 "$BIN/x3kd-cache" validate --quiet "$OUT/cache_train.zarr"
 "$BIN/x3kd-cache" inspect "$OUT/cache_train.zarr"
+# What the teachers cached for one sample: heatmaps, BEV features, depth targets, instance masks.
+"$BIN/x3kd-cache" show "$OUT/cache_train.zarr" --sample 0 --dataroot "$DATA" --out "$OUT/pictures/cache"
 
 step "5/6 train the student from the cache with det + DS + X-FD + X-AT + X-OD + X-IS ($STEPS steps)"
 "$BIN/x3kd-student" train --cache "$OUT/cache_train.zarr" --dataroot "$DATA" --config configs/tiny_pillar02.yaml \
   --out "$OUT/run" --set model.teacher_bev_channels=48 --set train.steps="$STEPS" --set data.batch_size=2 \
+  --set train.image_every=50 \
   $( ls "$OUT"/run/checkpoints/step_*.pt >/dev/null 2>&1 && echo --resume )
 
 step "6/6 evaluate the student on the val split with nuscenes-devkit's DetectionEval"
 CHECKPOINT=$(ls -1 "$OUT"/run/checkpoints/step_*.pt | tail -n 1)
 "$BIN/x3kd-student" eval --checkpoint "$CHECKPOINT" --dataroot "$DATA" --version v1.0-mini \
-  --split mini_val --out "$OUT/eval"
+  --split mini_val --out "$OUT/eval" --render 4
 
 cat <<DONE
 
@@ -59,6 +62,8 @@ cache:        $OUT/cache_train.zarr
 checkpoints:  $OUT/run/checkpoints (evaluated: $CHECKPOINT)
 TensorBoard:  $BIN/tensorboard --logdir $OUT/run
 results:      $OUT/eval (results_nusc.json, metrics)
+pictures:     $OUT/pictures/cache (what the teachers cached for sample 0), $OUT/eval/render (predictions on
+              4 val samples), $OUT/eval/plots (PR and TP-error curves), TensorBoard's IMAGES tab (every 50 steps)
 These numbers come from a tiny student trained for minutes on CPU against briefly fitted teachers on
 synthetic data: they show the pipeline working end to end, not X3KD's accuracy on nuScenes.
 DONE

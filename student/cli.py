@@ -46,16 +46,30 @@ def train(cache: str, dataroot: str, config_file: str, out: str, overrides: tupl
 @click.option("--score-threshold", type=float, default=None,
               help="Keep detections above this score (default: the box coder's, 0.1).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights even when the run kept an EMA.")
+@click.option("--render", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Draw the first N samples of the split (OUT/render/: BEV over the student's heatmap and the "
+                   "cameras, GT green, predictions blue; the devkit's BEV over the LiDAR points) and the "
+                   "devkit's PR and TP-error curves (OUT/plots/).")
+@click.option("--render-threshold", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True,
+              help="Predictions drawn in the --render pictures score at least this.")
 @exit_2_on_user_error
 def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str, device: str,
-             score_threshold: float | None, no_ema: bool) -> None:
-    """Run the student on a split's camera images and score it with nuscenes-devkit (mAP, NDS)."""
+             score_threshold: float | None, no_ema: bool, render: int, render_threshold: float) -> None:
+    """Run the student on a split's camera images and score it with nuscenes-devkit (mAP, NDS).
+
+    \b
+    Example:
+      x3kd-student eval --checkpoint runs/tiny/checkpoints/step_0000300.pt --dataroot demo_out/data \\
+          --version v1.0-mini --split mini_val --out runs/tiny/eval --render 4
+    """
     from .evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(checkpoint, dataroot, version, split, out, device=device, use_ema=not no_ema,
-                                  score_threshold=score_threshold)
+                                  score_threshold=score_threshold, render=render, render_threshold=render_threshold)
     click.echo(metrics.table())
     click.echo(f"results and metrics: {out}")
+    if render:
+        click.echo(f"pictures: {out}/render (samples), {out}/plots (PR and TP-error curves)")
 
 
 if __name__ == "__main__":

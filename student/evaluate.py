@@ -104,6 +104,8 @@ class EvalMetrics:
     tp_errors: dict[str, float]
     label_tp_errors: dict[str, dict[str, float]]
     raw: dict[str, Any]
+    # The devkit's GT boxes of the split after its filters (global frame), kept for pictures.
+    gt_boxes: Any = None
 
     def table(self) -> str:
         """A markdown table: one row per class (AP and TP errors), then mAP / NDS and the mean errors."""
@@ -122,9 +124,11 @@ def _fmt(v: float | None) -> str:
 
 
 def score_results(results_path: str | Path, dataroot: str | Path, version: str, split: str, out_dir: str | Path,
-                  nusc=None) -> EvalMetrics:
+                  nusc=None, render_tokens: Sequence[str] = ()) -> EvalMetrics:
     """Score a results JSON with DetectionEval; writes DetectionEval's metrics_summary.json and
-    metrics_details.json into `out_dir`."""
+    metrics_details.json into `out_dir`. With `render_tokens`, also the devkit's pictures: its PR and
+    TP-error curves (`plots/*.png`) and its BEV view of GT and predictions over the LiDAR points for
+    each of those samples (`render/<i>_<token>_devkit.png`)."""
     from nuscenes.eval.common.config import config_factory
     from nuscenes.eval.detection.evaluate import DetectionEval
 
@@ -138,13 +142,41 @@ def score_results(results_path: str | Path, dataroot: str | Path, version: str, 
         de = DetectionEval(nusc, config=config_factory(EVAL_CONFIG), result_path=str(results_path), eval_set=split,
                            output_dir=str(out), verbose=False)
         metrics, details = de.evaluate()
+        if render_tokens:
+            _render_devkit(de, nusc, metrics, details, render_tokens, out)
     summary = metrics.serialize()
     (out / "metrics_summary.json").write_text(json.dumps(summary, indent=2))
     (out / "metrics_details.json").write_text(json.dumps(details.serialize(), indent=2))
     return EvalMetrics(float(summary["mean_ap"]), float(summary["nd_score"]),
                        {k: float(v) for k, v in summary["mean_dist_aps"].items()},
                        {k: float(v) for k, v in summary["tp_errors"].items()},
-                       {k: {e: float(x) for e, x in v.items()} for k, v in summary["label_tp_errors"].items()}, summary)
+                       {k: {e: float(x) for e, x in v.items()} for k, v in summary["label_tp_errors"].items()}, summary,
+                       gt_boxes=de.gt_boxes)
+
+
+def _render_devkit(de, nusc, metrics, details, tokens: Sequence[str], out: Path) -> None:
+    """The devkit's own renderers (what `DetectionEval.render` draws, as PNG instead of PDF)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the devkit draws through pyplot; no display is needed or wanted
+    from nuscenes.eval.detection.render import (class_pr_curve, class_tp_curve, dist_pr_curve, summary_plot,
+                                                visualize_sample)
+
+    cfg = de.cfg
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    summary_plot(details, metrics, min_precision=cfg.min_precision, min_recall=cfg.min_recall,
+                 dist_th_tp=cfg.dist_th_tp, savepath=str(plots / "summary.png"))
+    for name in cfg.class_names:
+        class_pr_curve(details, metrics, name, cfg.min_precision, cfg.min_recall, savepath=str(plots / f"{name}_pr.png"))
+        class_tp_curve(details, metrics, name, cfg.min_recall, cfg.dist_th_tp, savepath=str(plots / f"{name}_tp.png"))
+    for dist_th in cfg.dist_ths:
+        dist_pr_curve(details, metrics, dist_th, cfg.min_precision, cfg.min_recall,
+                      savepath=str(plots / f"dist_pr_{dist_th}.png"))
+    (out / "render").mkdir(parents=True, exist_ok=True)
+    for i, token in enumerate(tokens):
+        visualize_sample(nusc, token, de.gt_boxes, de.pred_boxes, eval_range=max(cfg.class_range.values()),
+                         verbose=False, savepath=str(out / "render" / f"{i:03d}_{token}_devkit.png"))
 
 
 def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = True
@@ -161,36 +193,84 @@ def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use
     return model.to(device).eval(), cfg
 
 
+def _camera_batch(cfg: Any, dataroot: str | Path, setup: CameraSetup, device: str | torch.device) -> StudentBatch:
+    """One sample's cameras with the test-time image transform and no BEV augmentation."""
+    aug = replace(cfg.data.image_aug, final_size=tuple(cfg.student.image_size))
+    rng = np.random.default_rng(0)  # unused by the test-time transform; required by its signature
+    cams = load_camera_inputs(dataroot, setup, aug, rng, train=False, resize_relative=cfg.data.resize_relative)
+    return StudentBatch(images=cams.images[None], intrinsics=cams.intrinsics[None], cam2lidar=cams.cam2lidar[None],
+                        ida=cams.ida[None], bda=torch.eye(4)[None]).to(device)
+
+
 @torch.no_grad()
 def predict_split(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, setups: Sequence[CameraSetup],
                   device: str | torch.device = "cpu", progress: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Run `model` on every sample of `setups` (test-time image transform, no BEV augmentation) and
     return the nuScenes result records per sample token (empty lists for samples without detections)."""
-    aug = replace(cfg.data.image_aug, final_size=tuple(cfg.student.image_size))
     class_names = model.head.class_names
-    rng = np.random.default_rng(0)  # unused by the test-time transform; required by its signature
     results: dict[str, list[dict[str, Any]]] = {}
     it = setups
     if progress:
         from tqdm import tqdm
         it = tqdm(setups, desc="eval", unit="sample")
     for setup in it:
-        cams = load_camera_inputs(dataroot, setup, aug, rng, train=False, resize_relative=cfg.data.resize_relative)
-        batch = StudentBatch(images=cams.images[None], intrinsics=cams.intrinsics[None],
-                             cam2lidar=cams.cam2lidar[None], ida=cams.ida[None], bda=torch.eye(4)[None]).to(device)
-        det: Detections = model.predict(batch)[0]
+        det: Detections = model.predict(_camera_batch(cfg, dataroot, setup, device))[0]
         results[setup.token] = detections_to_results(setup.token, det.boxes.cpu().numpy(), det.scores.cpu().numpy(),
                                                      det.labels.cpu().numpy(), class_names, setup.lidar_to_global())
     return results
 
 
+def gt_in_lidar_frame(boxes: Sequence[Any], lidar_to_global: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The devkit's GT `DetectionBox`es of one sample (global frame) as (M, 9) LiDAR-frame boxes in the
+    cache_schema convention, and their class names: the inverse of `detections_to_results`."""
+    from pyquaternion import Quaternion
+
+    inv = np.linalg.inv(np.asarray(lidar_to_global, np.float64))
+    rows, names = [], []
+    for b in boxes:
+        centre = inv[:3, :3] @ np.asarray(b.translation, np.float64) + inv[:3, 3]
+        r = inv[:3, :3] @ Quaternion(b.rotation).rotation_matrix
+        velocity = inv[:3, :3] @ np.array([*b.velocity, 0.0])
+        w, l, h = b.size
+        rows.append([*centre, l, w, h, math.atan2(r[1, 0], r[0, 0]), *np.nan_to_num(velocity[:2])])
+        names.append(b.detection_name)
+    return np.asarray(rows, np.float64).reshape(-1, 9), names
+
+
+@torch.no_grad()
+def render_predictions(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, setups: Sequence[CameraSetup],
+                       gt_boxes: Any, out_dir: str | Path, device: str | torch.device = "cpu",
+                       score_threshold: float = 0.3) -> list[Path]:
+    """Pictures of the student's predictions on `setups` (student.render.render_prediction): BEV over
+    its own heatmap and the cameras, GT from the devkit's filtered GT boxes."""
+    from cache_schema.layout import CAMERA_NAMES
+
+    from .render import render_prediction
+
+    written = []
+    for i, setup in enumerate(setups):
+        batch = _camera_batch(cfg, dataroot, setup, device)
+        outputs = model(batch)
+        heat = torch.cat([o["heatmap"][0].sigmoid() for o in outputs.head_outputs]).cpu().numpy()
+        det = model.predict(batch)[0]
+        gt, names = gt_in_lidar_frame(gt_boxes[setup.token] if gt_boxes is not None else [], setup.lidar_to_global())
+        written += render_prediction(out_dir, f"{i:03d}_{setup.token}", setup, dataroot, cfg.student.grid,
+                                     model.head.class_names, det.boxes.cpu().numpy(), det.scores.cpu().numpy(),
+                                     det.labels.cpu().numpy(), gt, names, heatmap=heat,
+                                     score_threshold=score_threshold, camera_names=CAMERA_NAMES)
+    return written
+
+
 def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: str, split: str, out_dir: str | Path,
                         *, device: str = "cpu", use_ema: bool = True, score_threshold: float | None = None,
-                        progress: bool = True) -> EvalMetrics:
+                        progress: bool = True, render: int = 0, render_threshold: float = 0.3) -> EvalMetrics:
     """Predict a split with a checkpoint, write `results_nusc.json`, score it and write `metrics.json`
-    (+ DetectionEval's own files) into `out_dir`."""
+    (+ DetectionEval's own files) into `out_dir`. `render` > 0 also draws the first `render` samples
+    (`render/`, predictions above `render_threshold`) and the devkit's curves (`plots/`)."""
     from .nuscenes_inputs import camera_setup, open_nuscenes, split_sample_tokens
 
+    if render < 0:
+        raise UserInputError(f"--render: must be >= 0, got {render}")
     model, cfg = load_student(checkpoint, device, use_ema)
     if score_threshold is not None:
         if not 0 <= score_threshold < 1:
@@ -202,7 +282,10 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
     results = predict_split(model, cfg, dataroot, setups, device, progress)
     out = Path(out_dir)
     path = write_results(results, out / "results_nusc.json")
-    metrics = score_results(path, dataroot, version, split, out, nusc=nusc)
+    shown = setups[:render]
+    metrics = score_results(path, dataroot, version, split, out, nusc=nusc, render_tokens=[s.token for s in shown])
+    if shown:
+        render_predictions(model, cfg, dataroot, shown, metrics.gt_boxes, out / "render", device, render_threshold)
     (out / "metrics.json").write_text(json.dumps(
         {"checkpoint": str(checkpoint), "version": version, "split": split, "mAP": metrics.mean_ap,
          "NDS": metrics.nd_score, "per_class_AP": metrics.label_aps, "tp_errors": metrics.tp_errors,

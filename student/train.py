@@ -46,7 +46,7 @@ from .batch import StudentBatch
 from .config import StudentConfig, _from_dict
 from .data.dataset import CacheDataset, DataConfig, collate, open_cache
 from .losses import X3KDLoss, total_loss
-from .models.student import BEVDepthStudent, build_student
+from .models.student import BEVDepthStudent, StudentOutputs, build_student
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class RunConfig:
     checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
     keep_checkpoints: int = 3  # most recent step checkpoints kept (the final one always is)
     log_every: int = 1  # steps between TensorBoard scalars
+    image_every: int = 0  # steps between TensorBoard pictures (student vs teacher vs GT maps, depth); 0 = none
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda"
 
     def __post_init__(self) -> None:
@@ -96,6 +97,8 @@ class RunConfig:
             raise UserInputError(f"config train.amp: {self.amp!r} is not off, bf16 or fp16")
         if not 0 <= self.ema_decay < 1:
             raise UserInputError(f"config train.ema_decay: must be in [0, 1), got {self.ema_decay}")
+        if self.image_every < 0:
+            raise UserInputError(f"config train.image_every: must be >= 0, got {self.image_every}")
 
 
 @dataclass(frozen=True)
@@ -178,9 +181,14 @@ class TrainNet(nn.Module):
         super().__init__()
         self.model = model
         self.criterion = criterion
+        # Set before a step whose intermediates are to be drawn; they are kept in `outputs` until taken.
+        self.keep_outputs = False
+        self.outputs: StudentOutputs | None = None
 
     def forward(self, batch: StudentBatch) -> dict[str, torch.Tensor]:
-        return self.criterion(self.model(batch), batch)
+        out = self.model(batch)
+        self.outputs = out if self.keep_outputs else None
+        return self.criterion(out, batch)
 
 
 class EpochSampler(DistributedSampler):
@@ -456,6 +464,7 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
                 batch = batch.to(device)
                 autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                             else contextlib.nullcontext())
+                net.keep_outputs = writer is not None and rc.image_every > 0 and (step + 1) % rc.image_every == 0
                 with autocast:
                     losses = ddp_net(batch)
                     loss = total_loss(losses)
@@ -494,6 +503,8 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
                     writer.add_scalar("perf/data_wait_fraction", wait_s / max(wait_s + compute_s, 1e-9), step)
                     wait_s = compute_s = 0.0
                     samples_done = 0
+                if writer is not None and net.outputs is not None:
+                    _log_images(writer, net, batch, cfg.student, step)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
@@ -520,6 +531,15 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
     if info.world > 1:
         dist.barrier()
     return final
+
+
+def _log_images(writer: Any, net: TrainNet, batch: StudentBatch, cfg: StudentConfig, step: int) -> None:
+    """The step's pictures (student.render.training_images) into TensorBoard; frees the kept outputs."""
+    from .render import training_images
+
+    for tag, image in training_images(net.outputs, batch, cfg).items():
+        writer.add_image(tag, image, step, dataformats="HWC")
+    net.outputs = None
 
 
 def _save(out: Path, step: int, cfg: TrainConfig, model: nn.Module, criterion: nn.Module,

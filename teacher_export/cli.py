@@ -60,6 +60,62 @@ def validate(store: str, quiet: bool) -> None:
 
 
 @main.command()
+@click.argument("store")
+@click.option("--sample", "which", default="0", show_default=True,
+              help="The sample to draw: its index in the store or its nuScenes sample token.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the PNGs (created if needed).")
+@click.option("--dataroot", type=click.Path(file_okay=False),
+              help="The dataroot the store was exported from, to draw on the camera JPEGs (grey canvas without it).")
+@click.option("--score-threshold", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True,
+              help="Teacher heatmap peaks above this are decoded into boxes (magenta).")
+@click.option("--scale", type=click.IntRange(1, 16), default=4, show_default=True, help="BEV pixels per grid cell.")
+@exit_2_on_user_error
+def show(store: str, which: str, out: Path, dataroot: str | None, score_threshold: float, scale: int) -> None:
+    """Draw one cached sample of STORE (a path or fsspec URL) as PNGs in --out.
+
+    \b
+    bev_teacher_heatmap.png   teacher class heatmaps (max over classes), GT boxes (green), the boxes
+                              decoded from the teacher's heatmaps + regression maps (magenta, x = centre)
+    bev_teacher_features.png  teacher BEV features, 3 principal components as RGB, GT boxes
+    cameras_depth.png         the six cameras with the cached LiDAR depth targets (near blue, far red)
+    cameras_teacher.png       the six cameras with the image teacher's masks, boxes, classes, scores
+                              and the GT boxes projected (green)
+    BEV pictures show x to the right and y up (the ego drives up the picture).
+
+    \b
+    Example:
+      x3kd-cache show demo_out/cache_train.zarr --sample 0 --dataroot demo_out/data --out demo_out/show
+    """
+    from cache_schema import CacheReader
+    from student.render import render_cache_sample
+
+    reader = CacheReader(store)
+    index = _sample_index(reader, store, which)
+    for path in render_cache_sample(reader[index], reader.config, out, dataroot=dataroot,
+                                    score_threshold=score_threshold, scale=scale):
+        click.echo(str(path))
+
+
+def _sample_index(reader, store: str, which: str) -> int:
+    """--sample as an index into the store or a sample token; the sample must be done."""
+    n = len(reader)
+    if which.lstrip("-").isdigit():
+        index = int(which)
+        if not 0 <= index < n:
+            raise UserInputError(f"--sample {which}: {store} holds samples 0..{n - 1}")
+    else:
+        try:
+            index = reader.index_of(which)
+        except KeyError:
+            raise UserInputError(f"--sample {which!r}: no sample with this token in {store}") from None
+    if not reader.done_mask[index]:
+        raise UserInputError(f"--sample {which}: sample {index} of {store} is not exported yet (re-run the export "
+                             "to finish it)")
+    return index
+
+
+@main.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML file of export options (keys as the long option names with underscores); "
                    "command-line options override it.")

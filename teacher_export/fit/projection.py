@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cache_schema.boxes import BOX_EDGES, box_corners
+
 NEAR_PLANE = 0.1
-# corner i of a box has signs (x, y, z) = bits of i; edges join corners differing in one bit
-_SIGNS = np.array([[(i >> 0) & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], dtype=np.float64) - 0.5
-_EDGES = [(i, i | b) for i in range(8) for b in (1, 2, 4) if not i & b]
 
 
 @dataclass
@@ -30,22 +29,12 @@ class CameraTargets:
     box_index: np.ndarray
 
 
-def box_corners(boxes: np.ndarray) -> np.ndarray:
-    """(N, >=7) boxes (x, y, z_centre, l, w, h, yaw, ...) -> (N, 8, 3) corners in the boxes' frame."""
-    boxes = np.atleast_2d(np.asarray(boxes, dtype=np.float64))
-    local = _SIGNS[None] * boxes[:, None, 3:6]
-    c, s = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
-    x = local[..., 0] * c[:, None] - local[..., 1] * s[:, None]
-    y = local[..., 0] * s[:, None] + local[..., 1] * c[:, None]
-    return np.stack([x, y, local[..., 2]], -1) + boxes[:, None, :3]
-
-
 def _clip_to_front(corners_cam: np.ndarray) -> np.ndarray:
     """Vertices of a box (8, 3) in camera coordinates clipped to z >= NEAR_PLANE, as (M, 3) points whose
     convex hull is the clipped box (empty when the box is wholly behind)."""
     front = corners_cam[:, 2] >= NEAR_PLANE
     pts = [corners_cam[front]]
-    for a, b in _EDGES:
+    for a, b in BOX_EDGES:
         if front[a] != front[b]:
             pa, pb = corners_cam[a], corners_cam[b]
             f = (NEAR_PLANE - pa[2]) / (pb[2] - pa[2])

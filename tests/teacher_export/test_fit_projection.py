@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from cache_schema.boxes import box_corners
 from teacher_export.data.nuscenes import NuScenesSamples
-from teacher_export.fit.projection import box_corners, project_boxes
+from teacher_export.fit.projection import project_boxes
 
 # A camera at the LiDAR origin looking along +x (camera z = LiDAR x, camera x = -LiDAR y, y = -z).
 LIDAR_TO_CAM = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])

@@ -1,0 +1,454 @@
+"""Pictures: what the teachers cached and what the student predicts, drawn headless with matplotlib.
+
+Used by `x3kd-cache show` (one cached sample), `x3kd-student eval --render` (predictions) and the
+TensorBoard images of `x3kd-student train`. Figures are built on matplotlib's Agg canvas directly, never
+through pyplot, so nothing here needs a display or changes the caller's backend.
+
+Pixel conventions (the tests hold pictures to them):
+- A BEV picture shows the grid's x to the right and y up (nuScenes' LIDAR_TOP looks along +y, so the
+  ego drives up the picture), `scale` pixels per BEV cell; the point (x, y) lands in pixel
+  (row, col) = (floor((y_max - y) / cell_y * scale), floor((x - x_min) / cell_x * scale)).
+- A camera picture is the image at its own resolution; integer image coordinates are pixel centres
+  (the intrinsics' convention), so a point projecting to (u, v) lands in pixel (round(v), round(u)).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cache_schema.boxes import BOX_EDGES, box_corners
+from cache_schema.grid import BevGrid
+
+_DPI = 100
+GT_COLOR = (0.1, 0.95, 0.2)
+PRED_COLOR = (0.15, 0.55, 1.0)
+TEACHER_COLOR = (1.0, 0.25, 0.85)
+# nuScenes' usual six-camera mosaic: front row left to right, then the back row.
+MOSAIC_ORDER: tuple[tuple[str, ...], ...] = (
+    ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT"), ("CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT"))
+NEAR_PLANE = 0.1
+
+
+def class_color(label: int) -> tuple[float, float, float]:
+    """A distinct colour per class index (matplotlib's tab10)."""
+    import matplotlib
+
+    return tuple(matplotlib.colormaps["tab10"](int(label) % 10)[:3])
+
+
+def colorize(values: np.ndarray, vmin: float, vmax: float, cmap: str = "magma") -> np.ndarray:
+    """(H, W) values -> (H, W, 3) uint8 through a matplotlib colormap over [vmin, vmax]."""
+    import matplotlib
+
+    t = (np.asarray(values, np.float64) - vmin) / max(vmax - vmin, 1e-12)
+    return (matplotlib.colormaps[cmap](np.clip(t, 0, 1))[..., :3] * 255).round().astype(np.uint8)
+
+
+def feature_rgb(features: np.ndarray) -> np.ndarray:
+    """(C, H, W) feature map -> (H, W, 3) uint8: its three principal components as R, G, B, each
+    stretched between its 1st and 99th percentile. Cells of similar features get similar colours."""
+    c = features.shape[0]
+    x = np.asarray(features, np.float64).reshape(c, -1).T
+    x = x - x.mean(0)
+    _, vecs = np.linalg.eigh(x.T @ x)
+    comps = x @ vecs[:, ::-1][:, :3]
+    if comps.shape[1] < 3:
+        comps = np.pad(comps, ((0, 0), (0, 3 - comps.shape[1])))
+    lo, hi = np.percentile(comps, 1, axis=0), np.percentile(comps, 99, axis=0)
+    rgb = np.clip((comps - lo) / np.maximum(hi - lo, 1e-12), 0, 1)
+    return (rgb.reshape(*features.shape[1:], 3) * 255).round().astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------- canvases ---
+
+class Picture:
+    """A figure whose one axes fills it exactly, so data coordinates map to known pixels."""
+
+    def __init__(self, width_px: int, height_px: int) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self.size = (int(height_px), int(width_px))
+        self.figure = Figure(figsize=(width_px / _DPI, height_px / _DPI), dpi=_DPI)
+        FigureCanvasAgg(self.figure)
+        self.ax = self.figure.add_axes((0, 0, 1, 1))
+        self.ax.set_axis_off()
+
+    def pixels(self) -> np.ndarray:
+        """The picture as (H, W, 3) uint8."""
+        self.figure.canvas.draw()
+        return np.asarray(self.figure.canvas.buffer_rgba())[..., :3].copy()
+
+    def save(self, path: str | Path) -> Path:
+        return save_png(self.pixels(), path)
+
+
+def save_png(pixels: np.ndarray, path: str | Path) -> Path:
+    from PIL import Image
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(pixels, np.uint8)).save(p)
+    return p
+
+
+@dataclass(frozen=True)
+class BevView:
+    """A picture of the BEV grid at `scale` pixels per cell."""
+
+    grid: BevGrid
+    scale: int = 4
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        r = self.grid.point_cloud_range
+        return (r[0], r[3], r[1], r[4])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.grid.shape
+        return (h * self.scale, w * self.scale)
+
+    def pixel_of(self, x: float, y: float) -> tuple[int, int]:
+        """(row, col) of the pixel that shows the point (x, y)."""
+        x0, x1, y0, y1 = self.extent
+        h, w = self.size
+        return (int(np.floor((y1 - y) / (y1 - y0) * h)), int(np.floor((x - x0) / (x1 - x0) * w)))
+
+    def picture(self, background: np.ndarray | None = None) -> Picture:
+        """A BEV picture over `background`: (H, W, 3) uint8 in grid cells (row = y index), or None."""
+        h, w = self.size
+        pic = Picture(w, h)
+        x0, x1, y0, y1 = self.extent
+        if background is None:
+            background = np.zeros((*self.grid.shape, 3), np.uint8)
+        # origin "lower": row i of a BEV map covers y in [y_min + i*cell, y_min + (i+1)*cell).
+        pic.ax.imshow(background, extent=self.extent, origin="lower", interpolation="nearest")
+        pic.ax.set_xlim(x0, x1)
+        pic.ax.set_ylim(y0, y1)
+        return pic
+
+
+def draw_bev_boxes(ax, boxes: np.ndarray, color=GT_COLOR, labels: Sequence[str] | None = None,
+                   linewidth: float = 1.5, linestyle: str = "-") -> None:
+    """Outlines of (M, >=7) boxes seen from above, with a line from the centre to the front face."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, np.asarray(boxes).shape[-1] if np.size(boxes) else 9)
+    for i, corners in enumerate(box_corners(boxes) if len(boxes) else []):
+        ring = corners[[0, 1, 3, 2, 0], :2]
+        ax.plot(ring[:, 0], ring[:, 1], color=color, linewidth=linewidth, linestyle=linestyle)
+        front = corners[[1, 3], :2].mean(0)
+        ax.plot([boxes[i, 0], front[0]], [boxes[i, 1], front[1]], color=color, linewidth=linewidth)
+        if labels is not None:
+            ax.text(corners[:4, 0].max(), corners[:4, 1].max(), labels[i], color=color, fontsize=6)
+
+
+def draw_bev_centres(ax, centres: np.ndarray, color=TEACHER_COLOR) -> None:
+    centres = np.asarray(centres, np.float64).reshape(-1, 2)
+    ax.scatter(centres[:, 0], centres[:, 1], marker="x", s=20, c=[color], linewidths=1.2)
+
+
+def camera_picture(image: np.ndarray) -> Picture:
+    """A picture of an (H, W, 3) uint8 image at its own resolution, pixel centres at integers."""
+    h, w = image.shape[:2]
+    pic = Picture(w, h)
+    pic.ax.imshow(image, interpolation="nearest")
+    pic.ax.set_xlim(-0.5, w - 0.5)
+    pic.ax.set_ylim(h - 0.5, -0.5)
+    return pic
+
+
+def draw_depth_points(ax, depth: np.ndarray, stride: int, max_depth: float = 60.0, cmap: str = "turbo") -> None:
+    """The cached sparse LiDAR depth targets as dots coloured by depth. Cell (r, c) of a stride-s map
+    covers pixels [r*s, (r+1)*s) x [c*s, (c+1)*s), so its dot sits at the centre of that block."""
+    rows, cols = np.nonzero(np.asarray(depth) > 0)
+    if len(rows) == 0:
+        return
+    u = cols * stride + (stride - 1) / 2
+    v = rows * stride + (stride - 1) / 2
+    size_pt = max(2.0, stride * 0.8) * 72 / _DPI
+    ax.scatter(u, v, c=np.asarray(depth)[rows, cols], cmap=cmap, vmin=0, vmax=max_depth, s=size_pt ** 2,
+               marker="s", linewidths=0)
+
+
+def project_box_edges(boxes: np.ndarray, lidar_to_camera: np.ndarray, intrinsics: np.ndarray) -> list[np.ndarray]:
+    """Per box, its visible edges as (E, 2, 2) pixel segments: each of the 12 edges clipped to the part
+    in front of the camera's near plane, then projected. Boxes wholly behind give (0, 2, 2)."""
+    t = np.asarray(lidar_to_camera, np.float64)
+    k = np.asarray(intrinsics, np.float64)
+    out = []
+    for corners in box_corners(boxes) if len(boxes) else []:
+        cam = corners @ t[:3, :3].T + t[:3, 3]
+        segs = []
+        for a, b in BOX_EDGES:
+            pa, pb = cam[a], cam[b]
+            if pa[2] < NEAR_PLANE and pb[2] < NEAR_PLANE:
+                continue
+            if pa[2] < NEAR_PLANE or pb[2] < NEAR_PLANE:
+                f = (NEAR_PLANE - pa[2]) / (pb[2] - pa[2])
+                cut = pa + f * (pb - pa)
+                pa, pb = (cut, pb) if pa[2] < NEAR_PLANE else (pa, cut)
+            uv = np.stack([pa, pb]) @ k.T
+            segs.append(uv[:, :2] / uv[:, 2:3])
+        out.append(np.asarray(segs).reshape(-1, 2, 2))
+    return out
+
+
+def draw_camera_boxes(ax, boxes: np.ndarray, lidar_to_camera: np.ndarray, intrinsics: np.ndarray,
+                      color=GT_COLOR, linewidth: float = 1.2) -> None:
+    """3D boxes (LiDAR frame) projected into a camera picture as wireframes."""
+    from matplotlib.collections import LineCollection
+
+    segs = [s for s in project_box_edges(boxes, lidar_to_camera, intrinsics) if len(s)]
+    if segs:
+        ax.add_collection(LineCollection(np.concatenate(segs), colors=[color], linewidths=linewidth))
+
+
+def draw_instances(ax, boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
+                   image_hw: tuple[int, int], class_names: Sequence[str], alpha: float = 0.45) -> None:
+    """Image-teacher detections: 28x28 masks pasted into their boxes (student.masks.paste_masks, the
+    same pasting X-IS trains on), box outlines and "class score" captions. Boxes are xyxy in
+    continuous pixels (pixel j spans [j, j+1)); padding rows (label -1) are skipped."""
+    from matplotlib.patches import Rectangle
+
+    from .masks import paste_masks
+
+    keep = np.asarray(labels) >= 0
+    boxes, labels, scores, masks = (np.asarray(v)[keep] for v in (boxes, labels, scores, masks))
+    if len(boxes) == 0:
+        return
+    pasted = paste_masks(masks.astype(np.float32) / (255.0 if masks.dtype == np.uint8 else 1.0), boxes, image_hw)
+    overlay = np.zeros((*image_hw, 4))
+    for m, label in zip(pasted, labels):
+        on = m > 0.5
+        overlay[on, :3] = class_color(label)
+        overlay[on, 3] = alpha
+    ax.imshow(overlay, interpolation="nearest", extent=(-0.5, image_hw[1] - 0.5, image_hw[0] - 0.5, -0.5))
+    for (x1, y1, x2, y2), label, score in zip(boxes, labels, scores):
+        color = class_color(label)
+        ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.2))
+        ax.text(x1 - 0.5, y1 - 1.5, f"{class_names[int(label)]} {float(score):.2f}", color=color, fontsize=6,
+                verticalalignment="bottom")
+
+
+def mosaic(tiles: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
+    """Camera pictures of one size laid out as nuScenes shows them (front row, back row; other camera
+    names in extra rows). Returns the mosaic and each camera's (row, col) pixel origin in it."""
+    names = list(tiles)
+    rows = [[n for n in row if n in tiles] for row in MOSAIC_ORDER]
+    rest = [n for n in names if all(n not in r for r in MOSAIC_ORDER)]
+    rows += [rest[i:i + 3] for i in range(0, len(rest), 3)]
+    rows = [r for r in rows if r]
+    h, w = next(iter(tiles.values())).shape[:2]
+    out = np.zeros((h * len(rows), w * max(len(r) for r in rows), 3), np.uint8)
+    origins = {}
+    for i, row in enumerate(rows):
+        for j, name in enumerate(row):
+            out[i * h:(i + 1) * h, j * w:(j + 1) * w] = tiles[name]
+            origins[name] = (i * h, j * w)
+    return out, origins
+
+
+def caption(pic: Picture, text: str) -> None:
+    pic.ax.text(0.01, 0.99, text, transform=pic.ax.transAxes, color="white", fontsize=7, verticalalignment="top",
+                bbox={"facecolor": "black", "alpha": 0.5, "linewidth": 0, "pad": 1})
+
+
+# ------------------------------------------------------------------ BEV maps of a teacher or a student ---
+
+def decode_map_centres(heatmaps: np.ndarray, regression: np.ndarray, grid: BevGrid, score_threshold: float = 0.3,
+                       max_boxes: int = 200):
+    """Boxes decoded from a (K, H, W) probability heatmap and its (10, H, W) regression map
+    (cache_schema.layout.REGRESSION_CHANNELS) with the shared CenterPoint box coder: peaks above
+    `score_threshold`, rotated NMS. Returns `Detections` (labels index the heatmap's classes)."""
+    import torch
+
+    from .models.box_coder import BoxCoderConfig, decode_detections
+
+    heat = torch.as_tensor(np.asarray(heatmaps, np.float32)).clamp(1e-6, 1 - 1e-6)
+    reg = torch.as_tensor(np.asarray(regression, np.float32))
+    outputs = {"heatmap": torch.logit(heat)[None], "reg": reg[None, 0:2], "height": reg[None, 2:3],
+               "dim": reg[None, 3:6], "rot": reg[None, 6:8], "vel": reg[None, 8:10]}
+    cfg = BoxCoderConfig(pc_range=grid.point_cloud_range[:2], voxel_size=grid.voxel_size[:2],
+                         out_size_factor=grid.out_size_factor, max_num=max_boxes,
+                         coder_score_threshold=score_threshold, score_threshold=score_threshold,
+                         nms_type="rotate", post_max_size=max_boxes, coder_post_center_range=None,
+                         post_center_limit_range=None)
+    return decode_detections([outputs], cfg)[0]
+
+
+# ------------------------------------------------------------------------------ whole pictures ---
+
+def _read_rgb(dataroot: str | Path | None, relative: str, image_hw: tuple[int, int]) -> np.ndarray:
+    """The camera JPEG as (H, W, 3) uint8, or a grey canvas of the cached image size without a dataroot."""
+    if dataroot is None:
+        return np.full((*image_hw, 3), 96, np.uint8)
+    from .data.cameras import read_image
+
+    return read_image(dataroot, relative).permute(1, 2, 0).round().byte().numpy()
+
+
+def render_cache_sample(sample: dict, config, out_dir: str | Path, dataroot: str | Path | None = None,
+                        score_threshold: float = 0.3, scale: int = 4) -> list[Path]:
+    """PNGs of one cached sample (`CacheReader[i]` with every group) into `out_dir`:
+
+    bev_teacher_heatmap.png   teacher class heatmaps (max over classes), GT boxes (green), boxes decoded
+                              from the teacher's heatmap + regression maps (magenta, dashed, x = centre)
+    bev_teacher_features.png  teacher BEV features, three principal components as RGB, GT boxes
+    bev_gt.png                GT boxes alone (a store without a LiDAR teacher)
+    cameras_depth.png         each camera with its cached LiDAR depth targets (turbo: near blue, far red)
+    cameras_teacher.png       each camera with the image teacher's masks, boxes, classes and scores and
+                              the GT boxes projected (green)
+    Camera pictures show the JPEGs when `dataroot` is given, a grey canvas otherwise."""
+    out = Path(out_dir)
+    grid, classes = config.grid, config.classes.classes
+    view = BevView(grid, scale)
+    n = int(sample["gt/count"])
+    gt, gt_labels = np.asarray(sample["gt/boxes"])[:n], np.asarray(sample["gt/labels"])[:n]
+    gt_names = [classes[int(k)] for k in gt_labels]
+    written = []
+    if "lidar_teacher/heatmaps" in sample:
+        heat = np.asarray(sample["lidar_teacher/heatmaps"])
+        pic = view.picture(colorize(heat.max(0), 0.0, 1.0))
+        draw_bev_boxes(pic.ax, gt, GT_COLOR, gt_names)
+        dets = decode_map_centres(heat, sample["lidar_teacher/regression"], grid, score_threshold)
+        draw_bev_boxes(pic.ax, dets.boxes.numpy(), TEACHER_COLOR, linestyle="--")
+        draw_bev_centres(pic.ax, dets.boxes[:, :2].numpy())
+        caption(pic, f"teacher heatmap (max over classes), GT green, {len(dets)} teacher boxes >= "
+                     f"{score_threshold:g} magenta")
+        written.append(pic.save(out / "bev_teacher_heatmap.png"))
+        pic = view.picture(feature_rgb(np.asarray(sample["lidar_teacher/bev_features"])))
+        draw_bev_boxes(pic.ax, gt, GT_COLOR)
+        caption(pic, "teacher BEV features (3 principal components as RGB), GT green")
+        written.append(pic.save(out / "bev_teacher_features.png"))
+    else:
+        pic = view.picture()
+        draw_bev_boxes(pic.ax, gt, GT_COLOR, gt_names)
+        caption(pic, "GT boxes (the store has no LiDAR teacher)")
+        written.append(pic.save(out / "bev_gt.png"))
+
+    from .data.cameras import CameraSetup
+
+    setup = CameraSetup.from_cache_sample(sample)
+    lidar_to_cams = np.linalg.inv(setup.camera_to_lidar())
+    image_hw = tuple(config.image_size)
+    depth_tiles, teacher_tiles = {}, {}
+    for i, name in enumerate(config.cameras):
+        image = _read_rgb(dataroot, setup.image_paths[i], image_hw)
+        if "depth/depth" in sample:
+            pic = camera_picture(image)
+            draw_depth_points(pic.ax, sample["depth/depth"][i], config.depth_stride)
+            caption(pic, f"{name}: LiDAR depth targets")
+            depth_tiles[name] = pic.pixels()
+        pic = camera_picture(image)
+        if "image_teacher/boxes" in sample:
+            draw_instances(pic.ax, sample["image_teacher/boxes"][i], sample["image_teacher/labels"][i],
+                           sample["image_teacher/scores"][i], sample["image_teacher/masks"][i], image_hw, classes)
+        draw_camera_boxes(pic.ax, gt, lidar_to_cams[i], setup.intrinsics[i], GT_COLOR)
+        caption(pic, f"{name}: image teacher, GT green")
+        teacher_tiles[name] = pic.pixels()
+    if depth_tiles:
+        written.append(save_png(mosaic(depth_tiles)[0], out / "cameras_depth.png"))
+    written.append(save_png(mosaic(teacher_tiles)[0], out / "cameras_teacher.png"))
+    return written
+
+
+def render_prediction(out_dir: str | Path, stem: str, setup, dataroot: str | Path, grid: BevGrid,
+                      class_names: Sequence[str], pred_boxes: np.ndarray, pred_scores: np.ndarray,
+                      pred_labels: np.ndarray, gt_boxes: np.ndarray, gt_names: Sequence[str],
+                      heatmap: np.ndarray | None = None, score_threshold: float = 0.3, scale: int = 4,
+                      camera_names: Sequence[str] | None = None) -> list[Path]:
+    """`<stem>_bev.png` (the student's heatmap, GT green, predictions >= `score_threshold` blue with class
+    and score) and `<stem>_cameras.png` (each camera with GT and predicted boxes projected) of one
+    sample; boxes in the sample's LiDAR frame, `setup` a `CameraSetup`."""
+    out = Path(out_dir)
+    keep = np.asarray(pred_scores) >= score_threshold
+    boxes, scores, labels = (np.asarray(v)[keep] for v in (pred_boxes, pred_scores, pred_labels))
+    view = BevView(grid, scale)
+    pic = view.picture(None if heatmap is None else colorize(np.asarray(heatmap).max(0), 0.0, 1.0))
+    draw_bev_boxes(pic.ax, gt_boxes, GT_COLOR)
+    draw_bev_boxes(pic.ax, boxes, PRED_COLOR, [f"{class_names[int(k)]} {s:.2f}" for k, s in zip(labels, scores)])
+    caption(pic, f"student heatmap, GT green ({len(gt_boxes)}), predictions >= {score_threshold:g} blue ({len(boxes)})")
+    written = [pic.save(out / f"{stem}_bev.png")]
+    lidar_to_cams = np.linalg.inv(setup.camera_to_lidar())
+    names = list(camera_names) if camera_names is not None else [f"CAM_{i}" for i in range(len(setup.image_paths))]
+    tiles = {}
+    for i, name in enumerate(names):
+        image = _read_rgb(dataroot, setup.image_paths[i], (0, 0))
+        pic = camera_picture(image)
+        draw_camera_boxes(pic.ax, gt_boxes, lidar_to_cams[i], setup.intrinsics[i], GT_COLOR)
+        draw_camera_boxes(pic.ax, boxes, lidar_to_cams[i], setup.intrinsics[i], PRED_COLOR)
+        caption(pic, f"{name}: GT green, predictions blue")
+        tiles[name] = pic.pixels()
+    shapes = {t.shape for t in tiles.values()}
+    if len(shapes) == 1:
+        written.append(save_png(mosaic(tiles)[0], out / f"{stem}_cameras.png"))
+    else:  # cameras of different sizes cannot share a mosaic
+        written += [save_png(t, out / f"{stem}_{name}.png") for name, t in tiles.items()]
+    return written
+
+
+# ---------------------------------------------------------------------------- TensorBoard images ---
+
+def _panel(*maps: np.ndarray, gap: int = 2, min_height: int = 256) -> np.ndarray:
+    """Pictures of one height side by side with a white gap, small ones enlarged by whole pixels to
+    about `min_height` (nearest neighbour, so every map cell stays a visible square)."""
+    factor = max(1, min_height // maps[0].shape[0])
+    big = [np.repeat(np.repeat(m, factor, 0), factor, 1) for m in maps]
+    parts = []
+    for m in big:
+        parts += [m, np.full((m.shape[0], gap, 3), 255, np.uint8)]
+    return np.concatenate(parts[:-1], 1)
+
+
+def training_images(outputs, batch, cfg, sample: int = 0, camera: int = 0) -> dict[str, np.ndarray]:
+    """(H, W, 3) uint8 pictures of one training step for TensorBoard, for batch element `sample`:
+
+    bev/heatmaps      student | teacher | GT Gaussians (max over classes, magma 0..1; grey = absent)
+    bev/features      student BEV features | teacher BEV features (3 principal components each)
+    depth/camera      the student's expected depth | the LiDAR depth target of one camera (turbo,
+                      same range; black = no target)
+    BEV maps are drawn with y up, like every BEV picture here."""
+    import torch
+
+    from .targets import build_det_targets
+
+    def up(m: np.ndarray) -> np.ndarray:  # BEV row 0 is y_min: flip so y points up
+        return np.ascontiguousarray(m[::-1])
+
+    with torch.no_grad():
+        student_heat = torch.cat([o["heatmap"][sample].float().sigmoid() for o in outputs.head_outputs]).amax(0)
+        student_heat = student_heat.cpu().numpy()
+        grey = np.full((*student_heat.shape, 3), 96, np.uint8)
+        teacher_heat = None
+        if batch.teacher is not None and batch.teacher.heatmaps is not None:
+            teacher_heat = batch.teacher.heatmaps[sample].float().amax(0).cpu().numpy()
+        gt_heat = None
+        if batch.gt_boxes:
+            targets = build_det_targets([batch.gt_boxes[sample].cpu()], [batch.gt_labels[sample].cpu()], cfg.grid,
+                                        cfg.class_setup)
+            gt_heat = torch.cat([t.heatmap[0] for t in targets]).amax(0).numpy()
+        images = {"bev/heatmaps": _panel(*(up(colorize(m, 0, 1)) if m is not None else grey
+                                          for m in (student_heat, teacher_heat, gt_heat)))}
+        feats = [up(feature_rgb(outputs.bev_features[sample].float().cpu().numpy()))]
+        if batch.teacher is not None and batch.teacher.bev_features is not None:
+            feats.append(up(feature_rgb(batch.teacher.bev_features[sample].float().cpu().numpy())))
+        else:
+            feats.append(grey)
+        images["bev/features"] = _panel(*feats)
+        n_cams = batch.images.shape[1]
+        logits = outputs.depth_logits[sample * n_cams + camera].float()
+        lo, hi, step = cfg.depth_net.d_bound
+        centres = lo + (torch.arange(logits.shape[0], dtype=torch.float32, device=logits.device) + 0.5) * step
+        expected = (logits.softmax(0) * centres[:, None, None]).sum(0).cpu().numpy()
+        pred = colorize(expected, 0, hi, "turbo")
+        if batch.depth_targets is not None:
+            target = batch.depth_targets[sample, camera].float().cpu().numpy()
+            tgt = colorize(target, 0, hi, "turbo")
+            tgt[target <= 0] = 0
+        else:
+            tgt = np.zeros_like(pred)
+        images["depth/camera"] = _panel(pred, tgt)
+    return images

@@ -1,0 +1,289 @@
+"""Pictures (student.render, `x3kd-cache show`, `eval --render`, TensorBoard images), held to pixels:
+a box drawn at a known BEV position colours its outline there, a depth point lands at its projected
+pixel, a projected 3D box's corners are where the pinhole model puts them."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from cache_schema import CacheReader
+from cache_schema.boxes import box_corners
+from cache_schema.grid import BevGrid
+from student.batch import StudentBatch, TeacherTargets
+from student.models.student import StudentOutputs
+from student.render import (GT_COLOR, BevView, camera_picture, colorize, decode_map_centres, draw_bev_boxes,
+                            draw_camera_boxes, draw_depth_points, draw_instances, mosaic, training_images)
+
+GRID = BevGrid((-25.6, -25.6, -5.0, 25.6, 25.6, 3.0), (0.2, 0.2, 8.0), 4)  # 64 x 64 cells of 0.8 m
+# A camera at the LiDAR origin looking along +x (camera z = LiDAR x, camera x = -LiDAR y, y = -z).
+LIDAR_TO_CAM = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+K = np.array([[100.0, 0.0, 80.0], [0.0, 100.0, 45.0], [0.0, 0.0, 1.0]])
+
+
+def _is_green(pixels: np.ndarray, row: int, col: int, reach: int = 1) -> bool:
+    """Some pixel within `reach` of (row, col) has the GT green."""
+    patch = pixels[max(row - reach, 0):row + reach + 1, max(col - reach, 0):col + reach + 1].astype(int)
+    target = (np.array(GT_COLOR) * 255).astype(int)
+    return bool((np.abs(patch - target).max(-1) < 60).any())
+
+
+def _box(x, y, z=0.0, l=4.0, w=2.0, h=1.5, yaw=0.0):
+    return np.array([x, y, z, l, w, h, yaw, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("yaw", [0.0, np.pi / 2])
+def test_a_bev_box_colours_its_outline_where_it_is(yaw):
+    view = BevView(GRID, scale=4)
+    pic = view.picture()
+    draw_bev_boxes(pic.ax, _box(10.0, 5.0, yaw=yaw)[None])
+    px = pic.pixels()
+    assert px.shape == (*view.size, 3) == (256, 256, 3)
+    # Midpoints of the two long sides and the two ends, in the box's own frame.
+    along = np.array([np.cos(yaw), np.sin(yaw)])
+    across = np.array([-np.sin(yaw), np.cos(yaw)])
+    centre = np.array([10.0, 5.0])
+    for p in (centre + 2.0 * along, centre - 2.0 * along, centre + 1.0 * across, centre - 1.0 * across):
+        assert _is_green(px, *view.pixel_of(*p)), (yaw, p)
+    # Where the box would be with the other orientation, and far away, nothing is drawn.
+    other = centre + 2.0 * np.array([np.cos(yaw + np.pi / 2), np.sin(yaw + np.pi / 2)])
+    assert not _is_green(px, *view.pixel_of(*other), reach=0)
+    assert not _is_green(px, *view.pixel_of(-15.0, -15.0), reach=2)
+    # y points up: a box at +y is drawn in the upper half.
+    assert view.pixel_of(10.0, 5.0)[0] < view.size[0] // 2
+
+
+def test_bev_background_rows_follow_y_up():
+    view = BevView(GRID, scale=2)
+    heat = np.zeros(GRID.shape)
+    row, col = 50, 10  # BEV map row = y index, from y_min
+    heat[row, col] = 1.0
+    px = view.picture(colorize(heat, 0, 1)).pixels()
+    x = GRID.point_cloud_range[0] + (col + 0.5) * GRID.cell_size[0]
+    y = GRID.point_cloud_range[1] + (row + 0.5) * GRID.cell_size[1]
+    r, c = view.pixel_of(x, y)
+    assert px[r, c].tolist() == colorize(np.ones((1, 1)), 0, 1)[0, 0].tolist()
+    assert px.reshape(-1, 3).tolist().count(px[r, c].tolist()) == 4  # one cell = 2 x 2 pixels
+
+
+def test_a_depth_target_lands_at_its_projected_pixel():
+    from teacher_export.targets import depth_image
+
+    point = np.array([[12.0, -1.3, 0.4]])
+    depth = depth_image(point, LIDAR_TO_CAM, K, (90, 160), stride=4)
+    assert (depth > 0).sum() == 1
+    cam = LIDAR_TO_CAM[:3, :3] @ point[0]
+    u, v = (K @ cam)[:2] / cam[2]
+    pic = camera_picture(np.zeros((90, 160, 3), np.uint8))
+    draw_depth_points(pic.ax, depth, stride=4, max_depth=60.0)
+    px = pic.pixels()
+    assert px.shape == (90, 160, 3)
+    hit = px[int(round(v)), int(round(u))]
+    assert hit.sum() > 100, hit
+    # Coloured by its depth on the turbo scale.
+    expected = colorize(np.array([[12.0]]), 0, 60.0, "turbo")[0, 0].astype(int)
+    assert np.abs(hit.astype(int) - expected).max() < 40
+    assert px[5, 5].sum() == 0 and px[80, 150].sum() == 0
+
+
+def test_a_projected_box_has_its_corners_at_their_pinhole_pixels():
+    box = _box(10.0, 0.5, yaw=0.3)
+    pic = camera_picture(np.zeros((90, 160, 3), np.uint8))
+    draw_camera_boxes(pic.ax, box[None], LIDAR_TO_CAM, K)
+    px = pic.pixels()
+    cam = box_corners(box[None])[0] @ LIDAR_TO_CAM[:3, :3].T
+    uv = cam @ K.T
+    uv = uv[:, :2] / uv[:, 2:]
+    for u, v in uv:
+        assert _is_green(px, int(round(v)), int(round(u))), (u, v)
+    assert not _is_green(px, 2, 2, reach=1)
+    # A box behind the camera draws nothing.
+    pic = camera_picture(np.zeros((90, 160, 3), np.uint8))
+    draw_camera_boxes(pic.ax, _box(-10.0, 0.0)[None], LIDAR_TO_CAM, K)
+    assert pic.pixels().sum() == 0
+
+
+def test_instance_masks_tint_their_box_only():
+    image = np.zeros((90, 160, 3), np.uint8)
+    pic = camera_picture(image)
+    masks = np.full((1, 28, 28), 255, np.uint8)
+    draw_instances(pic.ax, np.array([[40.0, 20.0, 80.0, 60.0]]), np.array([0]), np.array([0.9]), masks, (90, 160),
+                   ["car"])
+    px = pic.pixels()
+    assert px[40, 60].sum() > 60  # inside: the class colour at alpha 0.45 over black
+    assert px[40, 100].sum() == 0 and px[75, 60].sum() == 0  # outside the box: untouched
+    # Padding rows (label -1) draw nothing.
+    pic = camera_picture(image)
+    draw_instances(pic.ax, np.array([[40.0, 20.0, 80.0, 60.0]]), np.array([-1]), np.array([0.9]), masks, (90, 160),
+                   ["car"])
+    assert pic.pixels().sum() == 0
+
+
+def test_mosaic_lays_cameras_out_front_row_first():
+    tiles = {name: np.full((4, 6, 3), i, np.uint8) for i, name in enumerate(
+        ["CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"])}
+    out, origins = mosaic(tiles)
+    assert out.shape == (8, 18, 3)
+    assert origins["CAM_FRONT_LEFT"] == (0, 0) and origins["CAM_FRONT"] == (0, 6) and origins["CAM_BACK_RIGHT"] == (4, 12)
+    for name, (r, c) in origins.items():
+        assert (out[r:r + 4, c:c + 6] == tiles[name]).all()
+
+
+def test_teacher_maps_decode_to_the_box_they_encode():
+    from student.targets import box_regression_target
+
+    box = torch.tensor([[6.3, -4.1, -0.7, 4.2, 1.9, 1.6, 0.4, 1.0, -2.0]])
+    cells, target, inside = box_regression_target(box, GRID)
+    heat = np.zeros((10, *GRID.shape), np.float32)
+    reg = np.zeros((10, *GRID.shape), np.float32)
+    col, row = cells[0].tolist()
+    heat[3, row, col] = 0.8
+    reg[:, row, col] = target[0].numpy()
+    det = decode_map_centres(heat, reg, GRID, score_threshold=0.3)
+    assert len(det) == 1 and det.labels.tolist() == [3]
+    np.testing.assert_allclose(det.boxes[0].numpy(), box[0].numpy(), atol=1e-4)
+    assert len(decode_map_centres(heat * 0.2, reg, GRID, score_threshold=0.3)) == 0
+
+
+def _enlarged_cell(image: np.ndarray, factor: int, panel: int, width: int, row: int, col: int) -> np.ndarray:
+    return image[row * factor, panel * (width * factor + 2) + col * factor]
+
+
+def test_training_images_show_student_teacher_and_gt_side_by_side():
+    from student.config import StudentConfig
+
+    cfg = StudentConfig(point_cloud_range=GRID.point_cloud_range, voxel_size=GRID.voxel_size,
+                        out_size_factor=GRID.out_size_factor)
+    h, w = GRID.shape
+    gt = torch.tensor([[6.3, -4.1, -0.7, 4.2, 1.9, 1.6, 0.4, 0.0, 0.0]])
+    col, row = [int(v) for v in box_regression_cell(gt)]
+    teacher_heat = torch.zeros(1, 10, h, w)
+    teacher_heat[0, 0, 7, 9] = 1.0
+    heads = [{"heatmap": torch.full((1, len(t), h, w), -20.0)} for t in cfg.class_setup.tasks]
+    outputs = StudentOutputs(pv_features=torch.zeros(6, 8, 4, 8), depth_logits=torch.zeros(6, 112, 4, 8),
+                             bev_view=torch.zeros(1, 8, h, w), bev_features=torch.randn(1, 8, h, w),
+                             head_outputs=heads)
+    depth = torch.zeros(1, 6, 4, 8)
+    depth[0, 0, 1, 2] = 30.0
+    batch = StudentBatch(images=torch.zeros(1, 6, 3, 64, 128), intrinsics=torch.eye(3).expand(1, 6, 3, 3),
+                         cam2lidar=torch.eye(4).expand(1, 6, 4, 4), ida=torch.eye(3).expand(1, 6, 3, 3),
+                         bda=torch.eye(4)[None], gt_boxes=[gt], gt_labels=[torch.tensor([0])], depth_targets=depth,
+                         teacher=TeacherTargets(bev_features=torch.randn(1, 16, h, w), heatmaps=teacher_heat))
+    images = training_images(outputs, batch, cfg)
+    assert set(images) == {"bev/heatmaps", "bev/features", "depth/camera"}
+    heat = images["bev/heatmaps"]
+    factor = 256 // h
+    assert heat.shape == (h * factor, 3 * w * factor + 4, 3)
+    peak = colorize(np.ones((1, 1)), 0, 1)[0, 0]
+    # Rows are flipped so y points up: BEV row r is picture row (h - 1 - r).
+    assert (_enlarged_cell(heat, factor, 1, w, h - 1 - 7, 9) == peak).all()       # teacher's one hot cell
+    assert (_enlarged_cell(heat, factor, 2, w, h - 1 - row, col) == peak).all()   # GT Gaussian's centre
+    assert not (_enlarged_cell(heat, factor, 0, w, h - 1 - row, col) == peak).all()  # student: nothing yet
+    dep = images["depth/camera"]
+    f = 256 // 4
+    assert (dep[1 * f, (8 * f + 2) + 2 * f] == colorize(np.array([[30.0]]), 0, 58.0, "turbo")[0, 0]).all()
+    assert dep[0, 8 * f + 2].sum() == 0  # no target there: black
+
+
+def box_regression_cell(box: torch.Tensor) -> tuple[int, int]:
+    from student.targets import box_regression_target
+
+    cells, _, _ = box_regression_target(box, GRID)
+    return tuple(cells[0].tolist())
+
+
+def test_show_draws_a_cached_sample_from_a_local_and_an_fsspec_store(train_cache, synthetic_dataroot, tmp_path):
+    import fsspec
+
+    from teacher_export.cli import main
+
+    reader = CacheReader(train_cache)
+    sample = reader[0]
+    n = int(sample["gt/count"])
+    out = tmp_path / "show"
+    r = CliRunner().invoke(main, ["show", train_cache, "--sample", reader.tokens[0], "--dataroot",
+                                  str(synthetic_dataroot), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    names = {"bev_teacher_heatmap.png", "bev_teacher_features.png", "cameras_depth.png", "cameras_teacher.png"}
+    assert {p.name for p in out.iterdir()} == names
+    bev = np.asarray(Image.open(out / "bev_teacher_heatmap.png").convert("RGB"))
+    view = BevView(reader.config.grid, 4)
+    assert bev.shape == (*view.size, 3)
+    # Each GT box inside the grid has its outline drawn where it is.
+    r0 = reader.config.grid.point_cloud_range
+    inside = [b for b in sample["gt/boxes"][:n] if r0[0] + 3 < b[0] < r0[3] - 3 and r0[1] + 3 < b[1] < r0[4] - 3]
+    assert inside
+    for b in inside:
+        corners = box_corners(b[None])[0][[0, 1, 3, 2], :2]
+        mid = (corners[0] + corners[1]) / 2  # the middle of one long side
+        assert _is_green(bev, *view.pixel_of(*mid), reach=2), b
+    cams = np.asarray(Image.open(out / "cameras_teacher.png").convert("RGB"))
+    h, w = reader.config.image_size
+    assert cams.shape == (2 * h, 3 * w, 3)
+
+    # The same store behind an fsspec URL.
+    fs = fsspec.filesystem("memory")
+    fs.put(train_cache, "/x3kd-show/cache.zarr", recursive=True)
+    r = CliRunner().invoke(main, ["show", "memory://x3kd-show/cache.zarr", "--sample", "1", "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    assert {p.name for p in (tmp_path / "m").iterdir()} == names
+
+
+def test_show_refuses_a_bad_sample_in_one_line(train_cache, tmp_path):
+    from teacher_export.cli import main
+
+    for which, says in (("99", "holds samples 0.."), ("not-a-token", "no sample with this token")):
+        r = CliRunner().invoke(main, ["show", train_cache, "--sample", which, "--out", str(tmp_path / "x")])
+        assert r.exit_code == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.output
+    r = CliRunner().invoke(main, ["show", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_writes_tensorboard_images_every_k_steps(train_cache, synthetic_dataroot, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from student.train import load_train_config, train
+    from tests.student.run_paths import TINY_YAML
+
+    cfg = load_train_config(TINY_YAML, ["train.steps=2", "train.image_every=2", "loss.xis.enabled=false"])
+    train(train_cache, synthetic_dataroot, cfg, tmp_path / "run", progress=False)
+    ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0})
+    ea.Reload()
+    assert set(ea.Tags()["images"]) == {"bev/heatmaps", "bev/features", "depth/camera"}
+    events = ea.Images("bev/heatmaps")
+    assert [e.step for e in events] == [2]
+    picture = np.asarray(Image.open(io.BytesIO(events[0].encoded_image_string)))
+    assert picture.shape[0] == events[0].height and picture.std() > 0
+
+    # Off by default.
+    cfg = load_train_config(TINY_YAML, ["train.steps=1", "loss.xis.enabled=false"])
+    train(train_cache, synthetic_dataroot, cfg, tmp_path / "run2", progress=False)
+    ea = EventAccumulator(str(tmp_path / "run2" / "tensorboard"), size_guidance={"images": 0})
+    ea.Reload()
+    assert ea.Tags()["images"] == []
+
+
+def test_eval_render_draws_predictions_and_the_devkit_curves(train_cache, synthetic_dataroot, tmp_path):
+    from student.cli import main
+    from student.train import load_train_config, train
+    from tests.student.run_paths import TINY_YAML
+
+    cfg = load_train_config(TINY_YAML, ["train.steps=1", "loss.xis.enabled=false"])
+    ckpt = train(train_cache, synthetic_dataroot, cfg, tmp_path / "run", progress=False)
+    out = tmp_path / "eval"
+    r = CliRunner().invoke(main, ["eval", "--checkpoint", str(ckpt), "--dataroot", str(synthetic_dataroot),
+                                  "--version", "v1.0-mini", "--split", "mini_val", "--out", str(out), "--render", "2"])
+    assert r.exit_code == 0, r.output
+    rendered = sorted(p.name for p in (out / "render").iterdir())
+    assert len(rendered) == 6 and all(n.startswith(("000_", "001_")) for n in rendered)
+    assert sum(n.endswith("_cameras.png") for n in rendered) == 2 and sum(n.endswith("_devkit.png") for n in rendered) == 2
+    assert (out / "plots" / "summary.png").is_file() and (out / "plots" / "car_pr.png").is_file()
+    # GT boxes of the first sample are drawn in its BEV picture (green outlines somewhere).
+    bev = np.asarray(Image.open(next((out / "render").glob("000_*_bev.png"))).convert("RGB"))
+    target = (np.array(GT_COLOR) * 255).astype(int)
+    assert (np.abs(bev.astype(int) - target).max(-1) < 60).sum() > 20
