@@ -26,7 +26,7 @@ from teacher_export.data.nuscenes import NuScenesSamples, load_points
 from teacher_export.fit.options import (
     FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm,
 )
-from teacher_export.teachers.centerpoint.model import CenterPoint
+from teacher_export.teachers.centerpoint.model import CenterPoint, point_features
 from teacher_export.teachers.centerpoint.teacher import resolve_config
 from teacher_export.teachers.centerpoint.voxelize import Voxels, hard_voxelize
 
@@ -66,6 +66,11 @@ def fit_lidar_teacher(options: FitOptions) -> FitResult:
     device = options.torch_device()
     samples, indices = _load_split(options)
 
+    if model_config["pts_middle_encoder"].get("type") == "SparseEncoder" and device.type == "cpu":
+        # spconv 2.3.8's backward asks torch.cuda for a stream even for CPU tensors (RuntimeError without
+        # a GPU), so sparse convolutions train on CUDA only; their forward (export) runs on CPU.
+        raise UserInputError(f"fit-teacher lidar --config {options.config}: a voxel CenterPoint trains only on a GPU "
+                             "(spconv's backward needs CUDA); use --device cuda, or export with a trained checkpoint")
     torch.manual_seed(options.seed)
     model = CenterPoint.from_mmdet3d_config(model_config).to(device).train()
     start_heatmaps_at_prior(model)
@@ -82,7 +87,7 @@ def fit_lidar_teacher(options: FitOptions) -> FitResult:
 
     # The split is small (the demo's is ~80 samples) and not augmented: voxelize every point cloud once
     # instead of every step (voxelization cost as much as the network's forward pass).
-    in_channels = int(model_config["pts_voxel_encoder"].get("in_channels", 4))
+    in_channels = point_features(model_config)
     v = model.voxel_layer
     voxels, boxes, labels = [], [], []
     for i in tqdm(indices, desc="voxelize", unit="sample", leave=False):
@@ -95,7 +100,9 @@ def fit_lidar_teacher(options: FitOptions) -> FitResult:
         boxes.append(torch.from_numpy(s.gt_boxes.astype(np.float32)).to(device))
         labels.append(torch.from_numpy(s.gt_labels.astype(np.int64)).to(device))
     if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
+        # the 2D part only (the voxel variant's sparse 3D convs keep their own weight layout)
+        for part in (model.pts_backbone, model.pts_neck, model.pts_bbox_head):
+            part.to(memory_format=torch.channels_last)
 
     total = options.total_steps(len(indices))
     opt, sched = make_optimizer(model.parameters(), options, total)

@@ -30,6 +30,9 @@ LIDAR_TEACHERS: dict[str, Callable[..., LidarTeacher]] = {
     "centerpoint-pillar02": partial(_builtin, "centerpoint-pillar02"),
     # narrow channels, same grid: what `x3kd-cache fit-teacher lidar` fits for the demo
     "centerpoint-pillar02-small": partial(_builtin, "centerpoint-pillar02-small"),
+    # the voxel teachers distillation papers use; sparse 3D convolutions through spconv (optional)
+    "centerpoint-voxel01": partial(_builtin, "centerpoint-voxel01"),
+    "centerpoint-voxel0075": partial(_builtin, "centerpoint-voxel0075"),
     "mmdet3d-centerpoint": _mmdet3d_centerpoint,
 }
 

@@ -3,7 +3,9 @@
 `PILLAR02_NUSCENES` is the `model` dict of mmdet3d 1.4's
 `configs/centerpoint/centerpoint_pillar02_second_secfpn_8xb4-cyclic-20e_nus-3d.py`, resolved (base
 configs merged) and unchanged; a checkpoint trained with that config loads into
-`CenterPoint.from_mmdet3d_config(PILLAR02_NUSCENES)`. Train-time keys (losses, train_cfg) are kept
+`CenterPoint.from_mmdet3d_config(PILLAR02_NUSCENES)`. `VOXEL01_NUSCENES` and `VOXEL0075_NUSCENES` are
+the same for `centerpoint_voxel01_...` and `centerpoint_voxel0075_second_secfpn_8xb4-cyclic-20e_nus-3d.py`
+(tests hold them equal to the dicts mmdet3d itself builds). Train-time keys (losses, train_cfg) are kept
 so the dict stays comparable with mmdet3d's; the builder ignores them.
 """
 from __future__ import annotations
@@ -157,3 +159,37 @@ def _small_pillar02() -> dict[str, Any]:
 
 
 CONFIGS["centerpoint-pillar02-small"] = _small_pillar02()
+
+
+def _voxel_nuscenes(voxel_xy: float, half_range: float, sparse_xy: int) -> dict[str, Any]:
+    """mmdet3d's CenterPoint voxel configs for nuScenes: the pillar02 config's head, task groups,
+    SECONDFPN style and test settings, with HardSimpleVFE + SparseEncoder (z in 0.2 m voxels over
+    [-5, 3] m -> 41 sparse layers) instead of pillars, SECOND [128, 256] x [5, 5] with strides [1, 2],
+    a 2 x 256-channel neck and an output stride of 8 voxels."""
+    cfg = copy.deepcopy(PILLAR02_NUSCENES)
+    pc_range = [-half_range, -half_range, -5.0, half_range, half_range, 3.0]
+    voxel = [voxel_xy, voxel_xy, 0.2]
+    cfg["data_preprocessor"]["voxel_layer"] = {"max_num_points": 10, "voxel_size": voxel,
+                                               "max_voxels": [90000, 120000], "point_cloud_range": pc_range}
+    cfg["pts_voxel_encoder"] = {"type": "HardSimpleVFE", "num_features": 5}
+    cfg["pts_middle_encoder"] = {
+        "type": "SparseEncoder", "in_channels": 5, "sparse_shape": [41, sparse_xy, sparse_xy], "output_channels": 128,
+        "order": ["conv", "norm", "act"], "encoder_channels": [[16, 16, 32], [32, 32, 64], [64, 64, 128], [128, 128]],
+        "encoder_paddings": [[0, 0, 1], [0, 0, 1], [0, 0, [0, 1, 1]], [0, 0]], "block_type": "basicblock"}
+    cfg["pts_backbone"].update(in_channels=256, out_channels=[128, 256], layer_nums=[5, 5], layer_strides=[1, 2])
+    cfg["pts_neck"].update(in_channels=[128, 256], out_channels=[256, 256], upsample_strides=[1, 2])
+    head = cfg["pts_bbox_head"]
+    head["in_channels"] = 512
+    head["bbox_coder"].update(out_size_factor=8, voxel_size=voxel[:2], pc_range=pc_range[:2])
+    for train_cfg in (head["train_cfg"], cfg["train_cfg"]["pts"]):
+        train_cfg.update(grid_size=[sparse_xy, sparse_xy, 40], voxel_size=voxel, out_size_factor=8,
+                         point_cloud_range=pc_range)
+    for test_cfg in (head["test_cfg"], cfg["test_cfg"]["pts"]):
+        test_cfg.update(out_size_factor=8, voxel_size=voxel[:2], pc_range=pc_range[:2])
+    return cfg
+
+
+VOXEL01_NUSCENES = _voxel_nuscenes(0.1, 51.2, 1024)      # 128 x 128 BEV cells of 0.8 m, 512-channel neck
+VOXEL0075_NUSCENES = _voxel_nuscenes(0.075, 54.0, 1440)  # 180 x 180 BEV cells of 0.6 m, 512-channel neck
+CONFIGS["centerpoint-voxel01"] = VOXEL01_NUSCENES
+CONFIGS["centerpoint-voxel0075"] = VOXEL0075_NUSCENES

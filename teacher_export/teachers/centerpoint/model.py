@@ -1,4 +1,7 @@
-"""CenterPoint (pillar variant) assembled from its parts, built from an mmdet3d model config dict.
+"""CenterPoint (pillar and voxel variants) assembled from its parts, built from an mmdet3d model config dict.
+
+pillar: hard voxelization -> PillarFeatureNet -> PointPillarsScatter -> SECOND -> SECONDFPN -> CenterHead;
+voxel:  hard voxelization -> HardSimpleVFE -> SparseEncoder (spconv) -> SECOND -> SECONDFPN -> CenterHead.
 
 The module tree mirrors mmdet3d's `CenterPoint` (`pts_voxel_encoder`, `pts_middle_encoder`,
 `pts_backbone`, `pts_neck`, `pts_bbox_head`), so `state_dict()` keys equal an mmdet3d checkpoint's.
@@ -43,10 +46,13 @@ class CenterPointOutput:
 
 
 class CenterPoint(nn.Module):
-    """Pillar CenterPoint: voxelize -> PillarFeatureNet -> scatter -> SECOND -> SECONDFPN -> CenterHead."""
+    """CenterPoint: voxelize -> voxel encoder -> middle encoder (to a dense BEV canvas) -> SECOND ->
+    SECONDFPN -> CenterHead. The encoders are PillarFeatureNet + PointPillarsScatter (pillar configs)
+    or HardSimpleVFE + SparseEncoder (voxel configs); both take (voxels, num_points, coors) and
+    (features, coors, batch_size)."""
 
-    def __init__(self, voxel_layer: VoxelLayerConfig, pts_voxel_encoder: PillarFeatureNet,
-                 pts_middle_encoder: PointPillarsScatter, pts_backbone: SECOND, pts_neck: SECONDFPN,
+    def __init__(self, voxel_layer: VoxelLayerConfig, pts_voxel_encoder: nn.Module,
+                 pts_middle_encoder: nn.Module, pts_backbone: SECOND, pts_neck: SECONDFPN,
                  pts_bbox_head: CenterHead, coder: BoxCoderConfig):
         super().__init__()
         self.voxel_layer = voxel_layer
@@ -98,6 +104,13 @@ class CenterPoint(nn.Module):
             raise UserInputError(f"CenterPoint model config: cannot build ({type(e).__name__}: {e})") from None
 
 
+def point_features(model_config: Mapping[str, Any]) -> int:
+    """How many point columns the network reads: PillarFeatureNet's `in_channels`, HardSimpleVFE's
+    `num_features` (mmdet3d's default 4 for either)."""
+    encoder = model_config["pts_voxel_encoder"]
+    return int(encoder.get("in_channels", encoder.get("num_features", 4)))
+
+
 def _expect_type(section: Mapping[str, Any], name: str, allowed: Sequence[str]) -> None:
     t = section.get("type")
     if t not in allowed:
@@ -127,26 +140,22 @@ def _build(cfg: Mapping[str, Any]) -> CenterPoint:
                                    int(vl["max_num_points"]), _pair_last(vl["max_voxels"]))
 
     ve = cfg["pts_voxel_encoder"]
-    _expect_type(ve, "pts_voxel_encoder", ["PillarFeatureNet"])
-    eps, mom = _bn(ve.get("norm_cfg"), 1e-3, 0.01)
-    encoder = PillarFeatureNet(
-        in_channels=int(ve.get("in_channels", 4)), feat_channels=[int(c) for c in ve.get("feat_channels", (64,))],
-        with_distance=bool(ve.get("with_distance", False)),
-        with_cluster_center=bool(ve.get("with_cluster_center", True)),
-        with_voxel_center=bool(ve.get("with_voxel_center", True)),
-        voxel_size=ve.get("voxel_size", vl["voxel_size"]),
-        point_cloud_range=ve.get("point_cloud_range", vl["point_cloud_range"]),
-        eps=eps, momentum=mom, mode=ve.get("mode", "max"), legacy=bool(ve.get("legacy", True)))
-
+    _expect_type(ve, "pts_voxel_encoder", ["PillarFeatureNet", "HardSimpleVFE"])
     me = cfg["pts_middle_encoder"]
-    _expect_type(me, "pts_middle_encoder", ["PointPillarsScatter"])
-    scatter = PointPillarsScatter(int(me["in_channels"]), me["output_shape"])
+    if ve["type"] == "HardSimpleVFE":
+        encoder, middle = _voxel_encoders(ve, me)
+    else:
+        encoder, middle = _pillar_encoders(ve, me, vl)
+    canvas_channels = _canvas_channels(me)
 
     bb = cfg["pts_backbone"]
     _expect_type(bb, "pts_backbone", ["SECOND"])
     eps, mom = _bn(bb.get("norm_cfg"), 1e-3, 0.01)
     if (bb.get("conv_cfg") or {}).get("bias", False):
         raise UserInputError("CenterPoint model config: pts_backbone.conv_cfg.bias=True is not supported")
+    if canvas_channels is not None and int(bb["in_channels"]) != canvas_channels:
+        raise UserInputError(f"CenterPoint model config: pts_backbone.in_channels is {bb['in_channels']}, but the "
+                             f"middle encoder gives {canvas_channels} channels")
     backbone = SECOND(int(bb["in_channels"]), [int(c) for c in bb["out_channels"]], [int(n) for n in bb["layer_nums"]],
                       [int(s) for s in bb["layer_strides"]], eps, mom)
 
@@ -177,4 +186,52 @@ def _build(cfg: Mapping[str, Any]) -> CenterPoint:
     if not test_cfg:
         raise UserInputError("CenterPoint model config: test_cfg.pts is missing")
     coder = BoxCoderConfig.from_mmdet3d(hd["bbox_coder"], test_cfg, bool(hd.get("norm_bbox", True)))
-    return CenterPoint(voxel_layer, encoder, scatter, backbone, neck, head, coder)
+    return CenterPoint(voxel_layer, encoder, middle, backbone, neck, head, coder)
+
+
+def _pillar_encoders(ve: Mapping[str, Any], me: Mapping[str, Any], vl: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
+    _expect_type(me, "pts_middle_encoder", ["PointPillarsScatter"])
+    eps, mom = _bn(ve.get("norm_cfg"), 1e-3, 0.01)
+    encoder = PillarFeatureNet(
+        in_channels=int(ve.get("in_channels", 4)), feat_channels=[int(c) for c in ve.get("feat_channels", (64,))],
+        with_distance=bool(ve.get("with_distance", False)),
+        with_cluster_center=bool(ve.get("with_cluster_center", True)),
+        with_voxel_center=bool(ve.get("with_voxel_center", True)),
+        voxel_size=ve.get("voxel_size", vl["voxel_size"]),
+        point_cloud_range=ve.get("point_cloud_range", vl["point_cloud_range"]),
+        eps=eps, momentum=mom, mode=ve.get("mode", "max"), legacy=bool(ve.get("legacy", True)))
+    return encoder, PointPillarsScatter(int(me["in_channels"]), me["output_shape"])
+
+
+def _voxel_encoders(ve: Mapping[str, Any], me: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
+    from teacher_export.teachers.centerpoint.sparse_encoder import HardSimpleVFE, SparseEncoder
+
+    _expect_type(me, "pts_middle_encoder", ["SparseEncoder"])
+    if me.get("block_type", "conv_module") != "basicblock" or tuple(me.get("order", ("conv", "norm", "act"))) != \
+            ("conv", "norm", "act"):
+        raise UserInputError("CenterPoint model config: the built-in SparseEncoder supports block_type='basicblock' "
+                             "with order (conv, norm, act), as CenterPoint's voxel configs use")
+    eps, mom = _bn(me.get("norm_cfg", {"type": "BN1d"}), 1e-3, 0.01)
+    num_features = int(ve.get("num_features", 4))
+    if int(me["in_channels"]) != num_features:
+        raise UserInputError(f"CenterPoint model config: pts_middle_encoder.in_channels is {me['in_channels']}, but "
+                             f"HardSimpleVFE gives {num_features} features")
+    middle = SparseEncoder(
+        int(me["in_channels"]), me["sparse_shape"], int(me.get("base_channels", 16)),
+        int(me.get("output_channels", 128)), me["encoder_channels"], me["encoder_paddings"], eps, mom)
+    return HardSimpleVFE(num_features), middle
+
+
+def _canvas_channels(me: Mapping[str, Any]) -> int | None:
+    """Channels of the dense BEV canvas the middle encoder hands to the backbone, where the config fixes it."""
+    if me["type"] == "PointPillarsScatter":
+        return int(me["in_channels"])
+    # SparseEncoder: a 3x3x3 stride-2 conv ends every stage but the last (z padding from
+    # encoder_paddings), then conv_out (3, 1, 1) / (2, 1, 1) without padding; z is folded into channels.
+    depth = int(me["sparse_shape"][0])
+    for paddings in me["encoder_paddings"][:-1]:
+        pad = paddings[-1]
+        pad_z = int(pad[0]) if isinstance(pad, (list, tuple)) else int(pad)
+        depth = (depth + 2 * pad_z - 3) // 2 + 1
+    depth = (depth - 3) // 2 + 1
+    return int(me.get("output_channels", 128)) * depth

@@ -17,7 +17,7 @@ from student.models.box_coder import Detections
 from teacher_export.teachers.base import REGRESSION_CHANNELS, LidarTeacherOutput
 from teacher_export.teachers.centerpoint.checkpoint import load_checkpoint
 from teacher_export.teachers.centerpoint.configs import CONFIGS, get_config
-from teacher_export.teachers.centerpoint.model import CenterPoint
+from teacher_export.teachers.centerpoint.model import CenterPoint, point_features
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class CenterPointTeacher:
         self.model = model.to(self.device).eval()
         self.grid: BevGrid = model.grid
         self.bev_channels: int = model.pts_neck.out_channels
-        self.in_channels: int = int(model_config["pts_voxel_encoder"].get("in_channels", 4))
+        self.in_channels: int = point_features(model_config)
         self.config: dict[str, Any] = {
             "name": self.name, "implementation": "x3kd plain-PyTorch CenterPoint",
             "model_config": model_config, "random_init": checkpoint is None,
