@@ -1,9 +1,15 @@
 """Optional image teacher: a detectron2 Mask R-CNN, for users who already have detectron2 and a model.
 
-detectron2 is not installable from this project's package registry, so nothing here is tested in CI;
-it is deliberately thin. It feeds images at their own size, calls `GeneralizedRCNN.inference(...,
+detectron2 is not on the package registry: users build it from source (its install guide); this
+project's CI installs a wheel built that way (`../shared/wheels`) so the adapter is tested. It is
+deliberately thin: it feeds images at their own size, calls `GeneralizedRCNN.inference(...,
 do_postprocess=False)` (which returns boxes in the input's pixels and the 28×28 mask probabilities
 before detectron2 pastes them) and maps classes with the same table as the built-in teacher.
+
+The model's label space must be named: `class_names` is "coco" (detectron2's own 80 COCO thing
+classes, from its dataset metadata), "nuimages" (the ten nuImages classes) or the model's class names in
+label order; by default it is taken from the config's `MODEL.ROI_HEADS.NUM_CLASSES` (80 → coco, 10 →
+nuimages). A class list whose length differs from the model's is refused in one line.
 """
 from __future__ import annotations
 
@@ -16,20 +22,23 @@ from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
 from teacher_export.teachers.image_base import ImageTeacherOutput, label_table, select_instances
 
-_MISSING = ("detectron2 is not installable from this package registry; install it yourself "
+_MISSING = ("detectron2 is not installed and is not on the package registry: build it from source "
             "(https://detectron2.readthedocs.io/en/latest/tutorials/install.html) to use --image-teacher detectron2")
 
 
 @dataclass
 class Detectron2Config:
-    """config_file: a detectron2 Mask R-CNN YAML config; checkpoint: its weights (.pth or .pkl);
-    class_names: the model's classes in label order (detectron2 has no background label);
-    class_map: model class → nuScenes class, default: names that are nuScenes classes map to themselves."""
+    """config_file: a detectron2 Mask R-CNN YAML config, a file or a name in detectron2's model zoo
+    (e.g. COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml, shipped inside detectron2);
+    checkpoint: its weights (.pth or .pkl); class_names: "coco", "nuimages" or the model's classes in
+    label order (detectron2 has no background label), default from MODEL.ROI_HEADS.NUM_CLASSES;
+    class_map: model class → nuScenes class, default: COCO's table for "coco", else names that are
+    nuScenes classes map to themselves."""
 
     config_file: str | None = None
     checkpoint: str | None = None
     random_init: bool = False
-    class_names: list[str] | None = None
+    class_names: str | list[str] | None = None
     class_map: dict[str, str] | None = None
     score_threshold: float = 0.3
     max_instances: int = 32
@@ -49,20 +58,27 @@ class Detectron2Teacher:
             from detectron2.modeling import build_model
         except ImportError as e:
             raise UserInputError(_MISSING) from e
-        if config.config_file is None or not config.class_names:
-            raise UserInputError("image teacher detectron2: needs config_file and class_names")
+        if config.config_file is None:
+            raise UserInputError("image teacher detectron2: needs image_options.config_file (a detectron2 Mask R-CNN "
+                                 "YAML, e.g. COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml)")
         if config.checkpoint is None and not config.random_init:
             raise UserInputError("image teacher detectron2 has no weights: pass --image-checkpoint or --random-init")
         self.cfg = config
         self.max_instances = int(config.max_instances)
-        class_map = config.class_map or {c: c for c in config.class_names if c in NUSCENES_CLASSES}
-        self.label_table = label_table(config.class_names, class_map, source="image teacher class table")
-
+        config_path = _config_path(config.config_file)
         d2cfg = get_cfg()
         try:
-            d2cfg.merge_from_file(config.config_file)
+            d2cfg.merge_from_file(config_path)
         except Exception as e:  # yacs raises assorted errors for an unreadable or foreign config
-            raise UserInputError(f"detectron2 config {config.config_file}: cannot be read ({e})") from e
+            raise UserInputError(f"detectron2 config {config.config_file}: cannot be read "
+                                 f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        if not d2cfg.MODEL.MASK_ON:
+            raise UserInputError(f"detectron2 config {config.config_file}: MODEL.MASK_ON is false; the image teacher "
+                                 "needs a Mask R-CNN (instance masks)")
+        names, default_map = _class_names(config.class_names, int(d2cfg.MODEL.ROI_HEADS.NUM_CLASSES),
+                                          config.config_file)
+        self.class_names = names
+        self.label_table = label_table(names, config.class_map or default_map, source="image teacher class table")
         d2cfg.MODEL.DEVICE = config.device
         d2cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = config.score_threshold
         self.input_format = d2cfg.INPUT.FORMAT
@@ -75,7 +91,9 @@ class Detectron2Teacher:
 
     @property
     def config(self) -> dict[str, Any]:
-        return asdict(self.cfg)
+        d = asdict(self.cfg)
+        d["class_names"] = list(self.class_names)
+        return d
 
     def __call__(self, images: list[np.ndarray]) -> list[ImageTeacherOutput]:
         import torch
@@ -92,3 +110,49 @@ class Detectron2Teacher:
             boxes=r.pred_boxes.tensor.cpu().numpy(), model_labels=r.pred_classes.cpu().numpy(),
             scores=r.scores.cpu().numpy(), masks=r.pred_masks[:, 0].cpu().numpy(), table=self.label_table,
             score_threshold=self.cfg.score_threshold, max_instances=self.max_instances) for r in raw]
+
+
+def _config_path(name: str) -> str:
+    """A config file on disk, else a name in detectron2's bundled model zoo."""
+    from pathlib import Path
+
+    if Path(name).is_file():
+        return str(name)
+    import detectron2
+
+    # detectron2 ships its model-zoo configs inside the package (detectron2.model_zoo itself needs
+    # pkg_resources, which current setuptools no longer provides, so the file is found directly).
+    bundled = Path(detectron2.__file__).parent / "model_zoo" / "configs" / name
+    if not bundled.is_file():
+        raise UserInputError(f"detectron2 config {name}: neither a file nor a config in detectron2's model zoo")
+    return str(bundled)
+
+
+def _class_names(given: str | list[str] | None, num_classes: int, config_file: str) -> tuple[list[str], dict[str, str]]:
+    """The model's class names in label order and the default map to nuScenes classes."""
+    from teacher_export.teachers.image_base import COCO_TO_NUSCENES, NUIMAGES_CLASSES
+
+    if given is None:
+        given = {80: "coco", len(NUIMAGES_CLASSES): "nuimages"}.get(num_classes)
+        if given is None:
+            raise UserInputError(f"image teacher detectron2: {config_file} has {num_classes} classes "
+                                 "(MODEL.ROI_HEADS.NUM_CLASSES); name them with image_options.class_names")
+    if isinstance(given, str):
+        if given == "coco":
+            from detectron2.data import MetadataCatalog
+            import detectron2.data.datasets  # noqa: F401  (registers the builtin datasets' metadata)
+
+            names = list(MetadataCatalog.get("coco_2017_train").thing_classes)
+            default_map = dict(COCO_TO_NUSCENES)
+        elif given == "nuimages":
+            names, default_map = list(NUIMAGES_CLASSES), {c: c for c in NUIMAGES_CLASSES}
+        else:
+            raise UserInputError(f"image teacher detectron2: class_names {given!r} is not 'coco', 'nuimages' or a list")
+    else:
+        names = [str(c) for c in given]
+        default_map = {c: c for c in names if c in NUSCENES_CLASSES}
+    if len(names) != num_classes:
+        raise UserInputError(f"image teacher detectron2: {config_file} has {num_classes} classes "
+                             f"(MODEL.ROI_HEADS.NUM_CLASSES) but class_names has {len(names)}; name the model's "
+                             "classes in label order, or use 'coco' / 'nuimages'")
+    return names, default_map

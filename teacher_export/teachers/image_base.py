@@ -20,6 +20,7 @@ from cache_schema.grid import NUSCENES_CLASSES
 log = logging.getLogger(__name__)
 
 MASK_SIZE = 28  # side of the RoI mask head's output in Mask R-CNN (torchvision and detectron2 alike)
+MIN_BOX_SIZE = 1e-2  # pixels; torchvision's postprocess_detections removes smaller boxes
 
 
 @dataclass
@@ -143,10 +144,14 @@ def label_table(model_classes: Sequence[str], class_map: Mapping[str, str], sour
 
 def select_instances(boxes: np.ndarray, model_labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
                      table: np.ndarray, score_threshold: float, max_instances: int) -> ImageTeacherOutput:
-    """Map the model's labels to nuScenes classes, drop unmapped ones and those under the threshold,
-    sort by score (stable, so ties keep the model's order) and keep the best `max_instances`."""
+    """Map the model's labels to nuScenes classes, drop unmapped ones, those under the threshold and
+    boxes narrower or lower than `MIN_BOX_SIZE` pixels (torchvision's detector drops those itself;
+    detectron2 does not, and X-IS cannot train on an empty pseudo-box), sort by score (stable, so ties
+    keep the model's order) and keep the best `max_instances`."""
     labels = table[model_labels]
-    keep = np.flatnonzero((labels >= 0) & (scores >= score_threshold))
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    sized = ((boxes[:, 2] - boxes[:, 0]) >= MIN_BOX_SIZE) & ((boxes[:, 3] - boxes[:, 1]) >= MIN_BOX_SIZE)
+    keep = np.flatnonzero((labels >= 0) & (scores >= score_threshold) & sized)
     keep = keep[np.argsort(-scores[keep], kind="stable")][:max_instances]
     return ImageTeacherOutput(
         boxes=boxes[keep].astype(np.float32).reshape(-1, 4),

@@ -80,6 +80,17 @@ def _strip_prefix(sd: dict[str, Tensor], expected: set[str]) -> dict[str, Tensor
     return {(k[len(prefix):] if prefix and k.startswith(prefix) else k): v for k, v in sd.items()}
 
 
+def _sparse_kernel_layout(tensor: Tensor, expected: torch.Size) -> Tensor:
+    """A sparse-conv kernel in the layout the model's spconv modules use.
+
+    spconv 2 stores kernels as (out, kD, kH, kW, in); mmcv's own sparse convs, which mmdet3d uses when
+    spconv is not installed, as (kD, kH, kW, in, out). mmdet3d converts the latter on load; so do we,
+    by shape (the two layouts coincide only for a kernel whose five sizes are all equal)."""
+    if tensor.ndim == 5 and tensor.shape != expected and tensor.permute(4, 0, 1, 2, 3).shape == expected:
+        return tensor.permute(4, 0, 1, 2, 3).contiguous()
+    return tensor
+
+
 def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Tensor]:
     """Load `path` into `model` with strict key and shape checking; returns the state_dict used."""
     path = Path(path)
@@ -94,6 +105,7 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Tensor]:
         raise UserInputError(f"checkpoint {path}: {first} ({len(missing)} missing, {len(unexpected)} unexpected; "
                              f"is this a CenterPoint checkpoint for this model config?)")
     for k, v in own.items():
+        sd[k] = _sparse_kernel_layout(sd[k], v.shape)
         if sd[k].shape != v.shape:
             raise UserInputError(f"checkpoint {path}: '{k}' has shape {tuple(sd[k].shape)}, the model config "
                                  f"expects {tuple(v.shape)}")

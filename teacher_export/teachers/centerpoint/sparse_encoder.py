@@ -17,6 +17,7 @@ them when spconv is installed, so mmdet3d checkpoints load as they are.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -56,10 +57,24 @@ def _bn1d(channels: int, eps: float, momentum: float) -> nn.BatchNorm1d:
 def _conv_block(spconv, kind: str, c_in: int, c_out: int, kernel, stride, padding, eps: float, momentum: float,
                 indice_key: str | None):
     """mmdet3d's `make_sparse_convmodule` with order (conv, norm, act): parameters `0.weight`, `1.*`."""
-    conv_cls = {"subm": spconv.SubMConv3d, "sparse": spconv.SparseConv3d}[kind]
+    conv_cls = _conv_classes(spconv)[kind]
     return spconv.SparseSequential(
         conv_cls(c_in, c_out, kernel, stride=stride, padding=padding, bias=False, indice_key=indice_key),
         _bn1d(c_out, eps, momentum), nn.ReLU(inplace=True))
+
+
+@functools.cache
+def _conv_classes(spconv) -> dict[str, type]:
+    """spconv's SubMConv3d and SparseConv3d with two things pinned, because importing mmdet3d patches
+    spconv's base class for the whole process (its kernel-layout conversion on load):
+    - state_dict metadata version 2 = spconv-2 kernel layout (out, kD, kH, kW, in), so mmdet3d reads a
+      checkpoint written here (fit-teacher) without permuting it;
+    - torch's own `_load_from_state_dict`, so loading here never depends on whether mmdet3d was imported
+      (our checkpoint loader converts mmcv-layout kernels itself)."""
+    def pinned(cls: type) -> type:
+        return type(cls.__name__, (cls,), {"_version": 2, "__module__": __name__,
+                                           "_load_from_state_dict": nn.Module._load_from_state_dict})
+    return {"subm": pinned(spconv.SubMConv3d), "sparse": pinned(spconv.SparseConv3d)}
 
 
 def _sparse_basic_block(spconv, channels: int, eps: float, momentum: float) -> nn.Module:
@@ -68,9 +83,10 @@ def _sparse_basic_block(spconv, channels: int, eps: float, momentum: float) -> n
 
         def __init__(self) -> None:
             super().__init__()
-            self.conv1 = spconv.SubMConv3d(channels, channels, 3, stride=1, padding=1, bias=False)
+            subm = _conv_classes(spconv)["subm"]
+            self.conv1 = subm(channels, channels, 3, stride=1, padding=1, bias=False)
             self.bn1 = _bn1d(channels, eps, momentum)
-            self.conv2 = spconv.SubMConv3d(channels, channels, 3, stride=1, padding=1, bias=False)
+            self.conv2 = subm(channels, channels, 3, stride=1, padding=1, bias=False)
             self.bn2 = _bn1d(channels, eps, momentum)
             self.relu = nn.ReLU(inplace=True)
 

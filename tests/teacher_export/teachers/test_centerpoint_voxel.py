@@ -211,3 +211,24 @@ def test_fit_teacher_refuses_a_voxel_config_on_cpu_in_one_line(synthetic_dataroo
                                   str(SMALL_CONFIG), "--steps", "3", "--device", "cpu"])
     assert r.exit_code == 2 and "trains only on a GPU" in r.stderr, r.output
     assert len(r.stderr.strip().splitlines()) == 1 and not ckpt.exists()
+
+
+def test_mmcv_layout_sparse_kernels_load_converted(tmp_path):
+    """A checkpoint trained by mmdet3d without spconv keeps mmcv's (kD, kH, kW, in, out) kernels; the
+    loader turns them into spconv's (out, kD, kH, kW, in) as mmdet3d does."""
+    needs_spconv()
+    from teacher_export.teachers.centerpoint.checkpoint import load_checkpoint
+    from teacher_export.teachers.centerpoint.model import CenterPoint
+
+    config = json.loads(SMALL_CONFIG.read_text())
+    torch.manual_seed(0)
+    source = CenterPoint.from_mmdet3d_config(config)
+    state = {k: (v.permute(1, 2, 3, 4, 0).contiguous() if v.ndim == 5 else v) for k, v in source.state_dict().items()}
+    assert state["pts_middle_encoder.conv_input.0.weight"].shape == (3, 3, 3, 5, 8)
+    path = tmp_path / "mmcv_layout.pth"
+    torch.save({"state_dict": state}, path)
+    torch.manual_seed(1)
+    target = CenterPoint.from_mmdet3d_config(config)
+    load_checkpoint(target, path)
+    for k, v in source.state_dict().items():
+        assert torch.equal(target.state_dict()[k], v), k
