@@ -123,11 +123,14 @@ def _sample_index(reader, store: str, which: str) -> int:
 @click.option("--version", "version", help="Dataset version, e.g. v1.0-trainval, v1.0-mini.")
 @click.option("--split", help="Split to export: train, val, mini_train, mini_val, ...")
 @click.option("--out", help="Cache to create or resume: a path or an fsspec URL (s3://...).")
-@click.option("--lidar-teacher", help="LiDAR teacher: centerpoint-pillar02 (default), mmdet3d-centerpoint, or none.")
+@click.option("--lidar-teacher", help="LiDAR teacher: centerpoint-pillar02 (default), centerpoint-voxel01, "
+                                      "centerpoint-voxel0075 (need spconv), mmdet3d-centerpoint (needs the mmdet3d "
+                                      "extra), or none.")
 @click.option("--lidar-checkpoint", type=click.Path(exists=True, dir_okay=False),
               help="mmdet3d CenterPoint checkpoint file for the LiDAR teacher.")
 @click.option("--lidar-config", type=click.Path(exists=True, dir_okay=False),
-              help="Another pillar CenterPoint: its mmdet3d model dict as JSON.")
+              help="Another CenterPoint (pillar or voxel) for the built-in teacher: its mmdet3d model dict as "
+                   "JSON; for mmdet3d-centerpoint: an mmdet3d config file (.py).")
 @click.option("--image-teacher", help="Image teacher: maskrcnn (default), detectron2, or none.")
 @click.option("--image-checkpoint", type=click.Path(exists=True, dir_okay=False),
               help="Mask R-CNN weights file (torchvision state_dict).")
@@ -200,7 +203,8 @@ def export(config_file, cluster, scheduler, jobs, cores, memory, walltime, queue
               help="Checkpoint to write (lidar: mmdet3d-format CenterPoint; image: torchvision state_dict).")
 @click.option("--preset", help="Named defaults from teacher_export/fit/presets.py, e.g. demo.")
 @click.option("--config", help="lidar: CenterPoint config name (centerpoint-pillar02-small [default], "
-                                "centerpoint-pillar02) or an mmdet3d model dict as .json.")
+                                "centerpoint-pillar02; voxel configs train on a GPU only) or an mmdet3d model dict "
+                                "as .json.")
 @click.option("--backbone", type=click.Choice(["resnet18", "resnet34", "resnet50"]),
               help="image: Mask R-CNN backbone (default resnet50).")
 @click.option("--steps", type=int, help="Optimizer steps (or give --epochs).")

@@ -40,7 +40,9 @@ class ExportOptions:
     out: str
     lidar_teacher: str | None = "centerpoint-pillar02"
     lidar_checkpoint: str | None = None
-    lidar_config: str | None = None  # another pillar CenterPoint: an mmdet3d model dict as a .json file
+    # built-in teacher: another CenterPoint (pillar or voxel) as an mmdet3d model dict in a .json file;
+    # mmdet3d-centerpoint: an mmdet3d config file
+    lidar_config: str | None = None
     image_teacher: str | None = "maskrcnn"
     image_checkpoint: str | None = None
     image_options: dict[str, Any] = field(default_factory=dict)  # MaskRCNNConfig fields (class_names, ...)
