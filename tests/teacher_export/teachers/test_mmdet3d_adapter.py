@@ -39,15 +39,22 @@ def test_voxel01_through_mmdet3d_matches_the_builtin_voxel_teacher(tmp_path):
     ours = build_lidar_teacher("centerpoint-voxel01", checkpoint=ckpt)
     assert theirs.grid == ours.grid and theirs.bev_channels == ours.bev_channels == 512
     pts = fx["points"].numpy()
-    a, b = ours([pts])[0], theirs([pts])[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # mmdet3d runs spconv on every thread, where its CPU kernels are not deterministic
+    try:
+        a, b = ours([pts])[0], theirs([pts])[0]
+    finally:
+        torch.set_num_threads(threads)
     np.testing.assert_allclose(a.bev_features, b.bev_features, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(a.heatmaps, b.heatmaps, atol=1e-4)
     np.testing.assert_allclose(a.regression, b.regression, atol=1e-3)
-    # Decoded boxes: the same set (NMS may order near-equal scores differently).
+    # Decoded boxes: the same set (NMS may order near-equal scores differently, and boxes of different
+    # classes can share a centre, so each is matched within its class).
     assert len(a.boxes) == len(b.boxes) > 0
-    nearest = np.linalg.norm(b.boxes[:, None, :2] - a.boxes[None, :, :2], axis=-1).argmin(1)
+    distance = np.linalg.norm(b.boxes[:, None, :2] - a.boxes[None, :, :2], axis=-1)
+    distance[b.labels[:, None] != a.labels[None, :]] = np.inf
+    nearest = distance.argmin(1)
     np.testing.assert_allclose(a.boxes[nearest], b.boxes, atol=2e-3)
-    np.testing.assert_array_equal(a.labels[nearest], b.labels)
 
 
 def test_a_voxel_config_through_the_adapter_exports_a_store_that_validates(synthetic_dataroot, tmp_path):
