@@ -17,6 +17,8 @@ from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from .errors import CorruptChunkError
+
 _EMPTY = np.uint64(2**64 - 1)
 _crc = CRC32C()
 _zstd = Zstd()
@@ -61,11 +63,11 @@ class ChunkReader:
             return self._fill()
         raw = self._get(key, RangeByteRequest(int(start), int(start + length)))
         if raw is None:
-            raise ValueError(f"{key}: shard disappeared while reading")
+            raise CorruptChunkError(f"{key}: shard disappeared while reading")
         try:
             payload = _crc.decode(raw)
         except RuntimeError as e:  # numcodecs reports a checksum mismatch as RuntimeError
-            raise ValueError(f"{key}: chunk {row}: {e}") from None
+            raise CorruptChunkError(f"{key}: chunk {row}: {e}") from None
         data = _zstd.decode(payload)
         return np.frombuffer(data, dtype=self._dtype).reshape(self.array.shape[1:]).astype(self.array.dtype, copy=False)
 

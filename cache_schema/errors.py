@@ -10,6 +10,10 @@ class UserInputError(ValueError):
     """Bad input from the user; the message names the file or option and says what is wrong."""
 
 
+class CorruptChunkError(ValueError):
+    """A chunk's bytes fail their checksum or cannot be decoded (the message names the array and row)."""
+
+
 def exit_2_on_user_error(fn):
     """Decorator for CLI commands: a `UserInputError` becomes one line on stderr and exit code 2."""
     import functools

@@ -9,7 +9,7 @@ import zarr
 
 from .chunks import ChunkReader
 from .codec import decode_text, decode_value
-from .errors import UserInputError
+from .errors import CorruptChunkError, UserInputError
 from .layout import DONE, ArraySpec, affine_key, arrays_for
 from .store import StoreMeta, open_root, read_meta
 
@@ -77,6 +77,7 @@ class CacheReader:
 
     # -- public API ---------------------------------------------------------------------------------
     def __len__(self) -> int:
+        """Samples the store holds room for (done or not: see `done_mask`, `num_done`)."""
         return self.config.num_samples
 
     @property
@@ -84,8 +85,14 @@ class CacheReader:
         return self._group()[DONE.key][:].astype(bool)
 
     @property
+    def num_done(self) -> int:
+        return int(self._whole(DONE.key).astype(bool).sum())
+
+    @property
     def tokens(self) -> list[str]:
-        return [decode_text(t) for t in self._whole("meta/token")]
+        """Sample tokens by index; '' for a sample that is not done (nothing of it counts yet)."""
+        done = self._whole(DONE.key).astype(bool)
+        return [decode_text(t) if d else "" for t, d in zip(self._whole("meta/token"), done)]
 
     def select(self, groups: Iterable[str]) -> "CacheReader":
         """A reader of the same store that reads only `groups`."""
@@ -97,22 +104,33 @@ class CacheReader:
         try:
             return self._token_index[token]
         except KeyError:
-            raise KeyError(f"sample token {token!r} is not in {self.url}") from None
+            raise KeyError(f"sample token {token!r} is not among the {self.num_done} done samples of {self.url}") \
+                from None
 
     def by_token(self, token: str) -> dict[str, Any]:
         return self[self.index_of(token)]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        """Sample `index`; a sample that is not done, or whose chunk fails its checksum, is a one-line
+        UserInputError that names it and says how to finish or repair the export."""
         index = int(index)
         if not -len(self) <= index < len(self):
             raise IndexError(f"sample {index} outside 0..{len(self) - 1}")
         index %= len(self)
+        if not self._whole(DONE.key)[index]:
+            raise UserInputError(f"{self.url}: sample {index} is not exported yet ({self.num_done} of {len(self)} "
+                                 "done); run the export again to finish it")
         out: dict[str, Any] = {"meta/index": index}
         for spec in self._specs:
-            stored = self._whole(spec.key)[index] if spec.small else self._chunk(spec.key, index)
-            affine = None
-            if spec.quantization(self.config) == "int8":
-                affine = self._chunk(affine_key(spec), index)
+            try:
+                stored = self._whole(spec.key)[index] if spec.small else self._chunk(spec.key, index)
+                affine = None
+                if spec.quantization(self.config) == "int8":
+                    affine = self._chunk(affine_key(spec), index)
+            except CorruptChunkError as e:
+                token = decode_text(self._whole("meta/token")[index])
+                raise UserInputError(f"{self.url}: sample {index} ({token}) is corrupt ({e}); re-export it with "
+                                     "`x3kd-cache export --repair` and the export's options") from None
             out[spec.key] = decode_value(spec, self.config, stored, affine)
         return out
 

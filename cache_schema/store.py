@@ -53,8 +53,37 @@ def open_root(url: str, mode: str, storage_options: dict | None = None) -> zarr.
         return zarr.open_group(url, mode=mode, zarr_format=3, storage_options=storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
         raise UserInputError(f"{url}: no x3kd cache here ({type(e).__name__})") from None
+    except NotADirectoryError:
+        raise UserInputError(f"{url}: a file is in the way (a store is a directory)") from None
     except (zarr.errors.ContainsArrayError, ValueError) as e:
         raise UserInputError(f"{url}: not a Zarr v3 group ({e})") from None
+    except Exception as e:
+        if _is_credentials_error(e):
+            raise UserInputError(f"{url}: cannot access it ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                                 f"{_CREDENTIALS_HINT.get(url.split('://')[0], 'check the credentials of this URL')}") \
+                from None
+        raise
+
+
+_CREDENTIALS_HINT = {
+    "s3": "s3fs reads credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or AWS_PROFILE, "
+          "or storage_options (key, secret, endpoint_url) in the export YAML",
+    "gs": "gcsfs reads GOOGLE_APPLICATION_CREDENTIALS or gcloud's default login, or storage_options (token)",
+}
+
+
+def _is_credentials_error(e: Exception) -> bool:
+    names = {type(c).__name__ for c in (e, e.__cause__, e.__context__) if c is not None}
+    return isinstance(e, PermissionError) or any("Credentials" in n or n in ("ClientError", "AccessDenied")
+                                                 for n in names)
+
+
+def refuse_volatile(url: str, option: str = "--out") -> None:
+    """A store that cannot outlive the command (memory://) is refused for writing: the export would
+    report samples written and then vanish with the process."""
+    if url.startswith("memory://"):
+        raise UserInputError(f"{option} {url}: an in-memory store disappears when the command ends; give a path or "
+                             "a persistent URL (file://, s3://, gs://)")
 
 
 def read_meta(root: zarr.Group, url: str) -> StoreMeta:

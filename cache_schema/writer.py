@@ -17,6 +17,7 @@ import zarr
 
 from .codec import encode_sample
 from .errors import UserInputError
+from .identity import first_difference
 from .layout import DONE, SCHEMA_VERSION, StoreConfig, affine_key, arrays_for, shard_of, shard_range
 from .store import StoreMeta, create_arrays, open_root, read_meta, software_version, write_meta
 
@@ -68,11 +69,11 @@ class CacheWriter:
             meta = read_meta(root, self.url)
             if meta.config != self.config:
                 raise UserInputError(f"{self.url}: existing store was made with a different config "
-                                     f"({_first_difference(meta.config.to_json(), self.config.to_json())}); "
+                                     f"({first_difference(meta.config.to_json(), self.config.to_json())}); "
                                      "use a new --out or delete the store")
             if meta.provenance != self.provenance:
                 raise UserInputError(f"{self.url}: existing store was made by different teachers/data "
-                                     f"({_first_difference(meta.provenance, self.provenance)}); "
+                                     f"({first_difference(meta.provenance, self.provenance)}); "
                                      "use a new --out or delete the store")
             return root
         if not create:
@@ -158,11 +159,3 @@ class CacheWriter:
         meta = read_meta(self._root, self.url)
         write_meta(self._root, StoreMeta(meta.schema_version, meta.config, meta.provenance,
                                          meta.software_version, (*meta.runs, run)))
-
-
-def _first_difference(old: Any, new: Any, path: str = "") -> str:
-    if isinstance(old, dict) and isinstance(new, dict):
-        for k in sorted(set(old) | set(new), key=str):
-            if old.get(k) != new.get(k):
-                return _first_difference(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
-    return f"{path or 'value'}: store has {old!r}, given {new!r}"

@@ -9,6 +9,7 @@ from cache_schema.errors import exit_2_on_user_error
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="x3kd", message="%(prog)s (x3kd) %(version)s")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Train and evaluate the BEVDepth-style camera student from an X3KD teacher cache."""
@@ -23,16 +24,36 @@ def main(verbose: int) -> None:
 @click.option("--out", required=True, type=click.Path(), help="Run directory: checkpoints, TensorBoard logs.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set loss.xfd.weight=0.5 (value parsed as YAML). Repeatable.")
-@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out (same config).")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out (same cache; only length, "
+                                              "logging and checkpointing settings may change).")
+@click.option("--overwrite", is_flag=True, help="Delete the run already in --out and start anew (without it such an "
+                                                "--out is refused).")
 @exit_2_on_user_error
-def train(cache: str, dataroot: str, config_file: str, out: str, overrides: tuple[str, ...], resume: bool) -> None:
+def train(cache: str, dataroot: str, config_file: str, out: str, overrides: tuple[str, ...], resume: bool,
+          overwrite: bool) -> None:
     """Train the student on a teacher cache. Use `torchrun --nproc_per_node K $(which x3kd-student) train ...`
-    for data-parallel training."""
-    from .train import load_train_config
+    for data-parallel training.
+
+    Ctrl-C or SIGTERM (a cluster's pre-emption signal) stops after the current step and writes its
+    checkpoint; the same command with --resume continues exactly.
+
+    \b
+    Example:
+      x3kd-student train --cache demo_out/cache_train.zarr --dataroot demo_out/data \\
+          --config configs/tiny_pillar02.yaml --out runs/tiny --set model.teacher_bev_channels=48
+    """
+    import signal
+    import sys
+
+    from .train import TrainingInterrupted, load_train_config
     from .train import train as run_training
 
     cfg = load_train_config(config_file, overrides)
-    final = run_training(cache, dataroot, cfg, out, resume=resume)
+    try:
+        final = run_training(cache, dataroot, cfg, out, resume=resume, overwrite=overwrite)
+    except TrainingInterrupted as e:
+        click.echo(str(e), err=True)
+        sys.exit(128 + int(e.signum) if e.signum in (signal.SIGINT, signal.SIGTERM) else 1)
     click.echo(f"final checkpoint: {final}")
 
 
@@ -52,9 +73,12 @@ def train(cache: str, dataroot: str, config_file: str, out: str, overrides: tupl
                    "devkit's PR and TP-error curves (OUT/plots/).")
 @click.option("--render-threshold", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True,
               help="Predictions drawn in the --render pictures score at least this.")
+@click.option("--other-dataroot", is_flag=True,
+              help="Evaluate on a dataroot whose tables differ from the training dataroot's (refused otherwise).")
 @exit_2_on_user_error
 def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str, device: str,
-             score_threshold: float | None, no_ema: bool, render: int, render_threshold: float) -> None:
+             score_threshold: float | None, no_ema: bool, render: int, render_threshold: float,
+             other_dataroot: bool) -> None:
     """Run the student on a split's camera images and score it with nuscenes-devkit (mAP, NDS).
 
     \b
@@ -65,7 +89,9 @@ def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str,
     from .evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(checkpoint, dataroot, version, split, out, device=device, use_ema=not no_ema,
-                                  score_threshold=score_threshold, render=render, render_threshold=render_threshold)
+                                  score_threshold=score_threshold, render=render, render_threshold=render_threshold,
+                                  other_dataroot=other_dataroot)
+    click.echo(metrics.about)
     click.echo(metrics.table())
     click.echo(f"results and metrics: {out}")
     if render:

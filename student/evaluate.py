@@ -26,6 +26,7 @@ import torch
 from cache_schema.errors import UserInputError
 
 from .batch import StudentBatch
+from .device import torch_device
 from .data.cameras import CameraSetup, load_camera_inputs
 from .models.box_coder import Detections
 from .models.student import BEVDepthStudent, build_student
@@ -106,6 +107,8 @@ class EvalMetrics:
     raw: dict[str, Any]
     # The devkit's GT boxes of the split after its filters (global frame), kept for pictures.
     gt_boxes: Any = None
+    # What was scored: checkpoint, step, EMA or raw weights, what the student was distilled from.
+    about: str = ""
 
     def table(self) -> str:
         """A markdown table: one row per class (AP and TP errors), then mAP / NDS and the mean errors."""
@@ -180,17 +183,18 @@ def _render_devkit(de, nusc, metrics, details, tokens: Sequence[str], out: Path)
 
 
 def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = True
-                 ) -> tuple[BEVDepthStudent, Any]:
-    """The inference model of a training checkpoint (EMA weights when the run kept them) and its
-    TrainConfig."""
+                 ) -> tuple[BEVDepthStudent, Any, dict[str, Any]]:
+    """The inference model of a training checkpoint (EMA weights when the run kept them), its
+    TrainConfig, and what it is: {"step", "ema" (whether EMA weights were loaded), "provenance"}."""
     from .train import TrainConfig, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(ckpt["config"], f"{checkpoint}: config")
     model = build_student(cfg.student)
-    state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
-    model.load_state_dict(state)
-    return model.to(device).eval(), cfg
+    ema = use_ema and ckpt.get("ema") is not None
+    model.load_state_dict(ckpt["ema"] if ema else ckpt["model"])
+    info = {"step": int(ckpt.get("step", 0)), "ema": ema, "provenance": ckpt.get("provenance")}
+    return model.to(device).eval(), cfg, info
 
 
 def _camera_batch(cfg: Any, dataroot: str | Path, setup: CameraSetup, device: str | torch.device) -> StudentBatch:
@@ -263,7 +267,8 @@ def render_predictions(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, s
 
 def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: str, split: str, out_dir: str | Path,
                         *, device: str = "cpu", use_ema: bool = True, score_threshold: float | None = None,
-                        progress: bool = True, render: int = 0, render_threshold: float = 0.3) -> EvalMetrics:
+                        progress: bool = True, render: int = 0, render_threshold: float = 0.3,
+                        other_dataroot: bool = False) -> EvalMetrics:
     """Predict a split with a checkpoint, write `results_nusc.json`, score it and write `metrics.json`
     (+ DetectionEval's own files) into `out_dir`. `render` > 0 also draws the first `render` samples
     (`render/`, predictions above `render_threshold`) and the devkit's curves (`plots/`)."""
@@ -271,7 +276,13 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
 
     if render < 0:
         raise UserInputError(f"--render: must be >= 0, got {render}")
-    model, cfg = load_student(checkpoint, device, use_ema)
+    from .provenance import check_eval_dataroot, describe
+
+    torch_device(device)
+    model, cfg, info = load_student(checkpoint, device, use_ema)
+    check_eval_dataroot(info["provenance"], dataroot, version, other_dataroot)
+    about = (f"scored: {checkpoint} (step {info['step']}, {'EMA' if info['ema'] else 'raw'} weights)\n"
+             f"{describe(info['provenance'])}")
     if score_threshold is not None:
         if not 0 <= score_threshold < 1:
             raise UserInputError(f"--score-threshold: must be in [0, 1), got {score_threshold}")
@@ -286,8 +297,10 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
     metrics = score_results(path, dataroot, version, split, out, nusc=nusc, render_tokens=[s.token for s in shown])
     if shown:
         render_predictions(model, cfg, dataroot, shown, metrics.gt_boxes, out / "render", device, render_threshold)
+    metrics.about = about
     (out / "metrics.json").write_text(json.dumps(
-        {"checkpoint": str(checkpoint), "version": version, "split": split, "mAP": metrics.mean_ap,
+        {"checkpoint": str(checkpoint), "step": info["step"], "ema_weights": info["ema"],
+         "provenance": info["provenance"], "version": version, "split": split, "mAP": metrics.mean_ap,
          "NDS": metrics.nd_score, "per_class_AP": metrics.label_aps, "tp_errors": metrics.tp_errors,
          "per_class_tp_errors": metrics.label_tp_errors}, indent=2))
     return metrics

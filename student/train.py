@@ -28,7 +28,9 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,7 @@ from .config import StudentConfig, _from_dict
 from .data.dataset import CacheDataset, DataConfig, collate, open_cache
 from .losses import X3KDLoss, total_loss
 from .models.student import BEVDepthStudent, StudentOutputs, build_student
+from .provenance import check_resume_config, check_same_cache, run_provenance
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class RunConfig:
     keep_checkpoints: int = 3  # most recent step checkpoints kept (the final one always is)
     log_every: int = 1  # steps between TensorBoard scalars
     image_every: int = 0  # steps between TensorBoard pictures (student vs teacher vs GT maps, depth); 0 = none
+    validate_cache: bool = True  # checksum every chunk once before the first training on a (re-)exported store
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda"
 
     def __post_init__(self) -> None:
@@ -212,6 +216,73 @@ class EpochSampler(DistributedSampler):
         return self.num_samples - self.start
 
 
+class StopSignal:
+    """SIGINT (Ctrl-C) and SIGTERM (a cluster's pre-emption notice) ask the loop to stop after the
+    current step, so that a checkpoint of that step can be written; a second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("%s: stopping after this step and writing a checkpoint (again to stop at once)",
+                    signal.Signals(signum).name)
+
+    def requested(self, info: DistInfo) -> bool:
+        """Whether to stop now; under DDP every rank must agree, or the checkpoint's collectives hang."""
+        flag = self.signum is not None
+        if info.world > 1:
+            t = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+            if flag and self.signum is None:
+                self.signum = int(signal.SIGTERM)
+        return flag
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+
+def _validate_once(cache: str, out: Path, storage_options: dict | None, info: DistInfo, progress: bool) -> None:
+    """Read every chunk of the store (checksums) before the first training on it since its last export
+    run, so a corrupt sample stops training before it starts, named, with the repair command. The run
+    directory remembers which export state was validated, so resuming does not read it all again."""
+    from cache_schema import CacheReader
+    from cache_schema.validate import validate
+
+    marker = out / "cache_validated.json"
+    runs = len(CacheReader(cache, storage_options=storage_options).meta.runs)
+    stamp = {"cache": str(cache), "export_runs": runs}
+    message = None
+    if info.main:
+        if not (marker.is_file() and json.loads(marker.read_text()) == stamp):
+            report = validate(cache, storage_options=storage_options, progress=progress)
+            problems = report.store_problems + [str(p) for p in report.corrupt + report.missing]
+            if problems:
+                message = (f"{cache}: {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+                           + "; re-export the bad samples with `x3kd-cache export --repair` and the export's options "
+                             f"(`x3kd-cache validate {cache}` lists them)")
+            else:
+                out.mkdir(parents=True, exist_ok=True)
+                marker.write_text(json.dumps(stamp))
+    if info.world > 1:
+        box = [message]
+        dist.broadcast_object_list(box, src=0)
+        message = box[0]
+    if message:
+        raise UserInputError(message)
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int
                     ) -> torch.optim.lr_scheduler.LRScheduler:
     if cfg.schedule == "onecycle":
@@ -267,18 +338,37 @@ def init_distributed(device_kind: str) -> DistInfo:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state in plain values and tensors (no numpy objects), so that checkpoints load with
+    `torch.load(weights_only=True)`."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                                     int(has_gauss), float(cached)],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(_tuples(state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _unsafe_global(e: Exception) -> str:
+    """The global torch's weights_only unpickler stopped at, from its long message."""
+    import re
+
+    m = re.search(r"GLOBAL ([\w.]+)", str(e))
+    return f"it asks for {m.group(1)}" if m else type(e).__name__
+
+
+def _tuples(v: Any) -> Any:
+    """random.setstate wants the nested tuples getstate gave (a checkpoint may hand back lists)."""
+    return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -315,8 +405,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     p = Path(path)
     if not p.is_file():
         raise UserInputError(f"{p}: checkpoint not found")
+    import zipfile
+
+    if not zipfile.is_zipfile(p):
+        raise UserInputError(f"{p}: not a readable checkpoint (not a PyTorch zip file)")
     try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=False)
+        # A user's file is data, never code: weights_only refuses pickles that would import or call
+        # anything but tensors and plain containers (a checkpoint written by `train` needs no more).
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UserInputError(f"{p}: refused: loading it would run code from the file, not just read tensors and "
+                             f"plain values ({_unsafe_global(e)}); x3kd checkpoints never need that") from None
     except Exception as e:  # torch raises many kinds for a corrupt zip/pickle
         raise UserInputError(f"{p}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
@@ -343,9 +442,21 @@ def _seed_all(seed: int) -> None:
 
 # ------------------------------------------------------------------------------------------- train ---
 
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM arrived: a checkpoint of the step reached was written (`checkpoint`)."""
+
+    def __init__(self, signum: int, step: int, total: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted ({signal.Signals(signum).name}) at step {step} of {total}; checkpoint "
+                         f"{checkpoint} written: run the same command with --resume to continue")
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+
 def train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = False,
-          storage_options: dict | None = None, progress: bool = True) -> Path:
-    """Train the student on the cache at `cache`; returns the final checkpoint's path."""
+          overwrite: bool = False, storage_options: dict | None = None, progress: bool = True) -> Path:
+    """Train the student on the cache at `cache`; returns the final checkpoint's path.
+
+    `out` must not hold another run unless `resume` (continue it) or `overwrite` (delete it first).
+    SIGINT/SIGTERM write a checkpoint of the step reached and raise `TrainingInterrupted`."""
     out = Path(out)
     if cfg.train.deterministic:
         # cuBLAS reads this when CUDA initialises; deterministic GEMMs need it.
@@ -358,9 +469,44 @@ def train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: str | Path, *
     try:
         if rc.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        if info.main:
+            prepare_run_dir(out, resume, overwrite)
+        if info.world > 1:
+            dist.barrier()
         return _train(cache, dataroot, cfg, out, resume, storage_options, progress, info, device)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
+
+
+RUN_FILES = ("config.yaml", "train_summary.json", "cache_validated.json")
+RUN_DIRS = (CHECKPOINT_DIR, "tensorboard")
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix two runs in one directory: without --resume, a directory that holds a run is
+    refused (its checkpoints would be deleted by the keep-newest rule, its TensorBoard events mixed)
+    unless --overwrite says to delete that run first."""
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out}: a file is in the way (the run directory must be a directory)")
+    if resume:
+        if overwrite:
+            raise UserInputError("--resume and --overwrite contradict each other; give one")
+        return
+    found = [n for n in RUN_DIRS if (out / n).is_dir() and any((out / n).iterdir())]
+    found += [n for n in RUN_FILES if (out / n).is_file()] + [p.name for p in sorted(out.glob("samples_rank*.jsonl"))]
+    if not found:
+        return
+    if not overwrite:
+        raise UserInputError(f"--out {out}: already holds a run ({', '.join(found[:3])}); continue it with --resume, "
+                             "train into a new --out, or replace it with --overwrite")
+    import shutil
+
+    for n in RUN_DIRS:
+        shutil.rmtree(out / n, ignore_errors=True)
+    for n in found:
+        if (out / n).is_file():
+            (out / n).unlink()
+    log.info("--overwrite: removed the previous run in %s", out)
 
 
 def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume: bool,
@@ -371,7 +517,10 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
     # Same seed on every rank: identical initial weights (DDP also broadcasts them).
     _seed_all(rc.seed)
 
-    reader = open_cache(cache, cfg.student, storage_options=storage_options)
+    reader = open_cache(cache, cfg.student, storage_options=storage_options, dataroot=dataroot)
+    if rc.validate_cache:
+        _validate_once(cache, out, storage_options, info, progress)
+    provenance = run_provenance(cache, reader, dataroot)
     dataset = CacheDataset(reader, dataroot, cfg.student, cfg.data, seed=rc.seed)
     sampler = EpochSampler(len(dataset), info.world, info.rank, rc.seed)
     bs = cfg.data.batch_size
@@ -397,9 +546,8 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
         if path is None:
             raise UserInputError(f"{out}: --resume given but there is no checkpoint in {out / CHECKPOINT_DIR}")
         ckpt = load_checkpoint(path, device)
-        if ckpt["config"] != cfg.to_dict():
-            raise UserInputError(f"{path}: the checkpoint was trained with another config; resume with the same "
-                                 "--config and --set values (see config.yaml in the run directory)")
+        check_resume_config(ckpt["config"], cfg.to_dict(), int(ckpt["step"]), path)
+        check_same_cache(ckpt.get("provenance"), provenance, path)
         if ckpt.get("world_size", 1) != info.world:
             raise UserInputError(f"{path}: written by {ckpt.get('world_size', 1)} processes, resumed with {info.world}; "
                                  "exact resume needs the same number (the data order depends on it)")
@@ -453,6 +601,7 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
         # Its own generator: starting an epoch must not consume the global torch RNG, or a resumed run
         # (which starts its iterator mid-epoch) would diverge from an uninterrupted one.
         generator=torch.Generator().manual_seed(rc.seed))
+    stop = StopSignal()
     try:
         while step < total:
             epoch, position = divmod(step, steps_per_epoch)
@@ -509,13 +658,17 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
                 if step == total or (rc.checkpoint_every and step % rc.checkpoint_every == 0):
-                    _save(out, step, cfg, model, criterion, optimizer, scheduler, scaler, ema, info)
+                    _save(out, step, cfg, model, criterion, optimizer, scheduler, scaler, ema, info, provenance)
+                if stop.requested(info):
+                    _save(out, step, cfg, model, criterion, optimizer, scheduler, scaler, ema, info, provenance)
+                    raise TrainingInterrupted(stop.signum, step, total, checkpoint_path(out, step))
                 t_wait = time.perf_counter()
                 if step >= total:
                     break
         # Evidence that data parallelism kept the ranks in step: a fingerprint of this rank's weights.
         sample_log.write(json.dumps({"step": step, "final_weights_sha256": weights_sha256(net)}) + "\n")
     finally:
+        stop.restore()
         sample_log.close()
         if bar is not None:
             bar.close()
@@ -543,7 +696,8 @@ def _log_images(writer: Any, net: TrainNet, batch: StudentBatch, cfg: StudentCon
 
 
 def _save(out: Path, step: int, cfg: TrainConfig, model: nn.Module, criterion: nn.Module,
-          optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, ema: EMA | None, info: DistInfo) -> None:
+          optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, ema: EMA | None, info: DistInfo,
+          provenance: dict[str, Any]) -> None:
     """Write the step's checkpoint on rank 0 (with every rank's RNG state), keep the newest few."""
     state = rng_state()
     if info.world > 1:
@@ -555,7 +709,7 @@ def _save(out: Path, step: int, cfg: TrainConfig, model: nn.Module, criterion: n
     ckpt = {"model": model.state_dict(), "criterion": criterion.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "ema": ema.state if ema is not None else None, "step": step, "rng": state,
-            "config": cfg.to_dict(), "world_size": info.world}
+            "config": cfg.to_dict(), "world_size": info.world, "provenance": provenance}
     save_atomic(ckpt, checkpoint_path(out, step))
     if cfg.train.keep_checkpoints > 0:
         for p in sorted((out / CHECKPOINT_DIR).glob("step_*.pt"))[:-cfg.train.keep_checkpoints]:

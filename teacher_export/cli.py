@@ -11,6 +11,7 @@ from cache_schema.errors import UserInputError, exit_2_on_user_error
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="x3kd", message="%(prog)s (x3kd) %(version)s")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Run X3KD's teachers once and keep what they produce in a Zarr v3 cache.

@@ -20,8 +20,10 @@ from PIL import Image
 
 from cache_schema import BevGrid, CacheWriter, StoreConfig
 from cache_schema.errors import UserInputError
+from cache_schema.identity import images_fingerprint
 from cache_schema.layout import CAMERA_NAMES, GROUPS
-from cache_schema.store import software_version
+from cache_schema.store import refuse_volatile, software_version
+from student.device import torch_device
 from teacher_export.data.nuscenes import NuScenesSamples, SampleInfo
 from teacher_export.targets import depth_images
 from teacher_export.teachers.base import LidarTeacher, file_sha256
@@ -59,6 +61,7 @@ class ExportOptions:
     storage_options: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        refuse_volatile(str(self.out))
         # "none" switches a teacher off (from the CLI or YAML)
         if str(self.lidar_teacher).lower() in ("none", ""):
             self.lidar_teacher = None
@@ -69,6 +72,7 @@ class ExportOptions:
                 raise UserInputError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
             raise UserInputError(f"--limit: must be >= 1, got {self.limit}")
+        torch_device(self.device)
         if self.lidar_teacher is None and self.image_teacher is None:
             log.warning("no teacher selected: the cache will hold only the index, calibration, GT and depth")
 
@@ -101,6 +105,7 @@ class Exporter:
         self._samples: NuScenesSamples | None = None
         self._lidar: LidarTeacher | None = None
         self._image: ImageTeacher | None = None
+        self._provenance: dict[str, Any] | None = None
 
     # -- lazily built, expensive parts ---------------------------------------------------------------
     @property
@@ -163,11 +168,20 @@ class Exporter:
             raise UserInputError(f"export options: {e}") from None
 
     def provenance(self) -> dict[str, Any]:
-        """Teacher and dataset identity: a store is only ever filled by one of these."""
+        """Teacher and dataset identity: a store is only ever filled by one of these. Computed once
+        (every shard task of a worker opens a writer with it)."""
+        if self._provenance is None:
+            self._provenance = self._describe()
+        return self._provenance
+
+    def _describe(self) -> dict[str, Any]:
         o = self.options
+        images = [cam.image_path for i in range(self.num_samples()) for cam in self.samples[i].cameras]
         prov: dict[str, Any] = {"dataset": {"version": o.version, "split": o.split, "limit": o.limit,
                                             "num_sweeps": o.num_sweeps,
-                                            "sample_tokens_sha256": _sha256_text(",".join(self.sample_tokens()))}}
+                                            "sample_tokens_sha256": _sha256_text(",".join(self.sample_tokens())),
+                                            # train refuses a dataroot whose images differ from these
+                                            "images_sha256": images_fingerprint(o.dataroot, images)}}
         if self.lidar_teacher is not None:
             prov["lidar_teacher"] = {"name": o.lidar_teacher, "checkpoint_sha256": _sha256_or_none(o.lidar_checkpoint),
                                      "config": self.lidar_teacher.config}

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from cache_schema import CacheReader
 from cache_schema.errors import UserInputError
+from cache_schema.identity import images_fingerprint
 
 from ..augment import BevAugConfig, ImageAugConfig, augment_boxes, augment_teacher_maps, sample_bev_aug
 from ..batch import StudentBatch, TeacherTargets
@@ -78,12 +79,14 @@ def needed_groups(cfg: StudentConfig) -> tuple[str, ...]:
 
 
 def open_cache(url: str, cfg: StudentConfig, indices: Sequence[int] | None = None,
-               storage_options: dict | None = None) -> CacheReader:
+               storage_options: dict | None = None, dataroot: str | Path | None = None) -> CacheReader:
     """Open the cache for training `cfg`: check grid, classes, cameras, teacher width and that the
-    groups the losses need exist and every sample used is done. Every refusal is a one-line
-    UserInputError."""
+    groups the losses need exist and every sample used is done; with `dataroot`, that its camera
+    images are the ones the cache was exported from. Every refusal is a one-line UserInputError."""
     reader = CacheReader(url, storage_options=storage_options)
     cfg.check_store(reader.config, url)
+    if dataroot is not None:
+        check_dataroot(reader, url, dataroot)
     groups = needed_groups(cfg)
     missing = [g for g in groups if g not in reader.config.groups]
     if missing:
@@ -98,6 +101,23 @@ def open_cache(url: str, cfg: StudentConfig, indices: Sequence[int] | None = Non
         raise UserInputError(f"{url}: {not_done.size} of {used.size} samples are not exported yet (first: "
                              f"index {int(not_done[0])}); finish the export (it resumes) before training")
     return reader.select(groups)
+
+
+def check_dataroot(reader: CacheReader, url: str, dataroot: str | Path) -> None:
+    """The cache names its JPEGs relative to the dataroot; another dataroot with the same file names
+    would train on other pictures with this cache's calibration. Compare the fingerprint of the image
+    paths and sizes the export recorded."""
+    recorded = reader.meta.provenance.get("dataset", {}).get("images_sha256")
+    if recorded is None:
+        log.warning("%s: made before stores recorded their images; cannot check --dataroot %s", url, dataroot)
+        return
+    if not reader.done_mask.all():
+        return  # an unfinished store is refused by the caller anyway
+    calib = reader.select(["calib"])
+    relative = [p for i in range(len(calib)) for p in calib[i]["calib/image_paths"]]
+    if images_fingerprint(dataroot, relative) != recorded:
+        raise UserInputError(f"--dataroot {dataroot}: its camera images are not the ones {url} was exported from "
+                             "(their paths and sizes differ); give the dataroot the export read")
 
 
 class CacheDataset(Dataset):

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from cache_schema.errors import UserInputError
+from student.device import torch_device
 from teacher_export.teachers.base import LidarTeacher
 
 
@@ -42,4 +43,5 @@ def build_lidar_teacher(name: str, checkpoint: str | Path | None = None, device:
     """The LiDAR teacher registered as `name`; a `UserInputError` for an unknown name."""
     if name not in LIDAR_TEACHERS:
         raise UserInputError(f"--lidar-teacher {name!r}: unknown; choose one of {', '.join(sorted(LIDAR_TEACHERS))}")
+    torch_device(device)
     return LIDAR_TEACHERS[name](checkpoint=checkpoint, device=device, random_init=random_init, **kwargs)

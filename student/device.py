@@ -1,0 +1,22 @@
+"""One check for every `--device` option (export, teachers, train, eval): a device that is not there is
+a one-line user error, not a CUDA traceback from deep inside a model."""
+from __future__ import annotations
+
+import torch
+
+from cache_schema.errors import UserInputError
+
+
+def torch_device(name: str | torch.device, option: str = "--device") -> torch.device:
+    """`name` ("cpu", "cuda", "cuda:1", ...) as a torch.device that exists on this machine."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UserInputError(f"{option} {name!r}: not a device name (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserInputError(f"{option} {name}: no CUDA GPU is available here (torch.cuda.is_available() is "
+                                 "False); use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserInputError(f"{option} {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
