@@ -42,9 +42,11 @@ def tables_fingerprint(dataroot: str | Path, version: str) -> str:
 
 def first_difference(old: Any, new: Any, path: str = "", old_name: str = "store has",
                      new_name: str = "given") -> str:
-    """'key.path: <old_name> a, <new_name> b' for the first (sorted) key where two JSON values differ."""
+    """'key.path: <old_name> a, <new_name> b' for the first key where two JSON values differ (sorted,
+    hashes last)."""
     if isinstance(old, dict) and isinstance(new, dict):
-        for k in sorted(set(old) | set(new), key=str):
+        # readable keys (split, names) before hashes, which say only that something differs
+        for k in sorted(set(old) | set(new), key=lambda k: (str(k).endswith("sha256"), str(k))):
             if old.get(k) != new.get(k):
                 return first_difference(old.get(k), new.get(k), f"{path}.{k}" if path else str(k), old_name, new_name)
     return f"{path or 'value'}: {old_name} {old!r}, {new_name} {new!r}"

@@ -137,12 +137,11 @@ class CacheWriter:
         kept_done = [i for i in rows if self._done[i]]
         for key, array in self._arrays.items():
             block = np.full((len(rows), *array.shape[1:]), array.fill_value, dtype=array.dtype)
-            if kept_done:
-                # A shard is rewritten whole; samples finished by an earlier run are read back first.
-                # Their bytes are rewritten unchanged, so they stay valid whatever happens next.
-                old = array[rows.start:rows.stop]
-                for i in kept_done:
-                    block[i - rows.start] = old[i - rows.start]
+            # A shard is rewritten whole; samples finished by an earlier run are read back first (one by
+            # one: a sample being repaired may sit in the same shard with a chunk that fails its checksum).
+            # Their bytes are rewritten unchanged, so they stay valid whatever happens next.
+            for i in kept_done:
+                block[i - rows.start] = array[i]
             for i, encoded in samples.items():
                 block[i - rows.start] = encoded[key]
             array[rows.start:rows.stop] = block
@@ -153,9 +152,29 @@ class CacheWriter:
         self._done[rows.start:rows.stop] = flags
         log.debug("wrote shard %d (%d new samples)", shard, len(samples))
 
+    def forget(self, indices: list[int]) -> None:
+        """Mark samples not done, so that the next export writes them again (`export --repair` for the
+        samples `validate` names as corrupt or missing); their shards are rewritten whole then."""
+        indices = sorted({int(i) for i in indices if self._done[int(i)]})
+        for shard in sorted({shard_of(i, self.config) for i in indices}):
+            rows = shard_range(shard, self.config)
+            flags = self._done[rows.start:rows.stop].copy()
+            for i in indices:
+                if i in rows:
+                    flags[i - rows.start] = False
+            self._done_array[rows.start:rows.stop] = flags.astype(np.uint8)
+            self._done[rows.start:rows.stop] = flags
+
     # -- bookkeeping --------------------------------------------------------------------------------
     def record_run(self, run: dict) -> None:
         """Append a run record (who exported what, when) to the store attributes."""
         meta = read_meta(self._root, self.url)
         write_meta(self._root, StoreMeta(meta.schema_version, meta.config, meta.provenance,
                                          meta.software_version, (*meta.runs, run)))
+
+
+def forget_samples(url: str, indices: list[int], storage_options: dict | None = None) -> None:
+    """Mark samples of an existing store not done (see `CacheWriter.forget`), without knowing the
+    teachers that made it: the store's own config and provenance open it."""
+    meta = read_meta(open_root(url, "r", storage_options), url)
+    CacheWriter(url, meta.config, meta.provenance, storage_options=storage_options, create=False).forget(indices)

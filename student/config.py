@@ -224,7 +224,8 @@ class StudentConfig:
         """Refuse a cache whose BEV grid, classes, cameras or teacher feature width do not match this
         student (DESIGN.md: one-line reason, user error)."""
         if store.grid != self.grid:
-            raise UserInputError(f"{url}: store BEV grid {store.grid.to_json()} != student grid {self.grid.to_json()}")
+            raise UserInputError(f"{url}: store BEV grid {_grid_words(store.grid)} != the config's "
+                                 f"{_grid_words(self.grid)}{_configs_for(store.grid)}")
         if store.classes != self.class_setup:
             raise UserInputError(f"{url}: store classes/tasks {store.classes.to_json()} != student's "
                                  f"{self.class_setup.to_json()}")
@@ -234,7 +235,32 @@ class StudentConfig:
         kd_feature = (lc.xfd.enabled and lc.xfd.weight != 0) or (lc.xat.enabled and lc.xat.weight != 0)
         if kd_feature and store.bev_channels != self.teacher_bev_channels:
             raise UserInputError(f"{url}: store teacher BEV features have {store.bev_channels} channels, "
-                                 f"config teacher_bev_channels is {self.teacher_bev_channels}")
+                                 f"config teacher_bev_channels is {self.teacher_bev_channels}; add "
+                                 f"--set model.teacher_bev_channels={store.bev_channels}")
+
+
+def _grid_words(grid: BevGrid) -> str:
+    r = grid.point_cloud_range
+    h, w = grid.shape
+    return f"{h}x{w} cells of {grid.cell_size[0]:g} m over x {r[0]:g}..{r[3]:g}, y {r[1]:g}..{r[4]:g}"
+
+
+def _configs_for(grid: BevGrid) -> str:
+    """'; configs/x.yaml matches it' for the shipped configs of a source checkout whose grid is `grid`."""
+    import yaml
+
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    matches = []
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            model = (yaml.safe_load(path.read_text()) or {}).get("model") or {}
+            other = BevGrid(tuple(model["point_cloud_range"]), tuple(model["voxel_size"]),
+                            int(model.get("out_size_factor", 4)))
+        except (KeyError, TypeError, ValueError, yaml.YAMLError):
+            continue
+        if other == grid:
+            matches.append(f"configs/{path.name}")
+    return f"; {' or '.join(matches)} match{'es' if len(matches) == 1 else ''} the store" if matches else ""
 
 
 def tiny_config(**loss_overrides: Any) -> StudentConfig:

@@ -31,6 +31,7 @@ import os
 import pickle
 import random
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,6 +359,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _worker_message(e: Exception) -> str:
+    text = str(e).strip()
+    if "Original Traceback" not in text:
+        return text
+    return text.splitlines()[-1].split(": ", 1)[-1]
+
+
 def _unsafe_global(e: Exception) -> str:
     """The global torch's weights_only unpickler stopped at, from its long message."""
     import re
@@ -518,8 +526,6 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
     _seed_all(rc.seed)
 
     reader = open_cache(cache, cfg.student, storage_options=storage_options, dataroot=dataroot)
-    if rc.validate_cache:
-        _validate_once(cache, out, storage_options, info, progress)
     provenance = run_provenance(cache, reader, dataroot)
     dataset = CacheDataset(reader, dataroot, cfg.student, cfg.data, seed=rc.seed)
     sampler = EpochSampler(len(dataset), info.world, info.rank, rc.seed)
@@ -562,6 +568,8 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
         set_rng_state(ckpt["rng"][info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
         log.info("resumed from %s at step %d", path, step)
 
+    if rc.validate_cache:  # after the cheap refusals above, before any training step
+        _validate_once(cache, out, storage_options, info, progress and sys.stderr.isatty())
     start_step = step
     ddp_net: nn.Module = net
     if info.world > 1:
@@ -576,7 +584,7 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
     if info.world > 1:
         dist.barrier()
     # Which samples this rank read at which step: the DDP test checks the ranks' shares are disjoint.
-    sample_log = open(out / f"samples_rank{info.rank}.jsonl", "a")
+    sample_log = open(out / f"samples_rank{info.rank}.jsonl", "a", buffering=1)  # line by line: readable live
     writer = None
     if info.main:
         from torch.utils.tensorboard import SummaryWriter
@@ -667,6 +675,9 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
                     break
         # Evidence that data parallelism kept the ranks in step: a fingerprint of this rank's weights.
         sample_log.write(json.dumps({"step": step, "final_weights_sha256": weights_sha256(net)}) + "\n")
+    except UserInputError as e:
+        # From a DataLoader worker the message arrives wrapped in the worker's traceback: keep its line.
+        raise UserInputError(_worker_message(e)) from None
     finally:
         stop.restore()
         sample_log.close()

@@ -155,8 +155,11 @@ def _sample_index(reader, store: str, which: str) -> int:
 @click.option("--queue", help="slurm/pbs: partition / queue name.")
 @click.option("--retries", type=int, default=2, show_default=True,
               help="With --cluster/--scheduler: times a failed shard task is retried.")
+@click.option("--repair", is_flag=True,
+              help="First read every chunk of an existing --out (as `validate` does) and export again the samples "
+                   "it finds corrupt or missing, with the same options as the first export.")
 @exit_2_on_user_error
-def export(config_file, cluster, scheduler, jobs, cores, memory, walltime, queue, retries, **options) -> None:
+def export(config_file, cluster, scheduler, jobs, cores, memory, walltime, queue, retries, repair, **options) -> None:
     """Run the teachers once over a split and write the cache.
 
     Resumable: re-running the same command skips samples that are done, and a store made with other
@@ -183,15 +186,25 @@ def export(config_file, cluster, scheduler, jobs, cores, memory, walltime, queue
     export_options = options_from(config_file, options)
     spec = ClusterSpec.parse(cluster, scheduler, jobs=jobs, cores=cores, memory=memory, walltime=walltime,
                              queue=queue)
-    if spec is None:
-        result = run_export(export_options)
-    else:
-        from pipelines.cluster import connect
-        from pipelines.export import export_on_cluster
+    if repair:
+        from teacher_export.export import forget_bad_samples
 
-        with connect(spec) as client:
-            click.echo(f"Dask dashboard: {client.dashboard_link}")
-            result = export_on_cluster(export_options, client, retries=retries, cluster_name=spec.describe())
+        bad = forget_bad_samples(export_options)
+        click.echo(f"{export_options.out}: {len(bad)} corrupt or missing sample(s) to export again")
+    try:
+        if spec is None:
+            result = run_export(export_options)
+        else:
+            from pipelines.cluster import connect
+            from pipelines.export import export_on_cluster
+
+            with connect(spec) as client:
+                click.echo(f"Dask dashboard: {client.dashboard_link}")
+                result = export_on_cluster(export_options, client, retries=retries, cluster_name=spec.describe())
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: finished shards of {export_options.out} are kept; run the same command again to "
+                   "continue (done samples are skipped)", err=True)
+        sys.exit(130)
     click.echo(result.summary())
 
 

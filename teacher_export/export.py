@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from cache_schema import BevGrid, CacheWriter, StoreConfig
+from cache_schema.writer import forget_samples
 from cache_schema.errors import UserInputError
 from cache_schema.identity import images_fingerprint
 from cache_schema.layout import CAMERA_NAMES, GROUPS
@@ -323,6 +324,24 @@ def export(options: ExportOptions, *, progress: bool = True, exporter: Exporter 
     if todo:
         writer.record_run(run_record(len(todo), seconds, options.device))
     return ExportResult(options.out, config.num_samples, len(todo), config.num_samples - len(todo), seconds, times)
+
+
+def forget_bad_samples(options: ExportOptions, *, progress: bool = True) -> list[int]:
+    """`export --repair`: read every chunk of the store (`validate`), mark the samples it names as
+    corrupt or missing not-done, and return their indices; the export that follows writes them (and
+    the unfinished ones) again. A store that does not exist yet has nothing to repair."""
+    from cache_schema.validate import validate
+
+    try:
+        report = validate(options.out, storage_options=options.storage_options, progress=progress)
+    except UserInputError:
+        return []
+    bad = sorted({p.index for p in report.corrupt + report.missing})
+    if bad:
+        forget_samples(options.out, bad, options.storage_options)
+        log.warning("%s: %d corrupt or missing sample(s) will be exported again: %s", options.out, len(bad),
+                    ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else ""))
+    return bad
 
 
 def export_indices(exporter: Exporter, writer: CacheWriter, indices: list[int], times: StageTimes,

@@ -19,3 +19,14 @@ def train_cache(synthetic_dataroot, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("train_cache") / "cache.zarr"
     export(small_export_options(synthetic_dataroot, out), progress=False)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def val_cache(synthetic_dataroot, tmp_path_factory) -> str:
+    """The same export of the mini_val split: another cache for the same student."""
+    from teacher_export.export import export
+    from tests.teacher_export.exports import small_export_options
+
+    out = tmp_path_factory.mktemp("val_cache") / "cache.zarr"
+    export(small_export_options(synthetic_dataroot, out, split="mini_val"), progress=False)
+    return str(out)

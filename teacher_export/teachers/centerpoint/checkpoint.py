@@ -62,7 +62,7 @@ def _state_dict_of(obj: object, path: Path) -> dict[str, Tensor]:
     return {str(k): v for k, v in obj.items()}
 
 
-def _strip_prefix(sd: dict[str, Tensor], expected: set[str]) -> dict[str, Tensor]:
+def strip_prefix(sd: dict[str, Tensor], expected: set[str]) -> dict[str, Tensor]:
     """Remove the most common wrapper prefix that turns checkpoint keys into expected keys."""
     votes: collections.Counter[str] = collections.Counter()
     for k in sd:
@@ -91,13 +91,19 @@ def _sparse_kernel_layout(tensor: Tensor, expected: torch.Size) -> Tensor:
     return tensor
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Tensor]:
-    """Load `path` into `model` with strict key and shape checking; returns the state_dict used."""
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The state_dict inside a checkpoint file (wrappers such as {'state_dict': ...} removed)."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"checkpoint {path}: no such file")
+    return _state_dict_of(_read(path), path)
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Tensor]:
+    """Load `path` into `model` with strict key and shape checking; returns the state_dict used."""
+    path = Path(path)
     own = model.state_dict()
-    sd = _strip_prefix(_state_dict_of(_read(path), path), set(own))
+    sd = strip_prefix(read_state_dict(path), set(own))
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:

@@ -77,6 +77,28 @@ def resolve_config(config: str | Path | Mapping[str, Any]) -> tuple[str, dict[st
                          "nor a .json file with an mmdet3d model dict")
 
 
+def _shipped_configs_fitting(checkpoint: str | Path) -> list[str]:
+    """Shipped config names whose model has exactly the checkpoint's keys and shapes (for the error
+    that says which teacher a checkpoint belongs to). Voxel configs are tried only where spconv is."""
+    from teacher_export.teachers.centerpoint.checkpoint import read_state_dict, strip_prefix
+
+    try:
+        sd = read_state_dict(checkpoint)
+    except UserInputError:
+        return []
+    fits = []
+    for name in sorted(CONFIGS):
+        try:
+            with torch.device("meta"):
+                own = CenterPoint.from_mmdet3d_config(get_config(name)).state_dict()
+        except (UserInputError, RuntimeError, NotImplementedError):
+            continue
+        keys = strip_prefix(sd, set(own))
+        if set(keys) == set(own) and all(keys[k].shape == own[k].shape for k in own):
+            fits.append(name)
+    return fits
+
+
 class CenterPointTeacher:
     """The plain-PyTorch CenterPoint as a `LidarTeacher`.
 
@@ -102,7 +124,13 @@ class CenterPointTeacher:
                                      f"for the 10-channel regression map (config has {heads.get(k)})")
         class_permutation(model.pts_bbox_head.class_names)
         if checkpoint is not None:
-            load_checkpoint(model, checkpoint)
+            try:
+                load_checkpoint(model, checkpoint)
+            except UserInputError as e:
+                fits = [n for n in _shipped_configs_fitting(checkpoint) if n != self.name]
+                if fits:
+                    raise UserInputError(f"{e}; it fits --lidar-teacher {' / '.join(fits)}") from None
+                raise
             log.info("LiDAR teacher %s: loaded %s", self.name, checkpoint)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
