@@ -48,7 +48,10 @@ def _compressors() -> list:
 
 
 def open_root(url: str, mode: str, storage_options: dict | None = None) -> zarr.Group:
-    """Open the root group at a local path or fsspec URL (s3://, gs://, memory://, ...)."""
+    """Open the root group at a local path or fsspec URL (s3://, gs://, memory://, file://, ...)."""
+    if url.startswith("file://"):
+        # zarr's local store, not fsspec's, which does not create the directories of a new store
+        url = url[len("file://"):]
     try:
         return zarr.open_group(url, mode=mode, zarr_format=3, storage_options=storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:

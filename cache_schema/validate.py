@@ -81,8 +81,9 @@ def validate(url: str, *, storage_options: dict | None = None, progress: bool = 
     keys = [k for k in arrays if k != DONE.key]
     shards = range(num_shards(config))
     if progress:
-        from tqdm import tqdm  # optional nicety for the CLI; tqdm is a dependency of the distribution
-        shards = tqdm(shards, desc="validate", unit="shard")
+        from .progress import progress as progress_bar
+
+        shards = progress_bar(shards, desc="validate", unit="shard")
     for shard in shards:
         rows = shard_range(shard, config)
         for key in keys:

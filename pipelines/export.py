@@ -56,8 +56,9 @@ def export_on_cluster(options: ExportOptions, client: Any, *, retries: int = 2, 
     times = StageTimes()
     bar = None
     if progress and todo:
-        from tqdm import tqdm
-        bar = tqdm(total=todo, desc="export", unit="sample", smoothing=0.1)
+        from cache_schema.progress import progress as progress_bar
+
+        bar = progress_bar(total=todo, desc="export", unit="sample", smoothing=0.1)
     try:
         from distributed import as_completed
 

@@ -28,9 +28,11 @@ def main(verbose: int) -> None:
                                               "logging and checkpointing settings may change).")
 @click.option("--overwrite", is_flag=True, help="Delete the run already in --out and start anew (without it such an "
                                                 "--out is refused).")
+@click.option("--quiet", is_flag=True, help="Progress as a plain line every 30 s instead of a bar (the default where "
+                                            "stderr is not a terminal: log files, batch jobs).")
 @exit_2_on_user_error
 def train(cache: str, dataroot: str, config_file: str, out: str, overrides: tuple[str, ...], resume: bool,
-          overwrite: bool) -> None:
+          overwrite: bool, quiet: bool) -> None:
     """Train the student on a teacher cache. Use `torchrun --nproc_per_node K $(which x3kd-student) train ...`
     for data-parallel training.
 
@@ -50,7 +52,7 @@ def train(cache: str, dataroot: str, config_file: str, out: str, overrides: tupl
 
     cfg = load_train_config(config_file, overrides)
     try:
-        final = run_training(cache, dataroot, cfg, out, resume=resume, overwrite=overwrite)
+        final = run_training(cache, dataroot, cfg, out, resume=resume, overwrite=overwrite, quiet=quiet)
     except TrainingInterrupted as e:
         click.echo(str(e), err=True)
         sys.exit(128 + int(e.signum) if e.signum in (signal.SIGINT, signal.SIGTERM) else 1)
@@ -73,12 +75,14 @@ def train(cache: str, dataroot: str, config_file: str, out: str, overrides: tupl
                    "devkit's PR and TP-error curves (OUT/plots/).")
 @click.option("--render-threshold", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True,
               help="Predictions drawn in the --render pictures score at least this.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Score only the first N samples of the split (quick checks; not comparable to full-split scores).")
 @click.option("--other-dataroot", is_flag=True,
               help="Evaluate on a dataroot whose tables differ from the training dataroot's (refused otherwise).")
 @exit_2_on_user_error
 def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str, device: str,
              score_threshold: float | None, no_ema: bool, render: int, render_threshold: float,
-             other_dataroot: bool) -> None:
+             other_dataroot: bool, limit: int | None) -> None:
     """Run the student on a split's camera images and score it with nuscenes-devkit (mAP, NDS).
 
     \b
@@ -90,7 +94,7 @@ def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str,
 
     metrics = evaluate_checkpoint(checkpoint, dataroot, version, split, out, device=device, use_ema=not no_ema,
                                   score_threshold=score_threshold, render=render, render_threshold=render_threshold,
-                                  other_dataroot=other_dataroot)
+                                  other_dataroot=other_dataroot, limit=limit)
     click.echo(metrics.about)
     click.echo(metrics.table())
     click.echo(f"results and metrics: {out}")

@@ -127,11 +127,13 @@ def _fmt(v: float | None) -> str:
 
 
 def score_results(results_path: str | Path, dataroot: str | Path, version: str, split: str, out_dir: str | Path,
-                  nusc=None, render_tokens: Sequence[str] = ()) -> EvalMetrics:
+                  nusc=None, render_tokens: Sequence[str] = (), only_tokens: Sequence[str] | None = None
+                  ) -> EvalMetrics:
     """Score a results JSON with DetectionEval; writes DetectionEval's metrics_summary.json and
     metrics_details.json into `out_dir`. With `render_tokens`, also the devkit's pictures: its PR and
     TP-error curves (`plots/*.png`) and its BEV view of GT and predictions over the LiDAR points for
-    each of those samples (`render/<i>_<token>_devkit.png`)."""
+    each of those samples (`render/<i>_<token>_devkit.png`). `only_tokens` scores those samples of the
+    split alone (`eval --limit`)."""
     from nuscenes.eval.common.config import config_factory
     from nuscenes.eval.detection.evaluate import DetectionEval
 
@@ -142,8 +144,12 @@ def score_results(results_path: str | Path, dataroot: str | Path, version: str, 
     out.mkdir(parents=True, exist_ok=True)
     # The devkit prints and draws progress bars even with verbose=False.
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        de = DetectionEval(nusc, config=config_factory(EVAL_CONFIG), result_path=str(results_path), eval_set=split,
-                           output_dir=str(out), verbose=False)
+        if only_tokens is None:
+            de = DetectionEval(nusc, config=config_factory(EVAL_CONFIG), result_path=str(results_path),
+                               eval_set=split, output_dir=str(out), verbose=False)
+        else:
+            de = _samples_eval_class()(nusc, config_factory(EVAL_CONFIG), str(results_path), split, str(out),
+                                       only_tokens)
         metrics, details = de.evaluate()
         if render_tokens:
             _render_devkit(de, nusc, metrics, details, render_tokens, out)
@@ -155,6 +161,33 @@ def score_results(results_path: str | Path, dataroot: str | Path, version: str, 
                        {k: float(v) for k, v in summary["tp_errors"].items()},
                        {k: {e: float(x) for e, x in v.items()} for k, v in summary["label_tp_errors"].items()}, summary,
                        gt_boxes=de.gt_boxes)
+
+
+def _samples_eval_class():
+    from nuscenes.eval.common.loaders import (add_center_dist, filter_eval_boxes, load_gt_of_sample_tokens,
+                                              load_prediction_of_sample_tokens)
+    from nuscenes.eval.detection.data_classes import DetectionBox
+    from nuscenes.eval.detection.evaluate import DetectionEval
+
+    class SamplesEval(DetectionEval):
+        """DetectionEval over some samples of a split, loaded and filtered by the devkit's own
+        functions for sample-token subsets (what its custom splits use)."""
+
+        def __init__(self, nusc, config, result_path: str, eval_set: str, output_dir: str,
+                     tokens: Sequence[str]) -> None:
+            self.nusc, self.result_path, self.eval_set, self.output_dir = nusc, result_path, eval_set, output_dir
+            self.verbose, self.cfg = False, config
+            self.plot_dir = str(Path(output_dir) / "plots")
+            Path(self.plot_dir).mkdir(parents=True, exist_ok=True)
+            tokens = list(tokens)
+            self.pred_boxes, self.meta = load_prediction_of_sample_tokens(
+                result_path, config.max_boxes_per_sample, DetectionBox, sample_tokens=tokens, verbose=False)
+            self.gt_boxes = load_gt_of_sample_tokens(nusc, tokens, DetectionBox, verbose=False)
+            self.pred_boxes = filter_eval_boxes(nusc, add_center_dist(nusc, self.pred_boxes), config.class_range)
+            self.gt_boxes = filter_eval_boxes(nusc, add_center_dist(nusc, self.gt_boxes), config.class_range)
+            self.sample_tokens = self.gt_boxes.sample_tokens
+
+    return SamplesEval
 
 
 def _render_devkit(de, nusc, metrics, details, tokens: Sequence[str], out: Path) -> None:
@@ -215,8 +248,9 @@ def predict_split(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, setups
     results: dict[str, list[dict[str, Any]]] = {}
     it = setups
     if progress:
-        from tqdm import tqdm
-        it = tqdm(setups, desc="eval", unit="sample")
+        from cache_schema.progress import progress as progress_bar
+
+        it = progress_bar(setups, desc="eval", unit="sample")
     for setup in it:
         det: Detections = model.predict(_camera_batch(cfg, dataroot, setup, device))[0]
         results[setup.token] = detections_to_results(setup.token, det.boxes.cpu().numpy(), det.scores.cpu().numpy(),
@@ -268,7 +302,7 @@ def render_predictions(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, s
 def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: str, split: str, out_dir: str | Path,
                         *, device: str = "cpu", use_ema: bool = True, score_threshold: float | None = None,
                         progress: bool = True, render: int = 0, render_threshold: float = 0.3,
-                        other_dataroot: bool = False) -> EvalMetrics:
+                        other_dataroot: bool = False, limit: int | None = None) -> EvalMetrics:
     """Predict a split with a checkpoint, write `results_nusc.json`, score it and write `metrics.json`
     (+ DetectionEval's own files) into `out_dir`. `render` > 0 also draws the first `render` samples
     (`render/`, predictions above `render_threshold`) and the devkit's curves (`plots/`)."""
@@ -289,18 +323,25 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
         model.box_coder = replace(model.box_coder, score_threshold=score_threshold,
                                   coder_score_threshold=score_threshold)
     nusc = open_nuscenes(dataroot, version)
-    setups = [camera_setup(nusc, t) for t in split_sample_tokens(nusc, split)]
+    tokens = split_sample_tokens(nusc, split)
+    if limit is not None:
+        if limit < 1:
+            raise UserInputError(f"--limit: must be >= 1, got {limit}")
+        about += f"\nscored on the first {min(limit, len(tokens))} of the split's {len(tokens)} samples (--limit)"
+    setups = [camera_setup(nusc, t) for t in tokens[:limit]]
     results = predict_split(model, cfg, dataroot, setups, device, progress)
     out = Path(out_dir)
     path = write_results(results, out / "results_nusc.json")
     shown = setups[:render]
-    metrics = score_results(path, dataroot, version, split, out, nusc=nusc, render_tokens=[s.token for s in shown])
+    metrics = score_results(path, dataroot, version, split, out, nusc=nusc, render_tokens=[s.token for s in shown],
+                            only_tokens=[s.token for s in setups] if limit is not None else None)
     if shown:
         render_predictions(model, cfg, dataroot, shown, metrics.gt_boxes, out / "render", device, render_threshold)
     metrics.about = about
     (out / "metrics.json").write_text(json.dumps(
         {"checkpoint": str(checkpoint), "step": info["step"], "ema_weights": info["ema"],
-         "provenance": info["provenance"], "version": version, "split": split, "mAP": metrics.mean_ap,
+         "provenance": info["provenance"], "version": version, "split": split, "limit": limit,
+         "mAP": metrics.mean_ap,
          "NDS": metrics.nd_score, "per_class_AP": metrics.label_aps, "tp_errors": metrics.tp_errors,
          "per_class_tp_errors": metrics.label_tp_errors}, indent=2))
     return metrics

@@ -460,7 +460,8 @@ class TrainingInterrupted(Exception):
 
 
 def train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = False,
-          overwrite: bool = False, storage_options: dict | None = None, progress: bool = True) -> Path:
+          overwrite: bool = False, storage_options: dict | None = None, progress: bool = True,
+          quiet: bool = False) -> Path:
     """Train the student on the cache at `cache`; returns the final checkpoint's path.
 
     `out` must not hold another run unless `resume` (continue it) or `overwrite` (delete it first).
@@ -481,7 +482,7 @@ def train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: str | Path, *
             prepare_run_dir(out, resume, overwrite)
         if info.world > 1:
             dist.barrier()
-        return _train(cache, dataroot, cfg, out, resume, storage_options, progress, info, device)
+        return _train(cache, dataroot, cfg, out, resume, storage_options, progress, info, device, quiet)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
 
@@ -518,7 +519,8 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume: bool,
-           storage_options: dict | None, progress: bool, info: DistInfo, device: torch.device) -> Path:
+           storage_options: dict | None, progress: bool, info: DistInfo, device: torch.device,
+           quiet: bool = False) -> Path:
     rc = cfg.train
     if rc.deterministic:
         torch.backends.cudnn.benchmark = False
@@ -591,8 +593,9 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
         writer = SummaryWriter(str(out / "tensorboard"), purge_step=step)
     bar = None
     if info.main and progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
+        from cache_schema.progress import progress as progress_bar
+
+        bar = progress_bar(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True, quiet=quiet)
 
     final = checkpoint_path(out, total)
     wait_s = compute_s = 0.0  # since the last TensorBoard point
@@ -663,8 +666,11 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
                 if writer is not None and net.outputs is not None:
                     _log_images(writer, net, batch, cfg.student, step)
                 if bar is not None:
+                    # every term, not only the sum: a flat det/heatmap under a falling total is the first
+                    # thing to see
+                    bar.set_postfix(loss=f"{loss.item():.3f}", **{k[5:]: f"{v.item():.3f}" for k, v in losses.items()
+                                                                  if k.startswith("loss_")}, lr=f"{lr:.1e}")
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")
                 if step == total or (rc.checkpoint_every and step % rc.checkpoint_every == 0):
                     _save(out, step, cfg, model, criterion, optimizer, scheduler, scaler, ema, info, provenance)
                 if stop.requested(info):

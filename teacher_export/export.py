@@ -313,8 +313,9 @@ def export(options: ExportOptions, *, progress: bool = True, exporter: Exporter 
     started = time.perf_counter()
     bar = None
     if progress and todo:
-        from tqdm import tqdm
-        bar = tqdm(total=len(todo), desc="export", unit="sample", smoothing=0.1)
+        from cache_schema.progress import progress as progress_bar
+
+        bar = progress_bar(total=len(todo), desc="export", unit="sample", smoothing=0.1)
     try:
         export_indices(exporter, writer, todo, times, on_sample=bar.update if bar is not None else None)
     finally:

@@ -243,3 +243,43 @@ def test_s3_without_credentials_is_one_line(s3_server, monkeypatch):
         CacheReader("s3://x3kd-nocreds/cache.zarr",
                     storage_options={"endpoint_url": options["endpoint_url"], "skip_instance_cache": True})
     assert "\n" not in str(e.value)
+
+
+def test_export_ctrl_c_says_how_to_continue(synthetic_dataroot, tmp_path, monkeypatch):
+    import teacher_export.export as export_module
+    from teacher_export.cli import main as cache_cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module, "export", interrupted)
+    r = CliRunner().invoke(cache_cli, ["export", "--dataroot", str(synthetic_dataroot), "--version", "v1.0-mini",
+                                       "--split", "mini_train", "--out", str(tmp_path / "c.zarr"), "--random-init"])
+    assert r.exit_code == 130 and "run the same command again to continue" in r.stderr
+
+
+def test_file_urls_work_for_new_stores(synthetic_dataroot, tmp_path):
+    from teacher_export.cli import main as cache_cli
+    from tests.teacher_export.exports import SMALL_LIDAR_CONFIG
+
+    url = f"file://{tmp_path}/new.zarr"
+    r = CliRunner().invoke(cache_cli, ["export", "--dataroot", str(synthetic_dataroot), "--version", "v1.0-mini",
+                                       "--split", "mini_train", "--out", url, "--random-init", "--image-teacher", "none",
+                                       "--lidar-config", str(SMALL_LIDAR_CONFIG), "--num-sweeps", "2"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "new.zarr" / "zarr.json").is_file()
+    assert CliRunner().invoke(cache_cli, ["validate", url]).exit_code == 0
+    assert CacheReader(url).num_done == 3
+
+
+def test_eval_limit_scores_the_first_samples_only(train_cache, synthetic_dataroot, tmp_path):
+    out = tmp_path / "run"
+    assert _train(train_cache, synthetic_dataroot, out).exit_code == 0
+    r = CliRunner().invoke(main, ["eval", "--checkpoint", str(out / "checkpoints" / "step_0000001.pt"), "--dataroot",
+                                  str(synthetic_dataroot), "--version", "v1.0-mini", "--split", "mini_val",
+                                  "--out", str(tmp_path / "e"), "--limit", "2"])
+    assert r.exit_code == 0, r.output
+    assert "first 2 of the split's 3 samples" in r.stdout
+    results = json.loads((tmp_path / "e" / "results_nusc.json").read_text())["results"]
+    assert len(results) == 2
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["limit"] == 2
