@@ -166,7 +166,7 @@ def test_sigterm_writes_a_checkpoint_and_resume_loses_no_step(train_cache, synth
     """A pre-empted run (SIGTERM) ends with the checkpoint of the step it reached; --resume then ends
     where an uninterrupted run ends, bit for bit (deterministic CPU mode)."""
     common = [sys.executable, "-m", "student.cli", "train", "--cache", train_cache, "--dataroot",
-              str(synthetic_dataroot), "--config", str(TINY_YAML), "--set", "train.steps=40", "--set",
+              str(synthetic_dataroot), "--config", str(TINY_YAML), "--set", "train.steps=16", "--set",
               "train.deterministic=true", "--set", "loss.xis.enabled=false", "--set", "data.augment=false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "run"
@@ -181,11 +181,11 @@ def test_sigterm_writes_a_checkpoint_and_resume_loses_no_step(train_cache, synth
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "interrupted (SIGTERM) at step" in err and "--resume" in err
     written = sorted((out / "checkpoints").glob("step_*.pt"))
-    assert len(written) == 1 and written[0].name != "step_0000040.pt"
+    assert len(written) == 1 and written[0].name != "step_0000016.pt"
     subprocess.run([*common, "--out", str(out), "--resume"], cwd=REPO, env=env, check=True, capture_output=True)
     subprocess.run([*common, "--out", str(tmp_path / "straight")], cwd=REPO, env=env, check=True, capture_output=True)
-    a = torch.load(out / "checkpoints" / "step_0000040.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "straight" / "checkpoints" / "step_0000040.pt", weights_only=True)["model"]
+    a = torch.load(out / "checkpoints" / "step_0000016.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "straight" / "checkpoints" / "step_0000016.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
