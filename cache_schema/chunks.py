@@ -79,7 +79,11 @@ class ChunkReader:
         raw = self._get(key, SuffixByteRequest(size))
         if raw is None:
             return None
-        return np.frombuffer(_crc.decode(raw), dtype="<u8").reshape(self._rows_per_shard, 2)
+        try:
+            payload = _crc.decode(raw)
+        except RuntimeError as e:  # numcodecs reports a checksum mismatch as RuntimeError
+            raise CorruptChunkError(f"{key}: shard index: {e}") from None
+        return np.frombuffer(payload, dtype="<u8").reshape(self._rows_per_shard, 2)
 
     def _get(self, key: str, byte_range) -> bytes | None:
         buf = sync(self._store.get(key, prototype=default_buffer_prototype(), byte_range=byte_range))

@@ -125,6 +125,9 @@ class ArraySpec:
     # because every array read costs milliseconds of fixed overhead in zarr-python.
     small: bool = True
     doc: str = ""
+    # Zarr v3 dimension_names of the per-sample axes (the leading axis is "sample"), so that xarray and
+    # other readers see named dimensions. A name means one size within its group.
+    dims: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -155,38 +158,43 @@ def _bev(channels: Callable[[StoreConfig], int]) -> Shape:
 
 
 ARRAYS: tuple[ArraySpec, ...] = (
-    ArraySpec("meta", "token", lambda c: (TOKEN_BYTES,), "str", kind="text", doc="nuScenes sample token"),
-    ArraySpec("meta", "scene_token", lambda c: (TOKEN_BYTES,), "str", kind="text"),
+    ArraySpec("meta", "token", lambda c: (TOKEN_BYTES,), "str", kind="text", doc="nuScenes sample token",
+              dims=("token_byte",)),
+    ArraySpec("meta", "scene_token", lambda c: (TOKEN_BYTES,), "str", kind="text", dims=("token_byte",)),
     ArraySpec("meta", "timestamp", lambda c: (), "int64", doc="microseconds, as in nuScenes"),
     ArraySpec("calib", "image_paths", lambda c: (c.num_cameras, PATH_BYTES), "str", kind="text",
-              doc="camera JPEGs relative to the dataroot, in StoreConfig.cameras order"),
-    ArraySpec("calib", "cam_intrinsics", lambda c: (c.num_cameras, 3, 3), "float32"),
+              doc="camera JPEGs relative to the dataroot, in StoreConfig.cameras order", dims=("camera", "path_byte")),
+    ArraySpec("calib", "cam_intrinsics", lambda c: (c.num_cameras, 3, 3), "float32", dims=("camera", "row3", "col3")),
     ArraySpec("calib", "cam_to_ego", lambda c: (c.num_cameras, 4, 4), "float64",
-              doc="camera -> ego at the camera's timestamp"),
+              doc="camera -> ego at the camera's timestamp", dims=("camera", "row4", "col4")),
     ArraySpec("calib", "cam_ego_pose", lambda c: (c.num_cameras, 4, 4), "float64",
-              doc="ego -> global at each camera's timestamp"),
-    ArraySpec("calib", "lidar_to_ego", lambda c: (4, 4), "float64"),
-    ArraySpec("calib", "ego_pose", lambda c: (4, 4), "float64", doc="ego -> global at the LiDAR timestamp"),
+              doc="ego -> global at each camera's timestamp", dims=("camera", "row4", "col4")),
+    ArraySpec("calib", "lidar_to_ego", lambda c: (4, 4), "float64", dims=("row4", "col4")),
+    ArraySpec("calib", "ego_pose", lambda c: (4, 4), "float64", doc="ego -> global at the LiDAR timestamp",
+              dims=("row4", "col4")),
     ArraySpec("gt", "boxes", lambda c: (c.max_gt_boxes, 9), "float32",
-              doc="cache_schema.boxes convention, LiDAR frame, zero-padded"),
+              doc="cache_schema.boxes convention, LiDAR frame, zero-padded", dims=("box", "box_field")),
     ArraySpec("gt", "labels", lambda c: (c.max_gt_boxes,), "int16", fill_value=-1,
-              doc="class index into StoreConfig.classes, -1 = padding"),
+              doc="class index into StoreConfig.classes, -1 = padding", dims=("box",)),
     ArraySpec("gt", "count", lambda c: (), "int32"),
     ArraySpec("depth", "depth", lambda c: (c.num_cameras, *c.depth_size), "float16", small=False,
-              doc="min LiDAR depth (m) per depth_stride cell of each camera image, 0 = no point"),
+              doc="min LiDAR depth (m) per depth_stride cell of each camera image, 0 = no point",
+              dims=("camera", "depth_y", "depth_x")),
     ArraySpec("lidar_teacher", "bev_features", _bev(lambda c: c.bev_channels), "float32", kind="dense",
-              small=False, doc="teacher neck output on the BEV grid"),
+              small=False, doc="teacher neck output on the BEV grid", dims=("feature", "y", "x")),
     ArraySpec("lidar_teacher", "heatmaps", _bev(lambda c: c.num_classes), "float32", kind="dense",
-              small=False, doc="sigmoid class heatmaps in StoreConfig.classes order"),
+              small=False, doc="sigmoid class heatmaps in StoreConfig.classes order", dims=("class", "y", "x")),
     ArraySpec("lidar_teacher", "regression", _bev(lambda c: len(REGRESSION_CHANNELS)), "float32",
-              kind="dense", small=False, doc="channels REGRESSION_CHANNELS"),
+              kind="dense", small=False, doc="channels REGRESSION_CHANNELS", dims=("reg_channel", "y", "x")),
     ArraySpec("image_teacher", "boxes", lambda c: (c.num_cameras, c.max_instances, 4), "float32",
-              small=False, doc="xyxy in original image pixels, zero-padded"),
+              small=False, doc="xyxy in original image pixels, zero-padded", dims=("camera", "instance", "xyxy")),
     ArraySpec("image_teacher", "labels", lambda c: (c.num_cameras, c.max_instances), "int16", fill_value=-1,
-              small=False),
-    ArraySpec("image_teacher", "scores", lambda c: (c.num_cameras, c.max_instances), "float32", small=False),
+              small=False, dims=("camera", "instance")),
+    ArraySpec("image_teacher", "scores", lambda c: (c.num_cameras, c.max_instances), "float32", small=False,
+              dims=("camera", "instance")),
     ArraySpec("image_teacher", "masks", lambda c: (c.num_cameras, c.max_instances, c.mask_size, c.mask_size),
-              "uint8", small=False, doc="28x28 mask probabilities x 255, pasted into boxes at load time"),
+              "uint8", small=False, doc="28x28 mask probabilities x 255, pasted into boxes at load time",
+              dims=("camera", "instance", "mask_y", "mask_x")),
 )
 DONE = ArraySpec("meta", "done", lambda c: (), "uint8", doc="1 once every array of the sample is written")
 

@@ -119,23 +119,27 @@ def create_arrays(root: zarr.Group, config: StoreConfig) -> None:
     """Create every array of the layout (empty), overwriting arrays left by an interrupted creation."""
     n, s = config.num_samples, config.shard_size
     for spec in arrays_for(config):
-        _create(root, spec.key, (n, *spec.sample_shape(config)), spec.disk_dtype(config), spec.fill_value, s,
+        shape = spec.sample_shape(config)
+        if len(spec.dims) != len(shape):
+            raise ValueError(f"layout: {spec.key} names {len(spec.dims)} dimensions for a {len(shape)}-d sample")
+        _create(root, spec.key, (n, *shape), spec.disk_dtype(config), spec.fill_value, s,
                 {"kind": spec.kind, "quantization": spec.quantization(config), "doc": spec.doc,
-                 **({"affine": affine_key(spec)} if spec.quantization(config) == "int8" else {})})
+                 **({"affine": affine_key(spec)} if spec.quantization(config) == "int8" else {})},
+                ("sample", *spec.dims))
         if spec.quantization(config) == "int8":
-            channels = spec.sample_shape(config)[0]
-            _create(root, affine_key(spec), (n, 2, channels), "float32", 0.0, s,
-                    {"kind": "affine", "doc": f"(scale, offset) per channel of {spec.key}: x = q*scale + offset"})
+            _create(root, affine_key(spec), (n, 2, shape[0]), "float32", 0.0, s,
+                    {"kind": "affine", "doc": f"(scale, offset) per channel of {spec.key}: x = q*scale + offset"},
+                    ("sample", "scale_offset", spec.dims[0]))
     root.create_array(DONE.key, shape=(n,), dtype=DONE.dtype, chunks=(s,), compressors=_compressors(),
-                      fill_value=0, overwrite=True, config={"write_empty_chunks": True},
+                      fill_value=0, overwrite=True, config={"write_empty_chunks": True}, dimension_names=("sample",),
                       attributes={ATTRS_KEY: {"kind": "done", "doc": DONE.doc}})
 
 
 def _create(root: zarr.Group, key: str, shape: tuple[int, ...], dtype: str, fill: float | int, shard: int,
-            attrs: dict) -> None:
+            attrs: dict, dims: tuple[str, ...]) -> None:
     root.create_array(key, shape=shape, dtype=dtype, chunks=(1, *shape[1:]), shards=(shard, *shape[1:]),
                       compressors=_compressors(), fill_value=fill, overwrite=True,
-                      config={"write_empty_chunks": True}, dimension_names=None,
+                      config={"write_empty_chunks": True}, dimension_names=dims,
                       attributes={ATTRS_KEY: attrs})
 
 

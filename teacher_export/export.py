@@ -242,13 +242,19 @@ class Exporter:
 
 def _index_and_targets(info: SampleInfo, points: np.ndarray, config: StoreConfig) -> dict[str, Any]:
     """The non-teacher part of a cache sample: index, calibration, GT boxes and LiDAR depth targets."""
-    n = len(info.gt_boxes)
+    # Training GT (NuScenesSamples' "training" filter) whose centre is on the BEV grid, as mmdet3d's
+    # ObjectRangeFilter keeps; the devkit's per-class evaluation ranges do not apply to training.
+    r = config.grid.point_cloud_range
+    on_grid = ((info.gt_boxes[:, 0] >= r[0]) & (info.gt_boxes[:, 0] < r[3]) & (info.gt_boxes[:, 1] >= r[1])
+               & (info.gt_boxes[:, 1] < r[4]))
+    gt_boxes, gt_labels = info.gt_boxes[on_grid], info.gt_labels[on_grid]
+    n = len(gt_boxes)
     if n > config.max_gt_boxes:
         raise UserInputError(f"sample {info.token} has {n} GT boxes; raise --max-gt-boxes (now {config.max_gt_boxes})")
     boxes = np.zeros((config.max_gt_boxes, 9), np.float32)
     labels = np.full(config.max_gt_boxes, -1, np.int16)
-    boxes[:n] = info.gt_boxes
-    labels[:n] = info.gt_labels
+    boxes[:n] = gt_boxes
+    labels[:n] = gt_labels
     # Depth supervision uses the key frame only: swept points are smeared by object motion.
     key_points = points[points[:, 4] == 0] if points.shape[1] > 4 else points
     lidar_to_cams = np.stack([info.lidar_to_camera(c.name) for c in info.cameras])

@@ -47,10 +47,18 @@ class ImageBackbone(nn.Module):
         return (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
 
     def _freeze(self, frozen_stages: int) -> None:
-        parts = [self.stem, self.layer1, self.layer2, self.layer3, self.layer4][:frozen_stages]
-        for p in parts:
+        self.frozen = [self.stem, self.layer1, self.layer2, self.layer3, self.layer4][:frozen_stages]
+        for p in self.frozen:
             for q in p.parameters():
                 q.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ImageBackbone":
+        """Frozen stages stay in eval mode: their BatchNorm statistics are part of what is frozen
+        (requires_grad alone would let every training batch move them)."""
+        super().train(mode)
+        for part in self.frozen:
+            part.eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [M, 3, H, W] -> features [M, out_channels, H/16, W/16]."""

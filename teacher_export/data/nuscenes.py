@@ -2,8 +2,8 @@
 
 `NuScenesSamples` wraps nuscenes-devkit's `NuScenes` once and hands out `SampleInfo`s: paths relative to
 the dataroot, calibration and poses as 4x4 float64 matrices, and ground-truth boxes in the sample's
-LiDAR frame in the box convention of `cache_schema.boxes`, filtered the way the devkit's detection
-evaluation filters them. Nothing of the devkit leaks out, so the rest of the project never touches its
+LiDAR frame in the box convention of `cache_schema.boxes`, filtered for training (default) or the way
+the devkit's detection evaluation filters them (`gt_filter`). Nothing of the devkit leaks out, so the rest of the project never touches its
 tables. Works on real v1.0-mini / v1.0-trainval dataroots and on `x3kd-cache make-synthetic` output.
 
 Frames: a `SampleInfo` is anchored at its LiDAR key frame. `ego_pose` maps ego -> global at the LiDAR
@@ -148,10 +148,11 @@ def _read_pcd_bin(path: Path) -> np.ndarray:
     """nuScenes LiDAR file: float32 rows of (x, y, z, intensity, ring)."""
     if not path.is_file():
         raise UserInputError(f"{path}: LiDAR point file not found")
-    raw = np.fromfile(path, dtype=np.float32)
-    if raw.size % 5:
-        raise UserInputError(f"{path}: not a nuScenes .pcd.bin (size is not a multiple of 5 float32)")
-    return raw.reshape(-1, 5)
+    size = path.stat().st_size
+    if size % 20:  # bytes, not floats: np.fromfile would silently drop a truncated last value
+        raise UserInputError(f"{path}: not a nuScenes .pcd.bin ({size} bytes is not a whole number of 5-float32 "
+                             "points, 20 bytes each)")
+    return np.fromfile(path, dtype=np.float32).reshape(-1, 5)
 
 
 def _pose(record: dict) -> np.ndarray:
@@ -163,14 +164,23 @@ class NuScenesSamples(Sequence[SampleInfo]):
     list), then by timestamp.
 
     `split` is a predefined nuScenes split (train, val, test, mini_train, mini_val, ...; it must suit
-    the version) or a custom split of `<dataroot>/<version>/splits.json`. GT boxes keep what the
-    devkit's `DetectionEval` keeps: detection classes only (`category_to_detection_name`), at least one
-    LiDAR or radar point, within the per-class range of `eval_config`, bicycles/motorcycles outside
-    bike racks. Bad paths raise `UserInputError` naming the path.
+    the version) or a custom split of `<dataroot>/<version>/splits.json`. GT boxes are filtered for
+    `gt_filter`:
+    - "training" (default; export, teacher fitting): detection classes (`category_to_detection_name`)
+      with at least one LiDAR or radar point, as mmdet3d/BEVDepth train. The export then keeps the
+      boxes whose centre is on its BEV grid. A cone at 35 m that a LiDAR teacher highlights must not be
+      a focal-loss negative.
+    - "evaluation": what the devkit's `DetectionEval` keeps: the above, within the per-class range of
+      `eval_config` (cones/barriers 30 m, pedestrians/bikes 40 m, vehicles 50 m), bicycles/motorcycles
+      outside bike racks.
+    Bad paths raise `UserInputError` naming the path.
     """
 
     def __init__(self, dataroot: str | os.PathLike, version: str, split: str, *, num_sweeps: int = 9,
-                 eval_config: str = "detection_cvpr_2019") -> None:
+                 eval_config: str = "detection_cvpr_2019", gt_filter: str = "training") -> None:
+        if gt_filter not in ("training", "evaluation"):
+            raise ValueError(f"gt_filter must be 'training' or 'evaluation', got {gt_filter!r}")
+        self.gt_filter = gt_filter
         self.dataroot = Path(dataroot)
         self.version = version
         self.split = split
@@ -337,7 +347,7 @@ class NuScenesSamples(Sequence[SampleInfo]):
             raise UserInputError(f"{self.dataroot / relative}: {what} not found")
 
     def _gt_boxes(self, sample: dict, ego_pose: np.ndarray, lidar_to_ego: np.ndarray):
-        """The sample's annotations that `DetectionEval` keeps, as LiDAR-frame boxes."""
+        """The sample's annotations that `gt_filter` keeps, as LiDAR-frame boxes."""
         from nuscenes.eval.detection.utils import category_to_detection_name
 
         nusc = self._nusc
@@ -352,11 +362,12 @@ class NuScenesSamples(Sequence[SampleInfo]):
             if ann["num_lidar_pts"] + ann["num_radar_pts"] == 0:
                 continue
             centre = np.asarray(ann["translation"], dtype=np.float64)
-            # The devkit measures range in the global frame from the ego position (xy only).
-            if np.linalg.norm(centre[:2] - ego_pose[:2, 3]) >= self._class_range[name]:
-                continue
-            if name in ("bicycle", "motorcycle") and any(_inside(centre, r) for r in racks):
-                continue
+            if self.gt_filter == "evaluation":
+                # The devkit measures range in the global frame from the ego position (xy only).
+                if np.linalg.norm(centre[:2] - ego_pose[:2, 3]) >= self._class_range[name]:
+                    continue
+                if name in ("bicycle", "motorcycle") and any(_inside(centre, r) for r in racks):
+                    continue
             box_to_global = make_transform(ann["rotation"], centre)
             box_to_lidar = global_to_lidar @ box_to_global
             velocity = np.nan_to_num(nusc.box_velocity(ann["token"]), nan=0.0)

@@ -30,6 +30,25 @@ def test_tensorstore_reads_every_array_identically(tmp_path):
     assert checked == 22  # 20 layout arrays + the int8 affine + done flags
 
 
+def test_xarray_opens_every_group_with_named_dimensions(tmp_path):
+    xr = pytest.importorskip("xarray")
+    url = str(tmp_path / "store")
+    config = tiny_config()
+    write(url, config)
+    reader = CacheReader(url)
+    seen = 0
+    for group in config.groups:
+        ds = xr.open_zarr(url, group=group, zarr_format=3, consolidated=False)
+        for name, var in ds.data_vars.items():
+            assert var.dims[0] == "sample" and var.sizes["sample"] == config.num_samples, (group, name)
+            seen += 1
+    assert seen == 22  # 20 layout arrays, the int8 affine and the done flags, none taken for a coordinate
+    features = xr.open_zarr(url, group="lidar_teacher", zarr_format=3, consolidated=False)["bev_features"]
+    assert features.dims == ("sample", "feature", "y", "x")
+    heat = xr.open_zarr(url, group="lidar_teacher", zarr_format=3, consolidated=False)["heatmaps"]
+    np.testing.assert_allclose(heat.isel(sample=3).values.astype(np.float32), reader[3]["lidar_teacher/heatmaps"])
+
+
 def test_s3_store_round_trip_and_validate(s3_server):
     s3fs = pytest.importorskip("s3fs")
     options = s3_server("x3kd-bucket")

@@ -100,3 +100,14 @@ def test_cli_validate_exit_codes_and_inspect(store, tmp_path):
     assert info.exit_code == 0
     assert "10/10 done" in info.output and "centerpoint-pillar02" in info.output and "lidar_teacher" in info.output
     assert runner.invoke(cli, ["inspect", "--help"]).exit_code == 0
+
+
+def test_a_corrupt_shard_index_is_a_one_line_error_naming_the_sample(store):
+    path = shard_file(store, "lidar_teacher/bev_features", 1)  # samples 4..7
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF  # inside the shard index, which is checksummed on its own
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserInputError, match=r"sample 5 \(token-0005\) is corrupt .*shard index") as e:
+        CacheReader(store)[5]
+    assert "\n" not in str(e.value)
+    assert not validate(store).ok

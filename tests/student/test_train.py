@@ -140,3 +140,34 @@ def test_every_shipped_config_loads_and_overrides_are_typed(path):
     from student.train import TrainConfig
 
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_ema_warms_up_instead_of_averaging_in_the_init():
+    """After one update the EMA is (nearly) the trained weights, not 99.99% the random init; the count
+    of updates decides the decay, so it is kept in checkpoints."""
+    from student.train import EMA
+
+    model = torch.nn.Linear(4, 4)
+    ema = EMA(model, 0.9999)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    assert ema.updates == 1 and ema.current_decay() < 1e-3
+    torch.testing.assert_close(ema.state["weight"], model.weight.detach(), atol=1e-3, rtol=0)
+    ema.updates = 40000  # 20 warm-up constants later the full decay applies
+    assert abs(ema.current_decay() - 0.9999) < 1e-6
+
+
+def test_frozen_stages_keep_their_batchnorm_statistics():
+    from student.models.image_backbone import ImageBackbone
+
+    backbone = ImageBackbone(depth=18, out_channels=16, frozen_stages=2).train()
+    before = {n: b.clone() for n, b in backbone.named_buffers() if "running_mean" in n}
+    backbone(torch.randn(2, 3, 64, 64))
+    after = dict(backbone.named_buffers())
+    frozen = [n for n in before if n.startswith(("stem.", "layer1."))]
+    trained = [n for n in before if n.startswith("layer2.")]
+    assert frozen and trained
+    assert all(torch.equal(before[n], after[n]) for n in frozen)
+    assert all(not torch.equal(before[n], after[n]) for n in trained)
+    assert backbone.training and not backbone.layer1.training and backbone.layer2.training

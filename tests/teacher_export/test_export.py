@@ -9,7 +9,7 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
-from cache_schema import CacheReader, validate
+from cache_schema import CacheReader, UserInputError, validate
 from cache_schema.quantize import decode, encode, relative_l2
 from teacher_export.cli import main as cli
 from teacher_export.data.nuscenes import NuScenesSamples
@@ -147,3 +147,13 @@ def test_yaml_config_with_cli_override(synthetic_dataroot, tmp_path):
     bad.write_text("dataroot: x\nfrobnicate: 1\n")
     result = CliRunner().invoke(cli, ["export", "--config", str(bad)])
     assert result.exit_code == 2 and "frobnicate" in result.output
+
+
+def test_another_split_into_an_existing_store_names_the_split_not_a_hash(exported, synthetic_dataroot):
+    options, _ = exported
+    from dataclasses import replace
+
+    from teacher_export.export import export
+
+    with pytest.raises(UserInputError, match=r"dataset\.split: store has 'mini_train', given 'mini_val'"):
+        export(replace(options, split="mini_val"), progress=False)

@@ -1,6 +1,7 @@
 """NuScenesSamples: order, frames, GT boxes, multi-sweep points and user errors."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -23,7 +24,7 @@ def samples(synthetic_dataroot: Path) -> list[SampleInfo]:
     """All key frames of both splits."""
     out = []
     for split in ("mini_train", "mini_val"):
-        out.extend(NuScenesSamples(synthetic_dataroot, "v1.0-mini", split, num_sweeps=9))
+        out.extend(NuScenesSamples(synthetic_dataroot, "v1.0-mini", split, num_sweeps=9, gt_filter="evaluation"))
     return out
 
 
@@ -215,3 +216,48 @@ def test_bad_inputs_name_the_path(synthetic_dataroot: Path, tmp_path: Path) -> N
         rec.unlink()
     with pytest.raises(UserInputError, match="map image missing"):
         NuScenesSamples(copy, "v1.0-mini", "mini_val")
+
+
+def test_a_truncated_point_file_is_refused_by_its_bytes(tmp_path: Path) -> None:
+    """21 bytes hold four whole floats and one byte: reading floats alone would accept it."""
+    from teacher_export.data.nuscenes import _read_pcd_bin
+
+    good = tmp_path / "good.pcd.bin"
+    np.arange(10, dtype=np.float32).tofile(good)
+    assert _read_pcd_bin(good).shape == (2, 5)
+    bad = tmp_path / "bad.pcd.bin"
+    bad.write_bytes(good.read_bytes() + b"\x00")
+    with pytest.raises(UserInputError, match=r"bad\.pcd\.bin: .*41 bytes"):
+        _read_pcd_bin(bad)
+
+
+def test_training_gt_keeps_objects_beyond_the_evaluation_ranges(synthetic_dataroot: Path, tmp_path: Path) -> None:
+    """A cone 35 m from the ego, with LiDAR points and on the +-51.2 m grid, is a training object (a
+    real LiDAR teacher highlights it) though the devkit's 30 m cone range leaves it out of evaluation."""
+    root = tmp_path / "far"
+    shutil.copytree(synthetic_dataroot, root)
+    tables = root / "v1.0-mini"
+    nusc = NuScenes(version="v1.0-mini", dataroot=str(root), verbose=False)
+    sample = nusc.sample[0]
+    lidar = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+    ego = nusc.get("ego_pose", lidar["ego_pose_token"])["translation"]
+    anns = json.loads((tables / "sample_annotation.json").read_text())
+    cone_category = next(c["token"] for c in json.loads((tables / "category.json").read_text())
+                         if c["name"] == "movable_object.trafficcone")
+    instance = {"token": "far-cone-instance", "category_token": cone_category, "nbr_annotations": 1,
+                "first_annotation_token": "far-cone", "last_annotation_token": "far-cone"}
+    template = next(a for a in anns if a["sample_token"] == sample["token"])
+    cone = {**template, "token": "far-cone", "instance_token": instance["token"], "prev": "", "next": "",
+            "translation": [ego[0] + 35.0, ego[1], ego[2]], "size": [0.4, 0.4, 1.0], "num_lidar_pts": 3,
+            "num_radar_pts": 0, "attribute_tokens": []}
+    (tables / "sample_annotation.json").write_text(json.dumps(anns + [cone]))
+    instances = json.loads((tables / "instance.json").read_text())
+    (tables / "instance.json").write_text(json.dumps(instances + [instance]))
+
+    split = "mini_train" if sample["scene_token"] in {s["token"] for s in nusc.scene if s["name"] == "scene-0061"} \
+        else "mini_val"
+    training = NuScenesSamples(root, "v1.0-mini", split, num_sweeps=0)
+    evaluation = NuScenesSamples(root, "v1.0-mini", split, num_sweeps=0, gt_filter="evaluation")
+    info_t, info_e = training[training.index(sample["token"])], evaluation[evaluation.index(sample["token"])]
+    assert "far-cone" in info_t.gt_tokens and "far-cone" not in info_e.gt_tokens
+    assert set(info_e.gt_tokens) <= set(info_t.gt_tokens)

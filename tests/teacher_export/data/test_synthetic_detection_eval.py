@@ -47,7 +47,7 @@ def _evaluate(nusc: NuScenes, results: dict[str, list[dict]], tmp_path: Path):
 @pytest.fixture(scope="module")
 def val(synthetic_dataroot: Path) -> tuple[NuScenes, NuScenesSamples]:
     nusc = NuScenes(version="v1.0-mini", dataroot=str(synthetic_dataroot), verbose=False)
-    return nusc, NuScenesSamples(synthetic_dataroot, "v1.0-mini", "mini_val")
+    return nusc, NuScenesSamples(synthetic_dataroot, "v1.0-mini", "mini_val", gt_filter="evaluation")
 
 
 def test_ground_truth_as_predictions_scores_perfectly(val, tmp_path: Path) -> None:

@@ -204,3 +204,15 @@ def test_bad_checkpoint_is_a_user_error_naming_the_file(fx, tmp_path, kind, mess
 def test_missing_checkpoint_file(fx, tmp_path):
     with pytest.raises(UserInputError, match="no such file"):
         CenterPointTeacher(tmp_path / "nope.pth", config=fx["model_config"])
+
+
+def test_a_checkpoint_of_another_shipped_teacher_is_named(tmp_path):
+    """The small demo teacher's checkpoint given to the full pillar02 teacher: the error says which
+    --lidar-teacher it fits."""
+    torch.manual_seed(0)
+    small = CenterPoint.from_mmdet3d_config(get_config("centerpoint-pillar02-small"))
+    path = tmp_path / "small.pth"
+    torch.save({"state_dict": small.state_dict()}, path)
+    with pytest.raises(UserInputError, match="it fits --lidar-teacher centerpoint-pillar02-small") as e:
+        build_lidar_teacher("centerpoint-pillar02", checkpoint=path)
+    assert "\n" not in str(e.value)
