@@ -268,6 +268,22 @@ def warp_regression_maps(reg: torch.Tensor, bda: torch.Tensor, grid: BevGrid) ->
     return out * valid[:, None].to(out.dtype)
 
 
+def teacher_validity(bda: torch.Tensor, grid: BevGrid) -> torch.Tensor:
+    """[B, 1, H, W] (or [1, H, W] for one bda [4, 4]): 1 where the cell's source lies on the grid, 0
+    where a rotation or down-scaling brought in area the teacher never saw. The warped maps are zero
+    there, and a zero there is no teacher answer: every KD term multiplies this into its weights (the
+    cells whose regression `warp_regression_maps` zeroes, by the same rule)."""
+    single = bda.dim() == 2
+    bda_b = bda[None] if single else bda
+    h, w = grid.shape
+    r = grid.point_cloud_range
+    sx, sy = _source_points(bda_b, grid)
+    qj = torch.floor((sx - r[0]) / grid.cell_size[0])
+    qi = torch.floor((sy - r[1]) / grid.cell_size[1])
+    valid = ((qj >= 0) & (qj < w) & (qi >= 0) & (qi < h)).float()[:, None]
+    return valid[0] if single else valid
+
+
 def augment_teacher_maps(bda: torch.Tensor, grid: BevGrid, bev_features: torch.Tensor | None = None,
                          heatmaps: torch.Tensor | None = None, regression: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:

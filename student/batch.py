@@ -26,6 +26,8 @@ class TeacherTargets:
     inst_labels:   [B, N, M] class index into `classes`, -1 = padding.
     inst_scores:   [B, N, M] detection scores.
     inst_masks:    [B, N, M, 28, 28] mask probabilities inside each box.
+    valid:         [B, 1, H, W] 1 where the BEV-augmented teacher maps hold teacher data, 0 where the
+                   augmentation brought in area outside the teacher's grid (`augment.teacher_validity`).
     Any field may be None when the cache lacks it; the loss that needs it must then be switched off.
     """
 
@@ -36,6 +38,7 @@ class TeacherTargets:
     inst_labels: torch.Tensor | None = None
     inst_scores: torch.Tensor | None = None
     inst_masks: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
 
 
 @dataclass

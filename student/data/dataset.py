@@ -23,7 +23,8 @@ from cache_schema import CacheReader
 from cache_schema.errors import UserInputError
 from cache_schema.identity import images_fingerprint
 
-from ..augment import BevAugConfig, ImageAugConfig, augment_boxes, augment_teacher_maps, sample_bev_aug
+from ..augment import (BevAugConfig, ImageAugConfig, augment_boxes, augment_teacher_maps, sample_bev_aug,
+                       teacher_validity)
 from ..batch import StudentBatch, TeacherTargets
 from ..config import StudentConfig
 from ..targets import depth_image_to_feature_grid
@@ -170,7 +171,7 @@ class CacheDataset(Dataset):
             feats, heat, reg = (torch.from_numpy(np.asarray(s[f"lidar_teacher/{k}"], dtype=np.float32))
                                 for k in ("bev_features", "heatmaps", "regression"))
             feats, heat, reg = augment_teacher_maps(bda, self.cfg.grid, feats, heat, reg)
-            out.update(bev_features=feats, heatmaps=heat, regression=reg)
+            out.update(bev_features=feats, heatmaps=heat, regression=reg, valid=teacher_validity(bda, self.cfg.grid))
         if "image_teacher/boxes" in s:
             out.update(inst_boxes=torch.from_numpy(np.asarray(s["image_teacher/boxes"], dtype=np.float32)),
                        inst_labels=torch.from_numpy(np.asarray(s["image_teacher/labels"], dtype=np.int64)),
@@ -180,7 +181,8 @@ class CacheDataset(Dataset):
         return out
 
 
-_TEACHER_KEYS = ("bev_features", "heatmaps", "regression", "inst_boxes", "inst_labels", "inst_scores", "inst_masks")
+_TEACHER_KEYS = ("bev_features", "heatmaps", "regression", "inst_boxes", "inst_labels", "inst_scores", "inst_masks",
+                 "valid")
 
 
 def collate(samples: list[dict[str, Any]]) -> StudentBatch:

@@ -78,13 +78,13 @@ class X3KDLoss(nn.Module):
             s_feat = out.bev_features if lc.xfd.feature == "encoder" else out.bev_view
             adapted = self.adapter(s_feat)
             if _on(lc.xfd):
-                losses.update(xfd_loss(adapted, t_feat, teacher.heatmaps, lc.xfd))
+                losses.update(xfd_loss(adapted, t_feat, teacher.heatmaps, lc.xfd, teacher.valid))
             if _on(lc.xat):
-                losses.update(xat_loss(self.discriminator, adapted, t_feat, lc.xat))
+                losses.update(xat_loss(self.discriminator, adapted, t_feat, lc.xat, teacher.valid))
         if _on(lc.xod):
             hm = self._need(teacher and teacher.heatmaps, "teacher heatmaps", "xod")
             reg = self._need(teacher.regression, "teacher regression maps", "xod")
-            losses.update(xod_loss(out.head_outputs, hm, reg, cfg.class_setup, lc.xod))
+            losses.update(xod_loss(out.head_outputs, hm, reg, cfg.class_setup, lc.xod, teacher.valid))
         if _on(lc.xis) and self.training:
             boxes = self._need(teacher and teacher.inst_boxes, "image-teacher instances", "xis")
             images = batch.images.flatten(0, 1)

@@ -44,11 +44,14 @@ class BevDiscriminator(nn.Module):
 
 
 def xat_loss(discriminator: nn.Module, adapted_student: torch.Tensor, teacher: torch.Tensor,
-             cfg: XATLossConfig) -> dict[str, torch.Tensor]:
-    """BCE(D(F_T), real) + BCE(D(GRL(A(F_S))), fake), each averaged over cells."""
+             cfg: XATLossConfig, valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """BCE(D(F_T), real) + BCE(D(GRL(A(F_S))), fake), each averaged over the `valid` cells [B, 1, H, W]
+    (all cells without it): the zero-filled border of a warped teacher map is neither real nor fake."""
     real = discriminator(teacher.float().detach())
     fake = discriminator(grad_reverse(adapted_student.float(), cfg.grl_scale))
-    loss_real = F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
-    loss_fake = F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    weight = torch.ones_like(real) if valid is None else valid.to(real.dtype)
+    count = weight.sum().clamp_min(1.0)
+    loss_real = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real), reduction="none") * weight).sum() / count
+    loss_fake = (F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake), reduction="none") * weight).sum() / count
     return {"loss_xat": cfg.weight * (loss_real + loss_fake),
             "xat/real": loss_real.detach(), "xat/fake": loss_fake.detach()}

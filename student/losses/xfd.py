@@ -26,10 +26,13 @@ def foreground_weight(teacher_heatmaps: torch.Tensor | None, fg_weight: float, l
 
 
 def xfd_loss(adapted_student: torch.Tensor, teacher: torch.Tensor, teacher_heatmaps: torch.Tensor | None,
-             cfg: XFDLossConfig) -> dict[str, torch.Tensor]:
-    """adapted_student = A(F_S) and teacher = F_T, both [B, C_T, H, W]; teacher_heatmaps [B, K, H, W]."""
+             cfg: XFDLossConfig, valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """adapted_student = A(F_S) and teacher = F_T, both [B, C_T, H, W]; teacher_heatmaps [B, K, H, W];
+    valid [B, 1, H, W] (cells holding teacher data after the BEV augmentation) multiplies w(p)."""
     s, t = adapted_student.float(), teacher.float().detach()
     w = foreground_weight(teacher_heatmaps, cfg.fg_weight, t)
+    if valid is not None:
+        w = w * valid
     sq = ((s - t) ** 2 * w).sum()
     loss = sq / (t.shape[1] * w.sum())
     return {"loss_xfd": cfg.weight * loss}

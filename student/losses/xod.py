@@ -31,19 +31,24 @@ def task_of_class(classes: ClassSetup) -> list[int]:
     return [next(t for t, task in enumerate(classes.tasks) if c in task) for c in classes.classes]
 
 
-def soft_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
-    """sum |sigmoid(x) - t|^gamma * BCE(sigmoid(x), t), summed (not normalised)."""
+def soft_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
+                    weight: torch.Tensor | None = None) -> torch.Tensor:
+    """sum w * |sigmoid(x) - t|^gamma * BCE(sigmoid(x), t), summed (not normalised); w broadcasts."""
     p = logits.sigmoid()
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return ((p - target).abs().pow(gamma) * bce).sum()
+    terms = (p - target).abs().pow(gamma) * bce
+    return (terms if weight is None else terms * weight).sum()
 
 
 def xod_loss(head_outputs: list[dict[str, torch.Tensor]], teacher_heatmaps: torch.Tensor,
-             teacher_regression: torch.Tensor, classes: ClassSetup, cfg: XODLossConfig) -> dict[str, torch.Tensor]:
-    """teacher_heatmaps [B, K, H, W] probabilities, teacher_regression [B, 10, H, W]."""
+             teacher_regression: torch.Tensor, classes: ClassSetup, cfg: XODLossConfig,
+             valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """teacher_heatmaps [B, K, H, W] probabilities, teacher_regression [B, 10, H, W]; valid [B, 1, H, W]
+    leaves out the cells the BEV augmentation filled with zeros (no teacher answer there)."""
     h_t = teacher_heatmaps.float().detach()
     logits = class_order_heatmaps(head_outputs, classes).float()
-    hm = soft_focal_loss(logits, h_t, cfg.gamma) / h_t.sum().clamp_min(1.0)
+    mask = None if valid is None else valid.float()
+    hm = soft_focal_loss(logits, h_t, cfg.gamma, mask) / (h_t if mask is None else h_t * mask).sum().clamp_min(1.0)
 
     student_reg = torch.stack([regression_map(o) for o in head_outputs], 1).float()  # [B, T, 10, H, W]
     best_class = h_t.argmax(1)  # [B, H, W]
@@ -51,6 +56,8 @@ def xod_loss(head_outputs: list[dict[str, torch.Tensor]], teacher_heatmaps: torc
     b, t, c, h, w = student_reg.shape
     picked = student_reg.gather(1, group.view(b, 1, 1, h, w).expand(b, 1, c, h, w))[:, 0]
     weight = h_t.amax(1, keepdim=True)
+    if mask is not None:
+        weight = weight * mask
     reg = ((picked - teacher_regression.float().detach()).abs() * weight).sum() / weight.sum().clamp_min(1e-6)
     total = cfg.heatmap_weight * hm + cfg.reg_weight * reg
     return {"loss_xod": cfg.weight * total, "xod/heatmap": hm.detach(), "xod/reg": reg.detach()}

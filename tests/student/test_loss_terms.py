@@ -177,3 +177,74 @@ def test_xod_loss_is_zero_when_student_equals_teacher():
     outs = [{**split, "heatmap": logit[:, :1]}, {**split, "heatmap": logit[:, 1:]}]
     got = xod_loss(outs, h_t, t_reg, CLASSES, XODLossConfig())["loss_xod"]
     assert got.item() == pytest.approx(0.0, abs=1e-9)
+
+
+# ------------------------------------------------------------------- warped teacher maps: validity ---
+
+def _rotated_teacher(angle_deg: float = 22.5):
+    from cache_schema.grid import BevGrid
+    from student.augment import augment_teacher_maps, bev_aug_matrix, teacher_validity
+
+    grid = BevGrid((-12.8, -12.8, -5.0, 12.8, 12.8, 3.0), (0.2, 0.2, 8.0), 4)  # 32 x 32
+    torch.manual_seed(0)
+    feats = torch.rand(1, 8, 32, 32) + 0.5  # no zeros of its own
+    heat = torch.rand(1, 10, 32, 32) * 0.5
+    reg = torch.rand(1, 10, 32, 32)
+    bda = bev_aug_matrix(rotate=angle_deg).float()[None]  # degrees
+    f, h, r = augment_teacher_maps(bda, grid, feats, heat, reg)
+    return f, h, r, teacher_validity(bda, grid)
+
+
+def test_rotation_marks_the_cells_that_left_the_grid_invalid():
+    f, _, r, valid = _rotated_teacher(22.5)
+    invalid = 1 - valid
+    assert 0.08 < invalid.mean() < 0.18  # ~13% of a square grid at 22.5 degrees
+    assert (r * invalid).abs().sum() == 0  # regression is zeroed exactly there
+    assert (f[:, :, valid[0, 0] == 1].amin() > 0)  # features are teacher data wherever valid
+    assert _rotated_teacher(0.0)[3].min() == 1
+
+
+def test_kd_terms_ignore_the_zero_filled_border_of_a_warped_teacher():
+    """A student that equals the teacher wherever the teacher has data loses nothing in X-FD and X-OD,
+    whatever it predicts in the border; without the mask the border's zeros would count as targets."""
+    f, h, r, valid = _rotated_teacher(22.5)
+    border = valid[0, 0] == 0
+    student = f.clone()
+    student[:, :, border] = 3.0
+    cfg = XFDLossConfig(weight=1.0, fg_weight=2.0)
+    assert xfd_loss(student, f, h, cfg, valid)["loss_xfd"].item() == pytest.approx(0.0, abs=1e-7)
+    assert xfd_loss(student, f, h, cfg)["loss_xfd"].item() > 0.1
+
+    classes = ClassSetup()
+    logits = torch.logit(h.clamp(1e-4, 1 - 1e-4))
+    logits[:, :, border] = 5.0  # confident where the teacher has no answer
+    heads = []
+    for task in classes.tasks:
+        ids = [classes.classes.index(c) for c in task]
+        heads.append({"heatmap": logits[:, ids], "reg": r[:, 0:2], "height": r[:, 2:3], "dim": r[:, 3:6],
+                      "rot": r[:, 6:8], "vel": r[:, 8:10]})
+    xod_cfg = XODLossConfig(weight=1.0)
+    masked = xod_loss(heads, h, r, classes, xod_cfg, valid)
+    unmasked = xod_loss(heads, h, r, classes, xod_cfg)
+    assert masked["xod/heatmap"] < 0.2 * unmasked["xod/heatmap"]
+
+
+def test_xat_counts_only_valid_cells_on_both_sides():
+    import torch.nn.functional as F
+
+    _, _, _, valid = _rotated_teacher(22.5)
+    d = BevDiscriminator(4, 8)
+    torch.manual_seed(1)
+    s, t = torch.randn(1, 4, 32, 32), torch.randn(1, 4, 32, 32)
+    cfg = XATLossConfig(weight=1.0)
+    inside = valid[0, 0] == 1
+    with torch.no_grad():
+        real, fake = d(t)[0, 0], d(s)[0, 0]
+    expected = (F.binary_cross_entropy_with_logits(real[inside], torch.ones_like(real[inside]))
+                + F.binary_cross_entropy_with_logits(fake[inside], torch.zeros_like(fake[inside])))
+    masked = xat_loss(d, s, t, cfg, valid)
+    assert masked["loss_xat"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # The mean over all cells, border included, is another number.
+    whole = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+             + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    assert xat_loss(d, s, t, cfg)["loss_xat"].item() == pytest.approx(whole.item(), rel=1e-5)
