@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cache_schema.grid import BevGrid
+from cache_schema.grid import BevGrid, ClassSetup
 
 
 # ----------------------------------------------------------------------------------------- image ---
@@ -219,6 +219,38 @@ def warp_bev_maps(maps: torch.Tensor, bda: torch.Tensor, grid: BevGrid) -> torch
     return F.grid_sample(maps, norm.to(maps.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _source_cells(bda: torch.Tensor, grid: BevGrid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The source cell (column, row) of every output cell, each [B, H, W] float, and whether it is on
+    the grid."""
+    h, w = grid.shape
+    r = grid.point_cloud_range
+    sx, sy = _source_points(bda, grid)
+    qj = torch.floor((sx - r[0]) / grid.cell_size[0])
+    qi = torch.floor((sy - r[1]) / grid.cell_size[1])
+    return qj, qi, (qj >= 0) & (qj < w) & (qi >= 0) & (qi < h)
+
+
+def _gather_cells(maps: torch.Tensor, qj: torch.Tensor, qi: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = maps.shape
+    flat = (qi.clamp(0, h - 1) * w + qj.clamp(0, w - 1)).long().view(b, 1, h * w)
+    return maps.view(b, c, h * w).gather(2, flat.expand(b, c, h * w)).view(b, c, h, w)
+
+
+def warp_task_map(task: torch.Tensor, bda: torch.Tensor, grid: BevGrid) -> torch.Tensor:
+    """Move a per-cell task-group index map [B, H, W] (long) with the same nearest-cell rule as the
+    regression maps, so the task a regression cell is read from is the one it was written from."""
+    qj, qi, _ = _source_cells(bda, grid)
+    return _gather_cells(task[:, None].float(), qj, qi)[:, 0].round().long()
+
+
+def teacher_task_map(heatmaps: torch.Tensor, classes: ClassSetup) -> torch.Tensor:
+    """[..., K, H, W] class heatmaps -> [..., H, W] task-group index of the best class at each cell:
+    the group the LiDAR teacher took each cell's regression from (teacher_export's CenterPoint)."""
+    task_of = torch.tensor([next(t for t, task in enumerate(classes.tasks) if c in task) for c in classes.classes],
+                           device=heatmaps.device)
+    return task_of[heatmaps.argmax(-3)]
+
+
 def warp_regression_maps(reg: torch.Tensor, bda: torch.Tensor, grid: BevGrid) -> torch.Tensor:
     """Move CenterPoint regression maps [B, 10, H, W] into the augmented frame.
 
@@ -232,12 +264,8 @@ def warp_regression_maps(reg: torch.Tensor, bda: torch.Tensor, grid: BevGrid) ->
         raise ValueError(f"regression maps need 10 channels, got {c}")
     r = grid.point_cloud_range
     cell_x, cell_y = grid.cell_size
-    sx, sy = _source_points(bda, grid)
-    qj = torch.floor((sx - r[0]) / cell_x)
-    qi = torch.floor((sy - r[1]) / cell_y)
-    valid = (qj >= 0) & (qj < w) & (qi >= 0) & (qi < h)
-    flat = (qi.clamp(0, h - 1) * w + qj.clamp(0, w - 1)).long().view(b, 1, h * w)
-    src = reg.view(b, c, h * w).gather(2, flat.expand(b, c, h * w)).view(b, c, h, w)
+    qj, qi, valid = _source_cells(bda, grid)
+    src = _gather_cells(reg, qj, qi)
     bda = bda.to(reg.dtype)
     # Object centre in metres in the original frame.
     ox = r[0] + (qj + src[:, 0]) * cell_x
@@ -265,7 +293,7 @@ def warp_regression_maps(reg: torch.Tensor, bda: torch.Tensor, grid: BevGrid) ->
         lin[:, 0, 0] * vx + lin[:, 0, 1] * vy,
         lin[:, 1, 0] * vx + lin[:, 1, 1] * vy,
     ], 1)
-    return out * valid[:, None].to(out.dtype)
+    return out * valid[:, None].to(out.dtype)  # no teacher data where the source left the grid
 
 
 def teacher_validity(bda: torch.Tensor, grid: BevGrid) -> torch.Tensor:
@@ -275,12 +303,7 @@ def teacher_validity(bda: torch.Tensor, grid: BevGrid) -> torch.Tensor:
     cells whose regression `warp_regression_maps` zeroes, by the same rule)."""
     single = bda.dim() == 2
     bda_b = bda[None] if single else bda
-    h, w = grid.shape
-    r = grid.point_cloud_range
-    sx, sy = _source_points(bda_b, grid)
-    qj = torch.floor((sx - r[0]) / grid.cell_size[0])
-    qi = torch.floor((sy - r[1]) / grid.cell_size[1])
-    valid = ((qj >= 0) & (qj < w) & (qi >= 0) & (qi < h)).float()[:, None]
+    valid = _source_cells(bda_b, grid)[2].float()[:, None]
     return valid[0] if single else valid
 
 

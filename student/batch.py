@@ -28,6 +28,8 @@ class TeacherTargets:
     inst_masks:    [B, N, M, 28, 28] mask probabilities inside each box.
     valid:         [B, 1, H, W] 1 where the BEV-augmented teacher maps hold teacher data, 0 where the
                    augmentation brought in area outside the teacher's grid (`augment.teacher_validity`).
+    reg_task:      [B, H, W] long, the task group each regression cell was written from, warped with the
+                   regression (`augment.warp_task_map`), so X-OD reads the student's matching group.
     Any field may be None when the cache lacks it; the loss that needs it must then be switched off.
     """
 
@@ -39,6 +41,7 @@ class TeacherTargets:
     inst_scores: torch.Tensor | None = None
     inst_masks: torch.Tensor | None = None
     valid: torch.Tensor | None = None
+    reg_task: torch.Tensor | None = None
 
 
 @dataclass

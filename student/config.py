@@ -122,6 +122,16 @@ class XODLossConfig:
     heatmap_weight: float = 1.0
     reg_weight: float = 0.25
     gamma: float = 2.0
+    # Where the regression term applies: "threshold" (cells whose teacher confidence max_k H_T is at
+    # least reg_threshold), "peak" (those that are also 3x3 local maxima: one cell per object, as the
+    # detection loss) or "soft" (every cell weighted by max_k H_T: background probabilities then weigh
+    # regressions that come from an arbitrary task group).
+    reg_mask: str = "threshold"
+    reg_threshold: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.reg_mask not in ("threshold", "peak", "soft"):
+            raise UserInputError(f"config loss.xod.reg_mask: {self.reg_mask!r} is not threshold, peak or soft")
 
 
 @dataclass(frozen=True)

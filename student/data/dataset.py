@@ -24,7 +24,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.identity import images_fingerprint
 
 from ..augment import (BevAugConfig, ImageAugConfig, augment_boxes, augment_teacher_maps, sample_bev_aug,
-                       teacher_validity)
+                       teacher_task_map, teacher_validity, warp_task_map)
 from ..batch import StudentBatch, TeacherTargets
 from ..config import StudentConfig
 from ..targets import depth_image_to_feature_grid
@@ -170,8 +170,10 @@ class CacheDataset(Dataset):
         if "lidar_teacher/bev_features" in s:
             feats, heat, reg = (torch.from_numpy(np.asarray(s[f"lidar_teacher/{k}"], dtype=np.float32))
                                 for k in ("bev_features", "heatmaps", "regression"))
+            task = warp_task_map(teacher_task_map(heat, self.cfg.class_setup)[None], bda[None], self.cfg.grid)[0]
             feats, heat, reg = augment_teacher_maps(bda, self.cfg.grid, feats, heat, reg)
-            out.update(bev_features=feats, heatmaps=heat, regression=reg, valid=teacher_validity(bda, self.cfg.grid))
+            out.update(bev_features=feats, heatmaps=heat, regression=reg, valid=teacher_validity(bda, self.cfg.grid),
+                       reg_task=task)
         if "image_teacher/boxes" in s:
             out.update(inst_boxes=torch.from_numpy(np.asarray(s["image_teacher/boxes"], dtype=np.float32)),
                        inst_labels=torch.from_numpy(np.asarray(s["image_teacher/labels"], dtype=np.int64)),
@@ -182,7 +184,7 @@ class CacheDataset(Dataset):
 
 
 _TEACHER_KEYS = ("bev_features", "heatmaps", "regression", "inst_boxes", "inst_labels", "inst_scores", "inst_masks",
-                 "valid")
+                 "valid", "reg_task")
 
 
 def collate(samples: list[dict[str, Any]]) -> StudentBatch:

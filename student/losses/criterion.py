@@ -84,7 +84,8 @@ class X3KDLoss(nn.Module):
         if _on(lc.xod):
             hm = self._need(teacher and teacher.heatmaps, "teacher heatmaps", "xod")
             reg = self._need(teacher.regression, "teacher regression maps", "xod")
-            losses.update(xod_loss(out.head_outputs, hm, reg, cfg.class_setup, lc.xod, teacher.valid))
+            losses.update(xod_loss(out.head_outputs, hm, reg, cfg.class_setup, lc.xod, teacher.valid,
+                                   teacher.reg_task))
         if _on(lc.xis) and self.training:
             boxes = self._need(teacher and teacher.inst_boxes, "image-teacher instances", "xis")
             images = batch.images.flatten(0, 1)

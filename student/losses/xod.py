@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from cache_schema.grid import ClassSetup
 
 from ..config import XODLossConfig
+from ..augment import teacher_task_map
 from .det import regression_map
 
 
@@ -26,11 +27,6 @@ def class_order_heatmaps(head_outputs: list[dict[str, torch.Tensor]], classes: C
     return torch.stack([by_name[c] for c in classes.classes], 1)
 
 
-def task_of_class(classes: ClassSetup) -> list[int]:
-    """Task-group index of each class in `classes.classes` order."""
-    return [next(t for t, task in enumerate(classes.tasks) if c in task) for c in classes.classes]
-
-
 def soft_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
                     weight: torch.Tensor | None = None) -> torch.Tensor:
     """sum w * |sigmoid(x) - t|^gamma * BCE(sigmoid(x), t), summed (not normalised); w broadcasts."""
@@ -40,22 +36,37 @@ def soft_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2
     return (terms if weight is None else terms * weight).sum()
 
 
+def regression_weight(teacher_heatmaps: torch.Tensor, cfg: XODLossConfig) -> torch.Tensor:
+    """[B, 1, H, W] weight of each cell's regression term (XODLossConfig.reg_mask): the teacher's
+    confidence max_k H_T where it is confident ("threshold"), also only at its 3x3 peaks ("peak"), or
+    everywhere ("soft")."""
+    conf = teacher_heatmaps.amax(1, keepdim=True)
+    if cfg.reg_mask == "soft":
+        return conf
+    keep = conf >= cfg.reg_threshold
+    if cfg.reg_mask == "peak":
+        keep &= conf == F.max_pool2d(conf, 3, stride=1, padding=1)
+    return conf * keep
+
+
 def xod_loss(head_outputs: list[dict[str, torch.Tensor]], teacher_heatmaps: torch.Tensor,
              teacher_regression: torch.Tensor, classes: ClassSetup, cfg: XODLossConfig,
-             valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+             valid: torch.Tensor | None = None, reg_task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """teacher_heatmaps [B, K, H, W] probabilities, teacher_regression [B, 10, H, W]; valid [B, 1, H, W]
-    leaves out the cells the BEV augmentation filled with zeros (no teacher answer there)."""
+    leaves out the cells the BEV augmentation filled with zeros (no teacher answer there); reg_task
+    [B, H, W] is the task group of each teacher regression cell (`augment.warp_task_map`)."""
     h_t = teacher_heatmaps.float().detach()
     logits = class_order_heatmaps(head_outputs, classes).float()
     mask = None if valid is None else valid.float()
     hm = soft_focal_loss(logits, h_t, cfg.gamma, mask) / (h_t if mask is None else h_t * mask).sum().clamp_min(1.0)
 
     student_reg = torch.stack([regression_map(o) for o in head_outputs], 1).float()  # [B, T, 10, H, W]
-    best_class = h_t.argmax(1)  # [B, H, W]
-    group = torch.tensor(task_of_class(classes), device=best_class.device)[best_class]
+    # The task group each teacher regression cell was written from: warped with the regression itself
+    # (nearest cell) when the batch has it, else read off the (bilinearly warped) heatmaps.
+    group = reg_task if reg_task is not None else teacher_task_map(h_t, classes)
     b, t, c, h, w = student_reg.shape
     picked = student_reg.gather(1, group.view(b, 1, 1, h, w).expand(b, 1, c, h, w))[:, 0]
-    weight = h_t.amax(1, keepdim=True)
+    weight = regression_weight(h_t, cfg)
     if mask is not None:
         weight = weight * mask
     reg = ((picked - teacher_regression.float().detach()).abs() * weight).sum() / weight.sum().clamp_min(1e-6)

@@ -142,12 +142,13 @@ def test_grad_reverse_is_identity_forward():
     assert torch.equal(x.grad, torch.full((3,), -2.0))
 
 
-def test_xod_loss_matches_loop_and_picks_the_teacher_task_group():
+@pytest.mark.parametrize("reg_mask", ["threshold", "soft"])
+def test_xod_loss_matches_loop_and_picks_the_teacher_task_group(reg_mask):
     g = torch.Generator().manual_seed(4)
     outs = _head_outputs(g)
     h_t = torch.rand(2, 3, H, W, generator=g) * 0.8
     t_reg = torch.randn(2, 10, H, W, generator=g)
-    cfg = XODLossConfig(weight=1.5, gamma=2.0, reg_weight=0.25)
+    cfg = XODLossConfig(weight=1.5, gamma=2.0, reg_weight=0.25, reg_mask=reg_mask, reg_threshold=0.5)
     got = xod_loss(outs, h_t, t_reg, CLASSES, cfg)["loss_xod"]
     # Class index -> (task group, channel in group) for CLASSES: a -> (0, 0), b -> (1, 0), c -> (1, 1).
     where = [(0, 0), (1, 0), (1, 1)]
@@ -160,7 +161,7 @@ def test_xod_loss_matches_loop_and_picks_the_teacher_task_group():
                     hm += abs(p - y) ** 2 * -(y * math.log(p) + (1 - y) * math.log(1 - p))
                 probs = [float(h_t[b, k, i, j]) for k in range(3)]
                 best = max(range(3), key=lambda k: probs[k])
-                w = max(probs)
+                w = max(probs) if reg_mask == "soft" or max(probs) >= 0.5 else 0.0
                 pred = _reg_vec(outs, where[best][0], b, i, j)
                 reg_num += w * sum(abs(pred[c] - float(t_reg[b, c, i, j])) for c in range(10))
                 reg_den += w
@@ -248,3 +249,41 @@ def test_xat_counts_only_valid_cells_on_both_sides():
     whole = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
              + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
     assert xat_loss(d, s, t, cfg)["loss_xat"].item() == pytest.approx(whole.item(), rel=1e-5)
+
+
+def test_xod_regression_follows_the_task_the_regression_was_written_from():
+    """After a BEV warp the bilinear heatmap's best class may belong to another task group than the
+    nearest-sampled regression cell; with reg_task given, X-OD reads the student's matching group."""
+    g = torch.Generator().manual_seed(6)
+    outs = _head_outputs(g)
+    h_t = torch.zeros(2, 3, H, W)
+    h_t[:, 0] = 0.9  # class a (task 0) looks best everywhere...
+    from student.losses.det import regression_map
+
+    t_reg = regression_map(outs[1]).detach()  # ...but the teacher wrote task 1's regression
+    cfg = XODLossConfig(weight=1.0)
+    task1 = torch.ones(2, H, W, dtype=torch.long)
+    assert xod_loss(outs, h_t, t_reg, CLASSES, cfg, reg_task=task1)["xod/reg"].item() == pytest.approx(0.0, abs=1e-6)
+    assert xod_loss(outs, h_t, t_reg, CLASSES, cfg)["xod/reg"].item() > 0.1
+
+
+def test_the_task_map_moves_with_the_regression_cells():
+    from cache_schema.grid import BevGrid
+    from student.augment import bev_aug_matrix, teacher_task_map, warp_regression_maps, warp_task_map
+
+    grid = BevGrid((-12.8, -12.8, -5.0, 12.8, 12.8, 3.0), (0.2, 0.2, 8.0), 4)
+    classes = ClassSetup()
+    g = torch.Generator().manual_seed(7)
+    heat = torch.rand(1, 10, 32, 32, generator=g)
+    task = teacher_task_map(heat, classes)
+    # A regression map whose height channel spells out the task index of its cell.
+    reg = torch.zeros(1, 10, 32, 32)
+    reg[:, 2] = task.float()
+    reg[:, 7] = 1.0  # cos yaw
+    bda = bev_aug_matrix(rotate=30.0, scale=1.0).float()[None]
+    moved_reg = warp_regression_maps(reg, bda, grid)
+    moved_task = warp_task_map(task, bda, grid)
+    from student.augment import teacher_validity
+
+    valid = teacher_validity(bda, grid)[0, 0] == 1
+    assert torch.equal(moved_reg[0, 2][valid].round().long(), moved_task[0][valid])
