@@ -18,7 +18,9 @@ from typing import Callable
 
 from .grid import BevGrid, ClassSetup
 
-SCHEMA_VERSION = "1.0"  # major.minor: readers refuse an unknown major; minors only add optional arrays
+# major.minor: readers refuse an unknown major; a minor adds what older stores are read as having by
+# default. 1.1: StoreConfig.regression (1.0 stores were all written in REGRESSION_ENCODING).
+SCHEMA_VERSION = "1.1"
 
 CAMERA_NAMES: tuple[str, ...] = (
     "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT",
@@ -31,6 +33,40 @@ QUANTIZATIONS: tuple[str, ...] = ("float16", "int8")
 REGRESSION_CHANNELS: tuple[str, ...] = (
     "reg_x", "reg_y", "height", "dim_l", "dim_w", "dim_h", "rot_sin", "rot_cos", "vel_x", "vel_y",
 )
+@dataclass(frozen=True)
+class RegressionEncoding:
+    """How the teacher's 10-channel regression map encodes a box, part of the store contract: a teacher
+    with another encoding would otherwise corrupt X-OD silently. Written by the export from the teacher,
+    checked by the student before training."""
+
+    channels: tuple[str, ...] = REGRESSION_CHANNELS
+    offset: str = "cell_fraction"      # reg_x/y: centre minus the cell's corner, in cells
+    z: str = "gravity_centre"          # height: the box's gravity centre z (not the bottom)
+    dims: str = "log"                  # dim_l/w/h: log of metres (mmdet3d norm_bbox=True), or "metres"
+    rotation: str = "sin_cos"          # rot_sin, rot_cos of the yaw
+    velocity: str = "m_per_s_lidar"    # vel_x/y: m/s in the sample's LiDAR frame
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "RegressionEncoding":
+        return cls(**d)
+
+    def difference(self, other: "RegressionEncoding") -> str:
+        """'field: a != b' for the first field that differs, '' when equal."""
+        for key in ("channels", "offset", "z", "dims", "rotation", "velocity"):
+            if getattr(self, key) != getattr(other, key):
+                return f"{key}: {getattr(self, key)!r} != {getattr(other, key)!r}"
+        return ""
+
+
+REGRESSION_ENCODING = RegressionEncoding()
 TOKEN_BYTES = 64
 PATH_BYTES = 192
 
@@ -53,6 +89,7 @@ class StoreConfig:
     mask_size: int = 28
     shard_size: int = 16
     groups: tuple[str, ...] = GROUPS
+    regression: RegressionEncoding = field(default_factory=RegressionEncoding)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cameras", tuple(self.cameras))
@@ -89,6 +126,7 @@ class StoreConfig:
         d = asdict(self)
         d["grid"] = self.grid.to_json()
         d["classes"] = self.classes.to_json()
+        d["regression"] = self.regression.to_json()
         for k in ("cameras", "image_size", "groups"):
             d[k] = list(d[k])
         return d
@@ -101,6 +139,8 @@ class StoreConfig:
         d["cameras"] = tuple(d["cameras"])
         d["image_size"] = tuple(d["image_size"])
         d["groups"] = tuple(d["groups"])
+        # schema 1.0 stores did not record it: every 1.0 export wrote the default encoding
+        d["regression"] = RegressionEncoding.from_json(d["regression"]) if "regression" in d else RegressionEncoding()
         return cls(**d)
 
 

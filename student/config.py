@@ -242,6 +242,14 @@ class StudentConfig:
         if store.num_cameras != self.num_cameras:
             raise UserInputError(f"{url}: store has {store.num_cameras} cameras, student config expects {self.num_cameras}")
         lc = self.losses
+        if lc.xod.enabled and lc.xod.weight != 0 and "lidar_teacher" in store.groups:
+            from cache_schema.layout import REGRESSION_ENCODING
+
+            different = store.regression.difference(REGRESSION_ENCODING)
+            if different:
+                raise UserInputError(f"{url}: the teacher's regression maps use another encoding than the student's "
+                                     f"CenterPoint targets ({different}); X-OD would learn wrong boxes: re-export with "
+                                     "a CenterPoint teacher of the standard encoding, or set loss.xod.enabled=false")
         kd_feature = (lc.xfd.enabled and lc.xfd.weight != 0) or (lc.xat.enabled and lc.xat.weight != 0)
         if kd_feature and store.bev_channels != self.teacher_bev_channels:
             raise UserInputError(f"{url}: store teacher BEV features have {store.bev_channels} channels, "

@@ -22,7 +22,7 @@ from cache_schema import BevGrid, CacheWriter, StoreConfig
 from cache_schema.writer import forget_samples
 from cache_schema.errors import UserInputError
 from cache_schema.identity import images_fingerprint
-from cache_schema.layout import CAMERA_NAMES, GROUPS
+from cache_schema.layout import CAMERA_NAMES, GROUPS, RegressionEncoding
 from cache_schema.store import refuse_volatile, software_version
 from student.device import torch_device
 from teacher_export.data.nuscenes import NuScenesSamples, SampleInfo
@@ -164,7 +164,9 @@ class Exporter:
                 image_size=sizes.pop(), depth_stride=o.depth_stride,
                 bev_channels=lidar.bev_channels if lidar else 1, bev_quantization=o.bev_quantization,
                 max_gt_boxes=o.max_gt_boxes, max_instances=o.max_instances, shard_size=o.shard_size,
-                groups=tuple(groups))
+                groups=tuple(groups),
+                # the teacher says how its regression map encodes boxes; the student checks it (X-OD)
+                regression=lidar.regression_encoding if lidar else RegressionEncoding())
         except ValueError as e:
             raise UserInputError(f"export options: {e}") from None
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from cache_schema.grid import BevGrid
-from cache_schema.layout import REGRESSION_CHANNELS  # noqa: F401  (re-exported: the teacher fills this layout)
+from cache_schema.layout import REGRESSION_CHANNELS, RegressionEncoding  # noqa: F401  (the layout teachers fill)
 
 
 @dataclass
@@ -40,12 +40,14 @@ class LidarTeacherOutput:
 @runtime_checkable
 class LidarTeacher(Protocol):
     """A LiDAR teacher: `name` (registry name), `config` (JSON-able, recorded in the store),
-    `bev_channels` (C of `bev_features`), `grid` (the BEV grid of every dense map)."""
+    `bev_channels` (C of `bev_features`), `grid` (the BEV grid of every dense map),
+    `regression_encoding` (how its regression map encodes boxes: the store records it)."""
 
     name: str
     config: dict[str, Any]
     bev_channels: int
     grid: BevGrid
+    regression_encoding: RegressionEncoding
 
     def __call__(self, points: list[np.ndarray], decode: bool = True) -> list[LidarTeacherOutput]:
         """One (N_i, 5) float32 cloud (x, y, z, intensity, time lag) per sample -> one output each.

@@ -17,7 +17,7 @@ import torch
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, BevGrid
 from student.models.box_coder import Detections
-from teacher_export.teachers.base import REGRESSION_CHANNELS, LidarTeacherOutput
+from teacher_export.teachers.base import REGRESSION_CHANNELS, LidarTeacherOutput, RegressionEncoding
 from teacher_export.teachers.centerpoint.teacher import assemble_outputs
 
 PILLAR02_CONFIG = "configs/centerpoint/centerpoint_pillar02_second_secfpn_8xb4-cyclic-20e_nus-3d.py"
@@ -59,6 +59,8 @@ class Mmdet3dCenterPointTeacher:
         self.name = "mmdet3d-centerpoint"
         self.grid = BevGrid(tuple(vl.point_cloud_range), tuple(vl.voxel_size), int(head.bbox_coder.out_size_factor))
         self.bev_channels = int(sum(cfg.model.pts_neck.out_channels))
+        # mmdet3d's CenterHead regresses the gravity-centre z; its sizes are log when norm_bbox
+        self.regression_encoding = RegressionEncoding(dims="log" if head.norm_bbox else "metres")
         self.config: dict[str, Any] = {
             "name": self.name, "implementation": f"mmdet3d {mmdet3d.__version__}", "mmdet3d_config": str(cfg_path),
             "model_config": json.loads(json.dumps(cfg.model.to_dict(), default=str)), "random_init": checkpoint is None,

@@ -283,3 +283,25 @@ def test_eval_limit_scores_the_first_samples_only(train_cache, synthetic_dataroo
     results = json.loads((tmp_path / "e" / "results_nusc.json").read_text())["results"]
     assert len(results) == 2
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["limit"] == 2
+
+
+def test_a_store_of_another_regression_encoding_is_refused_for_xod(train_cache, synthetic_dataroot, tmp_path):
+    """The encoding is part of the store contract: recorded at export, checked before X-OD trains on it."""
+    import zarr
+
+    from cache_schema.layout import REGRESSION_ENCODING, StoreConfig
+
+    assert CacheReader(train_cache).config.regression == REGRESSION_ENCODING
+    copy = tmp_path / "other_encoding.zarr"
+    shutil.copytree(train_cache, copy)
+    root = zarr.open_group(str(copy), mode="r+")
+    attrs = dict(root.attrs["x3kd"])
+    attrs["config"] = {**attrs["config"], "regression": {**attrs["config"]["regression"], "dims": "metres"}}
+    root.attrs["x3kd"] = attrs
+    line = _one_line(_train(copy, synthetic_dataroot, tmp_path / "run"))
+    assert "another encoding" in line and "dims: 'metres' != 'log'" in line
+    r = _train(copy, synthetic_dataroot, tmp_path / "run2", "--set", "loss.xod.enabled=false")
+    assert r.exit_code == 0, r.output
+    # A schema 1.0 store recorded no encoding: it is read as the one every 1.0 export wrote.
+    legacy = {k: v for k, v in CacheReader(train_cache).config.to_json().items() if k != "regression"}
+    assert StoreConfig.from_json(legacy).regression == REGRESSION_ENCODING

@@ -45,11 +45,17 @@ def test_export_writes_a_clean_store_with_everything_the_student_needs(exported)
     assert prov["image_teacher"]["name"] == "maskrcnn"
     assert prov["dataset"] == {**prov["dataset"], "version": "v1.0-mini", "split": "mini_train"}
     assert reader.config.grid.shape == (64, 64)  # the small teacher's grid is the store's grid
+    r = reader.config.grid.point_cloud_range
+    dropped = 0
     for i, info in enumerate(samples):
         got = reader[i]
-        n = len(info.gt_boxes)
+        # training GT centred on the store's BEV grid (here +-25.6 m)
+        on_grid = ((info.gt_boxes[:, 0] >= r[0]) & (info.gt_boxes[:, 0] < r[3]) & (info.gt_boxes[:, 1] >= r[1])
+                   & (info.gt_boxes[:, 1] < r[4]))
+        dropped += int((~on_grid).sum())
+        n = int(on_grid.sum())
         assert got["gt/count"] == n
-        np.testing.assert_allclose(got["gt/boxes"][:n], info.gt_boxes, rtol=1e-6)
+        np.testing.assert_allclose(got["gt/boxes"][:n], info.gt_boxes[on_grid], rtol=1e-6)
         assert np.all(got["gt/labels"][n:] == -1)
         assert got["calib/image_paths"] == [c.image_path for c in info.cameras]
         np.testing.assert_allclose(got["calib/cam_intrinsics"], np.stack([c.intrinsics for c in info.cameras]), rtol=1e-6)
@@ -60,6 +66,7 @@ def test_export_writes_a_clean_store_with_everything_the_student_needs(exported)
         assert heat.shape == (10, 64, 64) and 0 <= heat.min() and heat.max() <= 1
         labels = got["image_teacher/labels"]
         assert labels.shape == (6, 4) and set(np.unique(labels)) <= set(range(-1, 10))
+    assert dropped > 0  # the synthetic split has objects beyond +-25.6 m: the grid filter ran
 
 
 def test_cached_teacher_maps_equal_a_direct_teacher_run(exported):

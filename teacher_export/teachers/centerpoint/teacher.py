@@ -14,7 +14,7 @@ from torch import Tensor
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, BevGrid
 from student.models.box_coder import Detections
-from teacher_export.teachers.base import REGRESSION_CHANNELS, LidarTeacherOutput
+from teacher_export.teachers.base import REGRESSION_CHANNELS, LidarTeacherOutput, RegressionEncoding
 from teacher_export.teachers.centerpoint.checkpoint import load_checkpoint
 from teacher_export.teachers.centerpoint.configs import CONFIGS, get_config
 from teacher_export.teachers.centerpoint.model import CenterPoint, point_features
@@ -137,6 +137,9 @@ class CenterPointTeacher:
         self.grid: BevGrid = model.grid
         self.bev_channels: int = model.pts_neck.out_channels
         self.in_channels: int = point_features(model_config)
+        # CenterPoint's coder: cell-fraction offsets, gravity-centre z, sin/cos, LiDAR-frame velocity;
+        # log sizes when trained with mmdet3d's norm_bbox (all shipped configs)
+        self.regression_encoding = RegressionEncoding(dims="log" if model.coder.norm_bbox else "metres")
         self.config: dict[str, Any] = {
             "name": self.name, "implementation": "x3kd plain-PyTorch CenterPoint",
             "model_config": model_config, "random_init": checkpoint is None,
