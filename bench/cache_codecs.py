@@ -26,6 +26,7 @@ from numcodecs import Zstd
 
 from cache_schema import BevGrid, CacheReader, CacheWriter, StoreConfig
 from cache_schema.quantize import decode, encode, relative_l2
+from cache_schema.statistics import feature_sums
 from cache_schema.store import ZSTD_LEVEL
 
 
@@ -124,7 +125,7 @@ def read_rows(maps: list[np.ndarray], shard_size: int, workdir: Path, repeats: i
                 "calib/lidar_to_ego": np.eye(4), "calib/ego_pose": np.eye(4),
                 "gt/boxes": np.zeros((1, 9)), "gt/labels": np.full(1, -1), "gt/count": 0,
                 "lidar_teacher/bev_features": m, "lidar_teacher/heatmaps": heads[i][0],
-                "lidar_teacher/regression": heads[i][1]})
+                "lidar_teacher/regression": heads[i][1], **feature_sums(m)})
     write_s = time.perf_counter() - t0
     reader = CacheReader(url, groups=("lidar_teacher",))
     order = np.random.default_rng(0).integers(0, n, repeats)

@@ -19,7 +19,8 @@ from typing import Callable
 from .grid import BevGrid, ClassSetup
 
 # major.minor: readers refuse an unknown major; a minor adds what older stores are read as having by
-# default. 1.1: StoreConfig.regression (1.0 stores were all written in REGRESSION_ENCODING).
+# default. 1.1: StoreConfig.regression (1.0 stores were all written in REGRESSION_ENCODING), and
+# lidar_teacher/bev_features_{sum,sqsum} (1.0 stores have no feature statistics).
 SCHEMA_VERSION = "1.1"
 
 CAMERA_NAMES: tuple[str, ...] = (
@@ -168,6 +169,7 @@ class ArraySpec:
     # Zarr v3 dimension_names of the per-sample axes (the leading axis is "sample"), so that xarray and
     # other readers see named dimensions. A name means one size within its group.
     dims: tuple[str, ...] = ()
+    since: str = "1.0"  # the schema version that added the array; older stores do not have it
 
     @property
     def key(self) -> str:
@@ -226,6 +228,11 @@ ARRAYS: tuple[ArraySpec, ...] = (
               small=False, doc="sigmoid class heatmaps in StoreConfig.classes order", dims=("class", "y", "x")),
     ArraySpec("lidar_teacher", "regression", _bev(lambda c: len(REGRESSION_CHANNELS)), "float32",
               kind="dense", small=False, doc="channels REGRESSION_CHANNELS", dims=("reg_channel", "y", "x")),
+    ArraySpec("lidar_teacher", "bev_features_sum", lambda c: (c.bev_channels,), "float64", since="1.1",
+              dims=("feature",), doc="per channel, the sum over the grid of the teacher BEV features (X-FD "
+                                     "standardisation: the student aggregates these over its samples)"),
+    ArraySpec("lidar_teacher", "bev_features_sqsum", lambda c: (c.bev_channels,), "float64", since="1.1",
+              dims=("feature",), doc="per channel, the sum over the grid of the squared teacher BEV features"),
     ArraySpec("image_teacher", "boxes", lambda c: (c.num_cameras, c.max_instances, 4), "float32",
               small=False, doc="xyxy in original image pixels, zero-padded", dims=("camera", "instance", "xyxy")),
     ArraySpec("image_teacher", "labels", lambda c: (c.num_cameras, c.max_instances), "int16", fill_value=-1,
@@ -244,10 +251,17 @@ def affine_key(spec: ArraySpec) -> str:
     return f"{spec.key}_affine"
 
 
-def arrays_for(config: StoreConfig, groups: tuple[str, ...] | None = None) -> list[ArraySpec]:
-    """The data arrays of a store with this config (without `meta/done`), optionally only some groups."""
+def arrays_for(config: StoreConfig, groups: tuple[str, ...] | None = None, schema: str = SCHEMA_VERSION
+               ) -> list[ArraySpec]:
+    """The data arrays of a store with this config and schema version (without `meta/done`),
+    optionally only some groups."""
     wanted = set(config.groups if groups is None else groups)
-    return [a for a in ARRAYS if a.group in wanted and a.group in config.groups]
+    return [a for a in ARRAYS if a.group in wanted and a.group in config.groups
+            and _minor(a.since) <= _minor(schema)]
+
+
+def _minor(version: str) -> int:
+    return int(str(version).split(".")[1])
 
 
 def spec_by_key(key: str) -> ArraySpec:

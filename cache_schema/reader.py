@@ -38,7 +38,7 @@ class CacheReader:
         if absent:
             raise UserInputError(f"{url}: store has no group(s) {absent} (it has {list(self.config.groups)})")
         self.groups = groups
-        self._specs: list[ArraySpec] = arrays_for(self.config, groups)
+        self._specs: list[ArraySpec] = arrays_for(self.config, groups, self.meta.schema_version)
         self._root: zarr.Group | None = root
         self._pid = os.getpid()
         self._small: dict[str, np.ndarray] = {}
@@ -93,6 +93,14 @@ class CacheReader:
         """Sample tokens by index; '' for a sample that is not done (nothing of it counts yet)."""
         done = self._whole(DONE.key).astype(bool)
         return [decode_text(t) if d else "" for t, d in zip(self._whole("meta/token"), done)]
+
+    def column(self, key: str) -> np.ndarray:
+        """A small per-sample array for every sample at once, (N, ...) as stored (e.g. the teacher
+        feature statistics); large maps are read per sample through `reader[i]`."""
+        spec = next((s for s in self._specs if s.key == key), None)
+        if spec is None or not spec.small or spec.kind != "plain":
+            raise KeyError(f"{key}: not a small plain array of the groups this reader reads ({list(self.groups)})")
+        return self._whole(key)
 
     def select(self, groups: Iterable[str]) -> "CacheReader":
         """A reader of the same store that reads only `groups`."""

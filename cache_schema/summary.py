@@ -63,7 +63,7 @@ def summarize(url: str, *, storage_options: dict | None = None) -> StoreSummary:
     store, prefix = root.store_path.store, root.store_path.path
     groups = []
     for group in config.groups:
-        specs = arrays_for(config, (group,))
+        specs = arrays_for(config, (group,), meta.schema_version)
         decoded = 0
         for spec in specs:
             decoded += int(np.prod(spec.sample_shape(config))) * np.dtype(spec.disk_dtype(config)).itemsize

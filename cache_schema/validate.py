@@ -95,7 +95,7 @@ def validate(url: str, *, storage_options: dict | None = None, progress: bool = 
 def _check_arrays(root: zarr.Group, meta: StoreMeta, report: ValidationReport) -> dict[str, zarr.Array]:
     config = meta.config
     expected: dict[str, tuple[tuple[int, ...], str]] = {DONE.key: ((config.num_samples,), DONE.dtype)}
-    for spec in arrays_for(config):
+    for spec in arrays_for(config, schema=meta.schema_version):
         expected[spec.key] = ((config.num_samples, *spec.sample_shape(config)), spec.disk_dtype(config))
         if spec.quantization(config) == "int8":
             expected[affine_key(spec)] = ((config.num_samples, 2, spec.sample_shape(config)[0]), "float32")

@@ -44,7 +44,7 @@ class CacheWriter:
         self.provenance = json.loads(json.dumps(provenance or {}))
         root = self._open_or_create(create, storage_options)
         self._root = root
-        self._specs = arrays_for(config)
+        self._specs = arrays_for(config, schema=read_meta(root, url).schema_version)
         keys = [s.key for s in self._specs] + [affine_key(s) for s in self._specs if s.quantization(config) == "int8"]
         # write_empty_chunks is a runtime setting, not stored with the array: without it zarr drops inner
         # chunks equal to the fill value, and an absent chunk could not be told from a lost one.

@@ -254,6 +254,26 @@ class StopSignal:
         self._previous = {}
 
 
+def teacher_feature_statistics(reader: Any, cfg: StudentConfig, url: str
+                               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Per-channel mean and std of the teacher BEV features over the training samples, for
+    loss.xfd.standardize (None, None when it is off)."""
+    if not cfg.losses.xfd.standardize:
+        return None, None
+    from cache_schema.statistics import SQSUM_KEY, SUM_KEY, channel_mean_std
+
+    try:
+        stats = reader.select(["lidar_teacher"])
+        sums, sqsums = stats.column(SUM_KEY), stats.column(SQSUM_KEY)
+    except KeyError:
+        raise UserInputError(f"{url}: loss.xfd.standardize needs the teacher feature statistics that exports of "
+                             f"schema 1.1 store (this store is {reader.meta.schema_version}); re-export, or set "
+                             "loss.xfd.standardize=false") from None
+    h, w = reader.config.grid.shape
+    mean, std = channel_mean_std(sums, sqsums, h * w)
+    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
 def _validate_once(cache: str, out: Path, storage_options: dict | None, info: DistInfo, progress: bool) -> None:
     """Read every chunk of the store (checksums) before the first training on it since its last export
     run, so a corrupt sample stops training before it starts, named, with the repair command. The run
@@ -549,7 +569,7 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
     total = rc.steps if rc.steps is not None else rc.epochs * steps_per_epoch
 
     model = build_student(cfg.student)
-    criterion = X3KDLoss(cfg.student)
+    criterion = X3KDLoss(cfg.student, *teacher_feature_statistics(reader, cfg.student, cache))
     net = TrainNet(model, criterion).to(device).train()
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)

@@ -22,6 +22,7 @@ from cache_schema import BevGrid, CacheWriter, StoreConfig
 from cache_schema.writer import forget_samples
 from cache_schema.errors import UserInputError
 from cache_schema.identity import images_fingerprint
+from cache_schema.statistics import feature_sums
 from cache_schema.layout import CAMERA_NAMES, GROUPS, RegressionEncoding
 from cache_schema.store import refuse_volatile, software_version
 from student.device import torch_device
@@ -226,6 +227,7 @@ class Exporter:
                     sample["lidar_teacher/bev_features"] = out.bev_features
                     sample["lidar_teacher/heatmaps"] = out.heatmaps
                     sample["lidar_teacher/regression"] = out.regression
+                    sample.update(feature_sums(out.bev_features))
                 if image_out is not None:
                     cams = len(info.cameras)
                     padded = pad_instances(image_out[b * cams:(b + 1) * cams], config.max_instances)

@@ -171,3 +171,39 @@ def test_frozen_stages_keep_their_batchnorm_statistics():
     assert all(torch.equal(before[n], after[n]) for n in frozen)
     assert all(not torch.equal(before[n], after[n]) for n in trained)
     assert backbone.training and not backbone.layer1.training and backbone.layer2.training
+
+
+def test_xfd_standardize_uses_the_store_statistics_of_the_training_samples(train_cache, synthetic_dataroot, tmp_path):
+    import numpy as np
+
+    from cache_schema import CacheReader
+
+    cfg = load_train_config(TINY_YAML, ["train.steps=1", "loss.xis.enabled=false", "loss.xfd.standardize=true"])
+    ckpt = load_checkpoint(train(train_cache, synthetic_dataroot, cfg, tmp_path / "run", progress=False))
+    mean, std = ckpt["criterion"]["teacher_mean"].numpy(), ckpt["criterion"]["teacher_std"].numpy()
+    reader = CacheReader(train_cache, groups=["lidar_teacher"])
+    feats = np.stack([reader[i]["lidar_teacher/bev_features"] for i in range(len(reader))]).astype(np.float64)
+    # The store keeps the features int8-quantised; the statistics come from the teacher's float maps.
+    np.testing.assert_allclose(mean, feats.mean(axis=(0, 2, 3)), atol=2e-2 * np.abs(feats).max())
+    np.testing.assert_allclose(std, feats.std(axis=(0, 2, 3)), rtol=5e-2, atol=1e-3)
+    assert (std > 0).all()
+
+
+def test_xfd_standardize_on_a_store_without_statistics_is_one_line(train_cache, synthetic_dataroot, tmp_path):
+    import zarr
+
+    copy = tmp_path / "old.zarr"
+    shutil.copytree(train_cache, copy)
+    root = zarr.open_group(str(copy), mode="r+")
+    for key in ("bev_features_sum", "bev_features_sqsum"):
+        del root["lidar_teacher"][key]
+    root.attrs["x3kd"] = {**root.attrs["x3kd"], "schema_version": "1.0"}
+    r = CliRunner().invoke(main, ["train", "--cache", str(copy), "--dataroot", str(synthetic_dataroot), "--config",
+                                  str(TINY_YAML), "--out", str(tmp_path / "run"), "--set", "train.steps=1",
+                                  "--set", "loss.xis.enabled=false", "--set", "loss.xfd.standardize=true"])
+    assert r.exit_code == 2 and "schema 1.1" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.output
+    # Without standardisation the old store trains.
+    r = CliRunner().invoke(main, ["train", "--cache", str(copy), "--dataroot", str(synthetic_dataroot), "--config",
+                                  str(TINY_YAML), "--out", str(tmp_path / "run2"), "--set", "train.steps=1",
+                                  "--set", "loss.xis.enabled=false"])
+    assert r.exit_code == 0, r.output
