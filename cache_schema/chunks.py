@@ -62,6 +62,9 @@ class ChunkReader:
         if start == _EMPTY:
             return self._fill()
         raw = self._get(key, RangeByteRequest(int(start), int(start + length)))
+        return self._decode(key, row, raw)
+
+    def _decode(self, key: str, row: int, raw: bytes | None) -> np.ndarray:
         if raw is None:
             raise CorruptChunkError(f"{key}: shard disappeared while reading")
         try:
@@ -105,3 +108,38 @@ def _is_our_encoding(array: zarr.Array) -> bool:
         and (inner[0].endian is None or inner[0].endian.value == "little")
         and len(index) == 2 and isinstance(index[0], BytesCodec) and isinstance(index[1], Crc32cCodec)
     )
+
+
+def read_rows(requests: list[tuple[ChunkReader, int]]) -> list[np.ndarray]:
+    """`[reader.read(i) for reader, i in requests]`, with every chunk fetched in one round trip to the
+    store: a sample spread over twenty arrays otherwise pays twenty of zarr's synchronous gets (~0.3 ms
+    each on local disk, far more on an object store). Anything unusual (a foreign encoding, an index
+    not yet read, an empty or missing chunk, an error) takes the one-by-one path."""
+    import asyncio
+
+    planned: list[tuple[int, str, int, RangeByteRequest]] = []
+    out: list[np.ndarray | None] = [None] * len(requests)
+    for n, (reader, index) in enumerate(requests):
+        if not reader._direct:
+            continue
+        shard, row = divmod(index, reader._rows_per_shard)
+        offsets = reader._indexes.get(shard)
+        if offsets is None or offsets[row][0] == _EMPTY:
+            continue
+        start, length = offsets[row]
+        key = f"{reader._prefix}/c/{shard}/{reader._tail}" if reader._tail else f"{reader._prefix}/c/{shard}"
+        planned.append((n, key, row, RangeByteRequest(int(start), int(start + length))))
+    if planned:
+        async def fetch():
+            return await asyncio.gather(*(requests[n][0]._store.get(key, prototype=default_buffer_prototype(),
+                                                                    byte_range=rng)
+                                          for n, key, _, rng in planned), return_exceptions=True)
+        for (n, key, row, _), buf in zip(planned, sync(fetch())):
+            if buf is None or isinstance(buf, BaseException):
+                continue
+            try:
+                out[n] = requests[n][0]._decode(key, row, buf.to_bytes())
+            except CorruptChunkError:
+                continue  # the one-by-one path re-reads a possibly stale index before calling it corrupt
+    return [v if v is not None else reader.read(index) for v, (reader, index) in zip(out, requests)]
+

@@ -162,8 +162,8 @@ class ArraySpec:
     # kept in the companion array `<name>_affine`); decoded to float32. "text": fixed-width UTF-8 strings
     # held as uint8 (any Zarr reader can open them), decoded to str. "plain": stored as `dtype` as is.
     kind: str = "plain"
-    # Small per-sample values: the reader loads the whole array once and serves samples from memory,
-    # because every array read costs milliseconds of fixed overhead in zarr-python.
+    # Small per-sample values: `CacheReader.column` may load them for all samples at once (statistics,
+    # indexes); samples are read chunk by chunk through the direct shard path like the large maps.
     small: bool = True
     doc: str = ""
     # Zarr v3 dimension_names of the per-sample axes (the leading axis is "sample"), so that xarray and

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 import numpy as np
 import zarr
 
-from .chunks import ChunkReader
+from .chunks import ChunkReader, read_rows
 from .codec import decode_text, decode_value
 from .errors import CorruptChunkError, UserInputError
 from .layout import DONE, ArraySpec, affine_key, arrays_for
@@ -22,7 +22,9 @@ class CacheReader:
     given by `groups` (default: all of the store's) are read.
 
     Safe in DataLoader workers: zarr handles are opened lazily per process (a fork or a spawn opens
-    its own), and the reader pickles to its URL and options only.
+    its own), and the reader pickles to its URL and options only. Its resident memory stays flat in the
+    number of samples beyond the tokens, the done flags and 16 bytes of shard index per sample and array
+    read (bench/reader_memory.py).
     """
 
     def __init__(self, url: str, *, groups: Iterable[str] | None = None, storage_options: dict | None = None):
@@ -63,11 +65,11 @@ class CacheReader:
         state["_token_index"] = None
         return state
 
-    def _chunk(self, key: str, index: int) -> np.ndarray:
+    def _chunk_reader(self, key: str) -> ChunkReader:
         group = self._group()
         if key not in self._chunk_readers:
             self._chunk_readers[key] = ChunkReader(group[key])
-        return self._chunk_readers[key].read(index)
+        return self._chunk_readers[key]
 
     def _whole(self, key: str) -> np.ndarray:
         """A small array read whole once: per-array reads cost milliseconds of fixed overhead each."""
@@ -129,17 +131,20 @@ class CacheReader:
             raise UserInputError(f"{self.url}: sample {index} is not exported yet ({self.num_done} of {len(self)} "
                                  "done); run the export again to finish it")
         out: dict[str, Any] = {"meta/index": index}
+        # One chunk per array and sample, also for the small arrays: holding those whole would grow with
+        # the dataset in every DataLoader worker (trainval gt/boxes: ~0.5 GB each). All of a sample's
+        # chunks are fetched in one round trip.
+        keys = [s.key for s in self._specs] + [affine_key(s) for s in self._specs
+                                                if s.quantization(self.config) == "int8"]
+        try:
+            rows = dict(zip(keys, read_rows([(self._chunk_reader(k), index) for k in keys])))
+        except CorruptChunkError as e:
+            token = decode_text(self._whole("meta/token")[index])
+            raise UserInputError(f"{self.url}: sample {index} ({token}) is corrupt ({e}); re-export it with "
+                                 "`x3kd-cache export --repair` and the export's options") from None
         for spec in self._specs:
-            try:
-                stored = self._whole(spec.key)[index] if spec.small else self._chunk(spec.key, index)
-                affine = None
-                if spec.quantization(self.config) == "int8":
-                    affine = self._chunk(affine_key(spec), index)
-            except CorruptChunkError as e:
-                token = decode_text(self._whole("meta/token")[index])
-                raise UserInputError(f"{self.url}: sample {index} ({token}) is corrupt ({e}); re-export it with "
-                                     "`x3kd-cache export --repair` and the export's options") from None
-            out[spec.key] = decode_value(spec, self.config, stored, affine)
+            affine = rows.get(affine_key(spec)) if spec.quantization(self.config) == "int8" else None
+            out[spec.key] = decode_value(spec, self.config, rows[spec.key], affine)
         return out
 
     def __iter__(self):
