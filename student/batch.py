@@ -9,7 +9,7 @@ centre of pixel column i at u = i.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 import torch
 
@@ -58,6 +58,8 @@ class StudentBatch:
     depth_targets:[B, N, h, w] LiDAR depth in metres on the stride-16 feature grid of the augmented
                   image (0 = no point there); see `student.targets.depth_image_to_feature_grid`.
     teacher:      cached teacher outputs, or None when training without distillation.
+    det_targets:  CenterPoint targets per task group (`student.targets.TaskTargets`), built by the dataset
+                  workers from the augmented GT; None = the criterion builds them from gt_boxes.
     indices:      the cache sample index of each batch element (bookkeeping: logs, DDP checks).
     """
 
@@ -70,6 +72,7 @@ class StudentBatch:
     gt_labels: list[torch.Tensor] = field(default_factory=list)
     depth_targets: torch.Tensor | None = None
     teacher: TeacherTargets | None = None
+    det_targets: list | None = None
     indices: list[int] = field(default_factory=list)
 
     def to(self, device: torch.device | str) -> "StudentBatch":
@@ -79,7 +82,7 @@ class StudentBatch:
                 return v.to(device, non_blocking=True)
             if isinstance(v, list):
                 return [mv(x) for x in v]
-            if isinstance(v, TeacherTargets):
+            if is_dataclass(v) and not isinstance(v, type):  # TeacherTargets, TaskTargets
                 return replace(v, **{f.name: mv(getattr(v, f.name)) for f in fields(v)})
             return v
         return replace(self, **{f.name: mv(getattr(self, f.name)) for f in fields(self)})

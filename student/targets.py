@@ -115,6 +115,20 @@ def build_det_targets(gt_boxes: list[torch.Tensor], gt_labels: list[torch.Tensor
     return out
 
 
+def merge_det_targets(per_sample: list[list[TaskTargets]]) -> list[TaskTargets]:
+    """Targets built for one sample each (batch index 0) -> the batch's, as `build_det_targets` would
+    have built them for all samples at once. The dataset builds per sample in its workers, so the
+    Python loop over objects never runs in the training step."""
+    merged = []
+    for task in zip(*per_sample):
+        merged.append(TaskTargets(
+            torch.cat([t.heatmap for t in task]),
+            torch.cat([torch.full_like(t.batch_index, b) for b, t in enumerate(task)]),
+            torch.cat([t.cell_index for t in task]),
+            torch.cat([t.box_target for t in task])))
+    return merged
+
+
 # -------------------------------------------------------------------------------------- depth ---
 
 def depth_image_to_feature_grid(depth: torch.Tensor, ida: torch.Tensor, depth_stride: int,

@@ -27,7 +27,7 @@ from ..augment import (BevAugConfig, ImageAugConfig, augment_boxes, augment_teac
                        teacher_task_map, teacher_validity, warp_task_map)
 from ..batch import StudentBatch, TeacherTargets
 from ..config import StudentConfig
-from ..targets import depth_image_to_feature_grid
+from ..targets import build_det_targets, depth_image_to_feature_grid, merge_det_targets
 from .cameras import CameraSetup, load_camera_inputs
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,12 @@ class CacheDataset(Dataset):
             "index": index, "images": cams.images, "intrinsics": cams.intrinsics, "cam2lidar": cams.cam2lidar,
             "ida": cams.ida, "bda": bda, "gt_boxes": augment_boxes(boxes, bda),
             "gt_labels": torch.from_numpy(np.asarray(s["gt/labels"][:count], dtype=np.int64))}
+        det = self.cfg.losses.det
+        if det.enabled and det.weight != 0:
+            # CenterPoint targets here, in the worker: their per-object loop is host work the step
+            # would otherwise wait for (and sync the GPU for) every step.
+            out["det_targets"] = build_det_targets([out["gt_boxes"]], [out["gt_labels"]], self.cfg.grid,
+                                                   self.cfg.class_setup, det.gaussian_overlap, det.min_radius)
         if "depth/depth" in s:
             h, w = self.cfg.image_size
             depth = torch.from_numpy(np.asarray(s["depth/depth"], dtype=np.float32))
@@ -198,4 +204,5 @@ def collate(samples: list[dict[str, Any]]) -> StudentBatch:
     return StudentBatch(
         images=stack("images"), intrinsics=stack("intrinsics"), cam2lidar=stack("cam2lidar"), ida=stack("ida"),
         bda=stack("bda"), gt_boxes=[s["gt_boxes"] for s in samples], gt_labels=[s["gt_labels"] for s in samples],
-        depth_targets=stack("depth_targets"), teacher=teacher, indices=[int(s["index"]) for s in samples])
+        depth_targets=stack("depth_targets"), teacher=teacher, indices=[int(s["index"]) for s in samples],
+        det_targets=merge_det_targets([s["det_targets"] for s in samples]) if "det_targets" in samples[0] else None)

@@ -65,8 +65,10 @@ class X3KDLoss(nn.Module):
             if len(batch.gt_boxes) != batch.images.shape[0] or len(batch.gt_labels) != batch.images.shape[0]:
                 raise UserInputError(f"losses.det is enabled but the batch has {len(batch.gt_boxes)} GT box lists "
                                      f"for {batch.images.shape[0]} samples; set losses.det.weight: 0 for KD-only")
-            targets = build_det_targets(batch.gt_boxes, batch.gt_labels, cfg.grid, cfg.class_setup,
-                                        lc.det.gaussian_overlap, lc.det.min_radius)
+            targets = batch.det_targets
+            if targets is None:
+                targets = build_det_targets(batch.gt_boxes, batch.gt_labels, cfg.grid, cfg.class_setup,
+                                            lc.det.gaussian_overlap, lc.det.min_radius)
             losses.update(det_loss(out.head_outputs, targets, lc.det))
         if _on(lc.ds):
             depth = self._need(batch.depth_targets, "depth targets", "ds")

@@ -101,3 +101,30 @@ def test_workers_give_the_same_batches_as_the_main_process(train_cache, syntheti
         torch.testing.assert_close(a.images, b.images)
         torch.testing.assert_close(a.teacher.regression, b.teacher.regression)
         torch.testing.assert_close(a.gt_boxes[0], b.gt_boxes[0])
+
+
+def test_det_targets_built_in_the_workers_equal_the_criterions(train_cache, synthetic_dataroot):
+    """The dataset builds CenterPoint targets per sample; merged into a batch they are exactly what
+    the criterion builds from the batch's GT, so the loss is identical."""
+    from student.losses import X3KDLoss
+    from student.models.student import build_student
+    from student.targets import build_det_targets
+
+    cfg = _cfg("loss.xis.enabled=false")
+    ds = CacheDataset(open_cache(train_cache, cfg.student), synthetic_dataroot, cfg.student, cfg.data, seed=1)
+    batch = collate([ds[(0, 0)], ds[(0, 2)]])
+    assert batch.det_targets is not None
+    s = cfg.student
+    rebuilt = build_det_targets(batch.gt_boxes, batch.gt_labels, s.grid, s.class_setup,
+                                s.losses.det.gaussian_overlap, s.losses.det.min_radius)
+    for a, b in zip(batch.det_targets, rebuilt):
+        for name in ("heatmap", "batch_index", "cell_index", "box_target"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+    torch.manual_seed(0)
+    model, criterion = build_student(s).eval(), X3KDLoss(s).eval()
+    with torch.no_grad():
+        out = model(batch)
+        with_targets = criterion(out, batch)["loss_det"]
+        from dataclasses import replace
+        without = criterion(out, replace(batch, det_targets=None))["loss_det"]
+    assert torch.equal(with_targets, without)
