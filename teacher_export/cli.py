@@ -1,4 +1,7 @@
-"""`x3kd-cache`: build, inspect and check teacher caches."""
+"""`x3kd-cache`: build, inspect and check teacher caches (single-process export).
+
+The installed `x3kd-cache` is `pipelines.cli.main`: this group plus `export --cluster/--scheduler`.
+teacher_export never imports pipelines (DESIGN.md); the composition happens on pipelines' side."""
 from __future__ import annotations
 
 import logging
@@ -145,21 +148,11 @@ def _sample_index(reader, store: str, which: str) -> int:
 @click.option("--bev-quantization", type=click.Choice(["int8", "float16"]),
               help="Storage of the teacher BEV features (default int8, see BENCHMARKS.md).")
 @click.option("--depth-stride", type=int, help="Depth targets per N x N image pixels (default 4).")
-@click.option("--cluster", help="Run on Dask: local[:N] (N single-threaded worker processes, default one per "
-                                "core), slurm or pbs (batch jobs through dask-jobqueue). Default: one process.")
-@click.option("--scheduler", help="Run on an existing Dask cluster: its scheduler address, tcp://HOST:8786.")
-@click.option("--jobs", type=int, help="slurm/pbs: number of batch jobs (default 1).")
-@click.option("--cores", type=int, help="slurm/pbs: cores per job, one worker process each.")
-@click.option("--memory", help="slurm/pbs: memory per job, e.g. 64GB.")
-@click.option("--walltime", help="slurm/pbs: time limit per job, e.g. 04:00:00.")
-@click.option("--queue", help="slurm/pbs: partition / queue name.")
-@click.option("--retries", type=int, default=2, show_default=True,
-              help="With --cluster/--scheduler: times a failed shard task is retried.")
 @click.option("--repair", is_flag=True,
               help="First read every chunk of an existing --out (as `validate` does) and export again the samples "
                    "it finds corrupt or missing, with the same options as the first export.")
 @exit_2_on_user_error
-def export(config_file, cluster, scheduler, jobs, cores, memory, walltime, queue, retries, repair, **options) -> None:
+def export(config_file, repair, **options) -> None:
     """Run the teachers once over a split and write the cache.
 
     Resumable: re-running the same command skips samples that are done, and a store made with other
@@ -171,36 +164,24 @@ def export(config_file, cluster, scheduler, jobs, cores, memory, walltime, queue
       x3kd-cache export --dataroot data/nuscenes --version v1.0-trainval --split train \\
           --out cache/train.zarr --lidar-checkpoint centerpoint_pillar02.pth \\
           --image-checkpoint maskrcnn_nuimages.pth --device cuda --batch-size 4
-
-    With --cluster or --scheduler the shards are exported by Dask workers, each building the
-    teachers once; a failed shard task is retried, and re-running the command resumes.
-
-    \b
-      x3kd-cache export ... --cluster local:4
-      x3kd-cache export ... --out s3://bucket/train.zarr --cluster slurm --jobs 8 --cores 8 \\
-          --memory 64GB --walltime 04:00:00 --queue gpu
     """
-    from pipelines.cluster import ClusterSpec
-    from teacher_export.export import export as run_export, options_from
+    from teacher_export.export import export as run_export
+
+    run_export_command(config_file, repair, options, run_export)
+
+
+def run_export_command(config_file, repair: bool, options: dict, runner) -> None:
+    """What every `export` command does around `runner(export_options) -> ExportResult` (one process
+    here, a Dask cluster in pipelines' command): read the options, repair first if asked, say how to
+    continue after Ctrl-C, print the summary."""
+    from teacher_export.export import forget_bad_samples, options_from
 
     export_options = options_from(config_file, options)
-    spec = ClusterSpec.parse(cluster, scheduler, jobs=jobs, cores=cores, memory=memory, walltime=walltime,
-                             queue=queue)
     if repair:
-        from teacher_export.export import forget_bad_samples
-
         bad = forget_bad_samples(export_options)
         click.echo(f"{export_options.out}: {len(bad)} corrupt or missing sample(s) to export again")
     try:
-        if spec is None:
-            result = run_export(export_options)
-        else:
-            from pipelines.cluster import connect
-            from pipelines.export import export_on_cluster
-
-            with connect(spec) as client:
-                click.echo(f"Dask dashboard: {client.dashboard_link}")
-                result = export_on_cluster(export_options, client, retries=retries, cluster_name=spec.describe())
+        result = runner(export_options)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: finished shards of {export_options.out} are kept; run the same command again to "
                    "continue (done samples are skipped)", err=True)

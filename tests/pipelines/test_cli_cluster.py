@@ -7,7 +7,7 @@ import yaml
 from click.testing import CliRunner
 
 from cache_schema import CacheReader, validate
-from teacher_export.cli import main
+from pipelines.cli import main
 from teacher_export.export import export
 from tests.cache_schema.test_resume import raw_arrays
 from tests.teacher_export.exports import small_export_options

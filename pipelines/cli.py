@@ -1,0 +1,58 @@
+"""`x3kd-cache` as installed: teacher_export's command group with `export` extended by the Dask
+options. pipelines is the top of the export side (DESIGN.md), so the command that offers --cluster is
+assembled here, and teacher_export never imports pipelines."""
+from __future__ import annotations
+
+import click
+
+from cache_schema.errors import exit_2_on_user_error
+from teacher_export.cli import export as single_process_export
+from teacher_export.cli import main, run_export_command
+
+CLUSTER_OPTIONS = [
+    click.Option(["--cluster"], help="Run on Dask: local[:N] (N single-threaded worker processes, default one per "
+                                     "core), slurm or pbs (batch jobs through dask-jobqueue). Default: one process."),
+    click.Option(["--scheduler"], help="Run on an existing Dask cluster: its scheduler address, tcp://HOST:8786."),
+    click.Option(["--jobs"], type=int, help="slurm/pbs: number of batch jobs (default 1)."),
+    click.Option(["--cores"], type=int, help="slurm/pbs: cores per job, one worker process each."),
+    click.Option(["--memory"], help="slurm/pbs: memory per job, e.g. 64GB."),
+    click.Option(["--walltime"], help="slurm/pbs: time limit per job, e.g. 04:00:00."),
+    click.Option(["--queue"], help="slurm/pbs: partition / queue name."),
+    click.Option(["--retries"], type=int, default=2, show_default=True,
+                 help="With --cluster/--scheduler: times a failed shard task is retried."),
+]
+
+
+@exit_2_on_user_error
+def _export(config_file, repair, cluster, scheduler, jobs, cores, memory, walltime, queue, retries, **options) -> None:
+    from pipelines.cluster import ClusterSpec
+
+    spec = ClusterSpec.parse(cluster, scheduler, jobs=jobs, cores=cores, memory=memory, walltime=walltime,
+                             queue=queue)
+    if spec is None:
+        from teacher_export.export import export as runner
+    else:
+        def runner(export_options):
+            from pipelines.cluster import connect
+            from pipelines.export import export_on_cluster
+
+            with connect(spec) as client:
+                click.echo(f"Dask dashboard: {client.dashboard_link}")
+                return export_on_cluster(export_options, client, retries=retries, cluster_name=spec.describe())
+    run_export_command(config_file, repair, options, runner)
+
+
+main.add_command(click.Command(
+    "export", callback=_export, params=[*single_process_export.params, *CLUSTER_OPTIONS],
+    help=single_process_export.help + """
+    With --cluster or --scheduler the shards are exported by Dask workers, each building the
+    teachers once; a failed shard task is retried, and re-running the command resumes.
+
+    \\b
+      x3kd-cache export ... --cluster local:4
+      x3kd-cache export ... --out s3://bucket/train.zarr --cluster slurm --jobs 8 --cores 8 \\\\
+          --memory 64GB --walltime 04:00:00 --queue gpu
+    """))
+
+if __name__ == "__main__":
+    main()
