@@ -305,3 +305,15 @@ def test_a_store_of_another_regression_encoding_is_refused_for_xod(train_cache, 
     # A schema 1.0 store recorded no encoding: it is read as the one every 1.0 export wrote.
     legacy = {k: v for k, v in CacheReader(train_cache).config.to_json().items() if k != "regression"}
     assert StoreConfig.from_json(legacy).regression == REGRESSION_ENCODING
+
+
+def test_an_out_under_a_file_is_one_line_and_writes_nothing(synthetic_dataroot, tmp_path):
+    from teacher_export.cli import main as cache_cli
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    line = _one_line(CliRunner().invoke(cache_cli, ["export", "--dataroot", str(synthetic_dataroot), "--version",
+                                                     "v1.0-mini", "--split", "mini_train", "--out",
+                                                     str(blocker / "cache.zarr"), "--random-init",
+                                                     "--image-teacher", "none"]))
+    assert "a file is in the way" in line and blocker.read_text() == "not a directory"
