@@ -135,8 +135,11 @@ class BevView:
 def draw_bev_boxes(ax, boxes: np.ndarray, color=GT_COLOR, labels: Sequence[str] | None = None,
                    linewidth: float = 1.5, linestyle: str = "-") -> None:
     """Outlines of (M, >=7) boxes seen from above, with a line from the centre to the front face."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, np.asarray(boxes).shape[-1] if np.size(boxes) else 9)
-    for i, corners in enumerate(box_corners(boxes) if len(boxes) else []):
+    boxes = np.asarray(boxes, np.float64)
+    if boxes.size == 0:
+        return
+    boxes = np.atleast_2d(boxes)
+    for i, corners in enumerate(box_corners(boxes)):
         ring = corners[[0, 1, 3, 2, 0], :2]
         ax.plot(ring[:, 0], ring[:, 1], color=color, linewidth=linewidth, linestyle=linestyle)
         front = corners[[1, 3], :2].mean(0)
