@@ -216,16 +216,11 @@ class StudentConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "StudentConfig":
-        import yaml
+        """The student of a config file in the one file schema there is, that of `x3kd-student train`
+        (`model:` and `loss:` blocks, configs/*.yaml): `load_train_config(path).student`."""
+        from .train import load_train_config
 
-        p = Path(path)
-        if not p.is_file():
-            raise UserInputError(f"{p}: config file not found")
-        try:
-            d = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserInputError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-        return _from_dict(cls, d, str(p))
+        return load_train_config(path).student
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -13,15 +13,26 @@ def test_defaults_are_the_r50_bevdepth_setup_on_the_teacher_grid():
 
 
 def test_round_trip_through_a_dict_and_yaml(tmp_path):
+    """One file schema: the training config's (model + loss blocks), which every shipped config uses."""
     import yaml
+
+    from student.train import TrainConfig
 
     cfg = tiny_config(xod={"gamma": 1.5}, det={"weight": 0})
     assert StudentConfig.from_dict(cfg.to_dict()) == cfg
     p = tmp_path / "student.yaml"
-    p.write_text(yaml.safe_dump(cfg.to_dict()))
+    p.write_text(yaml.safe_dump(TrainConfig(cfg).to_dict()))
     loaded = StudentConfig.from_yaml(p)
     assert loaded == cfg and loaded.losses.xod.gamma == 1.5 and loaded.losses.det.weight == 0.0
     assert loaded.grid.shape == (32, 32)
+
+
+@pytest.mark.parametrize("name", ["tiny.yaml", "tiny_pillar02.yaml", "r50_256x704.yaml"])
+def test_every_shipped_config_loads_through_from_yaml(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "configs" / name
+    assert StudentConfig.from_yaml(path).grid.shape[0] > 0
 
 
 @pytest.mark.parametrize("bad,match", [
