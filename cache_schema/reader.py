@@ -96,13 +96,17 @@ class CacheReader:
         done = self._whole(DONE.key).astype(bool)
         return [decode_text(t) if d else "" for t, d in zip(self._whole("meta/token"), done)]
 
-    def column(self, key: str) -> np.ndarray:
-        """A small per-sample array for every sample at once, (N, ...) as stored (e.g. the teacher
-        feature statistics); large maps are read per sample through `reader[i]`."""
+    def column(self, key: str) -> np.ndarray | list:
+        """A small per-sample array for every sample at once: (N, ...) as stored for plain arrays (e.g.
+        the teacher feature statistics), decoded strings for text arrays (e.g. image paths). Meant for
+        one-off passes at start-up; large maps are read per sample through `reader[i]`."""
         spec = next((s for s in self._specs if s.key == key), None)
-        if spec is None or not spec.small or spec.kind != "plain":
-            raise KeyError(f"{key}: not a small plain array of the groups this reader reads ({list(self.groups)})")
-        return self._whole(key)
+        if spec is None or not spec.small or spec.kind not in ("plain", "text"):
+            raise KeyError(f"{key}: not a small array of the groups this reader reads ({list(self.groups)})")
+        whole = self._group()[key][:]  # not kept: a column is read once, memory stays flat in N
+        if spec.kind == "text":
+            return [decode_value(spec, self.config, row, None) for row in whole]
+        return whole
 
     def select(self, groups: Iterable[str]) -> "CacheReader":
         """A reader of the same store that reads only `groups`."""

@@ -274,15 +274,15 @@ def teacher_feature_statistics(reader: Any, cfg: StudentConfig, url: str
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
 
 
-def _validate_once(cache: str, out: Path, storage_options: dict | None, info: DistInfo, progress: bool) -> None:
+def _validate_once(cache: str, reader: Any, out: Path, storage_options: dict | None, info: DistInfo,
+                   progress: bool) -> None:
     """Read every chunk of the store (checksums) before the first training on it since its last export
     run, so a corrupt sample stops training before it starts, named, with the repair command. The run
     directory remembers which export state was validated, so resuming does not read it all again."""
-    from cache_schema import CacheReader
     from cache_schema.validate import validate
 
     marker = out / "cache_validated.json"
-    runs = len(CacheReader(cache, storage_options=storage_options).meta.runs)
+    runs = len(reader.meta.runs)
     stamp = {"cache": str(cache), "export_runs": runs}
     message = None
     if info.main:
@@ -602,7 +602,7 @@ def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume
         log.info("resumed from %s at step %d", path, step)
 
     if rc.validate_cache:  # after the cheap refusals above, before any training step
-        _validate_once(cache, out, storage_options, info, progress and sys.stderr.isatty())
+        _validate_once(cache, reader, out, storage_options, info, progress and sys.stderr.isatty())
     start_step = step
     ddp_net: nn.Module = net
     if info.world > 1:

@@ -114,8 +114,7 @@ def check_dataroot(reader: CacheReader, url: str, dataroot: str | Path) -> None:
         return
     if not reader.done_mask.all():
         return  # an unfinished store is refused by the caller anyway
-    calib = reader.select(["calib"])
-    relative = [p for i in range(len(calib)) for p in calib[i]["calib/image_paths"]]
+    relative = [p for row in reader.select(["calib"]).column("calib/image_paths") for p in row]
     if images_fingerprint(dataroot, relative) != recorded:
         raise UserInputError(f"--dataroot {dataroot}: its camera images are not the ones {url} was exported from "
                              "(their paths and sizes differ); give the dataroot the export read")

@@ -2,16 +2,11 @@
 `tests/fixtures` and `../shared/fixtures/README.md`). 'small' ships with the repo; 'full' (the real
 pillar02 size) is read from `../shared/fixtures` next to the repo (or $X3KD_SHARED_FIXTURES) and
 skipped only when that folder is absent."""
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
-from teacher_export.teachers.centerpoint.model import CenterPoint
+from tests.teacher_export.teachers.parity import REPO, SHARED, run_fixture
 
-REPO = Path(__file__).parents[3]
-SHARED = Path(os.environ.get("X3KD_SHARED_FIXTURES", REPO / ".." / "shared" / "fixtures"))
 FIXTURES = {
     "small": REPO / "tests" / "fixtures" / "centerpoint_pillar02_small.pt",
     "full": SHARED / "centerpoint_pillar02_full.pt",
@@ -24,17 +19,8 @@ def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module", params=["small", "full"])
 def run(request):
-    path = FIXTURES[request.param]
-    if request.param == "full" and not SHARED.is_dir():
-        pytest.skip(f"{SHARED} absent")
     torch.set_num_threads(2)
-    fx = torch.load(path, map_location="cpu", weights_only=False)
-    model = CenterPoint.from_mmdet3d_config(fx["model_config"]).eval()
-    model.load_state_dict(fx["state_dict"], strict=True)
-    with torch.inference_mode():
-        out = model([fx["points"]])
-        dets = model.decode(out.head)
-    return request.param, fx, model, out, dets[0]
+    return (request.param, *run_fixture(FIXTURES[request.param]))
 
 
 def test_state_dict_keys_and_shapes_are_mmdet3ds(run):

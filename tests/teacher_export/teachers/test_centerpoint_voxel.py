@@ -5,7 +5,6 @@ the parity tests skip (saying how to enable them) and the teacher refuses in one
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import torch
 from cache_schema.errors import UserInputError
 from teacher_export.teachers.centerpoint.configs import get_config
 
-REPO = Path(__file__).parents[3]
-SHARED = Path(os.environ.get("X3KD_SHARED_FIXTURES", REPO / ".." / "shared" / "fixtures"))
+from tests.teacher_export.teachers.parity import REPO, SHARED, run_fixture
+
 SMALL_CONFIG = REPO / "tests" / "fixtures" / "centerpoint_voxel01_small_config.json"
 HOW_TO_ENABLE = ("spconv is not installed: `pip install 'x3kd[voxel]'` (or spconv-cu12x for CUDA); `make test` "
                  "installs it when ../shared/wheels is present")
@@ -64,18 +63,7 @@ def test_shipped_voxel0075_config_is_mmdet3ds():
 @pytest.fixture(scope="module", params=["small", "full"])
 def run(request):
     needs_spconv()
-    from teacher_export.teachers.centerpoint.model import CenterPoint
-
-    path = SHARED / f"centerpoint_voxel01_{request.param}.pt"
-    if not path.is_file():
-        pytest.skip(f"{path} absent")
-    fx = torch.load(path, map_location="cpu", weights_only=True)
-    model = CenterPoint.from_mmdet3d_config(json.loads(fx["model_config"])).eval()
-    model.load_state_dict(fx["state_dict"], strict=True)
-    with torch.inference_mode():
-        out = model([fx["points"]])
-        dets = model.decode(out.head)
-    return request.param, fx, model, out, dets[0]
+    return (request.param, *run_fixture(SHARED / f"centerpoint_voxel01_{request.param}.pt"))
 
 
 def test_voxel_state_dict_keys_and_shapes_are_mmdet3ds(run):
