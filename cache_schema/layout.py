@@ -20,13 +20,21 @@ from .grid import BevGrid, ClassSetup
 
 # major.minor: readers refuse an unknown major; a minor adds what older stores are read as having by
 # default. 1.1: StoreConfig.regression (1.0 stores were all written in REGRESSION_ENCODING), and
-# lidar_teacher/bev_features_{sum,sqsum} (1.0 stores have no feature statistics).
-SCHEMA_VERSION = "1.1"
+# lidar_teacher/bev_features_{sum,sqsum} (1.0 stores have no feature statistics). 1.2: the optional
+# `radar` group and StoreConfig.radar_sweeps / max_radar_points (older stores have no radar).
+SCHEMA_VERSION = "1.2"
 
 CAMERA_NAMES: tuple[str, ...] = (
     "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT",
 )
-GROUPS: tuple[str, ...] = ("meta", "calib", "gt", "depth", "lidar_teacher", "image_teacher")
+# nuScenes' five radars, in the order the cache and the radar student list them.
+RADAR_NAMES: tuple[str, ...] = (
+    "RADAR_FRONT", "RADAR_FRONT_LEFT", "RADAR_FRONT_RIGHT", "RADAR_BACK_LEFT", "RADAR_BACK_RIGHT",
+)
+# Per radar point, in the LiDAR frame of the sample: position, radar cross-section (dBsm), the ego-motion
+# compensated Doppler velocity (m/s, rotated into the LiDAR frame) and the sweep's age (s).
+RADAR_POINT_FEATURES: tuple[str, ...] = ("x", "y", "z", "rcs", "vx_comp", "vy_comp", "time_lag")
+GROUPS: tuple[str, ...] = ("meta", "calib", "gt", "depth", "lidar_teacher", "image_teacher", "radar")
 REQUIRED_GROUPS: tuple[str, ...] = ("meta", "calib", "gt")
 QUANTIZATIONS: tuple[str, ...] = ("float16", "int8")
 # The regression map's channels, in order (see teacher_export's LiDAR teacher for how they are merged
@@ -91,6 +99,8 @@ class StoreConfig:
     shard_size: int = 16
     groups: tuple[str, ...] = GROUPS
     regression: RegressionEncoding = field(default_factory=RegressionEncoding)
+    radar_sweeps: int = 6  # scans per radar (key frame included) merged into radar/points
+    max_radar_points: int = 4096
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cameras", tuple(self.cameras))
@@ -106,6 +116,9 @@ class StoreConfig:
         missing = [g for g in REQUIRED_GROUPS if g not in self.groups]
         if missing:
             problems.append(f"groups must include {missing}")
+        if self.radar_sweeps < 1 or self.max_radar_points < 1:
+            problems.append(f"radar_sweeps and max_radar_points must be >= 1, got {self.radar_sweeps}, "
+                            f"{self.max_radar_points}")
         if self.depth_stride < 1 or min(self.image_size) < self.depth_stride:
             problems.append(f"depth_stride {self.depth_stride} does not fit image_size {self.image_size}")
         if problems:
@@ -242,6 +255,13 @@ ARRAYS: tuple[ArraySpec, ...] = (
     ArraySpec("image_teacher", "masks", lambda c: (c.num_cameras, c.max_instances, c.mask_size, c.mask_size),
               "uint8", small=False, doc="28x28 mask probabilities x 255, pasted into boxes at load time",
               dims=("camera", "instance", "mask_y", "mask_x")),
+)
+ARRAYS += (
+    ArraySpec("radar", "points", lambda c: (c.max_radar_points, len(RADAR_POINT_FEATURES)), "float32", small=False,
+              since="1.2", dims=("radar_point", "radar_feature"),
+              doc="the five radars' last radar_sweeps scans in the LiDAR frame, columns RADAR_POINT_FEATURES, "
+                  "zero-padded after radar/count rows"),
+    ArraySpec("radar", "count", lambda c: (), "int32", since="1.2", doc="rows of radar/points that are points"),
 )
 DONE = ArraySpec("meta", "done", lambda c: (), "uint8", doc="1 once every array of the sample is written")
 

@@ -144,6 +144,9 @@ def _sample_index(reader, store: str, which: str) -> int:
 @click.option("--batch-size", type=int, help="Samples per teacher batch (default 1).")
 @click.option("--limit", type=int, help="Export only the first N samples of the split (the store holds N).")
 @click.option("--num-sweeps", type=int, help="LiDAR sweeps merged into each key frame (default 9).")
+@click.option("--radar-sweeps", type=int, help="Scans per radar (the key frame's and those before it) merged into the "
+                                            "cache's radar group for the radar student (default 6; 0: no radar group).")
+@click.option("--max-radar-points", type=int, help="Radar points a sample may have (default 4096).")
 @click.option("--shard-size", type=int, help="Samples per cache shard, the unit of writing and of Dask tasks (default 16).")
 @click.option("--bev-quantization", type=click.Choice(["int8", "float16"]),
               help="Storage of the teacher BEV features (default int8, see BENCHMARKS.md).")
@@ -281,23 +284,27 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 @click.option("--sweeps", "sweeps_per_sample", type=int, help="LiDAR sweeps before each key frame.  "
                                                               "[default: from preset]")
 @click.option("--objects", "objects_per_scene", type=int, help="Objects per scene.  [default: from preset]")
+@click.option("--radar-sweeps", "radar_sweeps_per_sample", type=int,
+              help="Scans of each of the five radars before each key-frame scan (13 Hz).  [default: 5]")
 @click.option("--version", type=click.Choice(["v1.0-mini", "v1.0-trainval"]), default="v1.0-mini", show_default=True,
               help="Table version; scene names come from its train/val splits.")
 @exit_2_on_user_error
 def make_synthetic(out: Path, preset: str, scenes: int | None, samples_per_scene: int | None, seed: int,
                    image_size: str | None, sweeps_per_sample: int | None, objects_per_scene: int | None,
-                   version: str) -> None:
+                   radar_sweeps_per_sample: int | None, version: str) -> None:
     """Write a synthetic nuScenes-format dataroot to OUT (new or empty directory).
 
     nuscenes-devkit loads it like the real thing (NuScenes(version, dataroot=OUT)); val scenes carry
-    v1.0-mini's mini_val names, so DetectionEval runs with eval_set='mini_val'.
+    v1.0-mini's mini_val names, so DetectionEval runs with eval_set='mini_val'. Sensors: LIDAR_TOP
+    (key frames and sweeps), the six cameras (key frames) and the five radars (key frames and
+    sweeps, nuScenes' 18-field .pcd that RadarPointCloud.from_file reads).
     """
     from dataclasses import replace
 
     from teacher_export.data.synthetic import PRESETS, write_dataset
 
     overrides = {"scenes": scenes, "samples_per_scene": samples_per_scene, "sweeps_per_sample": sweeps_per_sample,
-                 "objects_per_scene": objects_per_scene,
+                 "objects_per_scene": objects_per_scene, "radar_sweeps_per_sample": radar_sweeps_per_sample,
                  "image_size": _parse_image_size(image_size) if image_size else None}
     spec = replace(PRESETS[preset], seed=seed, version=version,
                    **{k: v for k, v in overrides.items() if v is not None})

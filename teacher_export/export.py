@@ -60,6 +60,10 @@ class ExportOptions:
     depth_stride: int = 4
     max_gt_boxes: int = 512
     max_instances: int = 32
+    # scans per radar (key frame included) merged into the cache's radar group; 0 = no radar group.
+    # Dataroots without radar data get no radar group either.
+    radar_sweeps: int = 6
+    max_radar_points: int = 4096
     storage_options: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -69,7 +73,9 @@ class ExportOptions:
             self.lidar_teacher = None
         if str(self.image_teacher).lower() in ("none", ""):
             self.image_teacher = None
-        for name in ("batch_size", "shard_size", "depth_stride", "max_gt_boxes", "max_instances"):
+        if int(self.radar_sweeps) < 0:
+            raise UserInputError(f"--radar-sweeps: must be >= 0, got {self.radar_sweeps}")
+        for name in ("batch_size", "shard_size", "depth_stride", "max_gt_boxes", "max_instances", "max_radar_points"):
             if int(getattr(self, name)) < 1:
                 raise UserInputError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
@@ -114,7 +120,8 @@ class Exporter:
     def samples(self) -> NuScenesSamples:
         if self._samples is None:
             o = self.options
-            self._samples = NuScenesSamples(o.dataroot, o.version, o.split, num_sweeps=o.num_sweeps)
+            self._samples = NuScenesSamples(o.dataroot, o.version, o.split, num_sweeps=o.num_sweeps,
+                                            num_radar_sweeps=o.radar_sweeps)
         return self._samples
 
     @property
@@ -159,6 +166,10 @@ class Exporter:
             groups.append("lidar_teacher")
         if o.image_teacher:
             groups.append("image_teacher")
+        if o.radar_sweeps and first.radar_sweeps:
+            groups.append("radar")
+        elif o.radar_sweeps:
+            log.info("%s: no radar data in sample %s; the cache gets no radar group", o.dataroot, first.token)
         try:
             return StoreConfig(
                 num_samples=self.num_samples(), grid=lidar.grid if lidar else BevGrid(),
@@ -167,7 +178,8 @@ class Exporter:
                 max_gt_boxes=o.max_gt_boxes, max_instances=o.max_instances, shard_size=o.shard_size,
                 groups=tuple(groups),
                 # the teacher says how its regression map encodes boxes; the student checks it (X-OD)
-                regression=lidar.regression_encoding if lidar else RegressionEncoding())
+                regression=lidar.regression_encoding if lidar else RegressionEncoding(),
+                radar_sweeps=max(o.radar_sweeps, 1), max_radar_points=o.max_radar_points)
         except ValueError as e:
             raise UserInputError(f"export options: {e}") from None
 
@@ -182,7 +194,7 @@ class Exporter:
         o = self.options
         images = [cam.image_path for i in range(self.num_samples()) for cam in self.samples[i].cameras]
         prov: dict[str, Any] = {"dataset": {"version": o.version, "split": o.split, "limit": o.limit,
-                                            "num_sweeps": o.num_sweeps,
+                                            "num_sweeps": o.num_sweeps, "radar_sweeps": o.radar_sweeps,
                                             "sample_tokens_sha256": _sha256_text(",".join(self.sample_tokens())),
                                             # train refuses a dataroot whose images differ from these
                                             "images_sha256": images_fingerprint(o.dataroot, images)}}
@@ -235,6 +247,8 @@ class Exporter:
                     sample["image_teacher/labels"] = padded.labels
                     sample["image_teacher/scores"] = padded.scores
                     sample["image_teacher/masks"] = np.rint(np.clip(padded.masks, 0, 1) * 255).astype(np.uint8)
+                if "radar" in config.groups:
+                    sample.update(_radar_arrays(info, self.samples.load_radar(info), config))
                 yield index, sample
             t4 = time.perf_counter()
             times.read += t1 - t0
@@ -274,6 +288,15 @@ def _index_and_targets(info: SampleInfo, points: np.ndarray, config: StoreConfig
         "gt/boxes": boxes, "gt/labels": labels, "gt/count": np.int32(n),
         "depth/depth": depth,
     }
+
+
+def _radar_arrays(info: SampleInfo, points: np.ndarray, config: StoreConfig) -> dict[str, Any]:
+    if len(points) > config.max_radar_points:
+        raise UserInputError(f"sample {info.token} has {len(points)} radar points; raise --max-radar-points "
+                             f"(now {config.max_radar_points})")
+    padded = np.zeros((config.max_radar_points, points.shape[1]), np.float32)
+    padded[:len(points)] = points
+    return {"radar/points": padded, "radar/count": np.int32(len(points))}
 
 
 def _read_image(path: Path, expected_hw: tuple[int, int]) -> np.ndarray:

@@ -28,6 +28,7 @@ from cache_schema.boxes import BOX_DIM
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
 from cache_schema.layout import CAMERA_NAMES
+from student.data.radar import DEFAULT_RADAR_SWEEPS, RadarSweep, radar_points, radar_sweeps
 from teacher_export.data.geometry import invert_transform, make_transform, transform_points, yaw_of
 
 LIDAR_NAME = "LIDAR_TOP"
@@ -82,7 +83,9 @@ class SampleInfo:
     `gt_boxes` (N, 9) float32 are (x, y, z_centre, l, w, h, yaw, vx, vy) in this sample's LiDAR frame
     (see `cache_schema.boxes`), `gt_labels` (N,) int64 index `NUSCENES_CLASSES`, `gt_names` are those
     class names, `gt_num_lidar_pts` (N,) int32 and `gt_tokens` the sample_annotation tokens. `sweeps`
-    are the previous LiDAR sweeps, newest first. `timestamp` is in microseconds.
+    are the previous LiDAR sweeps, newest first; `radar_sweeps` the five radars' scans (key frame and
+    the ones before it, see `student.data.radar`; empty for a dataroot without radar). `timestamp` is in
+    microseconds.
     """
 
     token: str
@@ -99,6 +102,7 @@ class SampleInfo:
     gt_names: tuple[str, ...]
     gt_num_lidar_pts: np.ndarray
     gt_tokens: tuple[str, ...]
+    radar_sweeps: tuple[RadarSweep, ...] = ()
 
     def camera(self, name: str) -> CameraInfo:
         for cam in self.cameras:
@@ -177,7 +181,8 @@ class NuScenesSamples(Sequence[SampleInfo]):
     """
 
     def __init__(self, dataroot: str | os.PathLike, version: str, split: str, *, num_sweeps: int = 9,
-                 eval_config: str = "detection_cvpr_2019", gt_filter: str = "training") -> None:
+                 eval_config: str = "detection_cvpr_2019", gt_filter: str = "training",
+                 num_radar_sweeps: int = DEFAULT_RADAR_SWEEPS) -> None:
         if gt_filter not in ("training", "evaluation"):
             raise ValueError(f"gt_filter must be 'training' or 'evaluation', got {gt_filter!r}")
         self.gt_filter = gt_filter
@@ -187,6 +192,9 @@ class NuScenesSamples(Sequence[SampleInfo]):
         self.num_sweeps = int(num_sweeps)
         if self.num_sweeps < 0:
             raise UserInputError(f"num_sweeps {num_sweeps}: must be >= 0")
+        self.num_radar_sweeps = int(num_radar_sweeps)
+        if self.num_radar_sweeps < 0:
+            raise UserInputError(f"radar sweeps {num_radar_sweeps}: must be >= 0")
         self._check_layout()
         self._nusc = self._load_devkit()
         self._class_range = self._load_class_range(eval_config)
@@ -301,6 +309,10 @@ class NuScenesSamples(Sequence[SampleInfo]):
         `load_points`."""
         return load_points(self.dataroot, sample, self.num_sweeps if num_sweeps is None else num_sweeps)
 
+    def load_radar(self, sample: SampleInfo) -> np.ndarray:
+        """(N, 7) radar points of the sample's `radar_sweeps` in its LiDAR frame (`student.data.radar`)."""
+        return radar_points(self.dataroot, sample.radar_sweeps, sample.lidar_to_global, sample.timestamp)
+
     # -- building one sample --------------------------------------------------------------------------
 
     def _sample_info(self, token: str) -> SampleInfo:
@@ -340,7 +352,8 @@ class NuScenesSamples(Sequence[SampleInfo]):
                           timestamp=int(sample["timestamp"]), lidar_path=lidar_sd["filename"],
                           lidar_to_ego=lidar_to_ego, ego_pose=ego_pose, cameras=tuple(cameras), sweeps=tuple(sweeps),
                           gt_boxes=boxes, gt_labels=labels, gt_names=names, gt_num_lidar_pts=npts,
-                          gt_tokens=ann_tokens)
+                          gt_tokens=ann_tokens,
+                          radar_sweeps=radar_sweeps(nusc, token, self.num_radar_sweeps) if self.num_radar_sweeps else ())
 
     def _require_file(self, relative: str, what: str) -> None:
         if not (self.dataroot / relative).is_file():

@@ -28,7 +28,7 @@ from teacher_export.fit.options import (
 )
 from teacher_export.teachers.centerpoint.model import CenterPoint, point_features
 from teacher_export.teachers.centerpoint.teacher import resolve_config
-from teacher_export.teachers.centerpoint.voxelize import Voxels, hard_voxelize
+from student.models.voxelize import Voxels, hard_voxelize
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Write a small nuScenes-format dataroot (tables, LiDAR key frames and sweeps, six camera JPEGs, a map)
+"""Write a small nuScenes-format dataroot (tables, LiDAR and radar key frames and sweeps, six camera JPEGs, a map)
 of a synthetic world that nuscenes-devkit loads and evaluates like the real v1.0-mini.
 
 Scenes reuse real scene names of the version's train/val splits (mini_train/mini_val for v1.0-mini)
@@ -27,7 +27,9 @@ from teacher_export.data.geometry import matrix_to_quaternion, yaw_to_quaternion
 from teacher_export.data.nuscenes import LIDAR_NAME
 from teacher_export.data.synthetic.camera import render_camera
 from teacher_export.data.synthetic.lidar import cast_lidar, points_in_boxes
-from teacher_export.data.synthetic.rig import CAMERAS, camera_intrinsics, camera_to_ego, lidar_to_ego
+from teacher_export.data.synthetic.radar import scan_radar, write_radar_pcd
+from teacher_export.data.synthetic.rig import (CAMERAS, RADAR_PERIOD_US, RADARS, camera_intrinsics, camera_to_ego,
+                                               lidar_to_ego, radar_to_ego)
 from teacher_export.data.synthetic.world import OBJECT_CLASSES, Actor, boxes_at, sample_world
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class SyntheticSpec:
     lidar_azimuths: int = 360
     version: str = "v1.0-mini"
     jpeg_quality: int = 90
+    radar_sweeps_per_sample: int = 5  # radar scans before each key-frame scan, per radar (13 Hz)
 
 
 # `test`: about a second on one core, ~5 MB. `demo`: nuScenes v1.0-mini's 10 scenes (10 samples each
@@ -76,6 +79,7 @@ def _check(spec: SyntheticSpec) -> None:
         raise UserInputError(f"--scenes {spec.scenes}: {spec.version} has names for 1..{len(train) + len(val)} scenes")
     for name, value, low in (("--samples-per-scene", spec.samples_per_scene, 1),
                              ("--sweeps", spec.sweeps_per_sample, 0),
+                             ("--radar-sweeps", spec.radar_sweeps_per_sample, 0),
                              ("--objects", spec.objects_per_scene, 0), ("lidar_beams", spec.lidar_beams, 2),
                              ("lidar_azimuths", spec.lidar_azimuths, 8)):
         if value < low:
@@ -151,7 +155,8 @@ def _write_static_tables(tables: _Tables) -> dict[str, str]:
     for token, level in VISIBILITY_LEVELS:
         tables.add("visibility", {"token": token, "level": level,
                                   "description": f"visibility of whole object is between {level[1:]}%"})
-    for channel, modality in [(LIDAR_NAME, "lidar")] + [(c.name, "camera") for c in CAMERAS]:
+    channels = [(LIDAR_NAME, "lidar")] + [(c.name, "camera") for c in CAMERAS] + [(r.name, "radar") for r in RADARS]
+    for channel, modality in channels:
         tokens[channel] = tables.add("sensor", {"token": tables.token("sensor", channel), "channel": channel,
                                                 "modality": modality})["token"]
     return tokens
@@ -181,6 +186,13 @@ def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str]
             "token": tables.token("calibrated_sensor", s, cam.name), "sensor_token": tokens[cam.name],
             **_pose_record(c2e), "camera_intrinsic": k.tolist()})["token"]
         cams.append((cam, c2e, k))
+    radars = []
+    for radar in RADARS:
+        r2e = radar_to_ego(radar, cal_rng.normal(0.0, 1.0, 6) * jitter_scale)
+        calib[radar.name] = tables.add("calibrated_sensor", {
+            "token": tables.token("calibrated_sensor", s, radar.name), "sensor_token": tokens[radar.name],
+            **_pose_record(r2e), "camera_intrinsic": []})["token"]
+        radars.append((radar, r2e))
 
     # Timeline (microseconds after the scene's first key frame): key frames at 2 Hz, LiDAR sweeps
     # evenly between them (and before the first one, so every key frame has its previous sweeps).
@@ -234,7 +246,46 @@ def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str]
             progress.update(1)
         _link(records)
 
-    _annotate(tables, tokens, s, actors, samples, key_scans)
+    key_radar = _write_radar(spec, tables, root, s, logfile, radars, calib, ego, actors, samples, key_us, start_us)
+    _annotate(tables, tokens, s, actors, samples, key_scans, key_radar)
+
+
+def _write_radar(spec: SyntheticSpec, tables: _Tables, root: Path, s: int, logfile: str, radars: list,
+                 calib: dict[str, str], ego, actors: list[Actor], samples: list[dict], key_us: list[int],
+                 start_us: int) -> dict[int, np.ndarray]:
+    """Every radar's scans (13 Hz, `radar_sweeps_per_sample` before each key-frame scan; the radars are
+    not synchronised, so each runs a few ms after the previous one) as .pcd files and sample_data
+    records. Returns per key frame the world xyz of the key-frame returns the devkit's default filters
+    keep, for the annotations' `num_radar_pts`."""
+    velocities = np.array([a.velocity for a in actors]).reshape(-1, 2)
+    classes = [a.class_index for a in actors]
+    sizes = [a.size_wlh for a in actors]
+    key_points: dict[int, list[np.ndarray]] = {k: [] for k in range(len(key_us))}
+    for ri, (radar, r2e) in enumerate(radars):
+        records = []
+        for k, t_key in enumerate(key_us):
+            for j in range(spec.radar_sweeps_per_sample, -1, -1):
+                t = t_key + ri * 9_000 - j * RADAR_PERIOD_US
+                ts = start_us + t
+                pose = ego.pose(t / 1e6)
+                to_world = pose @ r2e
+                # The sensor's own velocity (ego speed and the yaw rate's lever arm) by central difference.
+                dt = 0.01
+                sensor_velocity = ((ego.pose(t / 1e6 + dt) @ r2e)[:2, 3] - (ego.pose(t / 1e6 - dt) @ r2e)[:2, 3]) / (2 * dt)
+                scan = scan_radar(to_world, sensor_velocity, boxes_at(actors, t / 1e6), velocities, classes, sizes,
+                                  _rng(spec, s, 4, ri, k, j))
+                is_key = j == 0
+                folder = "samples" if is_key else "sweeps"
+                filename = f"{folder}/{radar.name}/{logfile}__{radar.name}__{ts}.pcd"
+                write_radar_pcd(root / filename, scan)
+                records.append(_sample_data(tables, s, radar.name, ts, pose, calib[radar.name], samples[k]["token"],
+                                            is_key, filename, "pcd", 0, 0))
+                if is_key:
+                    kept = scan[scan["invalid_state"] == 0]
+                    local = np.stack([kept["x"], kept["y"], kept["z"]], axis=1).astype(np.float64)
+                    key_points[k].append(local @ to_world[:3, :3].T + to_world[:3, 3])
+        _link(records)
+    return {k: np.concatenate(v) if v else np.zeros((0, 3)) for k, v in key_points.items()}
 
 
 def _sample_data(tables: _Tables, s: int, channel: str, ts: int, pose: np.ndarray, calib_token: str,
@@ -249,8 +300,9 @@ def _sample_data(tables: _Tables, s: int, channel: str, ts: int, pose: np.ndarra
 
 
 def _annotate(tables: _Tables, tokens: dict[str, str], s: int, actors: list[Actor], samples: list[dict],
-              key_scans: dict[int, tuple]) -> None:
-    """One instance per actor, one annotation per key frame, with LiDAR point counts and visibility."""
+              key_scans: dict[int, tuple], key_radar: dict[int, np.ndarray]) -> None:
+    """One instance per actor, one annotation per key frame, with LiDAR and radar point counts (of the
+    key-frame scans, as nuScenes counts them) and visibility."""
     per_actor: list[list[dict]] = [[] for _ in actors]
     for k, sample in enumerate(samples):
         scan, lidar_to_world, boxes = key_scans[k]
@@ -258,6 +310,7 @@ def _annotate(tables: _Tables, tokens: dict[str, str], s: int, actors: list[Acto
             continue
         pts_world = scan.points[:, :3].astype(np.float64) @ lidar_to_world[:3, :3].T + lidar_to_world[:3, 3]
         counts = points_in_boxes(pts_world, boxes).sum(axis=0)
+        radar_counts = points_in_boxes(key_radar[k], boxes).sum(axis=0)
         for a, actor in enumerate(actors):
             cls = actor.object_class
             attr = cls.moving_attribute if actor.speed > 0 else cls.still_attribute
@@ -269,7 +322,7 @@ def _annotate(tables: _Tables, tokens: dict[str, str], s: int, actors: list[Acto
                 "attribute_tokens": [tokens[attr]] if attr else [],
                 "translation": [float(x), float(y), float(z)], "size": list(actor.size_wlh),
                 "rotation": yaw_to_quaternion(actor.yaw).tolist(),
-                "num_lidar_pts": int(counts[a]), "num_radar_pts": 0}))
+                "num_lidar_pts": int(counts[a]), "num_radar_pts": int(radar_counts[a])}))
     for a, actor in enumerate(actors):
         _link(per_actor[a])
         tables.add("instance", {"token": tables.token("instance", s, a),
@@ -282,7 +335,7 @@ def _annotate(tables: _Tables, tokens: dict[str, str], s: int, actors: list[Acto
 def generate_synthetic(out_dir: str | os.PathLike, *, scenes: int = 2, samples_per_scene: int = 3, seed: int = 0,
                        image_size: tuple[int, int] = (160, 90), sweeps_per_sample: int = 2, objects_per_scene: int = 8,
                        lidar_beams: int = 32, lidar_azimuths: int = 360, version: str = "v1.0-mini",
-                       jpeg_quality: int = 90) -> Path:
+                       jpeg_quality: int = 90, radar_sweeps_per_sample: int = 5) -> Path:
     """Write a synthetic nuScenes-format dataroot to `out_dir` (which must not exist or be empty) and
     return its path.
 
@@ -290,12 +343,14 @@ def generate_synthetic(out_dir: str | os.PathLike, *, scenes: int = 2, samples_p
     before every key frame, six camera images of `image_size` (width, height) per key frame, about
     `objects_per_scene` objects per scene, a `lidar_beams` x `lidar_azimuths` LiDAR, for nuScenes
     `version` v1.0-mini (up to 10 scenes, named after mini_train / mini_val) or v1.0-trainval (named
-    after train / val). The same arguments write the same bytes.
+    after train / val), and nuScenes' five radars with `radar_sweeps_per_sample` scans before each
+    key-frame scan (see `synthetic.radar`). The same arguments write the same bytes.
     """
     spec = SyntheticSpec(scenes=scenes, samples_per_scene=samples_per_scene, seed=seed,
                          image_size=(int(image_size[0]), int(image_size[1])), sweeps_per_sample=sweeps_per_sample,
                          objects_per_scene=objects_per_scene, lidar_beams=lidar_beams, lidar_azimuths=lidar_azimuths,
-                         version=version, jpeg_quality=jpeg_quality)
+                         version=version, jpeg_quality=jpeg_quality,
+                         radar_sweeps_per_sample=radar_sweeps_per_sample)
     return write_dataset(out_dir, spec)
 
 
@@ -311,7 +366,8 @@ def write_dataset(out_dir: str | os.PathLike, spec: SyntheticSpec) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        folders = ["maps", f"samples/{LIDAR_NAME}", f"sweeps/{LIDAR_NAME}"] + [f"samples/{c.name}" for c in CAMERAS]
+        folders = (["maps", f"samples/{LIDAR_NAME}", f"sweeps/{LIDAR_NAME}"] + [f"samples/{c.name}" for c in CAMERAS]
+                   + [f"{f}/{r.name}" for r in RADARS for f in ("samples", "sweeps")])
         for folder in folders:
             (tmp / folder).mkdir(parents=True, exist_ok=True)
         tables = _Tables(spec.seed)

@@ -1,9 +1,11 @@
-"""The synthetic sensor rig: one LIDAR_TOP and nuScenes' six cameras, calibrated like the real car.
+"""The synthetic sensor rig: one LIDAR_TOP, nuScenes' six cameras and five radars, calibrated like the real car.
 
 Values are rounded from nuScenes v1.0 calibration records (the Renault Zoe rig): cameras sit at
 about 1.5 m, the LiDAR at 1.84 m on the roof with its x axis pointing to the car's right (a -90 deg yaw
 in the ego frame). Intrinsics are given for nuScenes' 1600x900 images and scaled to the image size
-that is asked for, so a synthetic camera has the field of view of the real one.
+that is asked for, so a synthetic camera has the field of view of the real one. The radars are
+Continental ARS 408-21s at bumper height: one forward, two at the front corners looking sideways, two
+at the rear corners looking backwards.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from teacher_export.data.geometry import make_transform, rotation_z
+from cache_schema.layout import RADAR_NAMES
 from teacher_export.data.nuscenes import CAMERA_NAMES
 
 NUSCENES_IMAGE_SIZE = (1600, 900)  # (width, height) of real nuScenes camera images
@@ -87,3 +90,34 @@ def lidar_elevations(beams: int) -> np.ndarray:
     """Elevation angle (radians) of each of `beams` beams, spread like the HDL-32E's."""
     lo, hi = LIDAR_ELEVATION_DEG
     return np.deg2rad(np.linspace(lo, hi, beams))
+
+
+@dataclass(frozen=True)
+class RadarSpec:
+    """One radar: yaw in the ego frame (radians, 0 = forward, positive = to the left) and position
+    (ego frame, metres); its frame is x along the boresight, y left, z up, like nuScenes' radars."""
+
+    name: str
+    yaw: float
+    translation: tuple[float, float, float]
+
+
+RADARS: tuple[RadarSpec, ...] = (
+    RadarSpec("RADAR_FRONT", 0.0, (3.41, 0.00, 0.50)),
+    RadarSpec("RADAR_FRONT_LEFT", np.deg2rad(88.0), (2.42, 0.80, 0.78)),
+    RadarSpec("RADAR_FRONT_RIGHT", np.deg2rad(-90.0), (2.42, -0.80, 0.77)),
+    RadarSpec("RADAR_BACK_LEFT", np.deg2rad(178.0), (-0.56, 0.63, 0.53)),
+    RadarSpec("RADAR_BACK_RIGHT", np.deg2rad(-178.0), (-0.56, -0.62, 0.53)),
+)
+assert tuple(r.name for r in RADARS) == RADAR_NAMES
+# ARS 408 near-range scan: +-60 deg out to 70 m (its +-9 deg far scan reaches further than any
+# synthetic object stands). nuScenes' radars run at about 13 Hz.
+RADAR_FOV = np.deg2rad(60.0)
+RADAR_MAX_RANGE = 70.0
+RADAR_PERIOD_US = 77_000
+
+
+def radar_to_ego(spec: RadarSpec, jitter: np.ndarray | None = None) -> np.ndarray:
+    """4x4 radar->ego transform, optionally jittered like `camera_to_ego` (dx, dy, dz, yaw, ...)."""
+    jitter = np.zeros(6) if jitter is None else jitter
+    return make_transform(rotation_z(spec.yaw + jitter[3]), np.asarray(spec.translation) + jitter[:3])

@@ -21,9 +21,9 @@ from cache_schema.errors import UserInputError
 from cache_schema.grid import BevGrid
 from student.models.box_coder import BoxCoderConfig, Detections, decode_detections
 from student.models.center_head import CenterHead, bn2d_mmdet3d
-from teacher_export.teachers.centerpoint.pillar_encoder import PillarFeatureNet, PointPillarsScatter
+from student.models.pillar_encoder import PillarFeatureNet, PointPillarsScatter
 from teacher_export.teachers.centerpoint.second import SECOND, SECONDFPN
-from teacher_export.teachers.centerpoint.voxelize import Voxels, voxelize_batch
+from student.models.voxelize import Voxels, voxelize_batch
 
 
 @dataclass(frozen=True)
