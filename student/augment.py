@@ -188,6 +188,17 @@ def augment_boxes(boxes: torch.Tensor, bda: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def augment_radar_points(points: torch.Tensor, bda: torch.Tensor) -> torch.Tensor:
+    """Apply `bda` [4, 4] to radar points [N, 7] (x, y, z, rcs, vx_comp, vy_comp, time_lag): positions
+    as points, velocities like the boxes' (`augment_boxes`), so a point's Doppler keeps pointing along
+    the motion of the box it lies on."""
+    bda = bda.to(points.dtype)
+    out = points.clone()
+    out[:, :3] = points[:, :3] @ bda[:3, :3].T + bda[:3, 3]
+    out[:, 4:6] = points[:, 4:6] @ bda[:2, :2].T
+    return out
+
+
 def _cell_centres(grid: BevGrid, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Metric (x, y) of every cell centre, each [H, W] (rows along y, columns along x)."""
     h, w = grid.shape

@@ -46,14 +46,17 @@ class TeacherTargets:
 
 @dataclass
 class StudentBatch:
-    """One batch of B samples with N cameras each.
+    """One batch of B samples: N cameras each for the camera student, radar points for the radar
+    student (the other sensor's fields are None).
 
     images:       [B, N, 3, H, W] normalised, augmented camera images.
     intrinsics:   [B, N, 3, 3] camera matrix of the AUGMENTED image (= ida @ K_original).
     cam2lidar:    [B, N, 4, 4] camera -> LiDAR frame of the sample (before BEV augmentation).
     ida:          [B, N, 3, 3] image augmentation: original pixel (u, v, 1) -> augmented pixel.
     bda:          [B, 4, 4] BEV augmentation: LiDAR frame -> augmented LiDAR frame.
-    gt_boxes:     B tensors [M_b, 9] in the box convention, already BEV-augmented.
+    radar_points: B tensors [P_b, 7] (cache_schema.layout.RADAR_POINT_FEATURES), already BEV-augmented.
+    gt_boxes:     B tensors [M_b, 9] in the box convention, already BEV-augmented ([] when the run reads
+                  no GT: KD-only).
     gt_labels:    B tensors [M_b] class indices into `classes`.
     depth_targets:[B, N, h, w] LiDAR depth in metres on the stride-16 feature grid of the augmented
                   image (0 = no point there); see `student.targets.depth_image_to_feature_grid`.
@@ -63,17 +66,22 @@ class StudentBatch:
     indices:      the cache sample index of each batch element (bookkeeping: logs, DDP checks).
     """
 
-    images: torch.Tensor
-    intrinsics: torch.Tensor
-    cam2lidar: torch.Tensor
-    ida: torch.Tensor
-    bda: torch.Tensor
+    images: torch.Tensor | None = None
+    intrinsics: torch.Tensor | None = None
+    cam2lidar: torch.Tensor | None = None
+    ida: torch.Tensor | None = None
+    bda: torch.Tensor | None = None
+    radar_points: list[torch.Tensor] | None = None
     gt_boxes: list[torch.Tensor] = field(default_factory=list)
     gt_labels: list[torch.Tensor] = field(default_factory=list)
     depth_targets: torch.Tensor | None = None
     teacher: TeacherTargets | None = None
     det_targets: list | None = None
     indices: list[int] = field(default_factory=list)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.bda.shape[0])
 
     def to(self, device: torch.device | str) -> "StudentBatch":
         """A copy with every tensor moved to `device`."""

@@ -1,4 +1,4 @@
-"""Typed configuration of the camera student and its losses.
+"""Typed configuration of the student (camera or radar) and its losses.
 
 Every size is a config value. A config is a tree of frozen dataclasses that loads from a plain dict
 (the parsed YAML file) with `StudentConfig.from_dict`; unknown keys are user errors, not silently
@@ -45,6 +45,22 @@ class DepthNetConfig:
     def num_bins(self) -> int:
         lo, hi, step = self.d_bound
         return int(round((hi - lo) / step))
+
+
+@dataclass(frozen=True)
+class RadarInputConfig:
+    """The radar student's input (`model.modality: radar`): pillars over the cached multi-sweep radar
+    points, one pillar per BEV cell of the teacher's grid (radar is far too sparse for finer pillars)."""
+
+    sweeps: int = 6  # scans per radar: must equal the cache's radar_sweeps; eval reads as many
+    pillar_channels: tuple[int, ...] = (64,)  # PointNet (PFN) layer widths
+    max_points_per_pillar: int = 16
+    max_pillars: int = 16384
+
+    def __post_init__(self) -> None:
+        if self.sweeps < 1 or self.max_points_per_pillar < 1 or self.max_pillars < 1 or not self.pillar_channels:
+            raise UserInputError("config model.radar: sweeps, max_points_per_pillar, max_pillars must be >= 1 and "
+                                 "pillar_channels non-empty")
 
 
 @dataclass(frozen=True)
@@ -167,10 +183,17 @@ class LossConfig:
     xis: XISLossConfig = field(default_factory=XISLossConfig)
 
 
+MODALITIES = ("camera", "radar")
+
+
 @dataclass(frozen=True)
 class StudentConfig:
-    """The whole camera student: input size, BEV grid, classes, model parts and losses."""
+    """The whole student: its sensor (`modality`: the BEVDepth camera student, or the radar student
+    of pillars over radar points), input size, BEV grid, classes, model parts and losses. The radar
+    student uses `radar`, `bev_encoder` and `head`; the image parts are ignored, and DS and X-IS (which
+    need cameras) must be off."""
 
+    modality: str = "camera"
     image_size: tuple[int, int] = (256, 704)  # (H, W) of the augmented camera images fed to the model
     num_cameras: int = 6
     point_cloud_range: tuple[float, ...] = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
@@ -183,9 +206,18 @@ class StudentConfig:
     depth_net: DepthNetConfig = field(default_factory=DepthNetConfig)
     bev_encoder: BevEncoderConfig = field(default_factory=BevEncoderConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    radar: RadarInputConfig = field(default_factory=RadarInputConfig)
     losses: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise UserInputError(f"config model.modality: {self.modality!r} is not one of {', '.join(MODALITIES)}")
+        if self.modality == "radar":
+            for name in ("ds", "xis"):
+                term = getattr(self.losses, name)
+                if term.enabled and term.weight != 0:
+                    raise UserInputError(f"config loss.{name}: needs camera images, which the radar student has not; "
+                                         f"set loss.{name}.enabled: false")
         if self.backbone.depth not in (18, 34, 50, 101):
             raise UserInputError(f"config backbone.depth: {self.backbone.depth} is not one of 18, 34, 50, 101")
         if self.xfd_feature not in ("view_transform", "encoder"):
@@ -234,7 +266,15 @@ class StudentConfig:
         if store.classes != self.class_setup:
             raise UserInputError(f"{url}: store classes/tasks {store.classes.to_json()} != student's "
                                  f"{self.class_setup.to_json()}")
-        if store.num_cameras != self.num_cameras:
+        if self.modality == "radar":
+            if "radar" not in store.groups:
+                raise UserInputError(f"{url}: the radar student needs the cache's radar group, which this store lacks "
+                                     "(export from a dataroot with radar data, without --radar-sweeps 0)")
+            if store.radar_sweeps != self.radar.sweeps:
+                raise UserInputError(f"{url}: store holds {store.radar_sweeps} scans per radar, config "
+                                     f"model.radar.sweeps is {self.radar.sweeps}; add --set "
+                                     f"model.radar.sweeps={store.radar_sweeps}")
+        elif store.num_cameras != self.num_cameras:
             raise UserInputError(f"{url}: store has {store.num_cameras} cameras, student config expects {self.num_cameras}")
         lc = self.losses
         if lc.xod.enabled and lc.xod.weight != 0 and "lidar_teacher" in store.groups:

@@ -23,7 +23,8 @@ from cache_schema import CacheReader
 from cache_schema.errors import UserInputError
 from cache_schema.identity import images_fingerprint
 
-from ..augment import (BevAugConfig, ImageAugConfig, augment_boxes, augment_teacher_maps, sample_bev_aug,
+from ..augment import (BevAugConfig, ImageAugConfig, augment_boxes, augment_radar_points, augment_teacher_maps,
+                       sample_bev_aug,
                        teacher_task_map, teacher_validity, warp_task_map)
 from ..batch import StudentBatch, TeacherTargets
 from ..config import StudentConfig
@@ -67,9 +68,13 @@ def _on(term) -> bool:
 
 
 def needed_groups(cfg: StudentConfig) -> tuple[str, ...]:
-    """The cache groups the enabled loss terms read (meta, calib and gt always)."""
+    """The cache groups the student's input and its enabled loss terms read: meta always; calib for
+    the cameras, radar for the radar student; gt only for the detection loss, so a KD-only run (the
+    paper's radar setting) never reads a ground-truth array."""
     lc = cfg.losses
-    groups = ["meta", "calib", "gt"]
+    groups = ["meta", "radar" if cfg.modality == "radar" else "calib"]
+    if _on(lc.det):
+        groups.append("gt")
     if _on(lc.ds):
         groups.append("depth")
     if _on(lc.xfd) or _on(lc.xat) or _on(lc.xod):
@@ -86,7 +91,7 @@ def open_cache(url: str, cfg: StudentConfig, indices: Sequence[int] | None = Non
     images are the ones the cache was exported from. Every refusal is a one-line UserInputError."""
     reader = CacheReader(url, storage_options=storage_options)
     cfg.check_store(reader.config, url)
-    if dataroot is not None:
+    if dataroot is not None and cfg.modality == "camera":
         check_dataroot(reader, url, dataroot)
     groups = needed_groups(cfg)
     missing = [g for g in groups if g not in reader.config.groups]
@@ -126,18 +131,18 @@ class CacheDataset(Dataset):
     `dataset[(epoch, i)]` names the epoch itself, which is how the trainer's sampler asks, so that
     persistent DataLoader workers (which hold copies of the dataset) need no epoch updates."""
 
-    def __init__(self, reader: CacheReader, dataroot: str | Path, cfg: StudentConfig, data: DataConfig,
+    def __init__(self, reader: CacheReader, dataroot: str | Path | None, cfg: StudentConfig, data: DataConfig,
                  *, indices: Sequence[int] | None = None, seed: int = 0) -> None:
         self.reader = reader
-        self.dataroot = str(dataroot)
+        self.dataroot = str(dataroot) if dataroot is not None else None
         self.cfg = cfg
         self.data = data
         self.image_aug = replace(data.image_aug, final_size=tuple(cfg.image_size))
         self.indices = list(range(len(reader))) if indices is None else [int(i) for i in indices]
         self.seed = int(seed)
         self.epoch = 0
-        if not Path(self.dataroot).is_dir():
-            raise UserInputError(f"{self.dataroot}: dataroot not found")
+        if cfg.modality == "camera" and (self.dataroot is None or not Path(self.dataroot).is_dir()):
+            raise UserInputError(f"{self.dataroot}: dataroot not found (the camera student reads its JPEGs)")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -151,16 +156,22 @@ class CacheDataset(Dataset):
         s = self.reader[index]
         rng = np.random.default_rng([self.seed, epoch, index])
         train = self.data.augment
-        cams = load_camera_inputs(self.dataroot, CameraSetup.from_cache_sample(s), self.image_aug, rng, train,
-                                  self.data.resize_relative)
-        bda = sample_bev_aug(self.data.bev_aug, rng, train=train)
-        count = int(s["gt/count"])
-        boxes = torch.from_numpy(np.asarray(s["gt/boxes"][:count], dtype=np.float32))
-        out: dict[str, Any] = {
-            "index": index, "images": cams.images, "intrinsics": cams.intrinsics, "cam2lidar": cams.cam2lidar,
-            "ida": cams.ida, "bda": bda, "gt_boxes": augment_boxes(boxes, bda),
-            "gt_labels": torch.from_numpy(np.asarray(s["gt/labels"][:count], dtype=np.int64))}
+        out: dict[str, Any] = {"index": index}
+        if self.cfg.modality == "radar":
+            bda = sample_bev_aug(self.data.bev_aug, rng, train=train)
+            points = torch.from_numpy(np.asarray(s["radar/points"][:int(s["radar/count"])], dtype=np.float32))
+            out.update(bda=bda, radar_points=augment_radar_points(points, bda))
+        else:
+            cams = load_camera_inputs(self.dataroot, CameraSetup.from_cache_sample(s), self.image_aug, rng, train,
+                                      self.data.resize_relative)
+            bda = sample_bev_aug(self.data.bev_aug, rng, train=train)
+            out.update(images=cams.images, intrinsics=cams.intrinsics, cam2lidar=cams.cam2lidar, ida=cams.ida, bda=bda)
         det = self.cfg.losses.det
+        if "gt/count" in s:
+            count = int(s["gt/count"])
+            boxes = torch.from_numpy(np.asarray(s["gt/boxes"][:count], dtype=np.float32))
+            out.update(gt_boxes=augment_boxes(boxes, bda),
+                       gt_labels=torch.from_numpy(np.asarray(s["gt/labels"][:count], dtype=np.int64)))
         if det.enabled and det.weight != 0:
             # CenterPoint targets here, in the worker: their per-object loop is host work the step
             # would otherwise wait for (and sync the GPU for) every step.
@@ -200,8 +211,11 @@ def collate(samples: list[dict[str, Any]]) -> StudentBatch:
     teacher = None
     if any(k in samples[0] for k in _TEACHER_KEYS):
         teacher = TeacherTargets(**{k: stack(k) for k in _TEACHER_KEYS})
+    has_gt = "gt_boxes" in samples[0]
     return StudentBatch(
         images=stack("images"), intrinsics=stack("intrinsics"), cam2lidar=stack("cam2lidar"), ida=stack("ida"),
-        bda=stack("bda"), gt_boxes=[s["gt_boxes"] for s in samples], gt_labels=[s["gt_labels"] for s in samples],
+        bda=stack("bda"), gt_boxes=[s["gt_boxes"] for s in samples] if has_gt else [],
+        gt_labels=[s["gt_labels"] for s in samples] if has_gt else [],
+        radar_points=[s["radar_points"] for s in samples] if "radar_points" in samples[0] else None,
         depth_targets=stack("depth_targets"), teacher=teacher, indices=[int(s["index"]) for s in samples],
         det_targets=merge_det_targets([s["det_targets"] for s in samples]) if "det_targets" in samples[0] else None)

@@ -38,8 +38,10 @@ class X3KDLoss(nn.Module):
         super().__init__()
         self.cfg = cfg
         lc = cfg.losses
-        student_ch = (cfg.bev_encoder.out_channels if lc.xfd.feature == "encoder"
-                      else cfg.depth_net.context_channels)
+        if lc.xfd.feature == "encoder":
+            student_ch = cfg.bev_encoder.out_channels
+        else:  # the BEV map the encoder starts from: pooled frustum context, or the radar pillar canvas
+            student_ch = cfg.radar.pillar_channels[-1] if cfg.modality == "radar" else cfg.depth_net.context_channels
         self.adapter = (nn.Conv2d(student_ch, cfg.teacher_bev_channels, 1)
                         if _on(lc.xfd) or _on(lc.xat) else None)
         self.discriminator = (BevDiscriminator(cfg.teacher_bev_channels, lc.xat.hidden_channels)
@@ -62,9 +64,9 @@ class X3KDLoss(nn.Module):
         lc, cfg = self.cfg.losses, self.cfg
         losses: dict[str, torch.Tensor] = {}
         if _on(lc.det):
-            if len(batch.gt_boxes) != batch.images.shape[0] or len(batch.gt_labels) != batch.images.shape[0]:
+            if len(batch.gt_boxes) != batch.batch_size or len(batch.gt_labels) != batch.batch_size:
                 raise UserInputError(f"losses.det is enabled but the batch has {len(batch.gt_boxes)} GT box lists "
-                                     f"for {batch.images.shape[0]} samples; set losses.det.weight: 0 for KD-only")
+                                     f"for {batch.batch_size} samples; set losses.det.weight: 0 for KD-only")
             targets = batch.det_targets
             if targets is None:
                 targets = build_det_targets(batch.gt_boxes, batch.gt_labels, cfg.grid, cfg.class_setup,

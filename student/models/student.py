@@ -1,4 +1,5 @@
-"""The BEVDepth-style camera student, composed explicitly from its five parts.
+"""The BEVDepth-style camera student, composed explicitly from its five parts (the radar student,
+`radar_student.py`, shares its BEV encoder, head, outputs and prediction).
 
     images --image_backbone--> PV features --depth_net--> depth logits + context
            --view_transform (Lift-Splat)--> BEV --bev_encoder--> BEV features --head--> CenterHead maps
@@ -29,45 +30,29 @@ from .view_transform import LSSViewTransform
 class StudentOutputs:
     """Intermediates of one forward pass (M = B * N camera images).
 
-    pv_features:  [M, C_pv, h, w] stride-16 image features (X-IS).
-    depth_logits: [M, D, h, w] (DS).
-    bev_view:     [B, C_ctx, H, W] BEV features right after the view transform (X-FD/X-AT option).
+    pv_features:  [M, C_pv, h, w] stride-16 image features (X-IS); None for the radar student.
+    depth_logits: [M, D, h, w] (DS); None for the radar student.
+    bev_view:     [B, C_ctx, H, W] BEV features right after the view transform, or the radar pillar
+                  canvas (X-FD/X-AT option).
     bev_features: [B, C_bev, H, W] BEV encoder output, the head's input (X-FD/X-AT default).
     head_outputs: one dict per task group: reg, height, dim, rot, vel, heatmap (logits) (det, X-OD)."""
 
-    pv_features: torch.Tensor
-    depth_logits: torch.Tensor
+    pv_features: torch.Tensor | None
+    depth_logits: torch.Tensor | None
     bev_view: torch.Tensor
     bev_features: torch.Tensor
     head_outputs: list[dict[str, torch.Tensor]]
 
 
-class BEVDepthStudent(nn.Module):
-    """Multi-camera 3D detector: image backbone -> depth net -> Lift-Splat -> BEV encoder -> CenterHead."""
+class BevStudent(nn.Module):
+    """What every student shares: a CenterHead on the teacher's BEV grid, and `predict`, which decodes
+    its maps with the shared CenterPoint box coder (`self.box_coder`, set by the subclass)."""
 
-    def __init__(self, image_backbone: ImageBackbone, depth_net: DepthNet, view_transform: LSSViewTransform,
-                 bev_encoder: BevEncoder, head: CenterHead, box_coder: BoxCoderConfig | None = None) -> None:
-        super().__init__()
-        self.image_backbone = image_backbone
-        self.depth_net = depth_net
-        self.view_transform = view_transform
-        self.bev_encoder = bev_encoder
-        self.head = head
-        self.box_coder = box_coder or BoxCoderConfig(
-            pc_range=view_transform.grid.point_cloud_range[:2], voxel_size=view_transform.grid.voxel_size[:2],
-            out_size_factor=view_transform.grid.out_size_factor)
+    head: CenterHead
+    box_coder: BoxCoderConfig
 
     def forward(self, batch: StudentBatch) -> StudentOutputs:
-        b, n, _, h, w = batch.images.shape
-        pv = self.image_backbone(batch.images.flatten(0, 1))
-        cam = camera_parameters(batch.intrinsics, batch.ida, batch.bda, batch.cam2lidar).flatten(0, 1)
-        depth_logits, context = self.depth_net(pv, cam.to(pv.dtype))
-        if depth_logits.shape[-2:] != self.view_transform.frustum.shape[1:3]:
-            raise ValueError(f"images of {h}x{w} give features {tuple(depth_logits.shape[-2:])}, but the view "
-                             f"transform was built for {tuple(self.view_transform.frustum.shape[1:3])}")
-        bev_view = self.view_transform(depth_logits, context, batch.intrinsics, batch.cam2lidar, batch.bda)
-        bev = self.bev_encoder(bev_view)
-        return StudentOutputs(pv, depth_logits, bev_view, bev, self.head(bev))
+        raise NotImplementedError
 
     @torch.no_grad()
     def predict(self, batch: StudentBatch) -> list[Detections]:
@@ -83,8 +68,43 @@ class BEVDepthStudent(nn.Module):
         return out
 
 
-def build_student(cfg: StudentConfig) -> BEVDepthStudent:
+def grid_box_coder(grid) -> BoxCoderConfig:
+    return BoxCoderConfig(pc_range=grid.point_cloud_range[:2], voxel_size=grid.voxel_size[:2],
+                          out_size_factor=grid.out_size_factor)
+
+
+class BEVDepthStudent(BevStudent):
+    """Multi-camera 3D detector: image backbone -> depth net -> Lift-Splat -> BEV encoder -> CenterHead."""
+
+    def __init__(self, image_backbone: ImageBackbone, depth_net: DepthNet, view_transform: LSSViewTransform,
+                 bev_encoder: BevEncoder, head: CenterHead, box_coder: BoxCoderConfig | None = None) -> None:
+        super().__init__()
+        self.image_backbone = image_backbone
+        self.depth_net = depth_net
+        self.view_transform = view_transform
+        self.bev_encoder = bev_encoder
+        self.head = head
+        self.box_coder = box_coder or grid_box_coder(view_transform.grid)
+
+    def forward(self, batch: StudentBatch) -> StudentOutputs:
+        b, n, _, h, w = batch.images.shape
+        pv = self.image_backbone(batch.images.flatten(0, 1))
+        cam = camera_parameters(batch.intrinsics, batch.ida, batch.bda, batch.cam2lidar).flatten(0, 1)
+        depth_logits, context = self.depth_net(pv, cam.to(pv.dtype))
+        if depth_logits.shape[-2:] != self.view_transform.frustum.shape[1:3]:
+            raise ValueError(f"images of {h}x{w} give features {tuple(depth_logits.shape[-2:])}, but the view "
+                             f"transform was built for {tuple(self.view_transform.frustum.shape[1:3])}")
+        bev_view = self.view_transform(depth_logits, context, batch.intrinsics, batch.cam2lidar, batch.bda)
+        bev = self.bev_encoder(bev_view)
+        return StudentOutputs(pv, depth_logits, bev_view, bev, self.head(bev))
+
+
+def build_student(cfg: StudentConfig) -> BevStudent:
     """The inference model described by `cfg` (training-only loss modules are built by X3KDLoss)."""
+    if cfg.modality == "radar":
+        from .radar_student import build_radar_student
+
+        return build_radar_student(cfg)
     backbone = ImageBackbone(cfg.backbone.depth, cfg.backbone.neck_channels, cfg.backbone.weights,
                              cfg.backbone.frozen_stages)
     dn = cfg.depth_net

@@ -82,7 +82,7 @@ class SampleInfo:
 
     `gt_boxes` (N, 9) float32 are (x, y, z_centre, l, w, h, yaw, vx, vy) in this sample's LiDAR frame
     (see `cache_schema.boxes`), `gt_labels` (N,) int64 index `NUSCENES_CLASSES`, `gt_names` are those
-    class names, `gt_num_lidar_pts` (N,) int32 and `gt_tokens` the sample_annotation tokens. `sweeps`
+    class names, `gt_num_lidar_pts` and `gt_num_radar_pts` (N,) int32 and `gt_tokens` the sample_annotation tokens. `sweeps`
     are the previous LiDAR sweeps, newest first; `radar_sweeps` the five radars' scans (key frame and
     the ones before it, see `student.data.radar`; empty for a dataroot without radar). `timestamp` is in
     microseconds.
@@ -101,6 +101,7 @@ class SampleInfo:
     gt_labels: np.ndarray
     gt_names: tuple[str, ...]
     gt_num_lidar_pts: np.ndarray
+    gt_num_radar_pts: np.ndarray
     gt_tokens: tuple[str, ...]
     radar_sweeps: tuple[RadarSweep, ...] = ()
 
@@ -351,7 +352,8 @@ class NuScenesSamples(Sequence[SampleInfo]):
         return SampleInfo(token=token, scene_token=scene["token"], scene_name=scene["name"],
                           timestamp=int(sample["timestamp"]), lidar_path=lidar_sd["filename"],
                           lidar_to_ego=lidar_to_ego, ego_pose=ego_pose, cameras=tuple(cameras), sweeps=tuple(sweeps),
-                          gt_boxes=boxes, gt_labels=labels, gt_names=names, gt_num_lidar_pts=npts,
+                          gt_boxes=boxes, gt_labels=labels, gt_names=names, gt_num_lidar_pts=npts[0],
+                          gt_num_radar_pts=npts[1],
                           gt_tokens=ann_tokens,
                           radar_sweeps=radar_sweeps(nusc, token, self.num_radar_sweeps) if self.num_radar_sweeps else ())
 
@@ -389,10 +391,10 @@ class NuScenesSamples(Sequence[SampleInfo]):
             rows.append((*box_to_lidar[:3, 3], l, w, h, yaw_of(box_to_lidar[:3, :3]), v_lidar[0], v_lidar[1]))
             labels.append(NUSCENES_CLASSES.index(name))
             names.append(name)
-            npts.append(ann["num_lidar_pts"])
+            npts.append((ann["num_lidar_pts"], ann["num_radar_pts"]))
             tokens.append(ann["token"])
         boxes = np.asarray(rows, dtype=np.float32).reshape(-1, BOX_DIM)
-        return (boxes, np.asarray(labels, dtype=np.int64), tuple(names), np.asarray(npts, dtype=np.int32),
+        return (boxes, np.asarray(labels, dtype=np.int64), tuple(names), np.asarray(npts, dtype=np.int32).reshape(-1, 2).T,
                 tuple(tokens))
 
 

@@ -27,7 +27,7 @@ def test_tensorstore_reads_every_array_identically(tmp_path):
             assert tuple(opened.shape) == array.shape
             np.testing.assert_array_equal(opened.read().result(), array[:], err_msg=f"{group_name}/{name}")
             checked += 1
-    assert checked == 24  # 22 layout arrays + the int8 affine + done flags
+    assert checked == 26  # 24 layout arrays + the int8 affine + done flags
 
 
 def test_xarray_opens_every_group_with_named_dimensions(tmp_path):
