@@ -1,4 +1,4 @@
-"""`x3kd-student`: train and evaluate the camera student from a teacher cache."""
+"""`x3kd-student`: train and evaluate the camera or radar student from a teacher cache."""
 from __future__ import annotations
 
 import logging
@@ -12,14 +12,17 @@ from cache_schema.errors import exit_2_on_user_error
 @click.version_option(package_name="x3kd", message="%(prog)s (x3kd) %(version)s")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
-    """Train and evaluate the BEVDepth-style camera student from an X3KD teacher cache."""
+    """Train and evaluate the BEVDepth-style camera student (or the radar student) from an X3KD teacher
+    cache."""
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
 
 
 @main.command()
 @click.option("--cache", required=True, help="Teacher cache (Zarr v3 store path or fsspec URL).")
-@click.option("--dataroot", required=True, type=click.Path(), help="nuScenes dataroot the cache was exported from.")
+@click.option("--dataroot", type=click.Path(),
+              help="nuScenes dataroot the cache was exported from (the camera student reads its JPEGs; the radar "
+                   "student needs none: its points are in the cache).")
 @click.option("--config", "config_file", required=True, type=click.Path(), help="Training config YAML (configs/*.yaml).")
 @click.option("--out", required=True, type=click.Path(), help="Run directory: checkpoints, TensorBoard logs.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -31,7 +34,7 @@ def main(verbose: int) -> None:
 @click.option("--quiet", is_flag=True, help="Progress as a plain line every 30 s instead of a bar (the default where "
                                             "stderr is not a terminal: log files, batch jobs).")
 @exit_2_on_user_error
-def train(cache: str, dataroot: str, config_file: str, out: str, overrides: tuple[str, ...], resume: bool,
+def train(cache: str, dataroot: str | None, config_file: str, out: str, overrides: tuple[str, ...], resume: bool,
           overwrite: bool, quiet: bool) -> None:
     """Train the student on a teacher cache. Use `torchrun --nproc_per_node K $(which x3kd-student) train ...`
     for data-parallel training.
@@ -43,6 +46,8 @@ def train(cache: str, dataroot: str, config_file: str, out: str, overrides: tupl
     Example:
       x3kd-student train --cache demo_out/cache_train.zarr --dataroot demo_out/data \\
           --config configs/tiny_pillar02.yaml --out runs/tiny --set model.teacher_bev_channels=48
+      x3kd-student train --cache demo_out/cache_train.zarr --config configs/radar_pillar02.yaml \\
+          --out runs/radar_kd --set loss.det.weight=0    # radar, distillation only (no GT read)
     """
     import signal
     import sys
@@ -83,7 +88,8 @@ def train(cache: str, dataroot: str, config_file: str, out: str, overrides: tupl
 def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str, device: str,
              score_threshold: float | None, no_ema: bool, render: int, render_threshold: float,
              other_dataroot: bool, limit: int | None) -> None:
-    """Run the student on a split's camera images and score it with nuscenes-devkit (mAP, NDS).
+    """Run the student on a split's camera images (or radar scans) and score it with nuscenes-devkit
+    (mAP, NDS).
 
     \b
     Example:

@@ -3,7 +3,9 @@
     metrics = evaluate_checkpoint("runs/tiny/checkpoints/step_0000200.pt", dataroot, "v1.0-mini",
                                   "mini_val", "runs/tiny/eval")
 
-No teacher and no cache: the camera inputs come from the nuScenes tables (student.nuscenes_inputs).
+No teacher and no cache: the camera inputs come from the nuScenes tables (student.nuscenes_inputs), a
+radar student's multi-sweep radar points from the dataroot's radar scans (student.data.radar, the
+reader the export uses).
 Detections (LiDAR frame, cache_schema.boxes convention) go to the global frame through one writer,
 `detections_to_results`, which produces the nuScenes detection-results JSON; DetectionEval
 (detection_cvpr_2019) scores it. Writing GT boxes through the same writer scores mAP 1 on the classes
@@ -29,12 +31,13 @@ from .batch import StudentBatch
 from .device import torch_device
 from .data.cameras import CameraSetup, load_camera_inputs
 from .models.box_coder import Detections
-from .models.student import BEVDepthStudent, build_student
+from .models.student import BevStudent, build_student
 
 log = logging.getLogger(__name__)
 
 EVAL_CONFIG = "detection_cvpr_2019"
 RESULTS_META = {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
+RADAR_RESULTS_META = {**RESULTS_META, "use_camera": False, "use_radar": True}
 # The attribute a detection gets when the model predicts none (the rule mmdet3d's nuScenes output
 # follows: moving vs parked/stopped from the predicted speed, else a per-class default).
 DEFAULT_ATTRIBUTE = {
@@ -87,11 +90,12 @@ def detections_to_results(token: str, boxes: np.ndarray, scores: np.ndarray, lab
     return out
 
 
-def write_results(results: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
-    """The nuScenes detection results JSON (meta block: camera only)."""
+def write_results(results: dict[str, list[dict[str, Any]]], path: str | Path,
+                  meta: dict[str, bool] = RESULTS_META) -> Path:
+    """The nuScenes detection results JSON (meta block: camera only, or RADAR_RESULTS_META)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"meta": RESULTS_META, "results": results}))
+    p.write_text(json.dumps({"meta": meta, "results": results}))
     return p
 
 
@@ -216,7 +220,7 @@ def _render_devkit(de, nusc, metrics, details, tokens: Sequence[str], out: Path)
 
 
 def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = True
-                 ) -> tuple[BEVDepthStudent, Any, dict[str, Any]]:
+                 ) -> tuple[BevStudent, Any, dict[str, Any]]:
     """The inference model of a training checkpoint (EMA weights when the run kept them), its
     TrainConfig, and what it is: {"step", "ema" (whether EMA weights were loaded), "provenance"}."""
     from .train import TrainConfig, load_checkpoint
@@ -230,8 +234,16 @@ def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use
     return model.to(device).eval(), cfg, info
 
 
-def _camera_batch(cfg: Any, dataroot: str | Path, setup: CameraSetup, device: str | torch.device) -> StudentBatch:
-    """One sample's cameras with the test-time image transform and no BEV augmentation."""
+def _input_batch(cfg: Any, dataroot: str | Path, setup: CameraSetup, device: str | torch.device,
+                 nusc: Any = None) -> StudentBatch:
+    """One sample's input with no BEV augmentation: its cameras with the test-time image transform, or
+    for the radar student its radar scans (which need the devkit tables `nusc`)."""
+    if cfg.student.modality == "radar":
+        from .data.radar import radar_points, radar_sweeps
+
+        sweeps = radar_sweeps(nusc, setup.token, cfg.student.radar.sweeps)
+        points = radar_points(dataroot, sweeps, setup.lidar_to_global(), nusc.get("sample", setup.token)["timestamp"])
+        return StudentBatch(bda=torch.eye(4)[None], radar_points=[torch.from_numpy(points)]).to(device)
     aug = replace(cfg.data.image_aug, final_size=tuple(cfg.student.image_size))
     rng = np.random.default_rng(0)  # unused by the test-time transform; required by its signature
     cams = load_camera_inputs(dataroot, setup, aug, rng, train=False, resize_relative=cfg.data.resize_relative)
@@ -240,10 +252,12 @@ def _camera_batch(cfg: Any, dataroot: str | Path, setup: CameraSetup, device: st
 
 
 @torch.no_grad()
-def predict_split(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, setups: Sequence[CameraSetup],
-                  device: str | torch.device = "cpu", progress: bool = True) -> dict[str, list[dict[str, Any]]]:
+def predict_split(model: BevStudent, cfg: Any, dataroot: str | Path, setups: Sequence[CameraSetup],
+                  device: str | torch.device = "cpu", progress: bool = True, nusc: Any = None
+                  ) -> dict[str, list[dict[str, Any]]]:
     """Run `model` on every sample of `setups` (test-time image transform, no BEV augmentation) and
-    return the nuScenes result records per sample token (empty lists for samples without detections)."""
+    return the nuScenes result records per sample token (empty lists for samples without detections).
+    A radar student also needs the devkit tables `nusc` (to find each sample's radar scans)."""
     class_names = model.head.class_names
     results: dict[str, list[dict[str, Any]]] = {}
     it = setups
@@ -252,7 +266,7 @@ def predict_split(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, setups
 
         it = progress_bar(setups, desc="eval", unit="sample")
     for setup in it:
-        det: Detections = model.predict(_camera_batch(cfg, dataroot, setup, device))[0]
+        det: Detections = model.predict(_input_batch(cfg, dataroot, setup, device, nusc))[0]
         results[setup.token] = detections_to_results(setup.token, det.boxes.cpu().numpy(), det.scores.cpu().numpy(),
                                                      det.labels.cpu().numpy(), class_names, setup.lidar_to_global())
     return results
@@ -276,9 +290,9 @@ def gt_in_lidar_frame(boxes: Sequence[Any], lidar_to_global: np.ndarray) -> tupl
 
 
 @torch.no_grad()
-def render_predictions(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, setups: Sequence[CameraSetup],
+def render_predictions(model: BevStudent, cfg: Any, dataroot: str | Path, setups: Sequence[CameraSetup],
                        gt_boxes: Any, out_dir: str | Path, device: str | torch.device = "cpu",
-                       score_threshold: float = 0.3) -> list[Path]:
+                       score_threshold: float = 0.3, nusc: Any = None) -> list[Path]:
     """Pictures of the student's predictions on `setups` (student.render.render_prediction): BEV over
     its own heatmap and the cameras, GT from the devkit's filtered GT boxes."""
     from cache_schema.layout import CAMERA_NAMES
@@ -287,7 +301,7 @@ def render_predictions(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, s
 
     written = []
     for i, setup in enumerate(setups):
-        batch = _camera_batch(cfg, dataroot, setup, device)
+        batch = _input_batch(cfg, dataroot, setup, device, nusc)
         outputs = model(batch)
         heat = torch.cat([o["heatmap"][0].sigmoid() for o in outputs.head_outputs]).cpu().numpy()
         det = model.predict(batch)[0]
@@ -295,7 +309,9 @@ def render_predictions(model: BEVDepthStudent, cfg: Any, dataroot: str | Path, s
         written += render_prediction(out_dir, f"{i:03d}_{setup.token}", setup, dataroot, cfg.student.grid,
                                      model.head.class_names, det.boxes.cpu().numpy(), det.scores.cpu().numpy(),
                                      det.labels.cpu().numpy(), gt, names, heatmap=heat,
-                                     score_threshold=score_threshold, camera_names=CAMERA_NAMES)
+                                     score_threshold=score_threshold, camera_names=CAMERA_NAMES,
+                                     radar_points=(batch.radar_points[0].cpu().numpy()
+                                                   if batch.radar_points is not None else None))
     return written
 
 
@@ -329,14 +345,16 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
             raise UserInputError(f"--limit: must be >= 1, got {limit}")
         about += f"\nscored on the first {min(limit, len(tokens))} of the split's {len(tokens)} samples (--limit)"
     setups = [camera_setup(nusc, t) for t in tokens[:limit]]
-    results = predict_split(model, cfg, dataroot, setups, device, progress)
+    results = predict_split(model, cfg, dataroot, setups, device, progress, nusc=nusc)
     out = Path(out_dir)
-    path = write_results(results, out / "results_nusc.json")
+    path = write_results(results, out / "results_nusc.json",
+                         RADAR_RESULTS_META if cfg.student.modality == "radar" else RESULTS_META)
     shown = setups[:render]
     metrics = score_results(path, dataroot, version, split, out, nusc=nusc, render_tokens=[s.token for s in shown],
                             only_tokens=[s.token for s in setups] if limit is not None else None)
     if shown:
-        render_predictions(model, cfg, dataroot, shown, metrics.gt_boxes, out / "render", device, render_threshold)
+        render_predictions(model, cfg, dataroot, shown, metrics.gt_boxes, out / "render", device, render_threshold,
+                           nusc=nusc)
     metrics.about = about
     (out / "metrics.json").write_text(json.dumps(
         {"checkpoint": str(checkpoint), "step": info["step"], "ema_weights": info["ema"],

@@ -35,7 +35,7 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def run_provenance(cache_url: str, reader: Any, dataroot: str | Path) -> dict[str, Any]:
+def run_provenance(cache_url: str, reader: Any, dataroot: str | Path | None) -> dict[str, Any]:
     """The identity of a training run's inputs and software (JSON-able)."""
     prov = reader.meta.provenance
     cache: dict[str, Any] = {"dataset": dict(prov.get("dataset", {})), "num_samples": len(reader),
@@ -44,8 +44,10 @@ def run_provenance(cache_url: str, reader: Any, dataroot: str | Path) -> dict[st
         if kind in prov:
             cache[kind] = {"name": prov[kind].get("name"), "checkpoint_sha256": prov[kind].get("checkpoint_sha256")}
     version = cache["dataset"].get("version")
-    tables = tables_fingerprint(dataroot, version) if version and (Path(dataroot) / version).is_dir() else None
-    return {"cache": cache, "cache_url": str(cache_url), "dataroot": str(dataroot), "dataroot_tables_sha256": tables,
+    tables = (tables_fingerprint(dataroot, version)
+              if dataroot is not None and version and (Path(dataroot) / version).is_dir() else None)
+    return {"cache": cache, "cache_url": str(cache_url), "dataroot": str(dataroot) if dataroot is not None else None,
+            "dataroot_tables_sha256": tables,
             "software": {"x3kd": software_version(), "git_commit": git_commit()}}
 
 

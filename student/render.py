@@ -26,6 +26,7 @@ _DPI = 100
 GT_COLOR = (0.1, 0.95, 0.2)
 PRED_COLOR = (0.15, 0.55, 1.0)
 TEACHER_COLOR = (1.0, 0.25, 0.85)
+RADAR_COLOR = (0.2, 0.95, 0.95)
 # nuScenes' usual six-camera mosaic: front row left to right, then the back row.
 MOSAIC_ORDER: tuple[tuple[str, ...], ...] = (
     ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT"), ("CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT"))
@@ -151,6 +152,18 @@ def draw_bev_boxes(ax, boxes: np.ndarray, color=GT_COLOR, labels: Sequence[str] 
 def draw_bev_centres(ax, centres: np.ndarray, color=TEACHER_COLOR) -> None:
     centres = np.asarray(centres, np.float64).reshape(-1, 2)
     ax.scatter(centres[:, 0], centres[:, 1], marker="x", s=20, c=[color], linewidths=1.2)
+
+
+def draw_bev_radar(ax, points: np.ndarray, arrow_seconds: float = 0.5) -> None:
+    """Radar points (N, >=6: x, y, z, rcs, vx_comp, vy_comp, ...) seen from above: cyan dots, and for
+    each a line showing how far its compensated Doppler velocity carries it in `arrow_seconds`."""
+    points = np.asarray(points, np.float64)
+    if not points.size:
+        return
+    ax.scatter(points[:, 0], points[:, 1], s=4, c=[RADAR_COLOR], linewidths=0)
+    ends = points[:, :2] + arrow_seconds * points[:, 4:6]
+    for p, e in zip(points, ends):
+        ax.plot([p[0], e[0]], [p[1], e[1]], color=RADAR_COLOR, linewidth=0.6)
 
 
 def camera_picture(image: np.ndarray) -> Picture:
@@ -301,6 +314,8 @@ def render_cache_sample(sample: dict, config, out_dir: str | Path, dataroot: str
                               from the teacher's heatmap + regression maps (magenta, dashed, x = centre)
     bev_teacher_features.png  teacher BEV features, three principal components as RGB, GT boxes
     bev_gt.png                GT boxes alone (a store without a LiDAR teacher)
+    bev_radar.png             the cached multi-sweep radar points (cyan, lines = 0.5 s of compensated
+                              Doppler velocity) over the teacher heatmap, GT green (stores with radar)
     cameras_depth.png         each camera with its cached LiDAR depth targets (turbo: near blue, far red)
     cameras_teacher.png       each camera with the image teacher's masks, boxes, classes and scores and
                               the GT boxes projected (green)
@@ -331,6 +346,14 @@ def render_cache_sample(sample: dict, config, out_dir: str | Path, dataroot: str
         draw_bev_boxes(pic.ax, gt, GT_COLOR, gt_names)
         caption(pic, "GT boxes (the store has no LiDAR teacher)")
         written.append(pic.save(out / "bev_gt.png"))
+    if "radar/points" in sample:
+        radar = np.asarray(sample["radar/points"])[:int(sample["radar/count"])]
+        heat = sample.get("lidar_teacher/heatmaps")
+        pic = view.picture(colorize(np.asarray(heat).max(0), 0.0, 1.0) if heat is not None else None)
+        draw_bev_boxes(pic.ax, gt, GT_COLOR)
+        draw_bev_radar(pic.ax, radar)
+        caption(pic, f"{len(radar)} radar points (cyan, 0.5 s of Doppler velocity), GT green")
+        written.append(pic.save(out / "bev_radar.png"))
 
     from .data.cameras import CameraSetup
 
@@ -362,16 +385,19 @@ def render_prediction(out_dir: str | Path, stem: str, setup, dataroot: str | Pat
                       class_names: Sequence[str], pred_boxes: np.ndarray, pred_scores: np.ndarray,
                       pred_labels: np.ndarray, gt_boxes: np.ndarray, gt_names: Sequence[str],
                       heatmap: np.ndarray | None = None, score_threshold: float = 0.3, scale: int = 4,
-                      camera_names: Sequence[str] | None = None) -> list[Path]:
+                      camera_names: Sequence[str] | None = None, radar_points: np.ndarray | None = None
+                      ) -> list[Path]:
     """`<stem>_bev.png` (the student's heatmap, GT green, predictions >= `score_threshold` blue with class
-    and score) and `<stem>_cameras.png` (each camera with GT and predicted boxes projected) of one
-    sample; boxes in the sample's LiDAR frame, `setup` a `CameraSetup`."""
+    and score, a radar student's input points cyan) and `<stem>_cameras.png` (each camera with GT and
+    predicted boxes projected) of one sample; boxes in the sample's LiDAR frame, `setup` a `CameraSetup`."""
     out = Path(out_dir)
     keep = np.asarray(pred_scores) >= score_threshold
     boxes, scores, labels = (np.asarray(v)[keep] for v in (pred_boxes, pred_scores, pred_labels))
     view = BevView(grid, scale)
     pic = view.picture(None if heatmap is None else colorize(np.asarray(heatmap).max(0), 0.0, 1.0))
     draw_bev_boxes(pic.ax, gt_boxes, GT_COLOR)
+    if radar_points is not None:
+        draw_bev_radar(pic.ax, radar_points)
     draw_bev_boxes(pic.ax, boxes, PRED_COLOR, [f"{class_names[int(k)]} {s:.2f}" for k, s in zip(labels, scores)])
     caption(pic, f"student heatmap, GT green ({len(gt_boxes)}), predictions >= {score_threshold:g} blue ({len(boxes)})")
     written = [pic.save(out / f"{stem}_bev.png")]
@@ -412,7 +438,7 @@ def training_images(outputs, batch, cfg, sample: int = 0, camera: int = 0) -> di
     bev/heatmaps      student | teacher | GT Gaussians (max over classes, magma 0..1; grey = absent)
     bev/features      student BEV features | teacher BEV features (3 principal components each)
     depth/camera      the student's expected depth | the LiDAR depth target of one camera (turbo,
-                      same range; black = no target)
+                      same range; black = no target); camera student only
     BEV maps are drawn with y up, like every BEV picture here."""
     import torch
 
@@ -441,6 +467,8 @@ def training_images(outputs, batch, cfg, sample: int = 0, camera: int = 0) -> di
         else:
             feats.append(grey)
         images["bev/features"] = _panel(*feats)
+        if outputs.depth_logits is None:  # the radar student has no cameras
+            return images
         n_cams = batch.images.shape[1]
         logits = outputs.depth_logits[sample * n_cams + camera].float()
         lo, hi, step = cfg.depth_net.d_bound

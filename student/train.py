@@ -49,7 +49,7 @@ from .batch import StudentBatch
 from .config import StudentConfig, _from_dict
 from .data.dataset import CacheDataset, DataConfig, collate, open_cache
 from .losses import X3KDLoss, total_loss
-from .models.student import BEVDepthStudent, StudentOutputs, build_student
+from .models.student import BevStudent, StudentOutputs, build_student
 from .provenance import check_resume_config, check_same_cache, run_provenance
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class TrainNet(nn.Module):
     """The student and its criterion as one module, so DDP synchronises the gradients of both (the
     X-FD adapter, X-AT discriminator and X-IS heads train too)."""
 
-    def __init__(self, model: BEVDepthStudent, criterion: X3KDLoss) -> None:
+    def __init__(self, model: BevStudent, criterion: X3KDLoss) -> None:
         super().__init__()
         self.model = model
         self.criterion = criterion
@@ -489,14 +489,17 @@ class TrainingInterrupted(Exception):
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
 
 
-def train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = False,
+def train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: str | Path, *, resume: bool = False,
           overwrite: bool = False, storage_options: dict | None = None, progress: bool = True,
           quiet: bool = False) -> Path:
     """Train the student on the cache at `cache`; returns the final checkpoint's path.
 
     `out` must not hold another run unless `resume` (continue it) or `overwrite` (delete it first).
+    `dataroot` holds the camera student's JPEGs; the radar student reads nothing but the cache (None).
     SIGINT/SIGTERM write a checkpoint of the step reached and raise `TrainingInterrupted`."""
     out = Path(out)
+    if dataroot is None and cfg.student.modality == "camera":
+        raise UserInputError("--dataroot: required for the camera student, which reads the camera JPEGs from it")
     if cfg.train.deterministic:
         # cuBLAS reads this when CUDA initialises; deterministic GEMMs need it.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -548,7 +551,7 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     log.info("--overwrite: removed the previous run in %s", out)
 
 
-def _train(cache: str, dataroot: str | Path, cfg: TrainConfig, out: Path, resume: bool,
+def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path, resume: bool,
            storage_options: dict | None, progress: bool, info: DistInfo, device: torch.device,
            quiet: bool = False) -> Path:
     rc = cfg.train
