@@ -264,6 +264,37 @@ def fit_teacher(kind: str, preset: str | None, backbone: str | None, export_yaml
         click.echo(f"export options for this teacher added to {export_yaml}")
 
 
+@main.command("eval-teacher")
+@click.argument("kind", type=click.Choice(["lidar"]))
+@click.option("--cache", required=True, help="A finished export of SPLIT (path or fsspec URL) with LiDAR-teacher maps.")
+@click.option("--dataroot", required=True, type=click.Path(), help="The nuScenes dataroot the cache was exported from.")
+@click.option("--version", "version", required=True, help="Dataset version, e.g. v1.0-trainval or v1.0-mini.")
+@click.option("--split", required=True, help="The split the cache holds, e.g. val or mini_val.")
+@click.option("--out", required=True, type=click.Path(), help="Directory for results_nusc.json and the metrics.")
+@click.option("--score-threshold", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
+              help="Teacher boxes kept from the decoded heatmap peaks.")
+@exit_2_on_user_error
+def eval_teacher(kind: str, cache: str, dataroot: str, version: str, split: str, out: str,
+                 score_threshold: float) -> None:
+    """Score the teacher a cache holds with nuscenes-devkit (mAP, NDS), from its cached maps.
+
+    KIND lidar: the cached heatmaps and regression maps are decoded by the shared CenterPoint box coder
+    (all classes in one group, rotated NMS) and scored by DetectionEval, so a user sees whether the
+    teacher checkpoint loaded right (and the synthetic lab, how much the teacher knows) before
+    distilling from it.
+
+    \b
+    Example:
+      x3kd-cache eval-teacher lidar --cache cache/val.zarr --dataroot data/nuscenes \\
+          --version v1.0-trainval --split val --out eval/teacher
+    """
+    from teacher_export.evaluate import evaluate_cached_lidar_teacher
+
+    metrics = evaluate_cached_lidar_teacher(cache, dataroot, version, split, out, score_threshold=score_threshold)
+    click.echo(metrics.table())
+    click.echo(f"results and metrics: {out}")
+
+
 def _parse_image_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
