@@ -1,6 +1,6 @@
 """The radar student in the synthetic lab: KD-only (the paper's setting, no GT) vs GT-only vs both.
 
-    python -m bench.radar_student --work lab/ [--steps 1500] [--seeds 0 1 2] [--parallel 2]
+    python -m bench.radar_student --work lab/ [--steps 400] [--seeds 0 1 2] [--parallel 2]
 
 Every step is the CLI a user runs, and a step whose output exists is skipped (re-running resumes):
 1. data: `x3kd-cache make-synthetic --preset demo --samples-per-scene 30` (240 mini_train / 60
@@ -102,7 +102,7 @@ def _mean_std(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="Folder for data, teacher, caches and runs.")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=2, help="Training runs at a time (one thread each).")
     args = parser.parse_args()
@@ -112,7 +112,7 @@ def main() -> None:
     with ThreadPoolExecutor(args.parallel) as pool:
         rows = list(pool.map(lambda job: train_and_eval(args.work, data, train_cache, *job, args.steps), jobs))
     print(f"LiDAR teacher (its cached maps decoded, mini_val): mAP {teacher['mAP']:.4f}  NDS {teacher['NDS']:.4f}")
-    print(f"\n{args.steps} steps, batch 4, seeds {args.seeds}; wall time of this invocation "
+    print(f"\n{args.steps} steps, batch 2, seeds {args.seeds}; wall time of this invocation "
           f"{time.perf_counter() - t0:.0f} s\n")
     print("| radar student | mAP (mean ± std) | NDS (mean ± std) | mAP per seed | NDS per seed | s/step |")
     print("| --- | ---: | ---: | --- | --- | ---: |")

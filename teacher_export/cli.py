@@ -265,33 +265,50 @@ def fit_teacher(kind: str, preset: str | None, backbone: str | None, export_yaml
 
 
 @main.command("eval-teacher")
-@click.argument("kind", type=click.Choice(["lidar"]))
-@click.option("--cache", required=True, help="A finished export of SPLIT (path or fsspec URL) with LiDAR-teacher maps.")
-@click.option("--dataroot", required=True, type=click.Path(), help="The nuScenes dataroot the cache was exported from.")
-@click.option("--version", "version", required=True, help="Dataset version, e.g. v1.0-trainval or v1.0-mini.")
-@click.option("--split", required=True, help="The split the cache holds, e.g. val or mini_val.")
+@click.argument("kind", type=click.Choice(["lidar", "image"]))
+@click.option("--cache", required=True, help="A finished export (path or fsspec URL) holding the teacher's output.")
+@click.option("--dataroot", type=click.Path(), help="lidar: the nuScenes dataroot the cache was exported from.")
+@click.option("--version", "version", help="lidar: dataset version, e.g. v1.0-trainval or v1.0-mini.")
+@click.option("--split", help="lidar: the split the cache holds, e.g. val or mini_val.")
 @click.option("--out", required=True, type=click.Path(), help="Directory for results_nusc.json and the metrics.")
 @click.option("--score-threshold", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
               help="Teacher boxes kept from the decoded heatmap peaks.")
 @exit_2_on_user_error
-def eval_teacher(kind: str, cache: str, dataroot: str, version: str, split: str, out: str,
+def eval_teacher(kind: str, cache: str, dataroot: str | None, version: str | None, split: str | None, out: str,
                  score_threshold: float) -> None:
-    """Score the teacher a cache holds with nuscenes-devkit (mAP, NDS), from its cached maps.
+    """Score the teacher a cache holds, from what it cached, so a user sees whether a teacher checkpoint
+    loaded right (and the synthetic lab, how much a teacher knows) before distilling from it.
 
     KIND lidar: the cached heatmaps and regression maps are decoded by the shared CenterPoint box coder
-    (all classes in one group, rotated NMS) and scored by DetectionEval, so a user sees whether the
-    teacher checkpoint loaded right (and the synthetic lab, how much the teacher knows) before
-    distilling from it.
+    (all classes in one group, rotated NMS) and scored by nuscenes-devkit's DetectionEval (mAP, NDS).
+
+    KIND image: the cached detections (boxes, classes, scores, masks pasted into their boxes) against the
+    cached GT boxes projected into each camera as instance masks: COCO box and mask AP by pycocotools.
 
     \b
-    Example:
+    Examples:
       x3kd-cache eval-teacher lidar --cache cache/val.zarr --dataroot data/nuscenes \\
-          --version v1.0-trainval --split val --out eval/teacher
+          --version v1.0-trainval --split val --out eval/lidar_teacher
+      x3kd-cache eval-teacher image --cache cache/val.zarr --out eval/image_teacher
     """
-    from teacher_export.evaluate import evaluate_cached_lidar_teacher
+    if kind == "lidar":
+        missing = [f"--{k}" for k, v in (("dataroot", dataroot), ("version", version), ("split", split)) if not v]
+        if missing:
+            raise UserInputError(f"eval-teacher lidar: give {', '.join(missing)} (the devkit scores against its tables)")
+        from teacher_export.evaluate import evaluate_cached_lidar_teacher
 
-    metrics = evaluate_cached_lidar_teacher(cache, dataroot, version, split, out, score_threshold=score_threshold)
-    click.echo(metrics.table())
+        metrics = evaluate_cached_lidar_teacher(cache, dataroot, version, split, out, score_threshold=score_threshold)
+        click.echo(metrics.table())
+    else:
+        from teacher_export.evaluate import evaluate_cached_image_teacher
+
+        result = evaluate_cached_image_teacher(cache, out)
+        click.echo(f"{result['images']} camera images, {result['gt_instances']} GT instances, "
+                   f"{result['detections']} teacher detections")
+        click.echo("| | " + " | ".join(result["bbox"]) + " |\n| --- |" + " ---: |" * len(result["bbox"]))
+        for kind_ in ("bbox", "segm"):
+            click.echo(f"| {'box' if kind_ == 'bbox' else 'mask'} | " + " | ".join(f"{v:.4f}" for v in result[kind_].values())
+                       + " |")
     click.echo(f"results and metrics: {out}")
 
 

@@ -63,3 +63,98 @@ def evaluate_cached_lidar_teacher(cache: str, dataroot: str | Path, version: str
          "samples": len(results), "mAP": metrics.mean_ap, "NDS": metrics.nd_score,
          "per_class_AP": metrics.label_aps, "tp_errors": metrics.tp_errors}, indent=2))
     return metrics
+
+
+IMAGE_METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
+
+
+def evaluate_cached_image_teacher(cache: str, out_dir: str | Path, *, storage_options: dict[str, Any] | None = None,
+                                  progress: bool = True) -> dict[str, Any]:
+    """COCO box and mask AP of the image-teacher detections a cache holds, against the instance masks
+    of the cached GT boxes projected into each camera (`teacher_export.fit.projection`, the targets
+    `fit-teacher image` trains on), with pycocotools' COCOeval. Writes `metrics.json` into `out_dir`
+    and returns {"bbox": {AP, AP50, ...}, "segm": {...}, "images", "gt_instances", "detections"}.
+
+    The GT are the boxes the cache keeps (on the BEV grid, >= 1 LiDAR or radar point): a teacher
+    detection of an object beyond the grid counts as a false positive."""
+    import contextlib
+    import io
+    import json
+
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from student.data.cameras import CameraSetup
+    from student.masks import paste_masks
+    from teacher_export.fit.projection import project_boxes
+
+    reader = CacheReader(cache, storage_options=storage_options)
+    if "image_teacher" not in reader.config.groups:
+        raise UserInputError(f"{cache}: has no image-teacher detections (exported with --image-teacher none)")
+    if not reader.done_mask.all():
+        raise UserInputError(f"{cache}: the export is not finished ({int((~reader.done_mask).sum())} samples to go)")
+    reader = reader.select(["meta", "calib", "gt", "image_teacher"])
+    cfg = reader.config
+    h, w = cfg.image_size
+    classes = cfg.classes.classes
+    images, gt_anns, dets = [], [], []
+
+    def rle(mask: np.ndarray) -> dict:
+        code = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        code["counts"] = code["counts"].decode()
+        return code
+
+    indices = range(len(reader))
+    if progress:
+        from cache_schema.progress import progress as progress_bar
+
+        indices = progress_bar(indices, desc="image teacher", unit="sample")
+    for i in indices:
+        s = reader[i]
+        n = int(s["gt/count"])
+        boxes, labels = np.asarray(s["gt/boxes"])[:n], np.asarray(s["gt/labels"])[:n]
+        lidar_to_cams = np.linalg.inv(CameraSetup.from_cache_sample(s).camera_to_lidar())
+        for c in range(cfg.num_cameras):
+            image_id = len(images) + 1
+            images.append({"id": image_id, "width": w, "height": h})
+            gt = project_boxes(boxes, labels, lidar_to_cams[c], np.asarray(s["calib/cam_intrinsics"][c]), (w, h))
+            for box, label, mask in zip(gt.boxes, gt.labels, gt.masks):
+                x1, y1, x2, y2 = (float(v) for v in box)
+                gt_anns.append({"id": len(gt_anns) + 1, "image_id": image_id, "category_id": int(label) + 1,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(mask.sum()), "iscrowd": 0,
+                                "segmentation": rle(mask)})
+            keep = np.asarray(s["image_teacher/labels"][c]) >= 0
+            if not keep.any():
+                continue
+            t_boxes = np.asarray(s["image_teacher/boxes"][c])[keep]
+            masks = paste_masks(np.asarray(s["image_teacher/masks"][c], np.float32)[keep] / 255.0, t_boxes, (h, w))
+            for box, label, score, mask in zip(t_boxes, np.asarray(s["image_teacher/labels"][c])[keep],
+                                               np.asarray(s["image_teacher/scores"][c])[keep], masks):
+                x1, y1, x2, y2 = (float(v) for v in box)
+                dets.append({"image_id": image_id, "category_id": int(label) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                             "score": float(score), "segmentation": rle(mask > 0.5)})
+    result: dict[str, Any] = {"cache": str(cache), "teacher": reader.meta.provenance.get("image_teacher"),
+                              "images": len(images), "gt_instances": len(gt_anns), "detections": len(dets)}
+    if not gt_anns:
+        raise UserInputError(f"{cache}: no GT box of its samples is visible in a camera; nothing to score against")
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and tables
+        coco_gt = COCO()
+        coco_gt.dataset = {"images": images, "annotations": gt_anns,
+                           "categories": [{"id": k + 1, "name": name} for k, name in enumerate(classes)]}
+        coco_gt.createIndex()
+        for kind in ("bbox", "segm"):
+            if not dets:
+                result[kind] = {m: 0.0 for m in IMAGE_METRICS}
+                continue
+            coco_dt = coco_gt.loadRes([dict(d) for d in dets])
+            ev = COCOeval(coco_gt, coco_dt, kind)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            # COCOeval reports -1 where a size range has no GT
+            result[kind] = {m: max(float(v), 0.0) for m, v in zip(IMAGE_METRICS, ev.stats[:6])}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -69,3 +69,54 @@ def test_eval_teacher_refusals(train_cache, synthetic_dataroot, tmp_path):
                                   "--dataroot", str(synthetic_dataroot), "--version", "v1.0-mini", "--split",
                                   "mini_val", "--out", str(tmp_path / "e")])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+
+
+def _gt_perfect_image_copy(cache: str, out: Path) -> int:
+    """The cache with its image-teacher detections replaced by the projected GT instances (score 1,
+    masks resampled into their boxes); returns how many GT instances did not fit max_instances."""
+    from PIL import Image
+
+    from student.data.cameras import CameraSetup
+    from teacher_export.fit.projection import project_boxes
+
+    shutil.copytree(cache, out)
+    reader = CacheReader(str(out))
+    cfg = reader.config
+    h, w = cfg.image_size
+    root = zarr.open_group(str(out), mode="r+")
+    dropped = 0
+    for i in range(len(reader)):
+        s = reader[i]
+        n = int(s["gt/count"])
+        to_cams = np.linalg.inv(CameraSetup.from_cache_sample(s).camera_to_lidar())
+        boxes = np.zeros((cfg.num_cameras, cfg.max_instances, 4), np.float32)
+        labels = np.full((cfg.num_cameras, cfg.max_instances), -1, np.int16)
+        scores = np.zeros((cfg.num_cameras, cfg.max_instances), np.float32)
+        masks = np.zeros((cfg.num_cameras, cfg.max_instances, cfg.mask_size, cfg.mask_size), np.uint8)
+        for c in range(cfg.num_cameras):
+            gt = project_boxes(np.asarray(s["gt/boxes"])[:n], np.asarray(s["gt/labels"])[:n], to_cams[c],
+                               np.asarray(s["calib/cam_intrinsics"][c]), (w, h))
+            dropped += max(0, len(gt.boxes) - cfg.max_instances)
+            for k, (box, label, mask) in enumerate(zip(gt.boxes[:cfg.max_instances], gt.labels, gt.masks)):
+                boxes[c, k], labels[c, k], scores[c, k] = box, label, 1.0 - 0.01 * k
+                crop = Image.fromarray(mask * 255).crop(tuple(float(v) for v in box))
+                masks[c, k] = np.asarray(crop.resize((cfg.mask_size, cfg.mask_size), Image.BILINEAR))
+        for key, value in (("boxes", boxes), ("labels", labels), ("scores", scores), ("masks", masks)):
+            root[f"image_teacher/{key}"][i] = value
+    return dropped
+
+
+def test_gt_perfect_image_teacher_scores_about_one(val_cache, tmp_path):
+    perfect = tmp_path / "perfect.zarr"
+    dropped = _gt_perfect_image_copy(val_cache, perfect)
+    runner = CliRunner()
+    scores = {}
+    for name, cache in (("perfect", str(perfect)), ("random", val_cache)):
+        result = runner.invoke(main, ["eval-teacher", "image", "--cache", cache, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        assert "| mask |" in result.output
+        scores[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    p, r = scores["perfect"], scores["random"]
+    assert dropped == 0 and p["gt_instances"] == p["detections"] > 0
+    assert p["bbox"]["AP"] > 0.99 and p["segm"]["AP50"] > 0.99  # 28x28 masks: mask AP at IoU 0.5 only
+    assert r["gt_instances"] == p["gt_instances"] and r["bbox"]["AP50"] < 0.2
