@@ -31,10 +31,13 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "radar_pillar02.yaml"
 TEACHER_OFF = ["loss.xfd.enabled=false", "loss.xat.enabled=false", "loss.xod.enabled=false"]
-MODES: dict[str, list[str]] = {
-    "KD-only (X-FD + X-AT + X-OD, no GT)": ["loss.det.weight=0"],
-    "GT-only (det)": TEACHER_OFF,
-    "GT + KD (det + X-FD + X-AT + X-OD)": [],
+# run-folder slug -> (table row, --set overrides)
+MODES: dict[str, tuple[str, list[str]]] = {
+    "kd_only_mass": ("KD-only, X-OD heatmap / sum H_T (the first definition)",
+                     ["loss.det.weight=0", "loss.xod.normalize=mass"]),
+    "kd_only": ("KD-only (X-FD + X-AT + X-OD, no GT)", ["loss.det.weight=0"]),
+    "gt_only": ("GT-only (det)", TEACHER_OFF),
+    "gt_kd": ("GT + KD (det + X-FD + X-AT + X-OD)", []),
 }
 
 
@@ -72,12 +75,11 @@ def prepare(work: Path) -> tuple[Path, Path, Path, dict]:
 
 
 def train_and_eval(work: Path, data: Path, cache: Path, mode: str, seed: int, steps: int) -> dict:
-    slug = mode.split(" ")[0].lower().replace("-", "_")
-    out = work / "runs" / f"{slug}_seed{seed}"
+    out = work / "runs" / f"{mode}_seed{seed}"
     metrics = out / "eval" / "metrics.json"
     if not metrics.is_file():
         overrides = ["model.teacher_bev_channels=48", f"train.seed={seed}", f"train.steps={steps}",
-                     f"train.checkpoint_every={steps}", *MODES[mode]]
+                     f"train.checkpoint_every={steps}", *MODES[mode][1]]
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         run([BIN / "x3kd-student", "train", "--cache", cache, "--config", CONFIG, "--out", out, "--overwrite",
@@ -116,9 +118,9 @@ def main() -> None:
           f"{time.perf_counter() - t0:.0f} s\n")
     print("| radar student | mAP (mean ± std) | NDS (mean ± std) | mAP per seed | NDS per seed | s/step |")
     print("| --- | ---: | ---: | --- | --- | ---: |")
-    for mode in MODES:
+    for mode, (row, _) in MODES.items():
         rs = [r for r in rows if r["mode"] == mode]
-        print(f"| {mode} | {_mean_std([r['mAP'] for r in rs])} | {_mean_std([r['NDS'] for r in rs])} | "
+        print(f"| {row} | {_mean_std([r['mAP'] for r in rs])} | {_mean_std([r['NDS'] for r in rs])} | "
               + ", ".join(f"{r['mAP']:.4f}" for r in rs) + " | " + ", ".join(f"{r['NDS']:.4f}" for r in rs)
               + f" | {statistics.mean(r['s_per_step'] for r in rs):.3f} |")
     classes = list(rows[0]["per_class_AP"])
@@ -126,9 +128,9 @@ def main() -> None:
     print("| radar student | " + " | ".join(classes) + " |")
     print("| --- | " + " | ".join("---:" for _ in classes) + " |")
     print("| LiDAR teacher | " + " | ".join(f"{teacher['per_class_AP'][c]:.3f}" for c in classes) + " |")
-    for mode in MODES:
+    for mode, (row, _) in MODES.items():
         rs = [r for r in rows if r["mode"] == mode]
-        print(f"| {mode.split(' (')[0]} | "
+        print(f"| {row.split(' (')[0].split(',')[0] + (' (sum H_T)' if mode.endswith('mass') else '')} | "
               + " | ".join(f"{statistics.mean(r['per_class_AP'][c] for r in rs):.3f}" for c in classes) + " |")
 
 

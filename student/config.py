@@ -144,10 +144,18 @@ class XODLossConfig:
     # regressions that come from an arbitrary task group).
     reg_mask: str = "threshold"
     reg_threshold: float = 0.3
+    # What the heatmap term is divided by: "peaks", the teacher's objects (per-class 3x3 local maxima of
+    # H_T >= reg_threshold; what the detection loss divides by, its number of GT objects), or "mass",
+    # sum H_T (the first definition). With "mass" a teacher's low background probabilities over the
+    # whole grid (0.006 x 128 x 128 x 10 classes ~ 1000 for the lab teacher) outweigh its few objects
+    # and a KD-only student learns the background and no object (BENCHMARKS.md, radar student).
+    normalize: str = "peaks"
 
     def __post_init__(self) -> None:
         if self.reg_mask not in ("threshold", "peak", "soft"):
             raise UserInputError(f"config loss.xod.reg_mask: {self.reg_mask!r} is not threshold, peak or soft")
+        if self.normalize not in ("peaks", "mass"):
+            raise UserInputError(f"config loss.xod.normalize: {self.normalize!r} is not peaks or mass")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """X-OD: output distillation to the cached LiDAR-teacher heatmaps and regression maps.
 
-heatmap:    sum |sigmoid(S_k) - H_T|^gamma * BCE(sigmoid(S_k), H_T) / max(1, sum H_T)
+heatmap:    sum |sigmoid(S_k) - H_T|^gamma * BCE(sigmoid(S_k), H_T) / N, N = max(1, the teacher's objects:
+            per-class 3x3 peaks of H_T >= reg_threshold) or, with normalize "mass", max(1, sum H_T)
 regression: sum_p w(p) * sum_c |S_reg - T_reg| / sum_p w(p),  w(p) = max_k H_T(k, p)
 
 The teacher's regression at a cell comes from its task group with the highest heatmap there; the
@@ -49,6 +50,16 @@ def regression_weight(teacher_heatmaps: torch.Tensor, cfg: XODLossConfig) -> tor
     return conf * keep
 
 
+def heatmap_normalizer(h_t: torch.Tensor, mask: torch.Tensor | None, cfg: XODLossConfig) -> torch.Tensor:
+    """What the X-OD heatmap term is divided by (XODLossConfig.normalize), at least 1."""
+    if cfg.normalize == "mass":
+        return (h_t if mask is None else h_t * mask).sum().clamp_min(1.0)
+    peaks = (h_t >= cfg.reg_threshold) & (h_t == F.max_pool2d(h_t, 3, stride=1, padding=1))
+    if mask is not None:
+        peaks = peaks & (mask > 0)
+    return peaks.sum().float().clamp_min(1.0)
+
+
 def xod_loss(head_outputs: list[dict[str, torch.Tensor]], teacher_heatmaps: torch.Tensor,
              teacher_regression: torch.Tensor, classes: ClassSetup, cfg: XODLossConfig,
              valid: torch.Tensor | None = None, reg_task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -58,7 +69,7 @@ def xod_loss(head_outputs: list[dict[str, torch.Tensor]], teacher_heatmaps: torc
     h_t = teacher_heatmaps.float().detach()
     logits = class_order_heatmaps(head_outputs, classes).float()
     mask = None if valid is None else valid.float()
-    hm = soft_focal_loss(logits, h_t, cfg.gamma, mask) / (h_t if mask is None else h_t * mask).sum().clamp_min(1.0)
+    hm = soft_focal_loss(logits, h_t, cfg.gamma, mask) / heatmap_normalizer(h_t, mask, cfg)
 
     student_reg = torch.stack([regression_map(o) for o in head_outputs], 1).float()  # [B, T, 10, H, W]
     # The task group each teacher regression cell was written from: warped with the regression itself

@@ -142,13 +142,14 @@ def test_grad_reverse_is_identity_forward():
     assert torch.equal(x.grad, torch.full((3,), -2.0))
 
 
-@pytest.mark.parametrize("reg_mask", ["threshold", "soft"])
-def test_xod_loss_matches_loop_and_picks_the_teacher_task_group(reg_mask):
+@pytest.mark.parametrize("reg_mask,normalize", [("threshold", "peaks"), ("soft", "mass")])
+def test_xod_loss_matches_loop_and_picks_the_teacher_task_group(reg_mask, normalize):
     g = torch.Generator().manual_seed(4)
     outs = _head_outputs(g)
     h_t = torch.rand(2, 3, H, W, generator=g) * 0.8
     t_reg = torch.randn(2, 10, H, W, generator=g)
-    cfg = XODLossConfig(weight=1.5, gamma=2.0, reg_weight=0.25, reg_mask=reg_mask, reg_threshold=0.5)
+    cfg = XODLossConfig(weight=1.5, gamma=2.0, reg_weight=0.25, reg_mask=reg_mask, reg_threshold=0.5,
+                        normalize=normalize)
     got = xod_loss(outs, h_t, t_reg, CLASSES, cfg)["loss_xod"]
     # Class index -> (task group, channel in group) for CLASSES: a -> (0, 0), b -> (1, 0), c -> (1, 1).
     where = [(0, 0), (1, 0), (1, 1)]
@@ -165,7 +166,19 @@ def test_xod_loss_matches_loop_and_picks_the_teacher_task_group(reg_mask):
                 pred = _reg_vec(outs, where[best][0], b, i, j)
                 reg_num += w * sum(abs(pred[c] - float(t_reg[b, c, i, j])) for c in range(10))
                 reg_den += w
-    ref = hm / max(1.0, float(h_t.sum())) + 0.25 * reg_num / reg_den
+    if normalize == "mass":
+        norm = max(1.0, float(h_t.sum()))
+    else:  # the teacher's objects: per-class cells >= 0.5 that no 3x3 neighbour exceeds
+        norm = 0
+        for b in range(2):
+            for k in range(3):
+                for i in range(H):
+                    for j in range(W):
+                        v = float(h_t[b, k, i, j])
+                        around = h_t[b, k, max(i - 1, 0):i + 2, max(j - 1, 0):j + 2]
+                        norm += v >= 0.5 and v >= float(around.max())
+        norm = max(1.0, float(norm))
+    ref = hm / norm + 0.25 * reg_num / reg_den
     assert got.item() == pytest.approx(1.5 * ref, rel=1e-5)
 
 
