@@ -63,6 +63,9 @@ class StudentBatch:
     teacher:      cached teacher outputs, or None when training without distillation.
     det_targets:  CenterPoint targets per task group (`student.targets.TaskTargets`), built by the dataset
                   workers from the augmented GT; None = the criterion builds them from gt_boxes.
+    xis_targets:  X-IS pseudo ground truth per camera image (B * N dicts of boxes, labels, masks in the
+                  augmented image; `student.losses.xis.xis_targets`), built by the dataset workers; None =
+                  the criterion builds them from `teacher`.
     indices:      the cache sample index of each batch element (bookkeeping: logs, DDP checks).
     """
 
@@ -77,6 +80,7 @@ class StudentBatch:
     depth_targets: torch.Tensor | None = None
     teacher: TeacherTargets | None = None
     det_targets: list | None = None
+    xis_targets: list[dict[str, torch.Tensor]] | None = None
     indices: list[int] = field(default_factory=list)
 
     @property
@@ -90,6 +94,8 @@ class StudentBatch:
                 return v.to(device, non_blocking=True)
             if isinstance(v, list):
                 return [mv(x) for x in v]
+            if isinstance(v, dict):
+                return {k: mv(x) for k, x in v.items()}
             if is_dataclass(v) and not isinstance(v, type):  # TeacherTargets, TaskTargets
                 return replace(v, **{f.name: mv(getattr(v, f.name)) for f in fields(v)})
             return v

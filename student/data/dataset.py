@@ -28,6 +28,7 @@ from ..augment import (BevAugConfig, ImageAugConfig, augment_boxes, augment_rada
                        teacher_task_map, teacher_validity, warp_task_map)
 from ..batch import StudentBatch, TeacherTargets
 from ..config import StudentConfig
+from ..losses.xis import xis_targets
 from ..targets import build_det_targets, depth_image_to_feature_grid, merge_det_targets
 from .cameras import CameraSetup, load_camera_inputs
 
@@ -196,6 +197,13 @@ class CacheDataset(Dataset):
                        inst_scores=torch.from_numpy(np.asarray(s["image_teacher/scores"], dtype=np.float32)),
                        # Stored as probability x 255 in uint8.
                        inst_masks=torch.from_numpy(np.asarray(s["image_teacher/masks"], dtype=np.float32) / 255.0))
+            xis = self.cfg.losses.xis
+            if xis.enabled and xis.weight != 0:
+                # X-IS pseudo ground truth here, in the worker, like the detection targets: selecting
+                # and pasting per camera image is host work with data-dependent shapes.
+                out["xis_targets"] = xis_targets(out["inst_boxes"], out["inst_labels"], out["inst_scores"],
+                                                 out["inst_masks"], cams.ida, tuple(self.cfg.image_size),
+                                                 xis.score_threshold)
         return out
 
 
@@ -217,5 +225,6 @@ def collate(samples: list[dict[str, Any]]) -> StudentBatch:
         bda=stack("bda"), gt_boxes=[s["gt_boxes"] for s in samples] if has_gt else [],
         gt_labels=[s["gt_labels"] for s in samples] if has_gt else [],
         radar_points=[s["radar_points"] for s in samples] if "radar_points" in samples[0] else None,
+        xis_targets=[t for s in samples for t in s["xis_targets"]] if "xis_targets" in samples[0] else None,
         depth_targets=stack("depth_targets"), teacher=teacher, indices=[int(s["index"]) for s in samples],
         det_targets=merge_det_targets([s["det_targets"] for s in samples]) if "det_targets" in samples[0] else None)

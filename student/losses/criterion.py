@@ -91,11 +91,13 @@ class X3KDLoss(nn.Module):
             losses.update(xod_loss(out.head_outputs, hm, reg, cfg.class_setup, lc.xod, teacher.valid,
                                    teacher.reg_task))
         if _on(lc.xis) and self.training:
-            boxes = self._need(teacher and teacher.inst_boxes, "image-teacher instances", "xis")
             images = batch.images.flatten(0, 1)
-            targets = xis_targets(boxes.flatten(0, 1), teacher.inst_labels.flatten(0, 1),
-                                  teacher.inst_scores.flatten(0, 1), teacher.inst_masks.flatten(0, 1),
-                                  batch.ida.flatten(0, 1), tuple(images.shape[-2:]), lc.xis.score_threshold)
+            targets = batch.xis_targets
+            if targets is None:
+                boxes = self._need(teacher and teacher.inst_boxes, "image-teacher instances", "xis")
+                targets = xis_targets(boxes.flatten(0, 1), teacher.inst_labels.flatten(0, 1),
+                                      teacher.inst_scores.flatten(0, 1), teacher.inst_masks.flatten(0, 1),
+                                      batch.ida.flatten(0, 1), tuple(images.shape[-2:]), lc.xis.score_threshold)
             losses.update(xis_loss(self.xis_heads, out.pv_features, images, targets, lc.xis))
         return losses
 

@@ -128,3 +128,28 @@ def test_det_targets_built_in_the_workers_equal_the_criterions(train_cache, synt
         from dataclasses import replace
         without = criterion(out, replace(batch, det_targets=None))["loss_det"]
     assert torch.equal(with_targets, without)
+
+
+def test_xis_targets_built_in_the_workers_give_the_criterions_loss(train_cache, synthetic_dataroot):
+    """X-IS pseudo labels selected and pasted per sample in the dataset equal those the criterion
+    builds from the batch's teacher detections: the same loss, bit for bit."""
+    from dataclasses import replace
+
+    from student.losses import X3KDLoss
+    from student.models.student import build_student
+
+    cfg = _cfg("loss.xfd.enabled=false", "loss.xat.enabled=false", "loss.xod.enabled=false")
+    s = cfg.student
+    ds = CacheDataset(open_cache(train_cache, s), synthetic_dataroot, s, cfg.data, seed=1)
+    batch = collate([ds[(0, 0)], ds[(0, 1)]])
+    assert batch.xis_targets is not None and len(batch.xis_targets) == 2 * s.num_cameras
+    assert sum(len(t["boxes"]) for t in batch.xis_targets) > 0  # the test teacher's 0.05 threshold keeps some
+    torch.manual_seed(0)
+    model, criterion = build_student(s).train(), X3KDLoss(s).train()
+    out = model(batch)
+    torch.manual_seed(1)  # the RPN and RoI heads sample anchors and RoIs at random
+    with_targets = criterion(out, batch)
+    torch.manual_seed(1)
+    without = criterion(out, replace(batch, xis_targets=None))
+    for key in ("loss_xis", "xis/objectness", "xis/classifier", "xis/mask"):
+        assert torch.equal(with_targets[key], without[key]), key
