@@ -16,6 +16,13 @@ gives the FLOPs of one training step (torch's FlopCounterMode), which do not dep
     python -m bench.student_step                   # both configs, CPU
     python -m bench.student_step --configs tiny --steps 5
     python -m bench.student_step --device cuda --batch-size 4
+    python -m bench.student_step --breakdown --configs tiny --steps 10
+
+--breakdown attributes the KD overhead instead: in one process, steps of no-KD, all-KD and all-KD with
+one term switched off are interleaved round by round (so load on the machine hits every case alike);
+a term's forward + backward cost is the all-KD step minus the step without it (min over rounds). The
+per-sample work of the data loader that the KD terms need (teacher-map warps, targets, X-IS pseudo
+labels) is timed on its own: it runs in the DataLoader workers, beside the step, not inside it.
 """
 from __future__ import annotations
 
@@ -99,6 +106,13 @@ def make_batch(cfg, b: int, device: str):
             torch.randn(b, cfg.teacher_bev_channels, hh, ww, generator=g), torch.rand(b, 10, hh, ww, generator=g) ** 8,
             torch.randn(b, 10, hh, ww, generator=g), boxes, torch.randint(0, 10, (b, n, m), generator=g),
             torch.rand(b, n, m, generator=g), torch.rand(b, n, m, 28, 28, generator=g)))
+    # The trainer's batches carry the X-IS pseudo labels built by the dataset workers (as det targets).
+    from student.losses.xis import xis_targets
+
+    t = batch.teacher
+    batch.xis_targets = xis_targets(t.inst_boxes.flatten(0, 1), t.inst_labels.flatten(0, 1),
+                                    t.inst_scores.flatten(0, 1), t.inst_masks.flatten(0, 1), ida.flatten(0, 1),
+                                    (h, w), cfg.losses.xis.score_threshold)
     return batch.to(device)
 
 
@@ -152,6 +166,98 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
             "inference_gflops": fc.get_total_flops() / 1e9 / batch_size}
 
 
+TERMS = ("xfd", "xat", "xod", "xis")
+
+
+def run_breakdown(config: str, steps: int, batch_size: int, device: str) -> dict:
+    from student.config import StudentConfig, tiny_config
+    from student.losses import X3KDLoss, total_loss
+    from student.models.student import build_student
+
+    def config_with(losses: dict):
+        return tiny_config(**losses) if config == "tiny" else StudentConfig.from_dict({"losses": losses})
+
+    cases = {"no_kd": MODES["no_kd"], "all_kd": {}, **{f"without_{t}": {t: {"enabled": False}} for t in TERMS}}
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    built = {}
+    for name, losses in cases.items():
+        torch.manual_seed(0)
+        cfg = config_with(losses)
+        model, crit = build_student(cfg).to(device).train(), X3KDLoss(cfg).to(device).train()
+        params = [p for p in list(model.parameters()) + list(crit.parameters()) if p.requires_grad]
+        built[name] = (model, crit, torch.optim.AdamW(params, lr=1e-4), make_batch(cfg, batch_size, device))
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for r in range(steps + 1):  # round 0 warms up
+        for name, (model, crit, opt, batch) in built.items():
+            sync()
+            t = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            total_loss(crit(model(batch), batch)).backward()
+            opt.step()
+            sync()
+            if r:
+                times[name].append(time.perf_counter() - t)
+    step = {name: min(v) for name, v in times.items()}
+    return {"config": config, "step": step, "data": data_side_costs(config_with({}), batch_size)}
+
+
+def data_side_costs(cfg, batch_size: int, repeats: int = 5) -> dict[str, float]:
+    """Seconds per sample (min over repeats) of what the dataset workers do for the KD terms and the
+    targets, on inputs of the config's shapes."""
+    import numpy as np
+
+    from student.augment import (BevAugConfig, augment_teacher_maps, sample_bev_aug, teacher_task_map,
+                                 teacher_validity, warp_task_map)
+    from student.losses.xis import xis_targets
+    from student.targets import build_det_targets, depth_image_to_feature_grid
+
+    batch = make_batch(cfg, 1, "cpu")
+    t = batch.teacher
+    bda = sample_bev_aug(BevAugConfig(), np.random.default_rng(0))
+    h, w = cfg.image_size
+    work = {
+        "teacher maps: warp (features, heatmaps, regression), validity, task map": lambda: (
+            augment_teacher_maps(bda, cfg.grid, t.bev_features[0], t.heatmaps[0], t.regression[0]),
+            teacher_validity(bda, cfg.grid),
+            warp_task_map(teacher_task_map(t.heatmaps[0], cfg.class_setup)[None], bda[None], cfg.grid)),
+        "det targets (CenterPoint Gaussians, per object)": lambda: build_det_targets(
+            batch.gt_boxes, batch.gt_labels, cfg.grid, cfg.class_setup),
+        "depth targets to the feature grid": lambda: depth_image_to_feature_grid(
+            batch.depth_targets[0].repeat_interleave(4, -1).repeat_interleave(4, -2), batch.ida[0], 4,
+            (h // 16, w // 16)),
+        "X-IS pseudo labels (select, move, paste masks)": lambda: xis_targets(
+            t.inst_boxes[0], t.inst_labels[0], t.inst_scores[0], t.inst_masks[0], batch.ida[0], (h, w), 0.3),
+    }
+    out = {}
+    for name, fn in work.items():
+        samples = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+        out[name] = min(samples)
+    return out
+
+
+def print_breakdown(rows: list[dict], batch_size: int, device: str, threads: int) -> None:
+    print(f"KD overhead by term, batch {batch_size}, device {device}, torch threads {threads}; "
+          "step = min over interleaved rounds")
+    print("| config | no-KD step s | all-KD step s | all / no-KD | " + " | ".join(f"{t} fwd+bwd s (% of no-KD)"
+                                                                          for t in TERMS) + " | rest s |")
+    print("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in TERMS) + " | ---: |")
+    for r in rows:
+        st = r["step"]
+        cost = {t: st["all_kd"] - st[f"without_{t}"] for t in TERMS}
+        rest = st["all_kd"] - st["no_kd"] - sum(cost.values())
+        print(f"| {r['config']} | {st['no_kd']:.3f} | {st['all_kd']:.3f} | {st['all_kd'] / st['no_kd']:.2f} | "
+              + " | ".join(f"{cost[t]:.3f} ({100 * cost[t] / st['no_kd']:.0f}%)" for t in TERMS) + f" | {rest:.3f} |")
+    print("\ndata loader, per sample (in the workers, beside the step):\n")
+    print("| config | " + " | ".join(rows[0]["data"]) + " |")
+    print("| --- | " + " | ".join("---:" for _ in rows[0]["data"]) + " |")
+    for r in rows:
+        print(f"| {r['config']} | " + " | ".join(f"{v * 1000:.1f} ms" for v in r["data"].values()) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=["tiny", "r50"], choices=["tiny", "r50"])
@@ -159,10 +265,15 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    ap.add_argument("--breakdown", action="store_true", help="attribute the KD overhead to each term (see above)")
     ap.add_argument("--case", nargs=2, metavar=("CONFIG", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.breakdown:
+        rows = [run_breakdown(c, args.steps, args.batch_size, args.device) for c in args.configs]
+        print_breakdown(rows, args.batch_size, args.device, torch.get_num_threads())
+        return
     if args.case:
         print(json.dumps(run_case(args.case[0], args.case[1], args.steps, args.batch_size, args.device)))
         return
