@@ -106,8 +106,13 @@ def make_batch(cfg, b: int, device: str):
             torch.randn(b, cfg.teacher_bev_channels, hh, ww, generator=g), torch.rand(b, 10, hh, ww, generator=g) ** 8,
             torch.randn(b, 10, hh, ww, generator=g), boxes, torch.randint(0, 10, (b, n, m), generator=g),
             torch.rand(b, n, m, generator=g), torch.rand(b, n, m, 28, 28, generator=g)))
-    # The trainer's batches carry the X-IS pseudo labels built by the dataset workers (as det targets).
+    # The trainer's batches carry the targets the dataset workers build: CenterPoint and X-IS.
     from student.losses.xis import xis_targets
+    from student.targets import build_det_targets
+
+    det = cfg.losses.det
+    batch.det_targets = build_det_targets(batch.gt_boxes, batch.gt_labels, cfg.grid, cfg.class_setup,
+                                          det.gaussian_overlap, det.min_radius)
 
     t = batch.teacher
     batch.xis_targets = xis_targets(t.inst_boxes.flatten(0, 1), t.inst_labels.flatten(0, 1),
