@@ -12,7 +12,6 @@ student's, so det, X-FD, X-AT and X-OD apply unchanged (DS and X-IS need cameras
 """
 from __future__ import annotations
 
-
 from cache_schema.layout import RADAR_POINT_FEATURES
 
 from ..batch import StudentBatch
