@@ -300,3 +300,29 @@ def test_the_task_map_moves_with_the_regression_cells():
 
     valid = teacher_validity(bda, grid)[0, 0] == 1
     assert torch.equal(moved_reg[0, 2][valid].round().long(), moved_task[0][valid])
+
+
+def test_sparse_roi_align_equals_torchvisions_multiscale_roi_align():
+    """X-IS pools RoIs with one sparse matrix product; values and gradients are torchvision's, also for
+    boxes that reach outside the image and images without boxes."""
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from student.losses.xis import SparseRoIAlign
+
+    g = torch.Generator().manual_seed(7)
+    n, c, h, w = 3, 8, 5, 12
+    image_shapes = [(h * 16, w * 16)] * n
+    boxes = []
+    for k in (6, 0, 9):
+        xy = torch.rand(k, 2, generator=g) * torch.tensor([w * 16.0 + 60, h * 16.0 + 60]) - 30
+        boxes.append(torch.cat([xy, xy + torch.rand(k, 2, generator=g) * 150 + 0.5], 1))
+    for size in (7, 14):
+        feat = torch.randn(n, c, h, w, generator=g, requires_grad=True)
+        ref = MultiScaleRoIAlign(["0"], size, 2)({"0": feat}, boxes, image_shapes)
+        got = SparseRoIAlign(size, 2)({"0": feat}, boxes, image_shapes)
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+        weights = torch.randn(ref.shape, generator=g)
+        g_ref = torch.autograd.grad((ref * weights).sum(), feat)[0]
+        g_got = torch.autograd.grad((got * weights).sum(), feat)[0]
+        torch.testing.assert_close(g_got, g_ref, atol=1e-5, rtol=1e-5)
+    assert SparseRoIAlign(7, 2)({"0": feat}, [torch.zeros(0, 4)] * n, image_shapes).shape == (0, c, 7, 7)
