@@ -16,7 +16,7 @@ from cache_schema.boxes import box_corners
 from cache_schema.grid import BevGrid
 from student.batch import StudentBatch, TeacherTargets
 from student.models.student import StudentOutputs
-from student.render import (GT_COLOR, BevView, camera_picture, colorize, decode_map_centres, draw_bev_boxes,
+from student.render import (GT_COLOR, RADAR_COLOR, BevView, camera_picture, colorize, decode_map_centres, draw_bev_boxes,
                             draw_camera_boxes, draw_depth_points, draw_instances, mosaic, training_images)
 
 GRID = BevGrid((-25.6, -25.6, -5.0, 25.6, 25.6, 3.0), (0.2, 0.2, 8.0), 4)  # 64 x 64 cells of 0.8 m
@@ -208,7 +208,8 @@ def test_show_draws_a_cached_sample_from_a_local_and_an_fsspec_store(train_cache
     r = CliRunner().invoke(main, ["show", train_cache, "--sample", reader.tokens[0], "--dataroot",
                                   str(synthetic_dataroot), "--out", str(out)])
     assert r.exit_code == 0, r.output
-    names = {"bev_teacher_heatmap.png", "bev_teacher_features.png", "cameras_depth.png", "cameras_teacher.png"}
+    names = {"bev_teacher_heatmap.png", "bev_teacher_features.png", "cameras_depth.png", "cameras_teacher.png",
+             "bev_radar.png"}
     assert {p.name for p in out.iterdir()} == names
     bev = np.asarray(Image.open(out / "bev_teacher_heatmap.png").convert("RGB"))
     view = BevView(reader.config.grid, 4)
@@ -221,6 +222,16 @@ def test_show_draws_a_cached_sample_from_a_local_and_an_fsspec_store(train_cache
         corners = box_corners(b[None])[0][[0, 1, 3, 2], :2]
         mid = (corners[0] + corners[1]) / 2  # the middle of one long side
         assert _is_green(bev, *view.pixel_of(*mid), reach=2), b
+    # The cached radar points are drawn where they are (cyan).
+    radar = np.asarray(Image.open(out / "bev_radar.png").convert("RGB"))
+    points = sample["radar/points"][:int(sample["radar/count"])]
+    on_grid = [p for p in points if r0[0] + 1 < p[0] < r0[3] - 1 and r0[1] + 1 < p[1] < r0[4] - 1]
+    assert on_grid
+    cyan = (np.array(RADAR_COLOR) * 255).astype(int)
+    for p in on_grid[:10]:
+        row, col = view.pixel_of(p[0], p[1])
+        patch = radar[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2].astype(int)
+        assert (np.abs(patch - cyan).max(-1) < 60).any(), p
     cams = np.asarray(Image.open(out / "cameras_teacher.png").convert("RGB"))
     h, w = reader.config.image_size
     assert cams.shape == (2 * h, 3 * w, 3)
