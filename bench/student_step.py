@@ -17,10 +17,12 @@ gives the FLOPs of one training step (torch's FlopCounterMode), which do not dep
     python -m bench.student_step --configs tiny --steps 5
     python -m bench.student_step --device cuda --batch-size 4
     python -m bench.student_step --breakdown --configs tiny --steps 10
+    python -m bench.student_step --breakdown --configs r50 --steps 2 --terms xis
 
 --breakdown attributes the KD overhead instead: in one process, steps of no-KD, all-KD and all-KD with
 one term switched off are interleaved round by round (so load on the machine hits every case alike);
-a term's forward + backward cost is the all-KD step minus the step without it (min over rounds). The
+a term's forward + backward cost is the all-KD step minus the step without it (min over rounds); with
+X-IS, also the all-KD step with torchvision's RoIAlign in place of X-IS's sparse one. The
 per-sample work of the data loader that the KD terms need (teacher-map warps, targets, X-IS pseudo
 labels) is timed on its own: it runs in the DataLoader workers, beside the step, not inside it.
 """
@@ -174,7 +176,7 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
 TERMS = ("xfd", "xat", "xod", "xis")
 
 
-def run_breakdown(config: str, steps: int, batch_size: int, device: str) -> dict:
+def run_breakdown(config: str, steps: int, batch_size: int, device: str, terms: tuple[str, ...] = TERMS) -> dict:
     from student.config import StudentConfig, tiny_config
     from student.losses import X3KDLoss, total_loss
     from student.models.student import build_student
@@ -182,13 +184,20 @@ def run_breakdown(config: str, steps: int, batch_size: int, device: str) -> dict
     def config_with(losses: dict):
         return tiny_config(**losses) if config == "tiny" else StudentConfig.from_dict({"losses": losses})
 
-    cases = {"no_kd": MODES["no_kd"], "all_kd": {}, **{f"without_{t}": {t: {"enabled": False}} for t in TERMS}}
+    cases = {"no_kd": MODES["no_kd"], "all_kd": {}, **{f"without_{t}": {t: {"enabled": False}} for t in terms}}
+    if "xis" in terms:
+        cases["all_kd_torchvision_roi_align"] = {}
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     built = {}
     for name, losses in cases.items():
         torch.manual_seed(0)
         cfg = config_with(losses)
         model, crit = build_student(cfg).to(device).train(), X3KDLoss(cfg).to(device).train()
+        if name == "all_kd_torchvision_roi_align":  # what X-IS pooled with before its sparse RoIAlign
+            from torchvision.ops import MultiScaleRoIAlign
+
+            crit.xis_heads.roi_heads.box_roi_pool = MultiScaleRoIAlign(["0"], 7, 2)
+            crit.xis_heads.roi_heads.mask_roi_pool = MultiScaleRoIAlign(["0"], 14, 2)
         params = [p for p in list(model.parameters()) + list(crit.parameters()) if p.requires_grad]
         built[name] = (model, crit, torch.optim.AdamW(params, lr=1e-4), make_batch(cfg, batch_size, device))
     times: dict[str, list[float]] = {name: [] for name in cases}
@@ -247,15 +256,17 @@ def data_side_costs(cfg, batch_size: int, repeats: int = 5) -> dict[str, float]:
 def print_breakdown(rows: list[dict], batch_size: int, device: str, threads: int) -> None:
     print(f"KD overhead by term, batch {batch_size}, device {device}, torch threads {threads}; "
           "step = min over interleaved rounds")
-    print("| config | no-KD step s | all-KD step s | all / no-KD | " + " | ".join(f"{t} fwd+bwd s (% of no-KD)"
-                                                                          for t in TERMS) + " | rest s |")
-    print("| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in TERMS) + " | ---: |")
+    print("| config | no-KD step s | all-KD step s | all / no-KD | all / no-KD with torchvision RoIAlign | "
+          + " | ".join(f"{t} fwd+bwd s (% of no-KD)" for t in TERMS) + " |")
+    print("| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in TERMS) + " |")
     for r in rows:
         st = r["step"]
-        cost = {t: st["all_kd"] - st[f"without_{t}"] for t in TERMS}
-        rest = st["all_kd"] - st["no_kd"] - sum(cost.values())
+        cost = {t: st["all_kd"] - st[f"without_{t}"] if f"without_{t}" in st else None for t in TERMS}
+        tv = st.get("all_kd_torchvision_roi_align")
         print(f"| {r['config']} | {st['no_kd']:.3f} | {st['all_kd']:.3f} | {st['all_kd'] / st['no_kd']:.2f} | "
-              + " | ".join(f"{cost[t]:.3f} ({100 * cost[t] / st['no_kd']:.0f}%)" for t in TERMS) + f" | {rest:.3f} |")
+              + (f"{tv / st['no_kd']:.2f}" if tv else "-") + " | "
+              + " | ".join("-" if cost[t] is None else f"{cost[t]:.3f} ({100 * cost[t] / st['no_kd']:.0f}%)"
+                           for t in TERMS) + " |")
     print("\ndata loader, per sample (in the workers, beside the step):\n")
     print("| config | " + " | ".join(rows[0]["data"]) + " |")
     print("| --- | " + " | ".join("---:" for _ in rows[0]["data"]) + " |")
@@ -271,12 +282,14 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--breakdown", action="store_true", help="attribute the KD overhead to each term (see above)")
+    ap.add_argument("--terms", nargs="+", default=list(TERMS), choices=TERMS,
+                    help="--breakdown: the terms to leave out one at a time (each costs a step per round)")
     ap.add_argument("--case", nargs=2, metavar=("CONFIG", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.breakdown:
-        rows = [run_breakdown(c, args.steps, args.batch_size, args.device) for c in args.configs]
+        rows = [run_breakdown(c, args.steps, args.batch_size, args.device, tuple(args.terms)) for c in args.configs]
         print_breakdown(rows, args.batch_size, args.device, torch.get_num_threads())
         return
     if args.case:
