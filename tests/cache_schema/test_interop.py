@@ -42,7 +42,7 @@ def test_xarray_opens_every_group_with_named_dimensions(tmp_path):
         for name, var in ds.data_vars.items():
             assert var.dims[0] == "sample" and var.sizes["sample"] == config.num_samples, (group, name)
             seen += 1
-    assert seen == 24  # 22 layout arrays, the int8 affine and the done flags, none taken for a coordinate
+    assert seen == 26  # 24 layout arrays, the int8 affine and the done flags, none taken for a coordinate
     features = xr.open_zarr(url, group="lidar_teacher", zarr_format=3, consolidated=False)["bev_features"]
     assert features.dims == ("sample", "feature", "y", "x")
     heat = xr.open_zarr(url, group="lidar_teacher", zarr_format=3, consolidated=False)["heatmaps"]

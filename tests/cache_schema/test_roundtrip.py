@@ -85,7 +85,7 @@ def test_select_token_lookup_and_memory_url():
     with pytest.raises(KeyError, match="nope"):
         reader.index_of("nope")
     with pytest.raises(UserInputError, match="no group"):
-        CacheReader(url, groups=["radar"])
+        CacheReader(url, groups=["sonar"])
 
 
 def test_optional_groups_can_be_left_out(tmp_path):

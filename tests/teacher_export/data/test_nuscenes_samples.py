@@ -73,12 +73,13 @@ def test_split_order_and_fields(synthetic_dataroot: Path, samples: list[SampleIn
 def test_gt_filter_matches_devkit(synthetic_dataroot: Path, samples: list[SampleInfo]) -> None:
     """Kept boxes are exactly the detection-class annotations with points and within range."""
     nusc = NuScenes(version="v1.0-mini", dataroot=str(synthetic_dataroot), verbose=False)
-    dropped_class = dropped_points = 0
+    dropped_class = dropped_points = radar_only = 0
     for s in samples:
         anns = [nusc.get("sample_annotation", t) for t in nusc.get("sample", s.token)["anns"]]
         dropped_class += sum(a["category_name"] == "movable_object.pushable_pullable" for a in anns)
-        dropped_points += sum(a["num_lidar_pts"] == 0 for a in anns)
-        expected = {a["token"] for a in anns if a["num_lidar_pts"] > 0
+        dropped_points += sum(a["num_lidar_pts"] + a["num_radar_pts"] == 0 for a in anns)
+        radar_only += sum(a["num_lidar_pts"] == 0 < a["num_radar_pts"] for a in anns)
+        expected = {a["token"] for a in anns if a["num_lidar_pts"] + a["num_radar_pts"] > 0
                     and a["category_name"] != "movable_object.pushable_pullable"}
         assert set(s.gt_tokens) == expected
         for token, box in zip(s.gt_tokens, s.gt_boxes):
@@ -88,7 +89,7 @@ def test_gt_filter_matches_devkit(synthetic_dataroot: Path, samples: list[Sample
             np.testing.assert_allclose(box[[4, 3, 5]], ann["size"], rtol=1e-6)
             vel = s.lidar_to_global[:3, :3] @ np.array([box[7], box[8], 0.0])
             np.testing.assert_allclose(vel[:2], np.nan_to_num(nusc.box_velocity(token)[:2]), atol=1e-3)
-    assert dropped_points > 0  # the filter was exercised
+    assert dropped_points + radar_only > 0  # the points rule was exercised (a box radar alone sees is kept)
 
 
 def test_every_box_with_points_contains_a_key_frame_point(synthetic_dataroot: Path,

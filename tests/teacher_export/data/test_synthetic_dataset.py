@@ -12,6 +12,7 @@ from nuscenes.utils.splits import create_splits_scenes
 from PIL import Image
 
 from cache_schema.errors import UserInputError
+from cache_schema.layout import RADAR_NAMES
 from teacher_export.cli import main
 from teacher_export.data.nuscenes import CAMERA_NAMES, LIDAR_NAME
 from teacher_export.data.synthetic import generate_synthetic
@@ -36,7 +37,7 @@ def test_devkit_loads_every_table_and_sensor(nusc: NuScenes, synthetic_dataroot:
     names = {s["name"] for s in nusc.scene}
     assert names & set(splits["mini_train"]) and names & set(splits["mini_val"])
     for sample in nusc.sample:
-        assert set(sample["data"]) == {LIDAR_NAME, *CAMERA_NAMES}
+        assert set(sample["data"]) == {LIDAR_NAME, *CAMERA_NAMES, *RADAR_NAMES}
         for cam in CAMERA_NAMES:
             sd = nusc.get("sample_data", sample["data"][cam])
             with Image.open(synthetic_dataroot / sd["filename"]) as im:
@@ -46,7 +47,7 @@ def test_devkit_loads_every_table_and_sensor(nusc: NuScenes, synthetic_dataroot:
         assert len(pts) > 1000
         assert set(np.unique(pts[:, 4])) <= set(range(32))  # ring index
     # Every key frame has its sweeps before it, each linked to the following key frame's sample.
-    sweeps = [sd for sd in nusc.sample_data if not sd["is_key_frame"]]
+    sweeps = [sd for sd in nusc.sample_data if not sd["is_key_frame"] and LIDAR_NAME in sd["filename"]]
     assert len(sweeps) == 2 * len(nusc.sample)
     for sd in sweeps:
         assert sd["filename"].startswith(f"sweeps/{LIDAR_NAME}/")
@@ -60,7 +61,7 @@ def test_annotations_are_nuscenes_like(nusc: NuScenes) -> None:
     for ann in nusc.sample_annotation:
         assert len(ann["attribute_tokens"]) <= 1
         assert ann["visibility_token"] in {"1", "2", "3", "4"}
-        assert ann["num_lidar_pts"] >= 0 and ann["num_radar_pts"] == 0
+        assert ann["num_lidar_pts"] >= 0 and ann["num_radar_pts"] >= 0
         w, l, h = ann["size"]
         assert abs(ann["translation"][2] - h / 2) < 1e-9  # standing on the ground plane z = 0
         # Objects stay well inside the largest detection range (50 m) of detection_cvpr_2019.
