@@ -15,7 +15,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 step() { printf '\n== %s  (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 
-step "1/6 synthetic nuScenes-format dataset (v1.0-mini tables, LiDAR + 6 cameras, 10 scenes x 10 samples)"
+step "1/6 synthetic nuScenes-format dataset (v1.0-mini tables, LiDAR + 6 cameras + 5 radars, 10 scenes x 10 samples)"
 if [ ! -f "$DATA/v1.0-mini/scene.json" ]; then
   rm -rf "$DATA"
   "$BIN/x3kd-cache" make-synthetic "$DATA" --preset demo
