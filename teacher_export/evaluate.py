@@ -16,8 +16,7 @@ import numpy as np
 
 from cache_schema import CacheReader
 from cache_schema.errors import UserInputError
-from student.evaluate import EvalMetrics, score_results, write_results
-from student.evaluate import detections_to_results
+from student.evaluate import EvalMetrics, detections_to_results, score_results, write_results
 from student.render import decode_map_centres
 
 RESULTS_META = {"use_camera": False, "use_lidar": True, "use_radar": False, "use_map": False, "use_external": False}

@@ -39,18 +39,11 @@ class RadarSweep:
     ego_pose: np.ndarray
 
 
-def _pose(record: dict) -> np.ndarray:
-    from pyquaternion import Quaternion
-
-    m = np.eye(4)
-    m[:3, :3] = Quaternion(record["rotation"]).rotation_matrix
-    m[:3, 3] = record["translation"]
-    return m
-
-
 def radar_sweeps(nusc, sample_token: str, num_sweeps: int = DEFAULT_RADAR_SWEEPS) -> tuple[RadarSweep, ...]:
     """The scans of the five radars for a sample: per radar (in `RADAR_NAMES` order) its key-frame
     scan and up to `num_sweeps - 1` scans before it, newest first. A sample without radar data gives ()."""
+    from ..nuscenes_inputs import _pose
+
     sample = nusc.get("sample", sample_token)
     out = []
     for channel in RADAR_NAMES:

@@ -83,8 +83,9 @@ def _interpolation_entries(boxes: torch.Tensor, image: torch.Tensor, h: int, w: 
         frac = torch.where(last, torch.zeros_like(v), v - low.to(v.dtype))
         return (low, 1 - frac), (high, frac), inside
 
-    x_corners, y_corners = corners(xs, w)[:2], corners(ys, h)[:2]
-    inside = (corners(ys, h)[2][:, :, None] & corners(xs, w)[2][:, None, :]).to(boxes.dtype)
+    *x_corners, x_inside = corners(xs, w)
+    *y_corners, y_inside = corners(ys, h)
+    inside = (y_inside[:, :, None] & x_inside[:, None, :]).to(boxes.dtype)
     s = out * ratio
     cell = torch.div(steps, ratio, rounding_mode="floor")
     rows = (torch.arange(k, device=boxes.device)[:, None, None] * out * out + cell[None, :, None] * out
