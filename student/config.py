@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def term_on(term: Any) -> bool:
+    """Whether a loss term block (`loss.<term>`) runs: enabled and with a non-zero weight."""
+    return bool(term.enabled) and term.weight != 0
+
+
 @dataclass(frozen=True)
 class BackboneConfig:
     """torchvision ResNet + FPN-style neck whose single output has stride 16."""
@@ -224,7 +229,7 @@ class StudentConfig:
         if self.modality == "radar":
             for name in ("ds", "xis"):
                 term = getattr(self.losses, name)
-                if term.enabled and term.weight != 0:
+                if term_on(term):
                     raise UserInputError(f"config loss.{name}: needs camera images, which the radar student has not; "
                                          f"set loss.{name}.enabled: false")
         if self.backbone.depth not in (18, 34, 50, 101):
@@ -286,7 +291,7 @@ class StudentConfig:
         elif store.num_cameras != self.num_cameras:
             raise UserInputError(f"{url}: store has {store.num_cameras} cameras, student config expects {self.num_cameras}")
         lc = self.losses
-        if lc.xod.enabled and lc.xod.weight != 0 and "lidar_teacher" in store.groups:
+        if term_on(lc.xod) and "lidar_teacher" in store.groups:
             from cache_schema.layout import REGRESSION_ENCODING
 
             different = store.regression.difference(REGRESSION_ENCODING)
@@ -294,7 +299,7 @@ class StudentConfig:
                 raise UserInputError(f"{url}: the teacher's regression maps use another encoding than the student's "
                                      f"CenterPoint targets ({different}); X-OD would learn wrong boxes: re-export with "
                                      "a CenterPoint teacher of the standard encoding, or set loss.xod.enabled=false")
-        kd_feature = (lc.xfd.enabled and lc.xfd.weight != 0) or (lc.xat.enabled and lc.xat.weight != 0)
+        kd_feature = term_on(lc.xfd) or term_on(lc.xat)
         if kd_feature and store.bev_channels != self.teacher_bev_channels:
             raise UserInputError(f"{url}: store teacher BEV features have {store.bev_channels} channels, "
                                  f"config teacher_bev_channels is {self.teacher_bev_channels}; add "

@@ -24,10 +24,9 @@ from cache_schema.errors import UserInputError
 from cache_schema.identity import images_fingerprint
 
 from ..augment import (BevAugConfig, ImageAugConfig, augment_boxes, augment_radar_points, augment_teacher_maps,
-                       sample_bev_aug,
-                       teacher_task_map, teacher_validity, warp_task_map)
+                       sample_bev_aug, teacher_task_map, teacher_validity, warp_task_map)
 from ..batch import StudentBatch, TeacherTargets
-from ..config import StudentConfig
+from ..config import StudentConfig, term_on
 from ..losses.xis import xis_targets
 from ..targets import build_det_targets, depth_image_to_feature_grid, merge_det_targets
 from .cameras import CameraSetup, load_camera_inputs
@@ -64,23 +63,19 @@ class DataConfig:
                                  "fork, spawn or forkserver")
 
 
-def _on(term) -> bool:
-    return bool(term.enabled) and term.weight != 0
-
-
 def needed_groups(cfg: StudentConfig) -> tuple[str, ...]:
     """The cache groups the student's input and its enabled loss terms read: meta always; calib for
     the cameras, radar for the radar student; gt only for the detection loss, so a KD-only run (the
     paper's radar setting) never reads a ground-truth array."""
     lc = cfg.losses
     groups = ["meta", "radar" if cfg.modality == "radar" else "calib"]
-    if _on(lc.det):
+    if term_on(lc.det):
         groups.append("gt")
-    if _on(lc.ds):
+    if term_on(lc.ds):
         groups.append("depth")
-    if _on(lc.xfd) or _on(lc.xat) or _on(lc.xod):
+    if term_on(lc.xfd) or term_on(lc.xat) or term_on(lc.xod):
         groups.append("lidar_teacher")
-    if _on(lc.xis):
+    if term_on(lc.xis):
         groups.append("image_teacher")
     return tuple(groups)
 
@@ -167,13 +162,13 @@ class CacheDataset(Dataset):
                                       self.data.resize_relative)
             bda = sample_bev_aug(self.data.bev_aug, rng, train=train)
             out.update(images=cams.images, intrinsics=cams.intrinsics, cam2lidar=cams.cam2lidar, ida=cams.ida, bda=bda)
-        det = self.cfg.losses.det
         if "gt/count" in s:
             count = int(s["gt/count"])
             boxes = torch.from_numpy(np.asarray(s["gt/boxes"][:count], dtype=np.float32))
             out.update(gt_boxes=augment_boxes(boxes, bda),
                        gt_labels=torch.from_numpy(np.asarray(s["gt/labels"][:count], dtype=np.int64)))
-        if det.enabled and det.weight != 0:
+        det = self.cfg.losses.det
+        if term_on(det):
             # CenterPoint targets here, in the worker: their per-object loop is host work the step
             # would otherwise wait for (and sync the GPU for) every step.
             out["det_targets"] = build_det_targets([out["gt_boxes"]], [out["gt_labels"]], self.cfg.grid,
@@ -198,7 +193,7 @@ class CacheDataset(Dataset):
                        # Stored as probability x 255 in uint8.
                        inst_masks=torch.from_numpy(np.asarray(s["image_teacher/masks"], dtype=np.float32) / 255.0))
             xis = self.cfg.losses.xis
-            if xis.enabled and xis.weight != 0:
+            if term_on(xis):
                 # X-IS pseudo ground truth here, in the worker, like the detection targets: selecting
                 # and pasting per camera image is host work with data-dependent shapes.
                 out["xis_targets"] = xis_targets(out["inst_boxes"], out["inst_labels"], out["inst_scores"],

@@ -12,7 +12,7 @@ from torch import nn
 from cache_schema.errors import UserInputError
 
 from ..batch import StudentBatch
-from ..config import StudentConfig
+from ..config import StudentConfig, term_on
 from ..models.student import StudentOutputs
 from ..targets import build_det_targets
 from .det import det_loss
@@ -21,10 +21,6 @@ from .xat import BevDiscriminator, xat_loss
 from .xfd import standardize_teacher, xfd_loss
 from .xis import XISHeads, xis_loss, xis_targets
 from .xod import xod_loss
-
-
-def _on(term) -> bool:
-    return bool(term.enabled) and term.weight != 0
 
 
 class X3KDLoss(nn.Module):
@@ -43,11 +39,11 @@ class X3KDLoss(nn.Module):
         else:  # the BEV map the encoder starts from: pooled frustum context, or the radar pillar canvas
             student_ch = cfg.radar.pillar_channels[-1] if cfg.modality == "radar" else cfg.depth_net.context_channels
         self.adapter = (nn.Conv2d(student_ch, cfg.teacher_bev_channels, 1)
-                        if _on(lc.xfd) or _on(lc.xat) else None)
+                        if term_on(lc.xfd) or term_on(lc.xat) else None)
         self.discriminator = (BevDiscriminator(cfg.teacher_bev_channels, lc.xat.hidden_channels)
-                              if _on(lc.xat) else None)
+                              if term_on(lc.xat) else None)
         self.xis_heads = (XISHeads(cfg.backbone.neck_channels, len(cfg.classes), lc.xis)
-                          if _on(lc.xis) else None)
+                          if term_on(lc.xis) else None)
         if lc.xfd.standardize and (teacher_mean is None or teacher_std is None):
             raise UserInputError("losses.xfd.standardize is set but the store has no teacher feature statistics")
         self.register_buffer("teacher_mean", teacher_mean if lc.xfd.standardize else None)
@@ -63,7 +59,7 @@ class X3KDLoss(nn.Module):
     def forward(self, out: StudentOutputs, batch: StudentBatch) -> dict[str, torch.Tensor]:
         lc, cfg = self.cfg.losses, self.cfg
         losses: dict[str, torch.Tensor] = {}
-        if _on(lc.det):
+        if term_on(lc.det):
             if len(batch.gt_boxes) != batch.batch_size or len(batch.gt_labels) != batch.batch_size:
                 raise UserInputError(f"losses.det is enabled but the batch has {len(batch.gt_boxes)} GT box lists "
                                      f"for {batch.batch_size} samples; set losses.det.weight: 0 for KD-only")
@@ -72,25 +68,25 @@ class X3KDLoss(nn.Module):
                 targets = build_det_targets(batch.gt_boxes, batch.gt_labels, cfg.grid, cfg.class_setup,
                                             lc.det.gaussian_overlap, lc.det.min_radius)
             losses.update(det_loss(out.head_outputs, targets, lc.det))
-        if _on(lc.ds):
+        if term_on(lc.ds):
             depth = self._need(batch.depth_targets, "depth targets", "ds")
             losses.update(ds_loss(out.depth_logits, depth, cfg.depth_net.d_bound, lc.ds))
         teacher = batch.teacher
-        if _on(lc.xfd) or _on(lc.xat):
+        if term_on(lc.xfd) or term_on(lc.xat):
             t_feat = self._need(teacher and teacher.bev_features, "teacher BEV features", "xfd/xat")
             t_feat = standardize_teacher(t_feat.float(), self.teacher_mean, self.teacher_std)
             s_feat = out.bev_features if lc.xfd.feature == "encoder" else out.bev_view
             adapted = self.adapter(s_feat)
-            if _on(lc.xfd):
+            if term_on(lc.xfd):
                 losses.update(xfd_loss(adapted, t_feat, teacher.heatmaps, lc.xfd, teacher.valid))
-            if _on(lc.xat):
+            if term_on(lc.xat):
                 losses.update(xat_loss(self.discriminator, adapted, t_feat, lc.xat, teacher.valid))
-        if _on(lc.xod):
+        if term_on(lc.xod):
             hm = self._need(teacher and teacher.heatmaps, "teacher heatmaps", "xod")
             reg = self._need(teacher.regression, "teacher regression maps", "xod")
             losses.update(xod_loss(out.head_outputs, hm, reg, cfg.class_setup, lc.xod, teacher.valid,
                                    teacher.reg_task))
-        if _on(lc.xis) and self.training:
+        if term_on(lc.xis) and self.training:
             images = batch.images.flatten(0, 1)
             targets = batch.xis_targets
             if targets is None:
