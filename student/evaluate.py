@@ -3,7 +3,7 @@
     metrics = evaluate_checkpoint("runs/tiny/checkpoints/step_0000200.pt", dataroot, "v1.0-mini",
                                   "mini_val", "runs/tiny/eval")
 
-No teacher and no cache: the camera inputs come from the nuScenes tables (student.nuscenes_inputs), a
+No teacher and no cache: the camera inputs come from the nuScenes tables (student.data.nuscenes_tables), a
 radar student's multi-sweep radar points from the dataroot's radar scans (student.data.radar, the
 reader the export uses).
 Detections (LiDAR frame, cache_schema.boxes convention) go to the global frame through one writer,
@@ -141,7 +141,7 @@ def score_results(results_path: str | Path, dataroot: str | Path, version: str, 
     from nuscenes.eval.common.config import config_factory
     from nuscenes.eval.detection.evaluate import DetectionEval
 
-    from .nuscenes_inputs import open_nuscenes
+    from .data.nuscenes_tables import open_nuscenes
 
     nusc = nusc or open_nuscenes(dataroot, version)
     out = Path(out_dir)
@@ -322,7 +322,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
     """Predict a split with a checkpoint, write `results_nusc.json`, score it and write `metrics.json`
     (+ DetectionEval's own files) into `out_dir`. `render` > 0 also draws the first `render` samples
     (`render/`, predictions above `render_threshold`) and the devkit's curves (`plots/`)."""
-    from .nuscenes_inputs import camera_setup, open_nuscenes, split_sample_tokens
+    from .data.nuscenes_tables import camera_setup, open_nuscenes, split_sample_tokens
 
     if render < 0:
         raise UserInputError(f"--render: must be >= 0, got {render}")

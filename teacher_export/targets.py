@@ -14,24 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def lidar_to_camera_matrix(lidar_to_ego: np.ndarray, camera_to_ego: np.ndarray,
-                           ego_to_global_lidar: np.ndarray | None = None,
-                           ego_to_global_camera: np.ndarray | None = None) -> np.ndarray:
-    """4×4 transform from the LiDAR frame to a camera frame.
-
-    nuScenes records the ego pose at each sensor's own timestamp; giving both poses routes the points
-    through the global frame so that ego motion between the LiDAR sweep and the camera exposure is
-    compensated (as BEVDepth does). Without them the two ego frames are taken to coincide.
-    """
-    lidar_to_cam = np.linalg.inv(np.asarray(camera_to_ego, np.float64))
-    if (ego_to_global_lidar is None) != (ego_to_global_camera is None):
-        raise ValueError("give both ego poses (at the LiDAR and at the camera timestamp) or neither")
-    if ego_to_global_lidar is not None:
-        lidar_to_cam = lidar_to_cam @ np.linalg.inv(np.asarray(ego_to_global_camera, np.float64)) \
-            @ np.asarray(ego_to_global_lidar, np.float64)
-    return lidar_to_cam @ np.asarray(lidar_to_ego, np.float64)
-
-
 def depth_image(points_lidar: np.ndarray, lidar_to_camera: np.ndarray, intrinsics: np.ndarray,
                 image_hw: tuple[int, int], stride: int, min_depth: float = 1e-3) -> np.ndarray:
     """(H // stride, W // stride) float32 map of the smallest camera depth (z in metres) of the points

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from cache_schema.errors import UserInputError
+from cache_schema.frames import sensor_to_lidar
 
 from ..augment import ImageAugConfig, augment_image, sample_image_aug
 
@@ -47,8 +48,7 @@ class CameraSetup:
         """[N, 4, 4] camera -> LiDAR frame of the sample, through the global frame, so that each
         camera's own ego pose (cameras fire at other times than the LiDAR) is respected:
         lidar_to_camera = inv(cam_to_ego) @ inv(cam_ego_pose) @ ego_pose @ lidar_to_ego."""
-        global_to_lidar = np.linalg.inv(self.ego_pose.astype(np.float64) @ self.lidar_to_ego.astype(np.float64))
-        return global_to_lidar[None] @ self.cam_ego_pose.astype(np.float64) @ self.cam_to_ego.astype(np.float64)
+        return sensor_to_lidar(self.cam_to_ego, self.cam_ego_pose, self.lidar_to_global())
 
     def lidar_to_global(self) -> np.ndarray:
         return self.ego_pose.astype(np.float64) @ self.lidar_to_ego.astype(np.float64)

@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from cache_schema.errors import UserInputError
+from cache_schema.frames import sensor_to_lidar
 from cache_schema.layout import RADAR_NAMES, RADAR_POINT_FEATURES
+
+from .nuscenes_tables import pose
 
 DEFAULT_RADAR_SWEEPS = 6
 # columns of a devkit radar point (its 18 fields)
@@ -42,8 +45,6 @@ class RadarSweep:
 def radar_sweeps(nusc, sample_token: str, num_sweeps: int = DEFAULT_RADAR_SWEEPS) -> tuple[RadarSweep, ...]:
     """The scans of the five radars for a sample: per radar (in `RADAR_NAMES` order) its key-frame
     scan and up to `num_sweeps - 1` scans before it, newest first. A sample without radar data gives ()."""
-    from ..nuscenes_inputs import _pose
-
     sample = nusc.get("sample", sample_token)
     out = []
     for channel in RADAR_NAMES:
@@ -52,8 +53,8 @@ def radar_sweeps(nusc, sample_token: str, num_sweeps: int = DEFAULT_RADAR_SWEEPS
         while token and taken < num_sweeps:
             sd = nusc.get("sample_data", token)
             calib = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
-            out.append(RadarSweep(channel, sd["filename"], int(sd["timestamp"]), _pose(calib),
-                                  _pose(nusc.get("ego_pose", sd["ego_pose_token"]))))
+            out.append(RadarSweep(channel, sd["filename"], int(sd["timestamp"]), pose(calib),
+                                  pose(nusc.get("ego_pose", sd["ego_pose_token"]))))
             taken += 1
             token = sd["prev"]
     return tuple(out)
@@ -85,13 +86,12 @@ def radar_points(dataroot: str | os.PathLike, sweeps: tuple[RadarSweep, ...], li
     `sweeps` in the LiDAR frame whose -> global transform is `lidar_to_global`, at key time
     `timestamp` (us)."""
     root = Path(dataroot)
-    global_to_lidar = np.linalg.inv(np.asarray(lidar_to_global, np.float64))
     parts = [np.zeros((0, len(RADAR_POINT_FEATURES)), np.float32)]
     for sweep in sweeps:
         pts = read_radar_file(root / sweep.path)
         if not len(pts):
             continue
-        to_lidar = global_to_lidar @ sweep.ego_pose @ sweep.radar_to_ego
+        to_lidar = sensor_to_lidar(sweep.radar_to_ego, sweep.ego_pose, lidar_to_global)
         xyz = pts[:, [_X, _Y, _Z]] @ to_lidar[:3, :3].T + to_lidar[:3, 3]
         vel = np.stack([pts[:, _VX_COMP], pts[:, _VY_COMP], np.zeros(len(pts))], axis=1) @ to_lidar[:3, :3].T
         lag = np.full(len(pts), (timestamp - sweep.timestamp) * 1e-6)

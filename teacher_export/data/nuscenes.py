@@ -14,9 +14,6 @@ the LiDAR), so LiDAR -> camera goes through the global frame:
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,17 +23,12 @@ import numpy as np
 
 from cache_schema.boxes import BOX_DIM
 from cache_schema.errors import UserInputError
+from cache_schema.frames import invert_transform, make_transform, sensor_to_lidar, transform_points, yaw_of
 from cache_schema.grid import NUSCENES_CLASSES
 from cache_schema.layout import CAMERA_NAMES
+from student.data.nuscenes_tables import LIDAR_NAME, open_nuscenes, pose, split_sample_tokens
 from student.data.radar import DEFAULT_RADAR_SWEEPS, RadarSweep, radar_points, radar_sweeps
-from teacher_export.data.geometry import invert_transform, make_transform, transform_points, yaw_of
 
-LIDAR_NAME = "LIDAR_TOP"
-TABLE_NAMES: tuple[str, ...] = ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor",
-                                "ego_pose", "log", "scene", "sample", "sample_data", "sample_annotation", "map")
-# Which dataroot version a predefined split needs (the devkit asserts the same suffixes).
-_SPLIT_VERSION_SUFFIX = {"train": "trainval", "val": "trainval", "train_detect": "trainval",
-                         "train_track": "trainval", "mini_train": "mini", "mini_val": "mini", "test": "test"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,10 +110,11 @@ class SampleInfo:
     def lidar_to_camera(self, name: str) -> np.ndarray:
         """4x4 transform from this sample's LiDAR frame to camera `name`'s frame, through the global
         frame so that the ego motion between the two timestamps is accounted for."""
-        return invert_transform(self.camera(name).cam_to_global) @ self.lidar_to_global
+        return invert_transform(self.camera_to_lidar(name))
 
     def camera_to_lidar(self, name: str) -> np.ndarray:
-        return invert_transform(self.lidar_to_camera(name))
+        cam = self.camera(name)
+        return sensor_to_lidar(cam.cam_to_ego, cam.ego_pose, self.lidar_to_global)
 
     def lidar_to_image(self, name: str) -> np.ndarray:
         """4x4 projection LiDAR -> (u*d, v*d, d, 1) pixels of camera `name`; divide by the third row."""
@@ -138,11 +131,10 @@ def load_points(dataroot: str | os.PathLike, sample: SampleInfo, num_sweeps: int
     root = Path(dataroot)
     key = _read_pcd_bin(root / sample.lidar_path)
     parts = [np.concatenate([key[:, :4], np.zeros((len(key), 1), np.float32)], axis=1)]
-    global_to_key = invert_transform(sample.lidar_to_global)
     sweeps = sample.sweeps if num_sweeps is None else sample.sweeps[:num_sweeps]
     for sweep in sweeps:
         pts = _read_pcd_bin(root / sweep.lidar_path)
-        to_key = global_to_key @ sweep.ego_pose @ sweep.lidar_to_ego
+        to_key = sensor_to_lidar(sweep.lidar_to_ego, sweep.ego_pose, sample.lidar_to_global)
         xyz = transform_points(to_key, pts[:, :3].astype(np.float64)).astype(np.float32)
         lag = np.full((len(pts), 1), (sample.timestamp - sweep.timestamp) * 1e-6, dtype=np.float32)
         parts.append(np.concatenate([xyz, pts[:, 3:4], lag], axis=1))
@@ -158,10 +150,6 @@ def _read_pcd_bin(path: Path) -> np.ndarray:
         raise UserInputError(f"{path}: not a nuScenes .pcd.bin ({size} bytes is not a whole number of 5-float32 "
                              "points, 20 bytes each)")
     return np.fromfile(path, dtype=np.float32).reshape(-1, 5)
-
-
-def _pose(record: dict) -> np.ndarray:
-    return make_transform(record["rotation"], record["translation"])
 
 
 class NuScenesSamples(Sequence[SampleInfo]):
@@ -196,44 +184,11 @@ class NuScenesSamples(Sequence[SampleInfo]):
         self.num_radar_sweeps = int(num_radar_sweeps)
         if self.num_radar_sweeps < 0:
             raise UserInputError(f"radar sweeps {num_radar_sweeps}: must be >= 0")
-        self._check_layout()
-        self._nusc = self._load_devkit()
+        self._nusc = open_nuscenes(self.dataroot, version)
         self._class_range = self._load_class_range(eval_config)
-        self._tokens = self._split_sample_tokens()
+        self._tokens = split_sample_tokens(self._nusc, split)
 
     # -- construction ---------------------------------------------------------------------------------
-
-    def _check_layout(self) -> None:
-        """Check what the devkit would assert on, so that users get a one-line error naming the path."""
-        if not self.dataroot.is_dir():
-            raise UserInputError(f"{self.dataroot}: nuScenes dataroot not found")
-        table_root = self.dataroot / self.version
-        if not table_root.is_dir():
-            found = sorted(p.name for p in self.dataroot.iterdir() if (p / "scene.json").is_file())
-            raise UserInputError(f"{table_root}: no tables for version {self.version!r} "
-                                 f"(versions here: {', '.join(found) or 'none'})")
-        for name in TABLE_NAMES:
-            if not (table_root / f"{name}.json").is_file():
-                raise UserInputError(f"{table_root / f'{name}.json'}: nuScenes table missing")
-        try:
-            maps = json.loads((table_root / "map.json").read_text())
-        except json.JSONDecodeError as e:
-            raise UserInputError(f"{table_root / 'map.json'}: not valid JSON ({e})") from None
-        for rec in maps:
-            if not (self.dataroot / rec.get("filename", "")).is_file():
-                raise UserInputError(f"{self.dataroot / rec.get('filename', '')}: map image missing")
-
-    def _load_devkit(self):
-        from nuscenes.nuscenes import NuScenes
-
-        # The devkit prints progress even with verbose=False in places, and asserts on bad tables.
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                return NuScenes(version=self.version, dataroot=str(self.dataroot), verbose=False)
-        except (AssertionError, KeyError, ValueError, TypeError, IndexError) as e:
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserInputError(f"{self.dataroot / self.version}: nuscenes-devkit cannot load the tables ({msg})") \
-                from None
 
     @staticmethod
     def _load_class_range(eval_config: str) -> dict[str, float]:
@@ -244,44 +199,6 @@ class NuScenesSamples(Sequence[SampleInfo]):
         except Exception as e:  # the devkit raises a bare assertion for unknown names
             raise UserInputError(f"eval config {eval_config!r}: not a nuscenes-devkit detection config") from e
         return dict(cfg.class_range)
-
-    def _split_scene_names(self) -> list[str]:
-        from nuscenes.utils.splits import create_splits_scenes
-
-        predefined = create_splits_scenes()
-        if self.split in predefined:
-            suffix = _SPLIT_VERSION_SUFFIX.get(self.split)
-            if suffix and not self.version.endswith(suffix):
-                raise UserInputError(f"split {self.split!r} needs a *-{suffix} version, not {self.version!r}")
-            return list(predefined[self.split])
-        custom = self.dataroot / self.version / "splits.json"
-        if custom.is_file():
-            splits = json.loads(custom.read_text())
-            if self.split in splits:
-                return list(splits[self.split])
-        raise UserInputError(f"split {self.split!r}: not a nuScenes split ({', '.join(sorted(predefined))}) "
-                             f"nor in {custom}")
-
-    def _split_sample_tokens(self) -> list[str]:
-        by_name = {scene["name"]: scene for scene in self._nusc.scene}
-        tokens: list[str] = []
-        for name in self._split_scene_names():
-            scene = by_name.get(name)
-            if scene is None:  # dataroots may hold part of a split (v1.0-mini, synthetic data)
-                continue
-            samples = sorted(self._scene_samples(scene), key=lambda s: s["timestamp"])
-            tokens.extend(s["token"] for s in samples)
-        if not tokens:
-            raise UserInputError(f"{self.dataroot / self.version}: no scene of split {self.split!r} in this dataroot")
-        return tokens
-
-    def _scene_samples(self, scene: dict) -> list[dict]:
-        samples, token = [], scene["first_sample_token"]
-        while token:
-            rec = self._nusc.get("sample", token)
-            samples.append(rec)
-            token = rec["next"]
-        return samples
 
     # -- sequence -------------------------------------------------------------------------------------
 
@@ -323,8 +240,8 @@ class NuScenesSamples(Sequence[SampleInfo]):
         if LIDAR_NAME not in sample["data"]:
             raise UserInputError(f"{self.dataroot / self.version}: sample {token} has no {LIDAR_NAME} key frame")
         lidar_sd = nusc.get("sample_data", sample["data"][LIDAR_NAME])
-        lidar_to_ego = _pose(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"]))
-        ego_pose = _pose(nusc.get("ego_pose", lidar_sd["ego_pose_token"]))
+        lidar_to_ego = pose(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"]))
+        ego_pose = pose(nusc.get("ego_pose", lidar_sd["ego_pose_token"]))
         self._require_file(lidar_sd["filename"], "LiDAR point file")
 
         cameras = []
@@ -337,16 +254,16 @@ class NuScenesSamples(Sequence[SampleInfo]):
             cameras.append(CameraInfo(name=name, sample_data_token=sd["token"], timestamp=int(sd["timestamp"]),
                                       image_path=sd["filename"],
                                       intrinsics=np.asarray(calib["camera_intrinsic"], dtype=np.float64),
-                                      cam_to_ego=_pose(calib),
-                                      ego_pose=_pose(nusc.get("ego_pose", sd["ego_pose_token"])),
+                                      cam_to_ego=pose(calib),
+                                      ego_pose=pose(nusc.get("ego_pose", sd["ego_pose_token"])),
                                       width=int(sd["width"]), height=int(sd["height"])))
 
         sweeps, sd = [], lidar_sd
         while len(sweeps) < self.num_sweeps and sd["prev"]:
             sd = nusc.get("sample_data", sd["prev"])
             sweeps.append(SweepInfo(lidar_path=sd["filename"], timestamp=int(sd["timestamp"]),
-                                    lidar_to_ego=_pose(nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])),
-                                    ego_pose=_pose(nusc.get("ego_pose", sd["ego_pose_token"]))))
+                                    lidar_to_ego=pose(nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])),
+                                    ego_pose=pose(nusc.get("ego_pose", sd["ego_pose_token"]))))
 
         boxes, labels, names, npts, ann_tokens = self._gt_boxes(sample, ego_pose, lidar_to_ego)
         return SampleInfo(token=token, scene_token=scene["token"], scene_name=scene["name"],

@@ -29,15 +29,13 @@ class ImageTeacherOutput:
 
     boxes: (M, 4) float32, x1 y1 x2 y2 in the input image's pixels (continuous coordinates: the image
         spans [0, W] × [0, H]); labels: (M,) int64 indices into `cache_schema.grid.NUSCENES_CLASSES`;
-    scores: (M,) float32; masks: (M, 28, 28) float32 probabilities inside each box;
-    features: optional (C, H // stride, W // stride) float32 FPN feature map of the whole image.
+    scores: (M,) float32; masks: (M, 28, 28) float32 probabilities inside each box.
     """
 
     boxes: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
     masks: np.ndarray
-    features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])

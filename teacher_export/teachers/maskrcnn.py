@@ -14,7 +14,6 @@ RoI heads' output in eval mode is exactly what the cache keeps: boxes in the res
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -23,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.models.detection import MaskRCNN, MaskRCNN_ResNet50_FPN_Weights, maskrcnn_resnet50_fpn
@@ -49,8 +47,6 @@ CLASS_PRESETS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "coco": (COCO_CLASSES, COCO_TO_NUSCENES),
     "nuimages": (("__background__",) + NUIMAGES_CLASSES, NUIMAGES_TO_NUSCENES),
 }
-# FPN output name → stride w.r.t. the (resized) input image, for torchvision's ResNet-FPN backbone.
-FPN_LEVELS: dict[int, str] = {4: "0", 8: "1", 16: "2", 32: "3", 64: "pool"}
 _NUM_CLASSES_KEY = "roi_heads.box_predictor.cls_score.weight"
 BACKBONES: tuple[str, ...] = ("resnet50", "resnet34", "resnet18")
 
@@ -66,8 +62,6 @@ class MaskRCNNConfig:
         agree with the checkpoint.
     min_size / max_size: torchvision's resize rule (shorter side to min_size, longer side at most
         max_size); None runs each image at its own size.
-    feature_stride: if set, also return the FPN level of that stride (4, 8, 16, 32 or 64), resampled to
-        (H // stride, W // stride) of the input image.
     detections_per_img: how many detections the RoI heads keep before class mapping drops some; keep
         it well above max_instances when many of the model's classes are unmapped (COCO).
     backbone: "resnet50" (torchvision's maskrcnn_resnet50_fpn, its parameter names), "resnet34" or
@@ -93,7 +87,6 @@ class MaskRCNNConfig:
     detections_per_img: int = 100
     min_size: int | None = None
     max_size: int | None = None
-    feature_stride: int | None = None
     device: str = "cpu"
     backbone: str = "resnet50"
     anchor_sizes: list[int] | None = None
@@ -184,8 +177,6 @@ class MaskRCNNTeacher:
         self.cfg = config
         self.max_instances = int(config.max_instances)
         self.device = self._check_device(config.device)
-        if config.feature_stride is not None and config.feature_stride not in FPN_LEVELS:
-            raise UserInputError(f"feature_stride {config.feature_stride}: must be one of {sorted(FPN_LEVELS)}")
         if (config.min_size is None) != (config.max_size is None):
             raise UserInputError("min_size/max_size: give both or neither (neither = each image at its own size)")
 
@@ -311,7 +302,7 @@ class MaskRCNNTeacher:
         detections, _ = model.roi_heads(features, proposals, image_list.image_sizes)
 
         outputs = []
-        for b, (det, (rh, rw)) in enumerate(zip(detections, image_list.image_sizes)):
+        for det, (rh, rw) in zip(detections, image_list.image_sizes):
             to_input = det["boxes"].new_tensor([w / rw, h / rh, w / rw, h / rh])
             out = select_instances(
                 boxes=(det["boxes"] * to_input).cpu().numpy(),
@@ -320,19 +311,5 @@ class MaskRCNNTeacher:
                 masks=det["masks"][:, 0].cpu().numpy(),
                 table=self.label_table, score_threshold=self.cfg.score_threshold, max_instances=self.max_instances,
             )
-            if self.cfg.feature_stride is not None:
-                out.features = self._feature_map(features, b, (rh, rw), (h, w))
             outputs.append(out)
         return outputs
-
-    def _feature_map(self, features: dict[str, torch.Tensor], b: int, resized_hw: tuple[int, int],
-                     input_hw: tuple[int, int]) -> np.ndarray:
-        """FPN level `feature_stride` of image b, cropped to the image (the batch is padded to a multiple
-        of 32) and resampled when the teacher ran at another resolution than the input's."""
-        s = self.cfg.feature_stride
-        fmap = features[FPN_LEVELS[s]][b]
-        fmap = fmap[:, : math.ceil(resized_hw[0] / s), : math.ceil(resized_hw[1] / s)]
-        target = (input_hw[0] // s, input_hw[1] // s)
-        if tuple(fmap.shape[1:]) != target:
-            fmap = F.interpolate(fmap[None], size=target, mode="bilinear", align_corners=False)[0]
-        return fmap.float().cpu().numpy()

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from cache_schema import CacheReader
 from student.cli import main
 from student.evaluate import detections_to_results, score_results, write_results
-from student.nuscenes_inputs import camera_setup, open_nuscenes, split_sample_tokens
+from student.data.nuscenes_tables import camera_setup, open_nuscenes, split_sample_tokens
 from student.train import load_train_config, train
 from tests.student.run_paths import TINY_YAML
 

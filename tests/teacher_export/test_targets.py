@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from teacher_export.targets import depth_image, depth_images, lidar_to_camera_matrix
+from teacher_export.targets import depth_image, depth_images
 
 # LiDAR (x forward, y left, z up) → camera (x right, y down, z forward), the nuScenes front camera's axes.
 LIDAR_TO_CAM_AXES = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], np.float64)
@@ -88,17 +88,3 @@ def test_depth_images_stacks_cameras():
         np.testing.assert_array_equal(stack[c], depth_image(pts, tfs[c], ks[c], (64, 96), 8))
     with pytest.raises(ValueError):
         depth_images(pts, tfs, ks[:5], (64, 96), 8)
-
-
-def test_lidar_to_camera_matrix_goes_through_the_global_frame():
-    rng = np.random.default_rng(1)
-    lidar_to_ego, cam_to_ego = rigid(rng), rigid(rng)
-    pose_lidar, pose_cam = rigid(rng, 10), rigid(rng, 10)
-    p_lidar = np.array([3.0, -1.0, 0.5, 1.0])
-    p_global = pose_lidar @ lidar_to_ego @ p_lidar
-    p_cam = np.linalg.solve(cam_to_ego, np.linalg.solve(pose_cam, p_global))
-    np.testing.assert_allclose(lidar_to_camera_matrix(lidar_to_ego, cam_to_ego, pose_lidar, pose_cam) @ p_lidar,
-                               p_cam, atol=1e-9)
-    # Without poses the two ego frames coincide.
-    np.testing.assert_allclose(lidar_to_camera_matrix(lidar_to_ego, cam_to_ego) @ p_lidar,
-                               np.linalg.solve(cam_to_ego, lidar_to_ego @ p_lidar), atol=1e-9)

@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cache_schema.errors import UserInputError
-from teacher_export.data.geometry import matrix_to_quaternion, yaw_to_quaternion
+from cache_schema.frames import matrix_to_quaternion, yaw_to_quaternion
 from teacher_export.data.nuscenes import LIDAR_NAME
 from teacher_export.data.synthetic.camera import render_camera
 from teacher_export.data.synthetic.lidar import cast_lidar, points_in_boxes

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from teacher_export.data.geometry import make_transform, rotation_z
+from cache_schema.frames import make_transform, rotation_z
 from cache_schema.layout import RADAR_NAMES
 from teacher_export.data.nuscenes import CAMERA_NAMES
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from teacher_export.data.geometry import make_transform, rotation_z
+from cache_schema.frames import make_transform, rotation_z
 
 
 @dataclass(frozen=True)

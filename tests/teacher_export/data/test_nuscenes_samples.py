@@ -12,10 +12,10 @@ from nuscenes.nuscenes import NuScenes
 
 from cache_schema.boxes import BOX_DIM
 from cache_schema.errors import UserInputError
+from cache_schema.frames import invert_transform, make_transform, rotation_z, transform_points
 from cache_schema.grid import NUSCENES_CLASSES
-from teacher_export.data.geometry import invert_transform, make_transform, rotation_z, transform_points
-from teacher_export.data.nuscenes import (CAMERA_NAMES, NuScenesSamples, SampleInfo, SweepInfo, TABLE_NAMES,
-                                          load_points)
+from student.data.nuscenes_tables import TABLE_NAMES
+from teacher_export.data.nuscenes import CAMERA_NAMES, NuScenesSamples, SampleInfo, SweepInfo, load_points
 from teacher_export.data.synthetic.camera import render_camera
 
 

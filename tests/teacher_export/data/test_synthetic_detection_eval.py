@@ -10,7 +10,7 @@ from nuscenes.eval.common.config import config_factory
 from nuscenes.eval.detection.evaluate import DetectionEval
 from nuscenes.nuscenes import NuScenes
 
-from teacher_export.data.geometry import make_transform, matrix_to_quaternion, rotation_z
+from cache_schema.frames import make_transform, matrix_to_quaternion, rotation_z
 from teacher_export.data.nuscenes import NuScenesSamples, SampleInfo
 
 # A valid attribute per class, as detectors without an attribute head emit.

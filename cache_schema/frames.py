@@ -1,7 +1,10 @@
-"""Rigid transforms as 4x4 float64 matrices, and the quaternion conversions nuScenes tables need.
+"""Rigid transforms as 4x4 float64 matrices, the quaternion conversions nuScenes tables need, and the
+one chain that moves a sensor's frame into a sample's LiDAR frame.
 
-nuScenes stores every pose as (rotation quaternion [w, x, y, z], translation [x, y, z]); everything in
-this package works with homogeneous 4x4 matrices instead, so composing frames is a matrix product.
+nuScenes stores every pose as (rotation quaternion [w, x, y, z], translation [x, y, z]); everything here
+works with homogeneous 4x4 matrices instead, so composing frames is a matrix product. The cache's
+`calib` group stores such matrices; how they compose (`sensor_to_lidar`) is part of the contract, so it
+lives here, where the exporter, the readers and the student all find it (numpy only).
 """
 from __future__ import annotations
 
@@ -68,6 +71,17 @@ def invert_transform(t: np.ndarray) -> np.ndarray:
     inv[:3, :3] = r.T
     inv[:3, 3] = -r.T @ t[:3, 3]
     return inv
+
+
+def sensor_to_lidar(sensor_to_ego: np.ndarray, sensor_ego_pose: np.ndarray, lidar_to_global: np.ndarray
+                    ) -> np.ndarray:
+    """4x4 (or [..., 4, 4]) transform from a sensor's frame to the key LiDAR frame of a sample, through
+    the global frame: every nuScenes sensor (camera, radar, LiDAR sweep) fires at its own time, with
+    the ego pose (ego -> global) of that time, so the ego motion between the two timestamps counts:
+    inv(lidar_to_global) @ sensor_ego_pose @ sensor_to_ego, where lidar_to_global is the key frame's
+    ego_pose @ lidar_to_ego."""
+    return (invert_transform(np.asarray(lidar_to_global, np.float64)) @ np.asarray(sensor_ego_pose, np.float64)
+            @ np.asarray(sensor_to_ego, np.float64))
 
 
 def transform_points(t: np.ndarray, points: np.ndarray) -> np.ndarray:
