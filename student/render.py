@@ -301,9 +301,9 @@ def _read_rgb(dataroot: str | Path | None, relative: str, image_hw: tuple[int, i
     """The camera JPEG as (H, W, 3) uint8, or a grey canvas of the cached image size without a dataroot."""
     if dataroot is None:
         return np.full((*image_hw, 3), 96, np.uint8)
-    from .data.cameras import read_image
+    from .data.cameras import read_rgb
 
-    return read_image(dataroot, relative).permute(1, 2, 0).round().byte().numpy()
+    return read_rgb(Path(dataroot) / relative)
 
 
 def render_cache_sample(sample: dict, config, out_dir: str | Path, dataroot: str | Path | None = None,

@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import random
 import signal
 import sys
@@ -46,6 +45,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from cache_schema.errors import UserInputError
 
 from .batch import StudentBatch
+from .checkpoints import read_torch_file, save_atomic
 from .config import StudentConfig, _from_dict
 from .data.dataset import CacheDataset, DataConfig, collate, open_cache
 from .losses import X3KDLoss, total_loss
@@ -396,25 +396,9 @@ def _worker_message(e: Exception) -> str:
     return text.splitlines()[-1].split(": ", 1)[-1]
 
 
-def _unsafe_global(e: Exception) -> str:
-    """The global torch's weights_only unpickler stopped at, from its long message."""
-    import re
-
-    m = re.search(r"GLOBAL ([\w.]+)", str(e))
-    return f"it asks for {m.group(1)}" if m else type(e).__name__
-
-
 def _tuples(v: Any) -> Any:
     """random.setstate wants the nested tuples getstate gave (a checkpoint may hand back lists)."""
     return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same directory, then rename: a crash never leaves a
-    truncated file under the final name."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def weights_sha256(module: nn.Module) -> str:
@@ -438,26 +422,12 @@ def latest_checkpoint(out: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint written by `train`; a missing or unreadable file is a one-line UserInputError."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserInputError(f"{p}: checkpoint not found")
-    import zipfile
-
-    if not zipfile.is_zipfile(p):
-        raise UserInputError(f"{p}: not a readable checkpoint (not a PyTorch zip file)")
-    try:
-        # A user's file is data, never code: weights_only refuses pickles that would import or call
-        # anything but tensors and plain containers (a checkpoint written by `train` needs no more).
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise UserInputError(f"{p}: refused: loading it would run code from the file, not just read tensors and "
-                             f"plain values ({_unsafe_global(e)}); x3kd checkpoints never need that") from None
-    except Exception as e:  # torch raises many kinds for a corrupt zip/pickle
-        raise UserInputError(f"{p}: not a readable checkpoint ({type(e).__name__})") from None
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint written by `train` (on the CPU); a missing, unreadable or foreign file is a one-line
+    UserInputError."""
+    ckpt = read_torch_file(path, "checkpoint")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise UserInputError(f"{p}: not an x3kd student checkpoint")
+        raise UserInputError(f"checkpoint {path}: not an x3kd student checkpoint")
     return ckpt
 
 
@@ -586,7 +556,7 @@ def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path,
         path = latest_checkpoint(out)
         if path is None:
             raise UserInputError(f"{out}: --resume given but there is no checkpoint in {out / CHECKPOINT_DIR}")
-        ckpt = load_checkpoint(path, device)
+        ckpt = load_checkpoint(path)
         check_resume_config(ckpt["config"], cfg.to_dict(), int(ckpt["step"]), path)
         check_same_cache(ckpt.get("provenance"), provenance, path)
         if ckpt.get("world_size", 1) != info.world:

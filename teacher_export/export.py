@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
-from PIL import Image
 
 from cache_schema import BevGrid, CacheWriter, StoreConfig
 from cache_schema.writer import forget_samples
@@ -25,6 +24,7 @@ from cache_schema.identity import images_fingerprint
 from cache_schema.statistics import feature_sums
 from cache_schema.layout import CAMERA_NAMES, GROUPS, RegressionEncoding
 from cache_schema.store import refuse_volatile, software_version
+from student.data.cameras import read_rgb
 from student.device import torch_device
 from teacher_export.data.nuscenes import NuScenesSamples, SampleInfo
 from teacher_export.targets import depth_images
@@ -225,7 +225,7 @@ class Exporter:
             t0 = time.perf_counter()
             infos = [self.samples[i] for i in chunk]
             points = [self.samples.load_points(info) for info in infos]
-            images = [[_read_image(Path(self.options.dataroot) / cam.image_path, (cam.height, cam.width))
+            images = [[read_rgb(Path(self.options.dataroot) / cam.image_path, (cam.height, cam.width))
                        for cam in info.cameras] for info in infos] if self.image_teacher else None
             t1 = time.perf_counter()
             lidar_out = self.lidar_teacher(points, decode=False) if self.lidar_teacher else None
@@ -297,20 +297,6 @@ def _radar_arrays(info: SampleInfo, points: np.ndarray, config: StoreConfig) -> 
     padded = np.zeros((config.max_radar_points, points.shape[1]), np.float32)
     padded[:len(points)] = points
     return {"radar/points": padded, "radar/count": np.int32(len(points))}
-
-
-def _read_image(path: Path, expected_hw: tuple[int, int]) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            rgb = np.array(im.convert("RGB"))  # a writable copy: torch warns on read-only arrays
-    except FileNotFoundError:
-        raise UserInputError(f"{path}: camera image missing") from None
-    except OSError as e:
-        raise UserInputError(f"{path}: unreadable image ({e})") from None
-    if rgb.shape[:2] != tuple(expected_hw):
-        raise UserInputError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, its calibration says "
-                             f"{expected_hw[1]}x{expected_hw[0]}")
-    return rgb
 
 
 def _sha256_or_none(path: str | None) -> str | None:

@@ -65,16 +65,27 @@ class CameraInputs:
     ida: torch.Tensor
 
 
-def read_image(dataroot: str | Path, relative: str) -> torch.Tensor:
-    """One JPEG as float32 [3, H, W] RGB in 0..255."""
-    path = Path(dataroot) / relative
+def read_rgb(path: str | Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """One camera image as a writable (H, W, 3) uint8 RGB array; the one image reader of the project
+    (export, teacher fitting, training, evaluation and pictures all come here). A missing, unreadable
+    or (with `expected_hw`) wrongly sized file is a `UserInputError` naming it."""
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
+            rgb = np.array(im.convert("RGB"))  # a copy: torch warns on read-only arrays
     except FileNotFoundError:
         raise UserInputError(f"{path}: camera image not found (is --dataroot the one the cache was made from?)") \
             from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float()
+    except OSError as e:
+        raise UserInputError(f"{path}: unreadable image ({e})") from None
+    if expected_hw is not None and rgb.shape[:2] != tuple(expected_hw):
+        raise UserInputError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, its calibration says "
+                             f"{expected_hw[1]}x{expected_hw[0]}")
+    return rgb
+
+
+def read_image(dataroot: str | Path, relative: str) -> torch.Tensor:
+    """One JPEG as float32 [3, H, W] RGB in 0..255."""
+    return torch.from_numpy(read_rgb(Path(dataroot) / relative)).permute(2, 0, 1).float()
 
 
 def load_camera_inputs(dataroot: str | Path, setup: CameraSetup, aug: ImageAugConfig, rng: np.random.Generator,

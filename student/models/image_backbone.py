@@ -11,6 +11,8 @@ from torch import nn
 
 from cache_schema.errors import UserInputError
 
+from ..checkpoints import read_torch_file, state_dict_in
+
 log = logging.getLogger(__name__)
 
 _RESNETS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
@@ -77,14 +79,7 @@ def load_resnet_weights(resnet: nn.Module, path: str) -> None:
     """Load a torchvision ResNet state dict from a local file (never a download). The classifier
     (`fc.*`) may be absent or mismatched; every other tensor must match."""
     p = Path(path)
-    if not p.is_file():
-        raise UserInputError(f"{p}: backbone weights file not found")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  (any unreadable file is the user's input problem)
-        raise UserInputError(f"{p}: cannot read backbone weights ({type(e).__name__})") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
+    state = state_dict_in(read_torch_file(p, "backbone weights"), p, "backbone weights")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     try:
         missing, unexpected = resnet.load_state_dict(state, strict=False)

@@ -13,13 +13,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
+from student.checkpoints import save_atomic
+from student.data.cameras import read_rgb
 from teacher_export.data.nuscenes import NuScenesSamples
 from teacher_export.fit.options import (
     FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm,
@@ -73,10 +73,6 @@ def teacher_config(options: FitOptions) -> tuple[MaskRCNNConfig, dict[str, Any]]
     return cfg, train
 
 
-def _to_tensor(img: Image.Image, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy()).to(device).permute(2, 0, 1).float() / 255.0
-
-
 def fit_image_teacher(options: FitOptions) -> FitResult:
     """Fine-tune (from random init: no pretrained weights here) a Mask R-CNN on the split's camera
     images and save its state_dict to `options.out`. Deterministic on CPU for a given seed."""
@@ -99,10 +95,7 @@ def fit_image_teacher(options: FitOptions) -> FitResult:
     t0 = time.perf_counter()
     bar = tqdm(range(total), desc=f"fit maskrcnn-{cfg.backbone}", unit="step")
     def load(item: CameraImage) -> torch.Tensor:
-        path = root / item.path
-        if not path.is_file():
-            raise UserInputError(f"{path}: camera image not found")
-        return _to_tensor(Image.open(path), device)
+        return torch.from_numpy(read_rgb(root / item.path)).to(device).permute(2, 0, 1).float() / 255.0
 
     for _ in bar:
         batch = []
@@ -134,10 +127,7 @@ def fit_image_teacher(options: FitOptions) -> FitResult:
     seconds = time.perf_counter() - t0
 
     out_path = Path(options.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp)
-    tmp.replace(out_path)
+    save_atomic({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, out_path)
     first, last = loss_ends(losses)
     log.info("image teacher fit: %d steps on %d images, loss %.3f -> %.3f, %s", total, len(images), first, last,
              out_path)

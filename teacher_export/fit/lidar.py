@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, ClassSetup
+from student.checkpoints import save_atomic
 from student.config import DetLossConfig
 from student.losses.det import det_loss
 from student.targets import build_det_targets
@@ -138,11 +139,8 @@ def fit_lidar_teacher(options: FitOptions) -> FitResult:
         # mmdet3d keeps the config as text in meta; ours is the model dict as JSON
         "config": json.dumps(model_config)}
     out_path = Path(options.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: t.detach().cpu().contiguous() for k, t in model.state_dict().items()}
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    torch.save({"state_dict": state, "meta": meta}, tmp)
-    tmp.replace(out_path)  # never leave a half-written checkpoint under the final name
+    save_atomic({"state_dict": state, "meta": meta}, out_path)
     first, last = loss_ends(losses)
     log.info("LiDAR teacher fit: %d steps, loss %.3f -> %.3f, %s", total, first, last, out_path)
     return FitResult(str(out_path), total, seconds, first, last, losses,

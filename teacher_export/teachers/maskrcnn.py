@@ -14,7 +14,6 @@ RoI heads' output in eval mode is exactly what the cache keeps: boxes in the res
 from __future__ import annotations
 
 import logging
-import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
+from student.checkpoints import read_torch_file, state_dict_in
 from teacher_export.teachers.base import file_sha256
 from teacher_export.teachers.image_base import (
     COCO_TO_NUSCENES, NUIMAGES_CLASSES, NUIMAGES_TO_NUSCENES, ImageTeacherOutput, label_table, select_instances,
@@ -101,25 +101,9 @@ def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     Accepts a bare state_dict (torchvision's COCO file) or one wrapped under "model"/"state_dict" (what
     training scripts save), with DDP's "module." prefix stripped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"image checkpoint {path}: no such file")
-    try:
-        with warnings.catch_warnings():
-            # A damaged file can make the unpickler warn before it fails; the error below says it all.
-            warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several unrelated types for a damaged file
-        # Loading is weights-only (no arbitrary pickles), so a training checkpoint that also pickled
-        # Python objects (torchvision's train.py stores its argparse args) is refused too: say how to fix it.
-        raise UserInputError(f"image checkpoint {path}: not a readable weights-only PyTorch checkpoint "
-                             f"({type(e).__name__}); save its model state_dict alone and pass that") from e
-    for wrapper in ("model", "state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UserInputError(f"image checkpoint {path}: does not hold a state_dict of tensors")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    # torchvision's train.py also pickles its argparse args: such a file is refused (weights-only), and the
+    # message says to save the state_dict alone.
+    return state_dict_in(read_torch_file(path, "image checkpoint"), path, "image checkpoint")
 
 
 def build_maskrcnn(config: MaskRCNNConfig, num_classes: int, **train_options: Any) -> MaskRCNN:

@@ -21,7 +21,7 @@ def test_backbone_loads_a_local_torchvision_state_dict(tmp_path):
 
 
 def test_backbone_weight_errors_are_user_errors(tmp_path):
-    with pytest.raises(UserInputError, match="not found"):
+    with pytest.raises(UserInputError, match="missing.pth: no such file"):
         ImageBackbone(18, 8, weights=str(tmp_path / "missing.pth"))
     state = torchvision.models.resnet18(weights=None).state_dict()
     bad = tmp_path / "r34_as_r18.pth"
@@ -34,7 +34,7 @@ def test_backbone_weight_errors_are_user_errors(tmp_path):
         ImageBackbone(18, 8, weights=str(bad))  # wrong shape
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserInputError, match="cannot read"):
+    with pytest.raises(UserInputError, match="junk.pth: not a readable PyTorch checkpoint"):
         ImageBackbone(18, 8, weights=str(junk))
 
 

@@ -69,12 +69,12 @@ def test_eval_refuses_a_missing_checkpoint_and_a_wrong_split(train_cache, synthe
     r = CliRunner().invoke(main, ["eval", "--checkpoint", str(tmp_path / "nope.pt"), "--dataroot",
                                   str(synthetic_dataroot), "--version", "v1.0-mini", "--split", "mini_val",
                                   "--out", str(tmp_path / "e")])
-    assert r.exit_code == 2 and "checkpoint not found" in r.stderr
+    assert r.exit_code == 2 and "no such file" in r.stderr
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     r = CliRunner().invoke(main, ["eval", "--checkpoint", str(tmp_path / "bad.pt"), "--dataroot",
                                   str(synthetic_dataroot), "--version", "v1.0-mini", "--split", "mini_val",
                                   "--out", str(tmp_path / "e")])
-    assert r.exit_code == 2 and "not a readable checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.exit_code == 2 and "not a readable PyTorch checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_a_briefly_trained_student_detects_its_training_samples(train_cache, synthetic_dataroot, tmp_path):

@@ -2,65 +2,20 @@
 
 Accepted files: a raw state_dict, or mmdet3d's `{'state_dict': ..., 'meta': ..., ...}`; keys may
 carry a wrapper prefix (`module.`, `model.`, ...), which is detected and stripped. The file is read
-with `torch.load(weights_only=True)`: objects of classes we do not have (mmengine's message hub,
-numpy scalars in `meta`, ...) are replaced by inert placeholders instead of being imported, so
-nothing from the file is executed. Every problem is a `UserInputError` naming the file.
+by `student.checkpoints.read_torch_file` (weights-only): objects of classes we do not have
+(mmengine's message hub, numpy scalars in `meta`, ...) become inert placeholders instead of being
+imported, so nothing from the file is executed. Every problem is a `UserInputError` naming the file.
 """
 from __future__ import annotations
 
 import collections
-import logging
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from cache_schema.errors import UserInputError
-
-log = logging.getLogger(__name__)
-
-
-class _Opaque:
-    """Stands in for any pickled object whose class is not allowed; swallows its arguments/state."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        pass
-
-    def __setstate__(self, state) -> None:
-        pass
-
-
-def _read(path: Path) -> object:
-    try:
-        with torch.serialization.safe_globals([]):
-            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception as e:  # not a torch zip file (or a legacy pickle, which we refuse)
-        raise UserInputError(f"checkpoint {path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
-    stubs = [(_Opaque, name) for name in unsafe]
-    if stubs:
-        log.debug("checkpoint %s: replacing non-tensor objects %s with placeholders", path, unsafe)
-    try:
-        with torch.serialization.safe_globals(stubs):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserInputError(f"checkpoint {path}: cannot be loaded ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
-
-
-def _state_dict_of(obj: object, path: Path) -> dict[str, Tensor]:
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model", "module"):
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, Tensor) for v in inner.values()):
-                obj = inner
-                break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise UserInputError(f"checkpoint {path}: holds no state_dict (expected a dict of tensors or "
-                             f"{{'state_dict': dict of tensors}})")
-    return {str(k): v for k, v in obj.items()}
-
+from student.checkpoints import read_torch_file, state_dict_in
 
 def strip_prefix(sd: dict[str, Tensor], expected: set[str]) -> dict[str, Tensor]:
     """Remove the most common wrapper prefix that turns checkpoint keys into expected keys."""
@@ -93,10 +48,7 @@ def _sparse_kernel_layout(tensor: Tensor, expected: torch.Size) -> Tensor:
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """The state_dict inside a checkpoint file (wrappers such as {'state_dict': ...} removed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"checkpoint {path}: no such file")
-    return _state_dict_of(_read(path), path)
+    return state_dict_in(read_torch_file(path, "checkpoint", opaque_objects=True), path, "checkpoint")
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Tensor]:
