@@ -33,16 +33,14 @@ class ChunkReader:
         self._indexes: dict[int, np.ndarray] = {}
         if self._direct:
             self._store = array.store_path.store
-            self._prefix = array.store_path.path
             self._rows_per_shard = array.shards[0]
             self._dtype = np.dtype(array.dtype).newbyteorder("<")
-            self._tail = "/".join(["0"] * (array.ndim - 1))
 
     def read(self, index: int) -> np.ndarray:
         if not self._direct:
             return self.array[index]
         shard, row = divmod(index, self._rows_per_shard)
-        key = f"{self._prefix}/c/{shard}/{self._tail}" if self._tail else f"{self._prefix}/c/{shard}"
+        key = shard_key(self.array, shard)
         try:
             return self._read_chunk(key, shard, row)
         except ValueError:
@@ -54,12 +52,12 @@ class ChunkReader:
     def _read_chunk(self, key: str, shard: int, row: int) -> np.ndarray:
         offsets = self._indexes.get(shard)
         if offsets is None:
-            offsets = self._read_index(key)
+            offsets = read_shard_index(self.array, shard)
             if offsets is None:  # no shard file: nothing written there (yet), as zarr reads it
                 return self._fill()
             self._indexes[shard] = offsets
         start, length = offsets[row]
-        if start == _EMPTY:
+        if not chunk_written(offsets, row):
             return self._fill()
         raw = self._get(key, RangeByteRequest(int(start), int(start + length)))
         return self._decode(key, row, raw)
@@ -77,20 +75,42 @@ class ChunkReader:
     def _fill(self) -> np.ndarray:
         return np.full(self.array.shape[1:], self.array.fill_value, dtype=self.array.dtype)
 
-    def _read_index(self, key: str) -> np.ndarray | None:
-        size = self._rows_per_shard * 16 + 4
-        raw = self._get(key, SuffixByteRequest(size))
-        if raw is None:
-            return None
-        try:
-            payload = _crc.decode(raw)
-        except RuntimeError as e:  # numcodecs reports a checksum mismatch as RuntimeError
-            raise CorruptChunkError(f"{key}: shard index: {e}") from None
-        return np.frombuffer(payload, dtype="<u8").reshape(self._rows_per_shard, 2)
-
     def _get(self, key: str, byte_range) -> bytes | None:
-        buf = sync(self._store.get(key, prototype=default_buffer_prototype(), byte_range=byte_range))
-        return None if buf is None else buf.to_bytes()
+        return _get(self._store, key, byte_range)
+
+
+def _get(store, key: str, byte_range=None) -> bytes | None:
+    buf = sync(store.get(key, prototype=default_buffer_prototype(), byte_range=byte_range))
+    return None if buf is None else buf.to_bytes()
+
+
+def shard_key(array: zarr.Array, shard: int) -> str:
+    """Store key of the shard (or, unsharded, the chunk) holding rows shard * rows_per_shard... of
+    `array`, whose chunks span every axis but the first whole."""
+    parts = ["c", str(shard)] + ["0"] * (array.ndim - 1)
+    return "/".join([array.store_path.path, *parts] if array.store_path.path else parts)
+
+
+def read_shard_index(array: zarr.Array, shard: int) -> np.ndarray | None:
+    """The index of one shard of a sharded array: (chunks per shard, 2) uint64 (offset, nbytes) rows,
+    2**64 - 1 for a chunk never written; None when the shard file does not exist. Zarr v3 sharding with
+    the index at the end, protected by a crc32c (our layout's index codecs); a bad checksum is a
+    `CorruptChunkError` naming the shard."""
+    key = shard_key(array, shard)
+    chunks_per_shard = array.shards[0] // array.chunks[0]
+    raw = _get(array.store_path.store, key, SuffixByteRequest(chunks_per_shard * 16 + 4))
+    if raw is None:
+        return None
+    try:
+        payload = _crc.decode(raw)
+    except RuntimeError as e:  # numcodecs reports a checksum mismatch as RuntimeError
+        raise CorruptChunkError(f"{key}: shard index: {e}") from None
+    return np.frombuffer(payload, dtype="<u8").reshape(chunks_per_shard, 2)
+
+
+def chunk_written(index: np.ndarray, row: int) -> bool:
+    """Whether row `row` of a shard has a chunk, from its `read_shard_index`."""
+    return bool(index[row, 0] != _EMPTY)
 
 
 def _is_our_encoding(array: zarr.Array) -> bool:
@@ -124,10 +144,10 @@ def read_rows(requests: list[tuple[ChunkReader, int]]) -> list[np.ndarray]:
             continue
         shard, row = divmod(index, reader._rows_per_shard)
         offsets = reader._indexes.get(shard)
-        if offsets is None or offsets[row][0] == _EMPTY:
+        if offsets is None or not chunk_written(offsets, row):
             continue
         start, length = offsets[row]
-        key = f"{reader._prefix}/c/{shard}/{reader._tail}" if reader._tail else f"{reader._prefix}/c/{shard}"
+        key = shard_key(reader.array, shard)
         planned.append((n, key, row, RangeByteRequest(int(start), int(start + length))))
     if planned:
         async def fetch():

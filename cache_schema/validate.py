@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync
 
+from .chunks import chunk_written, read_shard_index, shard_key
 from .codec import decode_text
+from .errors import CorruptChunkError
 from .layout import DONE, StoreConfig, affine_key, arrays_for, num_shards, shard_range
 from .store import StoreMeta, open_root, read_meta
 
 log = logging.getLogger(__name__)
-
-_EMPTY = np.uint64(2**64 - 1)
 
 
 @dataclass
@@ -130,7 +131,7 @@ def _tokens(token_array: zarr.Array | None, config: StoreConfig) -> list[str]:
 
 def _check_shard(array: zarr.Array, key: str, rows: range, done: np.ndarray, tokens: list[str],
                  report: ValidationReport) -> None:
-    present = _chunks_present(array, key, rows)
+    present = _chunks_present(array, rows)
     try:
         array[rows.start:rows.stop]
         readable = [True] * len(rows)
@@ -149,31 +150,21 @@ def _check_shard(array: zarr.Array, key: str, rows: range, done: np.ndarray, tok
             report.missing.append(SampleProblem(i, tokens[i], key, "chunk absent although the sample is marked done"))
 
 
-def _chunks_present(array: zarr.Array, key: str, rows: range) -> list[bool]:
-    """Whether each sample's chunk exists, from the shard index (sharded arrays) or chunk keys."""
+def _chunks_present(array: zarr.Array, rows: range) -> list[bool]:
+    """Whether each sample's chunk exists: from the shard index (sharded arrays; a corrupt index counts
+    as absent, the read check reports the samples) or from the chunk keys."""
     chunk_rows = array.chunks[0]
-    shard_rows = array.shards[0] if array.shards else chunk_rows
-    coord = rows.start // shard_rows
-    store_key = "/".join(["c", str(coord)] + ["0"] * (array.ndim - 1))
-    raw = _read_object(array, store_key)
-    if raw is None:
-        return [False] * len(rows)
     if not array.shards:
-        return [True] * len(rows)
-    chunks_per_shard = shard_rows // chunk_rows
-    index_bytes = chunks_per_shard * 16
-    # Zarr v3 sharding, index at the end: (offset, nbytes) uint64 pairs, then a 4-byte crc32c.
-    index = np.frombuffer(raw[-index_bytes - 4:-4], dtype="<u8").reshape(chunks_per_shard, 2)
-    return [bool(index[(i - coord * shard_rows) // chunk_rows, 0] != _EMPTY) for i in rows]
-
-
-def _read_object(array: zarr.Array, store_key: str) -> bytes | None:
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
-
-    path = f"{array.store_path.path}/{store_key}" if array.store_path.path else store_key
-    buf = sync(array.store_path.store.get(path, prototype=default_buffer_prototype()))
-    return None if buf is None else buf.to_bytes()
+        store = array.store_path.store
+        return [bool(sync(store.exists(shard_key(array, i // chunk_rows)))) for i in rows]
+    shard = rows.start // array.shards[0]
+    try:
+        index = read_shard_index(array, shard)
+    except CorruptChunkError:
+        return [False] * len(rows)
+    if index is None:
+        return [False] * len(rows)
+    return [chunk_written(index, (i - shard * array.shards[0]) // chunk_rows) for i in rows]
 
 
 def _short(e: Exception) -> str:
