@@ -83,7 +83,8 @@ def main() -> None:
     parser.add_argument("--split", default="mini_val")
     args = parser.parse_args()
 
-    from student.augment import augment_teacher_maps, bev_aug_matrix, teacher_validity
+    from student.bev_aug import bev_aug_matrix, teacher_validity
+    from student.models.centerpoint_coder import augment_teacher_maps
     from teacher_export.data.nuscenes import NuScenesSamples
 
     t0 = time.perf_counter()

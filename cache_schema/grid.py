@@ -1,7 +1,15 @@
-"""The BEV grid and the detection class list that teacher, cache and student must agree on."""
+"""The BEV grid and the detection class list that teacher, cache and student must agree on.
+
+`BevGrid` is the one home of BEV cell arithmetic (metric <-> cell coordinates, cell centres, what is on
+the grid); its methods take floats, numpy arrays or torch tensors alike (plain arithmetic), so the
+student's targets, augmentation, box decoding and view transform, the export and the pictures all use
+it without this package importing torch.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import numpy as np
 
 # nuScenes detection classes in the order CenterPoint's nuScenes configs use.
 NUSCENES_CLASSES: tuple[str, ...] = (
@@ -40,6 +48,31 @@ class BevGrid:
         w = round((r[3] - r[0]) / self.voxel_size[0] / self.out_size_factor)
         h = round((r[4] - r[1]) / self.voxel_size[1] / self.out_size_factor)
         return (h, w)
+
+    def cell_coords(self, x, y):
+        """Continuous (column, row) of metric (x, y): cell (j, i) spans [j, j + 1) x [i, i + 1), its
+        centre at (j + 0.5, i + 0.5); floor() gives the cell a point falls in."""
+        r = self.point_cloud_range
+        cx, cy = self.cell_size
+        return (x - r[0]) / cx, (y - r[1]) / cy
+
+    def metric_coords(self, col, row):
+        """Metric (x, y) of continuous cell coordinates, the inverse of `cell_coords`. Computed in
+        mmdet3d's order (col * out_size_factor * voxel + x_min), so that boxes decoded from a CenterHead
+        agree with mmdet3d's to the last bit."""
+        r = self.point_cloud_range
+        return (col * self.out_size_factor * self.voxel_size[0] + r[0],
+                row * self.out_size_factor * self.voxel_size[1] + r[1])
+
+    def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """Metric x of every column's centre (W,) and y of every row's centre (H,), float64."""
+        h, w = self.shape
+        return self.metric_coords(np.arange(w) + 0.5, np.arange(h) + 0.5)
+
+    def contains(self, x, y):
+        """Whether metric (x, y) lies on the grid: x_min <= x < x_max and y_min <= y < y_max."""
+        r = self.point_cloud_range
+        return (x >= r[0]) & (x < r[3]) & (y >= r[1]) & (y < r[4])
 
     def to_json(self) -> dict:
         return {"point_cloud_range": list(self.point_cloud_range), "voxel_size": list(self.voxel_size),

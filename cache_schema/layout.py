@@ -37,11 +37,19 @@ RADAR_POINT_FEATURES: tuple[str, ...] = ("x", "y", "z", "rcs", "vx_comp", "vy_co
 GROUPS: tuple[str, ...] = ("meta", "calib", "gt", "depth", "lidar_teacher", "image_teacher", "radar")
 REQUIRED_GROUPS: tuple[str, ...] = ("meta", "calib", "gt")
 QUANTIZATIONS: tuple[str, ...] = ("float16", "int8")
-# The regression map's channels, in order (see teacher_export's LiDAR teacher for how they are merged
-# over CenterPoint's task groups).
-REGRESSION_CHANNELS: tuple[str, ...] = (
-    "reg_x", "reg_y", "height", "dim_l", "dim_w", "dim_h", "rot_sin", "rot_cos", "vel_x", "vel_y",
+# The regression map's channels, in order, grouped by the CenterHead output that predicts them: the one
+# statement of the 10-channel layout (the head's outputs, the cache's regression map, the det loss and
+# X-OD all follow it; see student.models.centerpoint_coder). The LiDAR teacher merges the groups of its
+# task heads into one map per sample.
+REGRESSION_HEADS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("reg", ("reg_x", "reg_y")),
+    ("height", ("height",)),
+    ("dim", ("dim_l", "dim_w", "dim_h")),
+    ("rot", ("rot_sin", "rot_cos")),
+    ("vel", ("vel_x", "vel_y")),
 )
+REGRESSION_CHANNELS: tuple[str, ...] = tuple(c for _, channels in REGRESSION_HEADS for c in channels)
+
 @dataclass(frozen=True)
 class RegressionEncoding:
     """How the teacher's 10-channel regression map encodes a box, part of the store contract: a teacher

@@ -8,7 +8,7 @@ import numpy as np
 import zarr
 
 from .chunks import ChunkReader, read_rows
-from .codec import decode_text, decode_value
+from .sample_values import decode_text, decode_value
 from .errors import CorruptChunkError, UserInputError
 from .layout import DONE, ArraySpec, affine_key, arrays_for
 from .store import StoreMeta, open_root, read_meta

@@ -15,7 +15,7 @@ import zarr
 from zarr.core.sync import sync
 
 from .chunks import chunk_written, read_shard_index, shard_key
-from .codec import decode_text
+from .sample_values import decode_text
 from .errors import CorruptChunkError
 from .layout import DONE, StoreConfig, affine_key, arrays_for, num_shards, shard_range
 from .store import StoreMeta, open_root, read_meta

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .codec import encode_sample
+from .sample_values import encode_sample
 from .errors import UserInputError
 from .identity import first_difference
 from .layout import DONE, SCHEMA_VERSION, StoreConfig, affine_key, arrays_for, shard_of, shard_range

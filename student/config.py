@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, NUSCENES_TASKS, BevGrid, ClassSetup
+from cache_schema.layout import REGRESSION_HEADS
 
 if TYPE_CHECKING:
     from cache_schema.layout import StoreConfig
@@ -84,8 +85,36 @@ class HeadConfig:
 
     share_conv_channel: int = 64
     head_conv: int = 64
+    # output name -> (channels, convs): the regression layout's heads, two convs each (CenterPoint's)
     common_heads: dict[str, tuple[int, int]] = field(default_factory=lambda: {
-        "reg": (2, 2), "height": (1, 2), "dim": (3, 2), "rot": (2, 2), "vel": (2, 2)})
+        name: (len(channels), 2) for name, channels in REGRESSION_HEADS})
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How head outputs become boxes at test time (mmdet3d's CenterPointBBoxCoder options and
+    `test_cfg`; `student.models.centerpoint_coder.BoxCoderConfig` adds the BEV grid to them).
+
+    `max_num` peaks per task group are decoded; `coder_score_threshold` / `coder_post_center_range`
+    filter them; then per task group `score_threshold`, NMS (`nms_type` "rotate": rotated BEV IoU >=
+    `nms_thr` over the best `pre_max_size`; "circle": CenterPoint's circle NMS with the squared-distance
+    bound `min_radius` per task group), at most `post_max_size` kept, and `post_center_limit_range`.
+    The defaults are mmdet3d's nuScenes CenterPoint test config."""
+
+    max_num: int = 500
+    coder_score_threshold: float | None = 0.1
+    coder_post_center_range: tuple[float, ...] | None = (-61.2, -61.2, -10.0, 61.2, 61.2, 10.0)
+    score_threshold: float = 0.1
+    nms_type: str = "rotate"
+    nms_thr: float = 0.2
+    pre_max_size: int = 1000
+    post_max_size: int = 83
+    post_center_limit_range: tuple[float, ...] | None = (-61.2, -61.2, -10.0, 61.2, 61.2, 10.0)
+    min_radius: tuple[float, ...] = (4, 12, 10, 1, 0.85, 0.175)
+
+    def __post_init__(self) -> None:
+        if self.nms_type not in ("rotate", "circle"):
+            raise UserInputError(f"config model.test.nms_type: {self.nms_type!r} is not 'rotate' or 'circle'")
 
 
 @dataclass(frozen=True)
@@ -220,6 +249,7 @@ class StudentConfig:
     depth_net: DepthNetConfig = field(default_factory=DepthNetConfig)
     bev_encoder: BevEncoderConfig = field(default_factory=BevEncoderConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    test: DecodeConfig = field(default_factory=DecodeConfig)
     radar: RadarInputConfig = field(default_factory=RadarInputConfig)
     losses: LossConfig = field(default_factory=LossConfig)
 

@@ -30,7 +30,7 @@ from cache_schema.errors import UserInputError
 from .batch import StudentBatch
 from .device import torch_device
 from .data.cameras import CameraSetup, load_camera_inputs
-from .models.box_coder import Detections
+from .models.centerpoint_coder import Detections
 from .models.student import BevStudent, build_student
 
 log = logging.getLogger(__name__)

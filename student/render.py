@@ -281,14 +281,12 @@ def decode_map_centres(heatmaps: np.ndarray, regression: np.ndarray, grid: BevGr
     `score_threshold`, rotated NMS. Returns `Detections` (labels index the heatmap's classes)."""
     import torch
 
-    from .models.box_coder import BoxCoderConfig, decode_detections
+    from .models.centerpoint_coder import BoxCoderConfig, decode_detections, split_regression
 
     heat = torch.as_tensor(np.asarray(heatmaps, np.float32)).clamp(1e-6, 1 - 1e-6)
     reg = torch.as_tensor(np.asarray(regression, np.float32))
-    outputs = {"heatmap": torch.logit(heat)[None], "reg": reg[None, 0:2], "height": reg[None, 2:3],
-               "dim": reg[None, 3:6], "rot": reg[None, 6:8], "vel": reg[None, 8:10]}
-    cfg = BoxCoderConfig(pc_range=grid.point_cloud_range[:2], voxel_size=grid.voxel_size[:2],
-                         out_size_factor=grid.out_size_factor, max_num=max_boxes,
+    outputs = {"heatmap": torch.logit(heat)[None], **split_regression(reg[None])}
+    cfg = BoxCoderConfig(grid=grid, max_num=max_boxes,
                          coder_score_threshold=score_threshold, score_threshold=score_threshold,
                          nms_type="rotate", post_max_size=max_boxes, coder_post_center_range=None,
                          post_center_limit_range=None)
@@ -442,7 +440,7 @@ def training_images(outputs, batch, cfg, sample: int = 0, camera: int = 0) -> di
     BEV maps are drawn with y up, like every BEV picture here."""
     import torch
 
-    from .targets import build_det_targets
+    from .det_targets import build_det_targets
 
     def up(m: np.ndarray) -> np.ndarray:  # BEV row 0 is y_min: flip so y points up
         return np.ascontiguousarray(m[::-1])

@@ -178,7 +178,7 @@ def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainC
 
 # ----------------------------------------------------------------------------------------- helpers ---
 
-class TrainNet(nn.Module):
+class StudentWithCriterion(nn.Module):
     """The student and its criterion as one module, so DDP synchronises the gradients of both (the
     X-FD adapter, X-AT discriminator and X-IS heads train too)."""
 
@@ -543,7 +543,7 @@ def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path,
 
     model = build_student(cfg.student)
     criterion = X3KDLoss(cfg.student, *teacher_feature_statistics(reader, cfg.student, cache))
-    net = TrainNet(model, criterion).to(device).train()
+    net = StudentWithCriterion(model, criterion).to(device).train()
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
     scheduler = build_scheduler(optimizer, cfg.optim, total)
@@ -707,7 +707,7 @@ def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path,
     return final
 
 
-def _log_images(writer: Any, net: TrainNet, batch: StudentBatch, cfg: StudentConfig, step: int) -> None:
+def _log_images(writer: Any, net: StudentWithCriterion, batch: StudentBatch, cfg: StudentConfig, step: int) -> None:
     """The step's pictures (student.render.training_images) into TensorBoard; frees the kept outputs."""
     from .render import training_images
 

@@ -262,9 +262,7 @@ def _index_and_targets(info: SampleInfo, points: np.ndarray, config: StoreConfig
     """The non-teacher part of a cache sample: index, calibration, GT boxes and LiDAR depth targets."""
     # Training GT (NuScenesSamples' "training" filter) whose centre is on the BEV grid, as mmdet3d's
     # ObjectRangeFilter keeps; the devkit's per-class evaluation ranges do not apply to training.
-    r = config.grid.point_cloud_range
-    on_grid = ((info.gt_boxes[:, 0] >= r[0]) & (info.gt_boxes[:, 0] < r[3]) & (info.gt_boxes[:, 1] >= r[1])
-               & (info.gt_boxes[:, 1] < r[4]))
+    on_grid = config.grid.contains(info.gt_boxes[:, 0], info.gt_boxes[:, 1])
     gt_boxes, gt_labels = info.gt_boxes[on_grid], info.gt_labels[on_grid]
     n = len(gt_boxes)
     if n > config.max_gt_boxes:

@@ -15,7 +15,7 @@ from PIL import Image
 from cache_schema.errors import UserInputError
 from cache_schema.frames import sensor_to_lidar
 
-from ..augment import ImageAugConfig, augment_image, sample_image_aug
+from ..image_aug import ImageAugConfig, augment_image, sample_image_aug
 
 # ImageNet statistics on 0..255 RGB, as the torchvision ResNets were trained.
 IMAGE_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)

@@ -14,7 +14,7 @@ from cache_schema.errors import UserInputError
 from ..batch import StudentBatch
 from ..config import StudentConfig, term_on
 from ..models.student import StudentOutputs
-from ..targets import build_det_targets
+from ..det_targets import build_det_targets
 from .det import det_loss
 from .ds import ds_loss
 from .xat import BevDiscriminator, xat_loss

@@ -9,14 +9,8 @@ from __future__ import annotations
 import torch
 
 from ..config import DetLossConfig
-from ..targets import TaskTargets
-
-REG_KEYS = ("reg", "height", "dim", "rot", "vel")  # head outputs that concatenate to the 10 channels
-
-
-def regression_map(task_output: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The head's 10 regression channels of one task group as one [B, 10, H, W] map."""
-    return torch.cat([task_output[k] for k in REG_KEYS], 1)
+from ..det_targets import TaskTargets
+from ..models.centerpoint_coder import join_regression
 
 
 def clamped_sigmoid(logits: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -46,7 +40,7 @@ def det_loss(head_outputs: list[dict[str, torch.Tensor]], targets: list[TaskTarg
         logits = out["heatmap"]
         num_pos = tgt.heatmap.eq(1).sum().clamp_min(1).to(logits.dtype)
         hm_total = hm_total + gaussian_focal_loss(clamped_sigmoid(logits.float()), tgt.heatmap, cfg.alpha, cfg.beta) / num_pos
-        reg = regression_map(out).float()
+        reg = join_regression(out).float()
         b, c, h, w = reg.shape
         if code_w is None:
             code_w = torch.tensor(cfg.code_weights, dtype=reg.dtype, device=reg.device)

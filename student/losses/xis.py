@@ -19,7 +19,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
-from ..augment import transform_boxes_2d
+from ..image_aug import transform_boxes_2d
 from ..config import XISLossConfig
 from ..masks import paste_masks
 

@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from cache_schema.grid import ClassSetup
 
 from ..config import XODLossConfig
-from ..augment import teacher_task_map
-from .det import regression_map
+from ..models.centerpoint_coder import join_regression, teacher_task_map
 
 
 def class_order_heatmaps(head_outputs: list[dict[str, torch.Tensor]], classes: ClassSetup) -> torch.Tensor:
@@ -71,7 +70,7 @@ def xod_loss(head_outputs: list[dict[str, torch.Tensor]], teacher_heatmaps: torc
     mask = None if valid is None else valid.float()
     hm = soft_focal_loss(logits, h_t, cfg.gamma, mask) / heatmap_normalizer(h_t, mask, cfg)
 
-    student_reg = torch.stack([regression_map(o) for o in head_outputs], 1).float()  # [B, T, 10, H, W]
+    student_reg = torch.stack([join_regression(o) for o in head_outputs], 1).float()  # [B, T, 10, H, W]
     # The task group each teacher regression cell was written from: warped with the regression itself
     # (nearest cell) when the batch has it, else read off the (bilinearly warped) heatmaps.
     group = reg_task if reg_task is not None else teacher_task_map(h_t, classes)

@@ -12,10 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from cache_schema.layout import REGRESSION_HEADS
+
 NormFactory = Callable[[int], nn.Module]
 
-# What one task group predicts besides its heatmap, as output channels (CenterPoint nuScenes).
-DEFAULT_COMMON_HEADS: dict[str, int] = {"reg": 2, "height": 1, "dim": 3, "rot": 2, "vel": 2}
+# What one task group predicts besides its heatmap, as output channels: the regression layout.
+DEFAULT_COMMON_HEADS: dict[str, int] = {name: len(channels) for name, channels in REGRESSION_HEADS}
 
 
 class ConvBNReLU(nn.Module):

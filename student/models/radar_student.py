@@ -18,8 +18,9 @@ from ..batch import StudentBatch
 from ..config import StudentConfig
 from .bev_encoder import BevEncoder
 from .center_head import CenterHead
+from .centerpoint_coder import BoxCoderConfig
 from .pillar_encoder import PillarFeatureNet, PointPillarsScatter
-from .student import BevStudent, StudentOutputs, grid_box_coder
+from .student import BevStudent, StudentOutputs
 from .voxelize import voxelize_batch
 
 
@@ -42,7 +43,7 @@ class RadarStudent(BevStudent):
                                       be.stage_strides, be.out_channels)
         self.head = CenterHead(be.out_channels, cfg.class_setup.tasks, cfg.head.share_conv_channel, cfg.head.head_conv,
                                {k: tuple(v) for k, v in cfg.head.common_heads.items()})
-        self.box_coder = grid_box_coder(grid)
+        self.box_coder = BoxCoderConfig.on_grid(grid, cfg.test)
 
     def forward(self, batch: StudentBatch) -> StudentOutputs:
         if batch.radar_points is None:

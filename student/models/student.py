@@ -19,7 +19,7 @@ from torch import nn
 from ..batch import StudentBatch
 from ..config import StudentConfig
 from .bev_encoder import BevEncoder
-from .box_coder import BoxCoderConfig, Detections, decode_detections
+from .centerpoint_coder import BoxCoderConfig, Detections, decode_detections
 from .center_head import CenterHead
 from .depth_net import DepthNet, camera_parameters
 from .image_backbone import ImageBackbone
@@ -57,7 +57,7 @@ class BevStudent(nn.Module):
     @torch.no_grad()
     def predict(self, batch: StudentBatch) -> list[Detections]:
         """Detections per sample in the un-augmented LiDAR frame; labels index the head's class list."""
-        from ..augment import augment_boxes
+        from ..bev_aug import augment_boxes
 
         dets = decode_detections(self.forward(batch).head_outputs, self.box_coder)
         out = []
@@ -68,23 +68,18 @@ class BevStudent(nn.Module):
         return out
 
 
-def grid_box_coder(grid) -> BoxCoderConfig:
-    return BoxCoderConfig(pc_range=grid.point_cloud_range[:2], voxel_size=grid.voxel_size[:2],
-                          out_size_factor=grid.out_size_factor)
-
-
 class BEVDepthStudent(BevStudent):
     """Multi-camera 3D detector: image backbone -> depth net -> Lift-Splat -> BEV encoder -> CenterHead."""
 
     def __init__(self, image_backbone: ImageBackbone, depth_net: DepthNet, view_transform: LSSViewTransform,
-                 bev_encoder: BevEncoder, head: CenterHead, box_coder: BoxCoderConfig | None = None) -> None:
+                 bev_encoder: BevEncoder, head: CenterHead, box_coder: BoxCoderConfig) -> None:
         super().__init__()
         self.image_backbone = image_backbone
         self.depth_net = depth_net
         self.view_transform = view_transform
         self.bev_encoder = bev_encoder
         self.head = head
-        self.box_coder = box_coder or grid_box_coder(view_transform.grid)
+        self.box_coder = box_coder
 
     def forward(self, batch: StudentBatch) -> StudentOutputs:
         b, n, _, h, w = batch.images.shape
@@ -114,4 +109,4 @@ def build_student(cfg: StudentConfig) -> BevStudent:
     encoder = BevEncoder(dn.context_channels, be.stage_channels, be.stage_blocks, be.stage_strides, be.out_channels)
     head = CenterHead(be.out_channels, cfg.class_setup.tasks, cfg.head.share_conv_channel, cfg.head.head_conv,
                       {k: tuple(v) for k, v in cfg.head.common_heads.items()})
-    return BEVDepthStudent(backbone, depth_net, view, encoder, head)
+    return BEVDepthStudent(backbone, depth_net, view, encoder, head, BoxCoderConfig.on_grid(cfg.grid, cfg.test))

@@ -64,10 +64,8 @@ class LSSViewTransform(nn.Module):
         to_bev = bda[:, None].float() @ cam2lidar.float()  # [B, N, 4, 4]
         pts = torch.einsum("bnij,bndhwj->bndhwi", to_bev[..., :3, :3], cam) + to_bev[..., None, None, None, :3, 3]
         r = self.grid.point_cloud_range
-        cx, cy = self.grid.cell_size
         hh, ww = self.grid.shape
-        col = torch.floor((pts[..., 0] - r[0]) / cx)
-        row = torch.floor((pts[..., 1] - r[1]) / cy)
+        col, row = (torch.floor(c) for c in self.grid.cell_coords(pts[..., 0], pts[..., 1]))
         keep = (col >= 0) & (col < ww) & (row >= 0) & (row < hh) & (pts[..., 2] >= r[2]) & (pts[..., 2] < r[5])
         batch = torch.arange(b, device=pts.device).view(b, 1, 1, 1, 1).expand_as(col)
         cell = (batch * hh * ww + row * ww + col).long()

@@ -22,7 +22,7 @@ from cache_schema.grid import NUSCENES_CLASSES, ClassSetup
 from student.checkpoints import save_atomic
 from student.config import DetLossConfig
 from student.losses.det import det_loss
-from student.targets import build_det_targets
+from student.det_targets import build_det_targets
 from teacher_export.data.nuscenes import NuScenesSamples, load_points
 from teacher_export.fit.options import (
     FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm,

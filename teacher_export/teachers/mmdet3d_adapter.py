@@ -16,7 +16,7 @@ import torch
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, BevGrid
-from student.models.box_coder import Detections
+from student.models.centerpoint_coder import Detections
 from teacher_export.teachers.base import REGRESSION_CHANNELS, LidarTeacherOutput, RegressionEncoding
 from teacher_export.teachers.centerpoint.teacher import assemble_outputs
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from student.models.box_coder import (BoxCoderConfig, circle_nms, decode_detections, decode_task, nms_rotated,
-                                      rotated_iou_matrix, rotated_iou_pairs)
+from cache_schema.grid import BevGrid
+from student.models.centerpoint_coder import BoxCoderConfig, decode_detections, decode_task
+from student.models.nms import circle_nms, nms_rotated, rotated_iou_matrix, rotated_iou_pairs
 
 
 def mc_iou(a, b, n=400):
@@ -97,9 +98,12 @@ def _one_peak_outputs(h=8, w=8, num_cls=2, peak=(3, 5), cls=1):
     return out
 
 
+SMALL_GRID = BevGrid((-3.2, -3.2, -5.0, 3.2, 3.2, 3.0), (0.2, 0.2, 8.0), 4)
+
+
 def test_decode_places_a_peak_in_metric_coordinates():
-    cfg = BoxCoderConfig(pc_range=(-3.2, -3.2), voxel_size=(0.2, 0.2), out_size_factor=4, max_num=10,
-                         coder_post_center_range=(-10, -10, -5, 10, 10, 5), post_center_limit_range=None)
+    cfg = BoxCoderConfig(grid=SMALL_GRID, max_num=10, coder_post_center_range=(-10, -10, -5, 10, 10, 5),
+                         post_center_limit_range=None)
     det = decode_task(_one_peak_outputs(), cfg)[0]
     assert len(det) == 1 and det.labels.tolist() == [1]
     x = (5 + 0.25) * 4 * 0.2 - 3.2
@@ -110,8 +114,8 @@ def test_decode_places_a_peak_in_metric_coordinates():
 
 
 def test_decode_detections_offsets_labels_by_task_and_filters_range():
-    cfg = BoxCoderConfig(pc_range=(-3.2, -3.2), voxel_size=(0.2, 0.2), out_size_factor=4, max_num=10,
-                         coder_post_center_range=None, post_center_limit_range=(-10, -10, -5, 10, 10, 5))
+    cfg = BoxCoderConfig(grid=SMALL_GRID, max_num=10, coder_post_center_range=None,
+                         post_center_limit_range=(-10, -10, -5, 10, 10, 5))
     outs = [_one_peak_outputs(num_cls=1, cls=0), _one_peak_outputs(num_cls=2, cls=1, peak=(1, 1))]
     det = decode_detections(outs, cfg)[0]
     assert det.labels.tolist() == [0, 2]  # task 1's class 1 is class 2 overall

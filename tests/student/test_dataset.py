@@ -108,7 +108,7 @@ def test_det_targets_built_in_the_workers_equal_the_criterions(train_cache, synt
     the criterion builds from the batch's GT, so the loss is identical."""
     from student.losses import X3KDLoss
     from student.models.student import build_student
-    from student.targets import build_det_targets
+    from student.det_targets import build_det_targets
 
     cfg = _cfg("loss.xis.enabled=false")
     ds = CacheDataset(open_cache(train_cache, cfg.student), synthetic_dataroot, cfg.student, cfg.data, seed=1)

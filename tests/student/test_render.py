@@ -134,10 +134,10 @@ def test_mosaic_lays_cameras_out_front_row_first():
 
 
 def test_teacher_maps_decode_to_the_box_they_encode():
-    from student.targets import box_regression_target
+    from student.models.centerpoint_coder import encode_boxes
 
     box = torch.tensor([[6.3, -4.1, -0.7, 4.2, 1.9, 1.6, 0.4, 1.0, -2.0]])
-    cells, target, inside = box_regression_target(box, GRID)
+    cells, target, inside = encode_boxes(box, GRID)
     heat = np.zeros((10, *GRID.shape), np.float32)
     reg = np.zeros((10, *GRID.shape), np.float32)
     col, row = cells[0].tolist()
@@ -190,9 +190,9 @@ def test_training_images_show_student_teacher_and_gt_side_by_side():
 
 
 def box_regression_cell(box: torch.Tensor) -> tuple[int, int]:
-    from student.targets import box_regression_target
+    from student.models.centerpoint_coder import encode_boxes
 
-    cells, _, _ = box_regression_target(box, GRID)
+    cells, _, _ = encode_boxes(box, GRID)
     return tuple(cells[0].tolist())
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cache_schema import CacheReader
 from pipelines.cli import main
-from student.targets import build_det_targets
+from student.det_targets import build_det_targets
 
 
 def _gt_perfect_copy(cache: str, out: Path) -> None:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import BevGrid
-from student.models.box_coder import BoxCoderConfig, Detections, decode_detections
+from student.models.centerpoint_coder import BoxCoderConfig, Detections, decode_detections
 from student.models.center_head import CenterHead, bn2d_mmdet3d
 from student.models.pillar_encoder import PillarFeatureNet, PointPillarsScatter
 from teacher_export.teachers.centerpoint.second import SECOND, SECONDFPN
@@ -65,8 +65,7 @@ class CenterPoint(nn.Module):
 
     @property
     def grid(self) -> BevGrid:
-        v = self.voxel_layer
-        return BevGrid(v.point_cloud_range, v.voxel_size, self.coder.out_size_factor)
+        return self.coder.grid
 
     def voxelize(self, points: Sequence[Tensor]) -> Voxels:
         v = self.voxel_layer
@@ -185,7 +184,8 @@ def _build(cfg: Mapping[str, Any]) -> CenterPoint:
     test_cfg = (cfg.get("test_cfg") or {}).get("pts") or hd.get("test_cfg")
     if not test_cfg:
         raise UserInputError("CenterPoint model config: test_cfg.pts is missing")
-    coder = BoxCoderConfig.from_mmdet3d(hd["bbox_coder"], test_cfg, bool(hd.get("norm_bbox", True)))
+    grid = BevGrid(voxel_layer.point_cloud_range, voxel_layer.voxel_size, int(hd["bbox_coder"]["out_size_factor"]))
+    coder = BoxCoderConfig.from_mmdet3d(hd["bbox_coder"], test_cfg, grid, bool(hd.get("norm_bbox", True)))
     return CenterPoint(voxel_layer, encoder, middle, backbone, neck, head, coder)
 
 

@@ -13,7 +13,8 @@ from torch import Tensor
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, BevGrid
-from student.models.box_coder import Detections
+from cache_schema.layout import REGRESSION_HEADS
+from student.models.centerpoint_coder import Detections, join_regression
 from teacher_export.teachers.base import REGRESSION_CHANNELS, LidarTeacherOutput, RegressionEncoding
 from teacher_export.teachers.centerpoint.checkpoint import load_checkpoint
 from teacher_export.teachers.centerpoint.configs import CONFIGS, get_config
@@ -21,7 +22,6 @@ from teacher_export.teachers.centerpoint.model import CenterPoint, point_feature
 
 log = logging.getLogger(__name__)
 
-_REG_HEADS = (("reg", 2), ("height", 1), ("dim", 3), ("rot", 2), ("vel", 2))
 RANDOM_INIT_SEED = 0
 
 
@@ -41,7 +41,7 @@ def assemble_outputs(bev: Tensor, head: Sequence[Mapping[str, Tensor]], detectio
     probs = [h["heatmap"].float().sigmoid() for h in head]                      # per task (B, k_t, H, W)
     heatmaps = torch.cat(probs, 1)[:, perm]
     best_task = torch.stack([p.max(1).values for p in probs], 1).argmax(1)      # (B, H, W)
-    regs = torch.stack([torch.cat([h[k].float() for k, _ in _REG_HEADS], 1) for h in head], 1)  # (B, T, 10, H, W)
+    regs = torch.stack([join_regression(h).float() for h in head], 1)  # (B, T, 10, H, W)
     idx = best_task[:, None, None].expand(-1, 1, regs.shape[2], -1, -1)
     regression = regs.gather(1, idx).squeeze(1)
     to_ours = torch.as_tensor([NUSCENES_CLASSES.index(c) for c in class_names])
@@ -118,9 +118,9 @@ class CenterPointTeacher:
             torch.manual_seed(RANDOM_INIT_SEED)
             model = CenterPoint.from_mmdet3d_config(model_config)
         heads = model.pts_bbox_head.common_heads
-        for k, c in _REG_HEADS:
-            if heads.get(k, (None,))[0] != c:
-                raise UserInputError(f"LiDAR teacher {self.name}: head output '{k}' must have {c} channels "
+        for k, channels in REGRESSION_HEADS:
+            if heads.get(k, (None,))[0] != len(channels):
+                raise UserInputError(f"LiDAR teacher {self.name}: head output '{k}' must have {len(channels)} channels "
                                      f"for the 10-channel regression map (config has {heads.get(k)})")
         class_permutation(model.pts_bbox_head.class_names)
         if checkpoint is not None:

@@ -1,5 +1,6 @@
-"""Training targets the student builds itself: CenterPoint heatmaps/regression from GT boxes, and
-depth-bin targets from the cached sparse LiDAR depth images."""
+"""CenterPoint detection targets the student (and the LiDAR teacher's fitting) build from GT boxes:
+per task group a Gaussian heatmap per class and, at each object's centre cell, its 10-channel regression
+target in the coder's layout (`student.models.centerpoint_coder.encode_boxes`)."""
 from __future__ import annotations
 
 import math
@@ -9,8 +10,8 @@ import torch
 
 from cache_schema.grid import BevGrid, ClassSetup
 
+from .models.centerpoint_coder import encode_boxes
 
-# ------------------------------------------------------------------------------ CenterPoint det ---
 
 def gaussian_radius(height: float, width: float, min_overlap: float = 0.1) -> float:
     """CornerNet's Gaussian radius for an object of `height` x `width` cells: the largest corner
@@ -60,23 +61,6 @@ class TaskTargets:
     box_target: torch.Tensor
 
 
-def box_regression_target(boxes: torch.Tensor, grid: BevGrid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For boxes [M, 9]: (integer centre cells [M, 2] as (col, row), 10-channel targets [M, 10],
-    mask [M] of centres inside the grid)."""
-    r = grid.point_cloud_range
-    cx, cy = grid.cell_size
-    h, w = grid.shape
-    gx = (boxes[:, 0] - r[0]) / cx
-    gy = (boxes[:, 1] - r[1]) / cy
-    ix, iy = torch.floor(gx), torch.floor(gy)
-    inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
-    target = torch.stack([
-        gx - ix, gy - iy, boxes[:, 2],
-        *boxes[:, 3:6].clamp_min(1e-6).log().unbind(1),
-        boxes[:, 6].sin(), boxes[:, 6].cos(), boxes[:, 7], boxes[:, 8]], 1)
-    return torch.stack([ix, iy], 1).long(), target, inside
-
-
 def build_det_targets(gt_boxes: list[torch.Tensor], gt_labels: list[torch.Tensor], grid: BevGrid,
                       classes: ClassSetup, min_overlap: float = 0.1, min_radius: int = 2
                       ) -> list[TaskTargets]:
@@ -93,7 +77,7 @@ def build_det_targets(gt_boxes: list[torch.Tensor], gt_labels: list[torch.Tensor
         for b, (boxes, labels) in enumerate(zip(gt_boxes, gt_labels)):
             if boxes.numel() == 0:
                 continue
-            cells, target, inside = box_regression_target(boxes.float(), grid)
+            cells, target, inside = encode_boxes(boxes.float(), grid)
             for m in range(boxes.shape[0]):
                 label = int(labels[m])
                 if label not in task_ids or not bool(inside[m]):
@@ -127,46 +111,3 @@ def merge_det_targets(per_sample: list[list[TaskTargets]]) -> list[TaskTargets]:
             torch.cat([t.cell_index for t in task]),
             torch.cat([t.box_target for t in task])))
     return merged
-
-
-# -------------------------------------------------------------------------------------- depth ---
-
-def depth_image_to_feature_grid(depth: torch.Tensor, ida: torch.Tensor, depth_stride: int,
-                                feature_hw: tuple[int, int], feature_stride: int = 16) -> torch.Tensor:
-    """Carry cached sparse depth images into the student's feature grid of the augmented image.
-
-    depth: [N, Hd, Wd] metres at the ORIGINAL image size divided by `depth_stride`, 0 = no LiDAR
-    point. Cell (r, c) stands for the original pixel (c * s + (s - 1) / 2, r * s + (s - 1) / 2).
-    ida: [N, 3, 3] image augmentation. Returns [N, h, w]: per stride-`feature_stride` cell of the
-    augmented image the nearest depth that lands in it (0 where none does)."""
-    n, hd, wd = depth.shape
-    h, w = feature_hw
-    out = torch.full((n, h * w), float("inf"), dtype=depth.dtype, device=depth.device)
-    for i in range(n):
-        rows, cols = torch.nonzero(depth[i] > 0, as_tuple=True)
-        if rows.numel() == 0:
-            continue
-        s = depth_stride
-        uv1 = torch.stack([cols * s + (s - 1) / 2, rows * s + (s - 1) / 2, torch.ones_like(rows, dtype=depth.dtype)], 1)
-        p = uv1.to(ida.dtype) @ ida[i].T
-        u, v = p[:, 0] / p[:, 2], p[:, 1] / p[:, 2]
-        # Feature cell j covers augmented pixel centres j*stride .. (j+1)*stride - 1.
-        j = torch.floor((u + 0.5) / feature_stride)
-        k = torch.floor((v + 0.5) / feature_stride)
-        keep = (j >= 0) & (j < w) & (k >= 0) & (k < h)
-        idx = (k[keep] * w + j[keep]).long()
-        out[i].scatter_reduce_(0, idx, depth[i][rows[keep], cols[keep]], reduce="amin", include_self=True)
-    out[torch.isinf(out)] = 0
-    return out.view(n, h, w)
-
-
-def depth_bin_onehot(depth: torch.Tensor, d_bound: tuple[float, float, float]) -> torch.Tensor:
-    """One-hot depth bins [..., D, h, w] from metric depth [..., h, w]; all-zero where the depth is 0
-    or outside [d_min, d_max). Bin k covers [d_min + k*step, d_min + (k+1)*step)."""
-    lo, hi, step = d_bound
-    n_bins = int(round((hi - lo) / step))
-    k = torch.floor((depth - lo) / step)
-    valid = (depth > 0) & (k >= 0) & (k < n_bins)
-    onehot = torch.nn.functional.one_hot(torch.where(valid, k, 0).long(), n_bins).to(depth.dtype)
-    onehot = onehot * valid[..., None].to(depth.dtype)
-    return onehot.movedim(-1, -3)

@@ -1,4 +1,6 @@
-"""Per-sample conversion between the values users hand over / get back and what lies on disk."""
+"""Per-sample values: what users hand over / get back, encoded to and decoded from the arrays on disk
+(strings as zero-padded UTF-8, quantised dense maps with their affine, small values as they are). Not a
+Zarr codec: the Zarr codecs of each array are in the layout."""
 from __future__ import annotations
 
 from typing import Any
