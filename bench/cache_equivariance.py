@@ -3,8 +3,8 @@
     python -m bench.cache_equivariance --work lab/ [--samples 20] [--split mini_val]
 
 An online distiller runs the LiDAR teacher on the augmented point cloud; we warp the maps the teacher
-wrote for the un-augmented cloud (`student.augment.augment_teacher_maps`, the student's own warp, with
-its validity mask). This measures how far apart the two are, on the lab's fitted teacher
+wrote for the un-augmented cloud (`student.models.centerpoint_coder.augment_teacher_maps`, the student's
+own warp, with its validity mask). This measures how far apart the two are, on the lab's fitted teacher
 (`bench.radar_student` prepares `lab/`: data, `teachers/export.yaml`), for each augmentation the
 student draws from: x and y flips, rotations of +-22.5 deg, scales 0.95 and 1.05, and the identity
 (which must agree exactly: the check that both paths are the same teacher on the same grid).
@@ -38,7 +38,7 @@ REG_GROUPS = {"offset (cells)": slice(0, 2), "height (m)": slice(2, 3), "log siz
 def build_teacher(export_yaml: Path):
     import yaml
 
-    from teacher_export.teachers.lidar import build_lidar_teacher
+    from teacher_export.teachers.registry import build_lidar_teacher
 
     options = yaml.safe_load(export_yaml.read_text())
     extra = {"config": options["lidar_config"]} if options.get("lidar_config") else {}

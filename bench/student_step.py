@@ -48,7 +48,7 @@ MODES = {
 
 def make_online_teachers(device: str):
     from teacher_export.teachers.centerpoint.teacher import CenterPointTeacher
-    from teacher_export.teachers.image_base import build_image_teacher
+    from teacher_export.teachers.registry import build_image_teacher
 
     lidar = CenterPointTeacher(random_init=True, device=device)
     image = build_image_teacher("maskrcnn", random_init=True, class_names="nuimages", device=device)

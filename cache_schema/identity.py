@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any, Iterable
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file (a teacher checkpoint: the teacher identity every cache records)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def images_fingerprint(dataroot: str | Path, relative_paths: Iterable[str]) -> str:
     """sha256 over each image's path relative to the dataroot and its size in bytes (a stat each, no
     reading: a few seconds for nuScenes trainval's 170k camera images). A missing file counts as -1."""

@@ -18,18 +18,18 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from cache_schema import BevGrid, CacheWriter, StoreConfig
-from cache_schema.writer import forget_samples
 from cache_schema.errors import UserInputError
-from cache_schema.identity import images_fingerprint
-from cache_schema.statistics import feature_sums
+from cache_schema.identity import file_sha256, images_fingerprint
 from cache_schema.layout import CAMERA_NAMES, GROUPS, RegressionEncoding
+from cache_schema.statistics import feature_sums
 from cache_schema.store import refuse_volatile, software_version
+from cache_schema.writer import forget_samples
 from student.data.cameras import read_rgb
 from student.device import torch_device
 from teacher_export.data.nuscenes import NuScenesSamples, SampleInfo
 from teacher_export.targets import depth_images
-from teacher_export.teachers.base import LidarTeacher, file_sha256
-from teacher_export.teachers.image_base import ImageTeacher, pad_instances
+from teacher_export.teachers.image_protocol import ImageTeacher, pad_instances
+from teacher_export.teachers.lidar_protocol import LidarTeacher
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Exporter:
     def lidar_teacher(self) -> LidarTeacher | None:
         o = self.options
         if self._lidar is None and o.lidar_teacher:
-            from teacher_export.teachers.lidar import build_lidar_teacher
+            from teacher_export.teachers.registry import build_lidar_teacher
 
             extra = {"config": o.lidar_config} if o.lidar_config else {}
             self._lidar = build_lidar_teacher(o.lidar_teacher, checkpoint=o.lidar_checkpoint, device=o.device,
@@ -139,7 +139,7 @@ class Exporter:
     def image_teacher(self) -> ImageTeacher | None:
         o = self.options
         if self._image is None and o.image_teacher:
-            from teacher_export.teachers.image_base import build_image_teacher
+            from teacher_export.teachers.registry import build_image_teacher
 
             options = {"checkpoint": o.image_checkpoint, "random_init": o.random_init, "device": o.device,
                        "max_instances": o.max_instances, **o.image_options}

@@ -20,7 +20,8 @@ import numpy as np
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
-from teacher_export.teachers.image_base import ImageTeacherOutput, label_table, select_instances
+from teacher_export.teachers.image_classes import label_table, select_instances
+from teacher_export.teachers.image_protocol import ImageTeacherOutput
 
 _MISSING = ("detectron2 is not installed and is not on the package registry: build it from source "
             "(https://detectron2.readthedocs.io/en/latest/tutorials/install.html) to use --image-teacher detectron2")
@@ -130,7 +131,7 @@ def _config_path(name: str) -> str:
 
 def _class_names(given: str | list[str] | None, num_classes: int, config_file: str) -> tuple[list[str], dict[str, str]]:
     """The model's class names in label order and the default map to nuScenes classes."""
-    from teacher_export.teachers.image_base import COCO_TO_NUSCENES, NUIMAGES_CLASSES
+    from teacher_export.teachers.image_classes import COCO_TO_NUSCENES, NUIMAGES_CLASSES
 
     if given is None:
         given = {80: "coco", len(NUIMAGES_CLASSES): "nuimages"}.get(num_classes)

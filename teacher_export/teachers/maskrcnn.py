@@ -32,11 +32,11 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
+from cache_schema.identity import file_sha256
 from student.checkpoints import read_torch_file, state_dict_in
-from teacher_export.teachers.base import file_sha256
-from teacher_export.teachers.image_base import (
-    COCO_TO_NUSCENES, NUIMAGES_CLASSES, NUIMAGES_TO_NUSCENES, ImageTeacherOutput, label_table, select_instances,
-)
+from teacher_export.teachers.image_classes import (COCO_TO_NUSCENES, NUIMAGES_CLASSES, NUIMAGES_TO_NUSCENES,
+                                                   label_table, select_instances)
+from teacher_export.teachers.image_protocol import ImageTeacherOutput
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def build_maskrcnn(config: MaskRCNNConfig, num_classes: int, **train_options: An
 
 
 class MaskRCNNTeacher:
-    """torchvision Mask R-CNN ResNet-FPN as an `ImageTeacher` (see `teachers.image_base`)."""
+    """torchvision Mask R-CNN ResNet-FPN as an `ImageTeacher` (see `teachers.image_protocol`)."""
 
     name = "maskrcnn"
 

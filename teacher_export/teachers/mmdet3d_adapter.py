@@ -16,9 +16,10 @@ import torch
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, BevGrid
+from cache_schema.layout import REGRESSION_CHANNELS, RegressionEncoding
 from student.models.centerpoint_coder import Detections
-from teacher_export.teachers.base import REGRESSION_CHANNELS, LidarTeacherOutput, RegressionEncoding
 from teacher_export.teachers.centerpoint.teacher import assemble_outputs
+from teacher_export.teachers.lidar_protocol import LidarTeacherOutput
 
 PILLAR02_CONFIG = "configs/centerpoint/centerpoint_pillar02_second_secfpn_8xb4-cyclic-20e_nus-3d.py"
 

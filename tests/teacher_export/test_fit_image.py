@@ -9,7 +9,7 @@ from PIL import Image
 from cache_schema.grid import NUSCENES_CLASSES
 from teacher_export.fit.image import CLASS_NAMES, fit_image_teacher
 from teacher_export.fit.options import FitOptions
-from teacher_export.teachers.image_base import build_image_teacher
+from teacher_export.teachers.registry import build_image_teacher
 from teacher_export.teachers.maskrcnn import MaskRCNNConfig, build_maskrcnn
 
 SMALL = {"backbone": "resnet18", "fpn_channels": 32, "anchor_sizes": [8, 16, 32, 64, 128], "rpn_pre_nms_top_n": 100,

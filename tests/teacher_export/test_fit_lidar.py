@@ -24,7 +24,7 @@ from teacher_export.fit.lidar import fit_lidar_teacher
 from teacher_export.fit.options import FitOptions
 from teacher_export.teachers.centerpoint.configs import get_config
 from teacher_export.teachers.centerpoint.teacher import CenterPointTeacher
-from teacher_export.teachers.lidar import build_lidar_teacher
+from teacher_export.teachers.registry import build_lidar_teacher
 
 FIT_STEPS, FIT_LR, SEED = 30, 1e-2, 0
 MIN_POINTS = 5  # GT boxes with fewer LiDAR points carry too little evidence to be fitted in 30 steps

@@ -15,9 +15,9 @@ import torch
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
-from teacher_export.teachers.image_base import (
-    MASK_SIZE, ImageTeacher, ImageTeacherOutput, build_image_teacher, label_table, pad_instances, select_instances,
-)
+from teacher_export.teachers.image_classes import label_table, select_instances
+from teacher_export.teachers.image_protocol import MASK_SIZE, ImageTeacher, ImageTeacherOutput, pad_instances
+from teacher_export.teachers.registry import build_image_teacher
 from teacher_export.teachers.maskrcnn import COCO_CLASSES, MaskRCNNConfig, MaskRCNNTeacher
 
 H, W = 64, 96

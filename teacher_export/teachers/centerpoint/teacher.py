@@ -1,4 +1,4 @@
-"""`CenterPointTeacher`: the built-in LiDAR teacher (see `teacher_export.teachers.base`)."""
+"""`CenterPointTeacher`: the built-in LiDAR teacher (see `teacher_export.teachers.lidar_protocol`)."""
 from __future__ import annotations
 
 import json
@@ -14,11 +14,12 @@ from torch import Tensor
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, BevGrid
 from cache_schema.layout import REGRESSION_HEADS
+from cache_schema.layout import REGRESSION_CHANNELS, RegressionEncoding
 from student.models.centerpoint_coder import Detections, join_regression
-from teacher_export.teachers.base import REGRESSION_CHANNELS, LidarTeacherOutput, RegressionEncoding
 from teacher_export.teachers.centerpoint.checkpoint import load_checkpoint
 from teacher_export.teachers.centerpoint.configs import CONFIGS, get_config
 from teacher_export.teachers.centerpoint.model import CenterPoint, point_features
+from teacher_export.teachers.lidar_protocol import LidarTeacherOutput
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def class_permutation(class_names: Sequence[str]) -> list[int]:
 def assemble_outputs(bev: Tensor, head: Sequence[Mapping[str, Tensor]], detections: Sequence[Detections],
                      class_names: Sequence[str]) -> list[LidarTeacherOutput]:
     """Batched neck output + per-task head outputs + decoded boxes (labels indexing `class_names`)
-    -> one `LidarTeacherOutput` per sample, dense maps reduced as `teacher_export.teachers.base` says."""
+    -> one `LidarTeacherOutput` per sample, dense maps reduced as `teacher_export.teachers.lidar_protocol` says."""
     perm = class_permutation(class_names)
     probs = [h["heatmap"].float().sigmoid() for h in head]                      # per task (B, k_t, H, W)
     heatmaps = torch.cat(probs, 1)[:, perm]

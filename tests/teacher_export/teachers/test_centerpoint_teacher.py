@@ -10,12 +10,12 @@ import torch
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
-from teacher_export.teachers.base import LidarTeacher
+from teacher_export.teachers.lidar_protocol import LidarTeacher
 from teacher_export.teachers.centerpoint.checkpoint import load_checkpoint
 from teacher_export.teachers.centerpoint.configs import get_config
 from teacher_export.teachers.centerpoint.model import CenterPoint
 from teacher_export.teachers.centerpoint.teacher import CenterPointTeacher
-from teacher_export.teachers.lidar import build_lidar_teacher
+from teacher_export.teachers.registry import build_lidar_teacher
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "centerpoint_pillar02_small.pt"
 

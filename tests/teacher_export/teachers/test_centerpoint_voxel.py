@@ -134,7 +134,7 @@ def test_sparse_encoder_is_deterministic_whatever_the_thread_count():
 
 def test_voxel_teacher_by_name_loads_an_mmdet3d_checkpoint(tmp_path):
     needs_spconv()
-    from teacher_export.teachers.lidar import build_lidar_teacher
+    from teacher_export.teachers.registry import build_lidar_teacher
 
     path = SHARED / "centerpoint_voxel01_full.pt"
     if not path.is_file():
@@ -157,7 +157,7 @@ def test_voxel_teacher_by_name_loads_an_mmdet3d_checkpoint(tmp_path):
 
 
 def test_without_spconv_the_voxel_teacher_says_how_to_install(monkeypatch):
-    from teacher_export.teachers.lidar import build_lidar_teacher
+    from teacher_export.teachers.registry import build_lidar_teacher
 
     monkeypatch.setitem(sys.modules, "spconv", None)
     monkeypatch.setitem(sys.modules, "spconv.pytorch", None)

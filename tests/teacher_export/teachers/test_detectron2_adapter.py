@@ -18,7 +18,8 @@ from cache_schema.grid import NUSCENES_CLASSES
 pytest.importorskip("detectron2", reason="detectron2 is not installed (not on the package registry: build it from "
                                          "source; `make test` installs the wheel in ../shared/wheels when present)")
 
-from teacher_export.teachers.image_base import build_image_teacher, pad_instances  # noqa: E402
+from teacher_export.teachers.image_protocol import pad_instances  # noqa: E402
+from teacher_export.teachers.registry import build_image_teacher
 
 CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
 PERSON = 0  # detectron2's COCO thing class 0
@@ -72,7 +73,7 @@ def test_detectron2_teacher_follows_the_image_teacher_protocol(person_weights, s
 
 
 def test_empty_boxes_are_dropped_like_torchvision_does():
-    from teacher_export.teachers.image_base import select_instances
+    from teacher_export.teachers.image_classes import select_instances
 
     boxes = np.array([[0, 0, 10, 10], [5, 0, 160, 0], [3, 3, 3.005, 9]], np.float32)
     out = select_instances(boxes, np.array([0, 0, 0]), np.array([0.9, 0.95, 0.99], np.float32),
@@ -81,7 +82,7 @@ def test_empty_boxes_are_dropped_like_torchvision_does():
 
 
 def test_a_class_table_that_does_not_fit_the_model_is_refused_in_one_line():
-    from teacher_export.teachers.image_base import NUIMAGES_CLASSES
+    from teacher_export.teachers.image_classes import NUIMAGES_CLASSES
 
     with pytest.raises(UserInputError, match=r"has 80 classes .* class_names has 10") as e:
         build_image_teacher("detectron2", config_file=CONFIG, random_init=True, class_names=list(NUIMAGES_CLASSES))

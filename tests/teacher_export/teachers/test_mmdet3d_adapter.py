@@ -24,7 +24,7 @@ VOXEL01 = Path(mmdet3d.__file__).parent / ".mim" / "configs" / "centerpoint" / \
 
 
 def test_voxel01_through_mmdet3d_matches_the_builtin_voxel_teacher(tmp_path):
-    from teacher_export.teachers.lidar import build_lidar_teacher
+    from teacher_export.teachers.registry import build_lidar_teacher
 
     path = SHARED / "centerpoint_voxel01_full.pt"
     if not path.is_file():
@@ -79,7 +79,7 @@ def test_a_checkpoint_written_by_the_builtin_voxel_teacher_loads_in_mmdet3d(tmp_
     import json
 
     from teacher_export.teachers.centerpoint.model import CenterPoint
-    from teacher_export.teachers.lidar import build_lidar_teacher
+    from teacher_export.teachers.registry import build_lidar_teacher
 
     torch.manual_seed(0)
     ours = CenterPoint.from_mmdet3d_config(json.loads(

@@ -1,12 +1,17 @@
-"""LiDAR teachers by name, for the export config (`--lidar-teacher NAME`).
+"""Teachers by name, the one registry of both kinds, for the export config (`--lidar-teacher NAME`,
+`--image-teacher NAME`).
 
-Every entry is called as `factory(checkpoint=..., device=..., random_init=...)` and returns a
-`LidarTeacher`; the mmdet3d adapter also takes `config=` (an mmdet3d config file).
+A LiDAR entry is called as `factory(checkpoint=..., device=..., random_init=...)` and returns a
+`LidarTeacher` (`lidar_protocol`); the mmdet3d adapter also takes `config=` (an mmdet3d config file).
+An image teacher is built from its config dataclass's fields and returns an `ImageTeacher`
+(`image_protocol`). Implementations are imported when chosen, so the optional ones (mmdet3d, detectron2,
+spconv) cost nothing until asked for, and no implementation imports this module back.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +19,8 @@ import torch
 
 from cache_schema.errors import UserInputError
 from student.device import torch_device
-from teacher_export.teachers.base import LidarTeacher
+from teacher_export.teachers.image_protocol import ImageTeacher
+from teacher_export.teachers.lidar_protocol import LidarTeacher
 
 
 def _mmdet3d_centerpoint(**kwargs: Any) -> LidarTeacher:
@@ -45,3 +51,21 @@ def build_lidar_teacher(name: str, checkpoint: str | Path | None = None, device:
         raise UserInputError(f"--lidar-teacher {name!r}: unknown; choose one of {', '.join(sorted(LIDAR_TEACHERS))}")
     torch_device(device)
     return LIDAR_TEACHERS[name](checkpoint=checkpoint, device=device, random_init=random_init, **kwargs)
+
+
+def build_image_teacher(name: str, **options: Any) -> ImageTeacher:
+    """The image teacher called `name` ("maskrcnn" or "detectron2"), built from keyword options
+    (the fields of `MaskRCNNConfig` or `Detectron2Config`)."""
+    if name == "maskrcnn":
+        from teacher_export.teachers.maskrcnn import MaskRCNNConfig as config_cls, MaskRCNNTeacher as teacher_cls
+    elif name == "detectron2":
+        from teacher_export.teachers.detectron2_adapter import (
+            Detectron2Config as config_cls, Detectron2Teacher as teacher_cls,
+        )
+    else:
+        raise UserInputError(f"--image-teacher: unknown image teacher {name!r}; choose maskrcnn or detectron2")
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UserInputError(f"image teacher {name}: unknown options {unknown}; known: {sorted(known)}")
+    return teacher_cls(config_cls(**options))

@@ -1,4 +1,5 @@
-"""What a LiDAR teacher is to the exporter: a callable from point clouds to dense BEV maps + boxes.
+"""The LiDAR-teacher protocol: what a LiDAR teacher is to the exporter, a callable from point clouds to
+dense BEV maps + boxes (teachers are chosen by name in `teachers.registry`).
 
 The dense maps are what the cache stores for the student's X-FD / X-AT / X-OD losses:
 - `bev_features (C, H, W)`: the teacher's neck output (CenterPoint pillar02: 384 x 128 x 128);
@@ -14,15 +15,13 @@ Plus the teacher's decoded `boxes (M, 9)` in the `cache_schema.boxes` convention
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from cache_schema.grid import BevGrid
-from cache_schema.layout import REGRESSION_CHANNELS, RegressionEncoding  # noqa: F401  (the layout teachers fill)
+from cache_schema.layout import RegressionEncoding
 
 
 @dataclass
@@ -54,12 +53,3 @@ class LidarTeacher(Protocol):
         With `decode=False` the boxes/scores/labels are left empty: the cache stores only the dense
         maps, and box decoding + NMS can cost more than the network on CPU."""
         ...
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a checkpoint file: the teacher identity recorded in every cache."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
