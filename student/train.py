@@ -524,6 +524,10 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
 def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path, resume: bool,
            storage_options: dict | None, progress: bool, info: DistInfo, device: torch.device,
            quiet: bool = False) -> Path:
+    """One training run, in eight steps: open the cache and its dataset; build the student, its
+    criterion and optimiser; resume the run in `out`; validate the cache once; wrap for DDP and write
+    the run's config; open its logs; run the steps (checkpoints every `checkpoint_every`, and on a stop
+    signal); write the run's summary."""
     rc = cfg.train
     if rc.deterministic:
         torch.backends.cudnn.benchmark = False
@@ -541,170 +545,253 @@ def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path,
                              "processes; lower data.batch_size")
     total = rc.steps if rc.steps is not None else rc.epochs * steps_per_epoch
 
-    model = build_student(cfg.student)
-    criterion = X3KDLoss(cfg.student, *teacher_feature_statistics(reader, cfg.student, cache))
-    net = StudentWithCriterion(model, criterion).to(device).train()
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
-    scheduler = build_scheduler(optimizer, cfg.optim, total)
-    ema = EMA(model, rc.ema_decay) if rc.ema_decay > 0 else None
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(rc.amp) if device.type == "cuda" else None
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
-
-    step = 0
+    run = _build_training(cfg, reader, cache, device, total)
     if resume:
-        path = latest_checkpoint(out)
-        if path is None:
-            raise UserInputError(f"{out}: --resume given but there is no checkpoint in {out / CHECKPOINT_DIR}")
-        ckpt = load_checkpoint(path)
-        check_resume_config(ckpt["config"], cfg.to_dict(), int(ckpt["step"]), path)
-        check_same_cache(ckpt.get("provenance"), provenance, path)
-        if ckpt.get("world_size", 1) != info.world:
-            raise UserInputError(f"{path}: written by {ckpt.get('world_size', 1)} processes, resumed with {info.world}; "
-                                 "exact resume needs the same number (the data order depends on it)")
-        model.load_state_dict(ckpt["model"])
-        criterion.load_state_dict(ckpt["criterion"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        if ema is not None:
-            ema.state = ckpt["ema"]
-            ema.updates = int(ckpt.get("ema_updates", ckpt["step"]))
-        step = int(ckpt["step"])
-        set_rng_state(ckpt["rng"][info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
-        log.info("resumed from %s at step %d", path, step)
-
+        _resume(run, out, cfg, provenance, info)
     if rc.validate_cache:  # after the cheap refusals above, before any training step
         _validate_once(cache, reader, out, storage_options, info, progress and sys.stderr.isatty())
-    start_step = step
-    ddp_net: nn.Module = net
+
+    ddp_net: nn.Module = run.net
     if info.world > 1:
         # X-IS heads may see no positive RoI in a step: tolerate parameters without gradients.
         ddp_net = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-
+            run.net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
     if info.main:
         (out / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
         import yaml
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     if info.world > 1:
         dist.barrier()
-    # Which samples this rank read at which step: the DDP test checks the ranks' shares are disjoint.
-    sample_log = open(out / f"samples_rank{info.rank}.jsonl", "a", buffering=1)  # line by line: readable live
-    writer = None
-    if info.main:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out / "tensorboard"), purge_step=step)
-    bar = None
-    if info.main and progress:
-        from cache_schema.progress import progress as progress_bar
 
-        bar = progress_bar(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True, quiet=quiet)
-
-    final = checkpoint_path(out, total)
-    wait_s = compute_s = 0.0  # since the last TensorBoard point
-    samples_done = 0
-    # Over this whole invocation except its first step (start-up: worker launch, lazy init).
-    run_wait = run_compute = 0.0
-    run_steps = 0
-    workers = cfg.data.num_workers
-    loader = DataLoader(
-        dataset, batch_size=bs, sampler=sampler, num_workers=workers, collate_fn=collate, drop_last=True,
-        pin_memory=device.type == "cuda", prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
-        persistent_workers=workers > 0,
-        multiprocessing_context=cfg.data.multiprocessing_context if workers > 0 else None,
-        # Its own generator: starting an epoch must not consume the global torch RNG, or a resumed run
-        # (which starts its iterator mid-epoch) would diverge from an uninterrupted one.
-        generator=torch.Generator().manual_seed(rc.seed))
+    logs = _RunLogs(out, info, run.step, total, progress, quiet)
+    clock = _StepClock(run.step, bs * info.world)
+    loader = _loader(dataset, sampler, cfg, device)
     stop = StopSignal()
     try:
-        while step < total:
-            epoch, position = divmod(step, steps_per_epoch)
+        while run.step < total:
+            epoch, position = divmod(run.step, steps_per_epoch)
             sampler.set_position(epoch, position * bs)
-            t_wait = time.perf_counter()
+            clock.wait_started()
             for batch in loader:
-                t_data = time.perf_counter()
-                sample_log.write(json.dumps({"step": step, "epoch": epoch, "indices": batch.indices}) + "\n")
+                clock.data_arrived()
+                logs.samples.write(json.dumps({"step": run.step, "epoch": epoch, "indices": batch.indices}) + "\n")
                 batch = batch.to(device)
-                autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
-                            else contextlib.nullcontext())
-                net.keep_outputs = writer is not None and rc.image_every > 0 and (step + 1) % rc.image_every == 0
-                with autocast:
-                    losses = ddp_net(batch)
-                    loss = total_loss(losses)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                grad_norm = None
-                if cfg.optim.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                lr = scheduler.get_last_lr()[0]
-                scheduler.step()
-                if ema is not None:
-                    ema.update(model)
-                step += 1
+                run.net.keep_outputs = (logs.writer is not None and rc.image_every > 0
+                                        and (run.step + 1) % rc.image_every == 0)
+                losses, loss, grad_norm, lr = _optimizer_step(run, ddp_net, batch, cfg.optim.grad_clip)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                t_end = time.perf_counter()
-                wait_s += t_data - t_wait
-                compute_s += t_end - t_data
-                samples_done += bs * info.world
-                if step > start_step + 1:
-                    run_wait += t_data - t_wait
-                    run_compute += t_end - t_data
-                    run_steps += 1
-
-                if writer is not None and (step % rc.log_every == 0 or step == total):
-                    for k, v in losses.items():
-                        writer.add_scalar(f"loss/{k}" if k.startswith("loss_") else k, v.item(), step)
-                    writer.add_scalar("loss/total", loss.item(), step)
-                    writer.add_scalar("lr", lr, step)
-                    if grad_norm is not None:
-                        writer.add_scalar("grad_norm", float(grad_norm), step)
-                    writer.add_scalar("perf/samples_per_s", samples_done / max(wait_s + compute_s, 1e-9), step)
-                    writer.add_scalar("perf/data_wait_fraction", wait_s / max(wait_s + compute_s, 1e-9), step)
-                    wait_s = compute_s = 0.0
-                    samples_done = 0
-                if writer is not None and net.outputs is not None:
-                    _log_images(writer, net, batch, cfg.student, step)
-                if bar is not None:
-                    # every term, not only the sum: a flat det/heatmap under a falling total is the first
-                    # thing to see
-                    bar.set_postfix(loss=f"{loss.item():.3f}", **{k[5:]: f"{v.item():.3f}" for k, v in losses.items()
-                                                                  if k.startswith("loss_")}, lr=f"{lr:.1e}")
-                    bar.update(1)
-                if step == total or (rc.checkpoint_every and step % rc.checkpoint_every == 0):
-                    _save(out, step, cfg, model, criterion, optimizer, scheduler, scaler, ema, info, provenance)
+                clock.step_done(run.step)
+                logs.after_step(run, batch, cfg, losses, loss, grad_norm, lr, clock, total)
+                if run.step == total or (rc.checkpoint_every and run.step % rc.checkpoint_every == 0):
+                    _save(out, run, cfg, info, provenance)
                 if stop.requested(info):
-                    _save(out, step, cfg, model, criterion, optimizer, scheduler, scaler, ema, info, provenance)
-                    raise TrainingInterrupted(stop.signum, step, total, checkpoint_path(out, step))
-                t_wait = time.perf_counter()
-                if step >= total:
+                    _save(out, run, cfg, info, provenance)
+                    raise TrainingInterrupted(stop.signum, run.step, total, checkpoint_path(out, run.step))
+                clock.wait_started()
+                if run.step >= total:
                     break
         # Evidence that data parallelism kept the ranks in step: a fingerprint of this rank's weights.
-        sample_log.write(json.dumps({"step": step, "final_weights_sha256": weights_sha256(net)}) + "\n")
+        logs.samples.write(json.dumps({"step": run.step, "final_weights_sha256": weights_sha256(run.net)}) + "\n")
     except UserInputError as e:
         # From a DataLoader worker the message arrives wrapped in the worker's traceback: keep its line.
         raise UserInputError(_worker_message(e)) from None
     finally:
         stop.restore()
-        sample_log.close()
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
+        logs.close()
+    final = checkpoint_path(out, total)
     if info.main:
-        busy = run_wait + run_compute
         (out / "train_summary.json").write_text(json.dumps({
-            "steps": total, "steps_this_run": step - start_step, "timed_steps": run_steps,
-            "seconds_per_step": busy / max(run_steps, 1), "data_wait_fraction": run_wait / busy if busy else None,
-            "samples_per_s": run_steps * bs * info.world / busy if busy else None, "world_size": info.world,
-            "num_workers": cfg.data.num_workers, "final_checkpoint": str(final)}, indent=2))
+            "steps": total, **clock.summary(), "world_size": info.world, "num_workers": cfg.data.num_workers,
+            "final_checkpoint": str(final)}, indent=2))
     if info.world > 1:
         dist.barrier()
     return final
+
+
+@dataclass
+class _Training:
+    """What a run updates: the student, its criterion, both as one module (`net`), the optimiser
+    state, the EMA of the weights and the step reached."""
+
+    model: BevStudent
+    criterion: X3KDLoss
+    net: StudentWithCriterion
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    ema: EMA | None
+    amp_dtype: torch.dtype | None
+    step: int = 0
+
+
+def _build_training(cfg: TrainConfig, reader: Any, cache: str, device: torch.device, total: int) -> _Training:
+    model = build_student(cfg.student)
+    criterion = X3KDLoss(cfg.student, *teacher_feature_statistics(reader, cfg.student, cache))
+    net = StudentWithCriterion(model, criterion).to(device).train()
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp) if device.type == "cuda" else None
+    return _Training(model, criterion, net, params, optimizer, build_scheduler(optimizer, cfg.optim, total),
+                     torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16),
+                     EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None, amp_dtype)
+
+
+def _resume(run: _Training, out: Path, cfg: TrainConfig, provenance: dict[str, Any], info: DistInfo) -> None:
+    """Load the newest checkpoint of `out` into `run`, refusing one of another config, cache or world size."""
+    path = latest_checkpoint(out)
+    if path is None:
+        raise UserInputError(f"{out}: --resume given but there is no checkpoint in {out / CHECKPOINT_DIR}")
+    ckpt = load_checkpoint(path)
+    check_resume_config(ckpt["config"], cfg.to_dict(), int(ckpt["step"]), path)
+    check_same_cache(ckpt.get("provenance"), provenance, path)
+    if ckpt.get("world_size", 1) != info.world:
+        raise UserInputError(f"{path}: written by {ckpt.get('world_size', 1)} processes, resumed with {info.world}; "
+                             "exact resume needs the same number (the data order depends on it)")
+    run.model.load_state_dict(ckpt["model"])
+    run.criterion.load_state_dict(ckpt["criterion"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    if run.ema is not None:
+        run.ema.state = ckpt["ema"]
+        run.ema.updates = int(ckpt.get("ema_updates", ckpt["step"]))
+    run.step = int(ckpt["step"])
+    set_rng_state(ckpt["rng"][info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+    log.info("resumed from %s at step %d", path, run.step)
+
+
+def _loader(dataset: CacheDataset, sampler: EpochSampler, cfg: TrainConfig, device: torch.device) -> DataLoader:
+    workers = cfg.data.num_workers
+    return DataLoader(
+        dataset, batch_size=cfg.data.batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+        drop_last=True, pin_memory=device.type == "cuda",
+        prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None, persistent_workers=workers > 0,
+        multiprocessing_context=cfg.data.multiprocessing_context if workers > 0 else None,
+        # Its own generator: starting an epoch must not consume the global torch RNG, or a resumed run
+        # (which starts its iterator mid-epoch) would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(cfg.train.seed))
+
+
+def _optimizer_step(run: _Training, ddp_net: nn.Module, batch: StudentBatch, grad_clip: float
+                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None, float]:
+    """Forward, backward, clip, step, schedule, EMA: returns (loss terms, total, grad norm, the lr used)."""
+    # amp_dtype is set on CUDA only
+    autocast = torch.autocast("cuda", dtype=run.amp_dtype) if run.amp_dtype is not None else contextlib.nullcontext()
+    with autocast:
+        losses = ddp_net(batch)
+        loss = total_loss(losses)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    grad_norm = None
+    if grad_clip > 0:
+        run.scaler.unscale_(run.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.params, grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    lr = run.scheduler.get_last_lr()[0]
+    run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update(run.model)
+    run.step += 1
+    return losses, loss, grad_norm, lr
+
+
+class _StepClock:
+    """Where the time goes: waiting for data vs computing, per TensorBoard window and over this
+    invocation except its first step (start-up: worker launch, lazy init)."""
+
+    def __init__(self, start_step: int, samples_per_step: int) -> None:
+        self.start_step = start_step
+        self.samples_per_step = samples_per_step
+        self.window_wait = self.window_compute = 0.0
+        self.window_samples = 0
+        self.run_wait = self.run_compute = 0.0
+        self.run_steps = 0
+        self.last_step = start_step
+        self.t_wait = self.t_data = 0.0
+
+    def wait_started(self) -> None:
+        self.t_wait = time.perf_counter()
+
+    def data_arrived(self) -> None:
+        self.t_data = time.perf_counter()
+
+    def step_done(self, step: int) -> None:
+        t_end = time.perf_counter()
+        wait, compute = self.t_data - self.t_wait, t_end - self.t_data
+        self.window_wait += wait
+        self.window_compute += compute
+        self.window_samples += self.samples_per_step
+        if step > self.start_step + 1:
+            self.run_wait += wait
+            self.run_compute += compute
+            self.run_steps += 1
+        self.last_step = step
+
+    def take_window(self) -> tuple[float, float]:
+        """(samples/s, fraction of the time waiting for data) since the last call."""
+        busy = max(self.window_wait + self.window_compute, 1e-9)
+        rates = self.window_samples / busy, self.window_wait / busy
+        self.window_wait = self.window_compute = 0.0
+        self.window_samples = 0
+        return rates
+
+    def summary(self) -> dict[str, Any]:
+        busy = self.run_wait + self.run_compute
+        return {"steps_this_run": self.last_step - self.start_step, "timed_steps": self.run_steps,
+                "seconds_per_step": busy / max(self.run_steps, 1),
+                "data_wait_fraction": self.run_wait / busy if busy else None,
+                "samples_per_s": self.run_steps * self.samples_per_step / busy if busy else None}
+
+
+class _RunLogs:
+    """A run's outputs besides checkpoints: which samples each step read (every rank, line by line:
+    the DDP test checks the ranks' shares are disjoint), TensorBoard scalars and pictures and the
+    progress bar (rank 0)."""
+
+    def __init__(self, out: Path, info: DistInfo, step: int, total: int, progress: bool, quiet: bool) -> None:
+        self.samples = open(out / f"samples_rank{info.rank}.jsonl", "a", buffering=1)
+        self.writer = None
+        self.bar = None
+        if info.main:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=step)
+            if progress:
+                from cache_schema.progress import progress as progress_bar
+
+                self.bar = progress_bar(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True,
+                                        quiet=quiet)
+
+    def after_step(self, run: _Training, batch: StudentBatch, cfg: TrainConfig, losses: dict[str, torch.Tensor],
+                   loss: torch.Tensor, grad_norm: torch.Tensor | None, lr: float, clock: _StepClock,
+                   total: int) -> None:
+        step = run.step
+        if self.writer is not None and (step % cfg.train.log_every == 0 or step == total):
+            for k, v in losses.items():
+                self.writer.add_scalar(f"loss/{k}" if k.startswith("loss_") else k, v.item(), step)
+            self.writer.add_scalar("loss/total", loss.item(), step)
+            self.writer.add_scalar("lr", lr, step)
+            if grad_norm is not None:
+                self.writer.add_scalar("grad_norm", float(grad_norm), step)
+            samples_per_s, wait_fraction = clock.take_window()
+            self.writer.add_scalar("perf/samples_per_s", samples_per_s, step)
+            self.writer.add_scalar("perf/data_wait_fraction", wait_fraction, step)
+        if self.writer is not None and run.net.outputs is not None:
+            _log_images(self.writer, run.net, batch, cfg.student, step)
+        if self.bar is not None:
+            # every term, not only the sum: a flat det/heatmap under a falling total is the first thing to see
+            self.bar.set_postfix(loss=f"{loss.item():.3f}", **{k[5:]: f"{v.item():.3f}" for k, v in losses.items()
+                                                               if k.startswith("loss_")}, lr=f"{lr:.1e}")
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.samples.close()
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _log_images(writer: Any, net: StudentWithCriterion, batch: StudentBatch, cfg: StudentConfig, step: int) -> None:
@@ -716,9 +803,7 @@ def _log_images(writer: Any, net: StudentWithCriterion, batch: StudentBatch, cfg
     net.outputs = None
 
 
-def _save(out: Path, step: int, cfg: TrainConfig, model: nn.Module, criterion: nn.Module,
-          optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, ema: EMA | None, info: DistInfo,
-          provenance: dict[str, Any]) -> None:
+def _save(out: Path, run: _Training, cfg: TrainConfig, info: DistInfo, provenance: dict[str, Any]) -> None:
     """Write the step's checkpoint on rank 0 (with every rank's RNG state), keep the newest few."""
     state = rng_state()
     if info.world > 1:
@@ -727,12 +812,14 @@ def _save(out: Path, step: int, cfg: TrainConfig, model: nn.Module, criterion: n
         state = states
     if not info.main:
         return
-    ckpt = {"model": model.state_dict(), "criterion": criterion.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+    ema = run.ema
+    ckpt = {"model": run.model.state_dict(), "criterion": run.criterion.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
             "ema": ema.state if ema is not None else None, "ema_updates": ema.updates if ema is not None else 0,
-            "step": step, "rng": state,
+            "step": run.step, "rng": state,
             "config": cfg.to_dict(), "world_size": info.world, "provenance": provenance}
-    save_atomic(ckpt, checkpoint_path(out, step))
+    save_atomic(ckpt, checkpoint_path(out, run.step))
     if cfg.train.keep_checkpoints > 0:
         for p in sorted((out / CHECKPOINT_DIR).glob("step_*.pt"))[:-cfg.train.keep_checkpoints]:
             p.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import DetLossConfig
+from ..config import DetLossConfig  # noqa: F401  (the loss and its config are one import for teacher fitting)
 from ..det_targets import TaskTargets
 from ..models.centerpoint_coder import join_regression
 

@@ -20,8 +20,7 @@ from tqdm import tqdm
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, ClassSetup
 from student.checkpoints import save_atomic
-from student.config import DetLossConfig
-from student.losses.det import det_loss
+from student.losses.det import DetLossConfig, det_loss
 from student.det_targets import build_det_targets
 from teacher_export.data.nuscenes import NuScenesSamples, load_points
 from teacher_export.fit.options import (
