@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from cache_schema import CacheReader
 from student.cli import main
-from student.evaluate import detections_to_results, score_results, write_results
 from student.data.nuscenes_tables import camera_setup, open_nuscenes, split_sample_tokens
+from student.evaluate import detections_to_results, score_results, write_results
 from student.train import load_train_config, train
 from tests.student.run_paths import TINY_YAML
 
@@ -90,3 +90,28 @@ def test_a_briefly_trained_student_detects_its_training_samples(train_cache, syn
     m = evaluate_checkpoint(ckpt, synthetic_dataroot, "v1.0-mini", "mini_train", tmp_path / "eval",
                             score_threshold=0.05, progress=False)
     assert m.mean_ap > 0.1, m.table()
+
+
+def test_eval_and_export_select_a_custom_split_from_splits_json(synthetic_dataroot, tmp_path):
+    """One split selection for both stages: a `splits.json` split names scenes for eval as for export."""
+    import pytest
+
+    from cache_schema.errors import UserInputError
+    from teacher_export.data.nuscenes import NuScenesSamples
+
+    root = tmp_path / "root"
+    root.mkdir()
+    for entry in synthetic_dataroot.iterdir():  # the session's dataroot stays untouched
+        if entry.name != "v1.0-mini":
+            (root / entry.name).symlink_to(entry)
+    tables = root / "v1.0-mini"
+    tables.mkdir()
+    for f in (synthetic_dataroot / "v1.0-mini").iterdir():
+        (tables / f.name).symlink_to(f)
+    (tables / "splits.json").write_text(json.dumps({"night_drive": ["scene-0103"]}))
+    nusc = open_nuscenes(root, "v1.0-mini")
+    tokens = split_sample_tokens(nusc, "night_drive")
+    assert tokens == split_sample_tokens(nusc, "mini_val")
+    assert list(NuScenesSamples(root, "v1.0-mini", "night_drive", num_sweeps=0).sample_tokens) == tokens
+    with pytest.raises(UserInputError, match="splits.json"):
+        split_sample_tokens(nusc, "day_drive")

@@ -42,6 +42,7 @@ def test_every_shipped_config_loads_through_from_yaml(name):
     ({"losses": {"xfd": {"feature": "pv"}}}, "losses.xfd.feature"),
     ({"depth_net": {"d_bound": [1, 2]}}, "d_bound"),
     ({"tasks": [["car"]]}, "tasks"),
+    ({"test": {"nms_type": "soft"}}, "model.test.nms_type"),
 ])
 def test_bad_values_are_user_errors_naming_the_option(bad, match):
     with pytest.raises(UserInputError, match=match):
@@ -66,3 +67,14 @@ def test_check_store_refuses_mismatched_grid_classes_and_channels():
         cfg.check_store(StoreConfig(num_samples=1, grid=cfg.grid, bev_channels=7))
     no_fd = tiny_config(xfd={"enabled": False}, xat={"enabled": False})
     no_fd.check_store(StoreConfig(num_samples=1, grid=cfg.grid, bev_channels=7))  # features unused: fine
+
+
+def test_test_time_decoding_comes_from_the_yaml():
+    """model.test holds the NMS and thresholds; the student's box coder uses them on its grid."""
+    from student.models.student import build_student
+
+    cfg = StudentConfig.from_dict({**tiny_config().to_dict(),
+                                   "test": {"nms_type": "circle", "score_threshold": 0.25, "post_max_size": 50}})
+    coder = build_student(cfg).box_coder
+    assert (coder.nms_type, coder.score_threshold, coder.post_max_size) == ("circle", 0.25, 50)
+    assert coder.grid == cfg.grid and coder.nms_thr == StudentConfig().test.nms_thr
