@@ -30,6 +30,7 @@ from cache_schema.errors import UserInputError
 from .batch import StudentBatch
 from .device import torch_device
 from .data.cameras import CameraSetup, load_camera_inputs
+from .models.center_head import concat_task_heatmaps
 from .models.centerpoint_coder import Detections
 from .models.student import BevStudent, build_student
 
@@ -303,7 +304,7 @@ def render_predictions(model: BevStudent, cfg: Any, dataroot: str | Path, setups
     for i, setup in enumerate(setups):
         batch = _input_batch(cfg, dataroot, setup, device, nusc)
         outputs = model(batch)
-        heat = torch.cat([o["heatmap"][0].sigmoid() for o in outputs.head_outputs]).cpu().numpy()
+        heat = concat_task_heatmaps(outputs.head_outputs)[0].sigmoid().cpu().numpy()
         det = model.predict(batch)[0]
         gt, names = gt_in_lidar_frame(gt_boxes[setup.token] if gt_boxes is not None else [], setup.lidar_to_global())
         written += render_prediction(out_dir, f"{i:03d}_{setup.token}", setup, dataroot, cfg.student.grid,

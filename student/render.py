@@ -441,12 +441,13 @@ def training_images(outputs, batch, cfg, sample: int = 0, camera: int = 0) -> di
     import torch
 
     from .det_targets import build_det_targets
+    from .models.center_head import concat_task_heatmaps
 
     def up(m: np.ndarray) -> np.ndarray:  # BEV row 0 is y_min: flip so y points up
         return np.ascontiguousarray(m[::-1])
 
     with torch.no_grad():
-        student_heat = torch.cat([o["heatmap"][sample].float().sigmoid() for o in outputs.head_outputs]).amax(0)
+        student_heat = concat_task_heatmaps(outputs.head_outputs)[sample].float().sigmoid().amax(0)
         student_heat = student_heat.cpu().numpy()
         grey = np.full((*student_heat.shape, 3), 96, np.uint8)
         teacher_heat = None

@@ -22,7 +22,7 @@ from student.checkpoints import save_atomic
 from student.data.cameras import read_rgb
 from teacher_export.data.nuscenes import NuScenesSamples
 from teacher_export.fit.options import (
-    FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm,
+    FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm, shuffled_batches,
 )
 from teacher_export.fit.projection import CameraTargets, project_boxes
 from teacher_export.teachers.maskrcnn import MaskRCNNConfig, build_maskrcnn
@@ -88,8 +88,7 @@ def fit_image_teacher(options: FitOptions) -> FitResult:
     model = build_maskrcnn(cfg, len(CLASS_NAMES), **train_kwargs).to(device).train()
     total = options.total_steps(len(images))
     opt, sched = make_optimizer([p for p in model.parameters() if p.requires_grad], options, total)
-    order = torch.Generator().manual_seed(options.seed)
-    queue: list[int] = []
+    batches = shuffled_batches(len(images), options.batch_size, options.seed)
     losses: list[float] = []
     root = Path(options.dataroot)
     t0 = time.perf_counter()
@@ -98,11 +97,7 @@ def fit_image_teacher(options: FitOptions) -> FitResult:
         return torch.from_numpy(read_rgb(root / item.path)).to(device).permute(2, 0, 1).float() / 255.0
 
     for _ in bar:
-        batch = []
-        while len(batch) < min(options.batch_size, len(images)):
-            if not queue:
-                queue = torch.randperm(len(images), generator=order).tolist()
-            batch.append(images[queue.pop()])
+        batch = [images[i] for i in next(batches)]
         tensors, targets = [], []
         for item in batch:
             tensors.append(load(item))

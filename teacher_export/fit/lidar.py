@@ -24,7 +24,7 @@ from student.losses.det import DetLossConfig, det_loss
 from student.det_targets import build_det_targets
 from teacher_export.data.nuscenes import NuScenesSamples, load_points
 from teacher_export.fit.options import (
-    FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm,
+    FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm, shuffled_batches,
 )
 from teacher_export.teachers.centerpoint.model import CenterPoint, point_features
 from teacher_export.teachers.centerpoint.teacher import resolve_config
@@ -106,17 +106,12 @@ def fit_lidar_teacher(options: FitOptions) -> FitResult:
 
     total = options.total_steps(len(indices))
     opt, sched = make_optimizer(model.parameters(), options, total)
-    order = torch.Generator().manual_seed(options.seed)
-    queue: list[int] = []
+    batches = shuffled_batches(len(indices), options.batch_size, options.seed)
     losses: list[float] = []
     t0 = time.perf_counter()
     bar = tqdm(range(total), desc=f"fit {name}", unit="step")
     for _ in bar:
-        batch = []
-        while len(batch) < min(options.batch_size, len(indices)):
-            if not queue:
-                queue = torch.randperm(len(indices), generator=order).tolist()
-            batch.append(queue.pop())
+        batch = next(batches)
         out = model.forward_voxels(_batch_voxels([voxels[b] for b in batch]), len(batch))
         targets = build_det_targets([boxes[b] for b in batch], [labels[b] for b in batch],
                                     grid, classes, loss_cfg.gaussian_overlap, loss_cfg.min_radius)

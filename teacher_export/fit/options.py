@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,21 @@ class FitResult:
     def summary(self) -> str:
         return (f"wrote {self.checkpoint}: {self.steps} steps in {self.seconds:.0f} s, "
                 f"loss {self.first_loss:.3f} -> {self.last_loss:.3f}")
+
+
+def shuffled_batches(num_items: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Endless batches of item indices: each pass over the items in a fresh seeded order, a batch may
+    span two passes (small fitting splits would otherwise waste their last partial batch)."""
+    order = torch.Generator().manual_seed(seed)
+    queue: list[int] = []
+    size = min(batch_size, num_items)
+    while True:
+        batch = []
+        while len(batch) < size:
+            if not queue:
+                queue = torch.randperm(num_items, generator=order).tolist()
+            batch.append(queue.pop())
+        yield batch
 
 
 def loss_ends(losses: list[float]) -> tuple[float, float]:
