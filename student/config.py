@@ -30,22 +30,37 @@ def term_on(term: Any) -> bool:
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    """torchvision ResNet + FPN-style neck whose single output has stride 16."""
+    """torchvision ResNet + a neck whose single output has stride 16: "secondfpn" (BEVDepth's: all four
+    stages, neck_channels / 4 each, concatenated) or "fpn" (a lighter fusion of C3-C5)."""
 
     depth: int = 50  # 18, 34, 50 or 101
     weights: str | None = None  # path to a torchvision ResNet state dict; None = random init
-    neck_channels: int = 256
+    neck: str = "secondfpn"
+    neck_channels: int = 512
     frozen_stages: int = 0  # 0 = train all; k = freeze the stem and the first k-1 residual stages
+
+    def __post_init__(self) -> None:
+        if self.neck not in ("secondfpn", "fpn"):
+            raise UserInputError(f"config model.backbone.neck: {self.neck!r} is not 'secondfpn' or 'fpn'")
+        if self.neck == "secondfpn" and self.neck_channels % 4:
+            raise UserInputError(f"config model.backbone.neck_channels: {self.neck_channels} must be divisible by 4 "
+                                 "for the secondfpn neck (four stages concatenated)")
 
 
 @dataclass(frozen=True)
 class DepthNetConfig:
-    """BEVDepth's camera-aware depth net: D depth bins + context channels per feature pixel."""
+    """BEVDepth's camera-aware depth net: D depth bins + context channels per feature pixel. The depth
+    branch is `residual_blocks` BasicBlocks, then ASPP (`aspp`) and a deformable conv (`deformable`);
+    `aggregation` runs BEVDepth's depth aggregation ("da") on the frustum features before pooling."""
 
     d_bound: tuple[float, float, float] = (2.0, 58.0, 0.5)  # (min, max, step) metres -> 112 bins
-    mid_channels: int = 256
+    mid_channels: int = 512
     context_channels: int = 80
     camera_aware: bool = True  # SE-modulate depth/context features with an MLP of the camera parameters
+    residual_blocks: int = 3
+    aspp: bool = True
+    deformable: bool = True
+    aggregation: bool = True
 
     @property
     def num_bins(self) -> int:
@@ -71,12 +86,19 @@ class RadarInputConfig:
 
 @dataclass(frozen=True)
 class BevEncoderConfig:
-    """ResNet-style BEV backbone (BasicBlock stages) + FPN that returns to the BEV grid resolution."""
+    """ResNet-style BEV backbone (BasicBlock stages) + a neck back to the BEV grid resolution:
+    "secondfpn" (BEVDepth's: a 7x7 stride-2 stem, the input and every stage upsampled to the grid,
+    out_channels / 4 each, concatenated) or "fpn" (summed laterals and a 3x3 conv, no stem)."""
 
     stage_channels: tuple[int, ...] = (160, 320, 640)
     stage_blocks: tuple[int, ...] = (2, 2, 2)
     stage_strides: tuple[int, ...] = (1, 2, 2)
     out_channels: int = 256
+    neck: str = "secondfpn"
+
+    def __post_init__(self) -> None:
+        if self.neck not in ("secondfpn", "fpn"):
+            raise UserInputError(f"config model.bev_encoder.neck: {self.neck!r} is not 'secondfpn' or 'fpn'")
 
 
 @dataclass(frozen=True)
@@ -361,14 +383,17 @@ def _configs_for(grid: BevGrid) -> str:
 
 
 def tiny_config(**loss_overrides: Any) -> StudentConfig:
-    """The test-sized student: ResNet-18, 64x176 images, 32x32 BEV (0.8 m cells), 8 depth bins."""
+    """The test-sized student: ResNet-18, 64x176 images, 32x32 BEV (0.8 m cells), 8 depth bins; the light
+    necks and depth net (no ASPP, deformable conv or depth aggregation) to keep tests fast."""
     return StudentConfig.from_dict({
         "image_size": [64, 176],
         "point_cloud_range": [-12.8, -12.8, -5.0, 12.8, 12.8, 3.0],
         "teacher_bev_channels": 16,
-        "backbone": {"depth": 18, "neck_channels": 32},
-        "depth_net": {"d_bound": [1.0, 13.0, 1.5], "mid_channels": 32, "context_channels": 16},
-        "bev_encoder": {"stage_channels": [16, 32, 64], "stage_blocks": [1, 1, 1], "out_channels": 32},
+        "backbone": {"depth": 18, "neck": "fpn", "neck_channels": 32},
+        "depth_net": {"d_bound": [1.0, 13.0, 1.5], "mid_channels": 32, "context_channels": 16,
+                      "residual_blocks": 2, "aspp": False, "deformable": False, "aggregation": False},
+        "bev_encoder": {"stage_channels": [16, 32, 64], "stage_blocks": [1, 1, 1], "out_channels": 32,
+                        "neck": "fpn"},
         "head": {"share_conv_channel": 16, "head_conv": 16},
         "losses": {"xat": {"hidden_channels": 16},
                    "xis": {"anchor_sizes": [16, 32, 64], "representation_size": 64,

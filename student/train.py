@@ -59,6 +59,9 @@ CHECKPOINT_DIR = "checkpoints"
 
 # ------------------------------------------------------------------------------------------ config ---
 
+SCHEDULES = ("cosine", "onecycle", "constant", "multistep")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """AdamW and its learning-rate schedule (`optim:` block)."""
@@ -67,13 +70,21 @@ class OptimConfig:
     weight_decay: float = 1e-7
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 5.0  # max global gradient norm; 0 = no clipping
-    schedule: str = "cosine"  # "cosine" (linear warmup, then cosine), "onecycle" or "constant"
+    # "cosine" (linear warmup, then cosine), "onecycle", "constant" or "multistep" (BEVDepth's: lr x
+    # `gamma` at each milestone, given as fractions of the run: its 20-epoch MultiStepLR [16, 19] is
+    # (0.8, 0.95), its 24-epoch [19, 23] is (0.7917, 0.9583))
+    schedule: str = "cosine"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.01  # cosine ends at lr * min_lr_ratio
+    milestones: tuple[float, ...] = (0.8, 0.95)
+    gamma: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.schedule not in ("cosine", "onecycle", "constant"):
-            raise UserInputError(f"config optim.schedule: {self.schedule!r} is not cosine, onecycle or constant")
+        if self.schedule not in SCHEDULES:
+            raise UserInputError(f"config optim.schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        if not all(0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise UserInputError(f"config optim.milestones: {list(self.milestones)} must be increasing fractions "
+                                 "of the run in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -315,6 +326,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_st
             return (step + 1) / cfg.warmup_steps
         if cfg.schedule == "constant":
             return 1.0
+        if cfg.schedule == "multistep":
+            return cfg.gamma ** sum(step >= round(m * total_steps) for m in cfg.milestones)
         t = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 

@@ -1,4 +1,9 @@
-"""Perspective-view image features: torchvision ResNet + an FPN-style neck that ends at stride 16."""
+"""Perspective-view image features: torchvision ResNet + a neck that ends at stride 16.
+
+Two necks: "secondfpn", BEVDepth's (mmdet3d's SECONDFPN over all four ResNet stages: each stage is
+brought to stride 16 by a strided conv (stride 4 and 8 stages) or a transposed conv (stride 16 and 32),
+BN, ReLU, and the four are concatenated: 4 x 128 = 512 channels for R50); and "fpn", a lighter
+FPN-style fusion of C3-C5 into one map (1x1 laterals summed at stride 16, then a 3x3 conv)."""
 from __future__ import annotations
 
 import logging
@@ -19,26 +24,51 @@ _RESNETS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
             50: torchvision.models.resnet50, 101: torchvision.models.resnet101}
 
 
-class ImageBackbone(nn.Module):
-    """ResNet stages C3 (stride 8), C4 (16), C5 (32) fused into one stride-16 map.
+NECKS = ("secondfpn", "fpn")
 
-    FPN-style: 1x1 lateral convs to `out_channels`, C5 upsampled and C3 average-pooled to stride 16,
-    summed, then a 3x3 conv. One output level is all the depth net and the X-IS heads need."""
+
+def _to_stride_16(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    """SECONDFPN's block for one ResNet stage of `stride`: to stride 16, then BN (mmdet3d's eps 1e-3,
+    momentum 0.01) and ReLU. A stage finer than 16 is downsampled by a conv whose kernel equals its
+    step; the others are upsampled by a transposed conv (kernel = step; 1 for the stride-16 stage)."""
+    if stride < 16:
+        step = 16 // stride
+        resample: nn.Module = nn.Conv2d(in_channels, out_channels, step, stride=step, bias=False)
+    else:
+        step = stride // 16
+        resample = nn.ConvTranspose2d(in_channels, out_channels, step, stride=step, bias=False)
+    return nn.Sequential(resample, nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.01), nn.ReLU(inplace=True))
+
+
+class ImageBackbone(nn.Module):
+    """ResNet + neck -> one stride-16 map of `out_channels` (what the depth net and the X-IS heads
+    take). `neck` "secondfpn" (BEVDepth's: C2-C5, `out_channels // 4` each, concatenated) or "fpn"."""
 
     def __init__(self, depth: int = 50, out_channels: int = 256, weights: str | None = None,
-                 frozen_stages: int = 0) -> None:
+                 frozen_stages: int = 0, neck: str = "secondfpn") -> None:
         super().__init__()
         if depth not in _RESNETS:
             raise UserInputError(f"backbone depth {depth}: expected one of {sorted(_RESNETS)}")
+        if neck not in NECKS:
+            raise UserInputError(f"backbone neck {neck!r}: expected one of {', '.join(NECKS)}")
         resnet = _RESNETS[depth](weights=None)
         if weights is not None:
             load_resnet_weights(resnet, weights)
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
-        widths = [self._width(getattr(self, f"layer{i}")) for i in (2, 3, 4)]
-        self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in widths)
-        self.fuse = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+        self.neck = neck
+        if neck == "secondfpn":
+            if out_channels % 4:
+                raise UserInputError(f"backbone neck_channels {out_channels}: the secondfpn neck concatenates four "
+                                     "stages, so it must be divisible by 4")
+            widths = [self._width(getattr(self, f"layer{i}")) for i in (1, 2, 3, 4)]
+            self.deblocks = nn.ModuleList(_to_stride_16(c, out_channels // 4, s)
+                                          for c, s in zip(widths, (4, 8, 16, 32)))
+        else:
+            widths = [self._width(getattr(self, f"layer{i}")) for i in (2, 3, 4)]
+            self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in widths)
+            self.fuse = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+                                      nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
         self.out_channels = out_channels
         self.stride = 16
         self._freeze(frozen_stages)
@@ -69,6 +99,11 @@ class ImageBackbone(nn.Module):
         c4 = self.layer3(c3)
         c5 = self.layer4(c4)
         size = c4.shape[-2:]
+        if self.neck == "secondfpn":
+            # Images whose size is not a multiple of 32 give C5 one cell short after upsampling: crop/pad to C4's.
+            parts = [block(c) for block, c in zip(self.deblocks, (c2, c3, c4, c5))]
+            return torch.cat([p if p.shape[-2:] == size else F.interpolate(p, size=size, mode="nearest")
+                              for p in parts], 1)
         x = self.lateral[1](c4)
         x = x + F.interpolate(self.lateral[2](c5), size=size, mode="bilinear", align_corners=False)
         x = x + F.adaptive_avg_pool2d(self.lateral[0](c3), size)

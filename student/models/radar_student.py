@@ -40,7 +40,7 @@ class RadarStudent(BevStudent):
         self.scatter = PointPillarsScatter(self.pillar_net.out_channels, grid.shape)
         be = cfg.bev_encoder
         self.bev_encoder = BevEncoder(self.pillar_net.out_channels, be.stage_channels, be.stage_blocks,
-                                      be.stage_strides, be.out_channels)
+                                      be.stage_strides, be.out_channels, be.neck)
         self.head = CenterHead(be.out_channels, cfg.class_setup.tasks, cfg.head.share_conv_channel, cfg.head.head_conv,
                                {k: tuple(v) for k, v in cfg.head.common_heads.items()})
         self.box_coder = BoxCoderConfig.on_grid(grid, cfg.test)

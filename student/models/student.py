@@ -101,12 +101,15 @@ def build_student(cfg: StudentConfig) -> BevStudent:
 
         return build_radar_student(cfg)
     backbone = ImageBackbone(cfg.backbone.depth, cfg.backbone.neck_channels, cfg.backbone.weights,
-                             cfg.backbone.frozen_stages)
+                             cfg.backbone.frozen_stages, cfg.backbone.neck)
     dn = cfg.depth_net
-    depth_net = DepthNet(backbone.out_channels, dn.mid_channels, dn.context_channels, dn.num_bins, dn.camera_aware)
-    view = LSSViewTransform(cfg.grid, dn.d_bound, cfg.image_size, backbone.stride)
+    depth_net = DepthNet(backbone.out_channels, dn.mid_channels, dn.context_channels, dn.num_bins, dn.camera_aware,
+                         dn.residual_blocks, dn.aspp, dn.deformable)
+    view = LSSViewTransform(cfg.grid, dn.d_bound, cfg.image_size, backbone.stride,
+                            dn.context_channels if dn.aggregation else None)
     be = cfg.bev_encoder
-    encoder = BevEncoder(dn.context_channels, be.stage_channels, be.stage_blocks, be.stage_strides, be.out_channels)
+    encoder = BevEncoder(dn.context_channels, be.stage_channels, be.stage_blocks, be.stage_strides, be.out_channels,
+                         be.neck)
     head = CenterHead(be.out_channels, cfg.class_setup.tasks, cfg.head.share_conv_channel, cfg.head.head_conv,
                       {k: tuple(v) for k, v in cfg.head.common_heads.items()})
     return BEVDepthStudent(backbone, depth_net, view, encoder, head, BoxCoderConfig.on_grid(cfg.grid, cfg.test))

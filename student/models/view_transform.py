@@ -16,6 +16,8 @@ from torch import nn
 
 from cache_schema.grid import BevGrid
 
+from .depth_net import DepthAggregation
+
 
 @dataclass
 class FrustumGeometry:
@@ -31,12 +33,14 @@ class FrustumGeometry:
 
 
 class LSSViewTransform(nn.Module):
-    """Lift-Splat voxel pooling into `grid` for images of `image_size` features at `feature_stride`."""
+    """Lift-Splat voxel pooling into `grid` for images of `image_size` features at `feature_stride`;
+    with `aggregation_channels`, BEVDepth's depth aggregation runs on the frustum features first."""
 
     def __init__(self, grid: BevGrid, d_bound: tuple[float, float, float], image_size: tuple[int, int],
-                 feature_stride: int = 16) -> None:
+                 feature_stride: int = 16, aggregation_channels: int | None = None) -> None:
         super().__init__()
         self.grid = grid
+        self.depth_aggregation = DepthAggregation(aggregation_channels) if aggregation_channels else None
         self.d_bound = tuple(d_bound)
         lo, hi, step = d_bound
         d = lo + (torch.arange(int(round((hi - lo) / step)), dtype=torch.float32) + 0.5) * step
@@ -81,6 +85,8 @@ class LSSViewTransform(nn.Module):
         hh, ww = self.grid.shape
         # Outer product per pixel, channels last so each kept point is one row of index_add_.
         feats = depth_prob.unsqueeze(-1) * context.permute(0, 1, 3, 4, 2).unsqueeze(2)  # [B, N, D, h, w, C]
+        if self.depth_aggregation is not None:
+            feats = self.depth_aggregation(feats.flatten(0, 1)).reshape(feats.shape)
         feats = feats.reshape(-1, c)[geom.keep]
         bev = feats.new_zeros(b * hh * ww, c).index_add_(0, geom.cell, feats)
         return bev.view(b, hh, ww, c).permute(0, 3, 1, 2).contiguous()
