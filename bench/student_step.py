@@ -65,14 +65,53 @@ def make_online_teachers(device: str):
     return run
 
 
+# "r50": the single-frame simplified student these tables were first measured on (FPN-style necks, no
+# ASPP / deformable conv / depth aggregation; configs/r50_256x704.yaml); "bevdepth": the student as
+# BEVDepth publishes it (the defaults; configs/bevdepth_r50_256x704_cbgs_da_ema.yaml), one key frame.
+LIGHT_R50 = {"backbone": {"neck": "fpn", "neck_channels": 256},
+             "depth_net": {"mid_channels": 256, "residual_blocks": 2, "aspp": False, "deformable": False,
+                           "aggregation": False},
+             "bev_encoder": {"neck": "fpn"}}
+CONFIGS = ("tiny", "r50", "bevdepth")
+
+
 def make_config(name: str, mode: str):
     from student.config import StudentConfig, tiny_config
 
     if name == "tiny":
         return tiny_config(**MODES[mode])
     if name == "r50":
+        return StudentConfig.from_dict({**LIGHT_R50, "losses": MODES[mode]})
+    if name == "bevdepth":
         return StudentConfig.from_dict({"losses": MODES[mode]})
     raise SystemExit(f"unknown config {name!r}")
+
+
+def _deform_conv2d_flops(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+    """torchvision's deformable conv, which FlopCounterMode does not know: counted as the convolution it
+    computes (2 FLOPs per multiply-accumulate), without the bilinear sampling of its inputs."""
+    n, c_out, h, w = out_shape
+    return 2 * n * c_out * h * w * weight_shape[1] * weight_shape[2] * weight_shape[3]
+
+
+def flop_counter():
+    """FlopCounterMode that also counts torchvision's deformable conv (forward; its backward as 2x)."""
+    import importlib
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    importlib.import_module("torchvision.ops")  # registers torch.ops.torchvision
+
+    def fwd(input_shape, weight_shape, *args, out_shape=None, **kwargs):
+        return _deform_conv2d_flops(input_shape, weight_shape, out_shape=out_shape)
+
+    def bwd(grad_shape, input_shape, weight_shape, *args, out_shape=None, **kwargs):
+        n, c_out, h, w = grad_shape
+        return 2 * 2 * n * c_out * h * w * weight_shape[1] * weight_shape[2] * weight_shape[3]
+
+    ops = torch.ops.torchvision
+    return FlopCounterMode(display=False, custom_mapping={ops.deform_conv2d.default: fwd,
+                                                          ops._deform_conv2d_backward.default: bwd})
 
 
 def make_batch(cfg, b: int, device: str):
@@ -138,10 +177,8 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    from torch.utils.flop_counter import FlopCounterMode
-
     # FLOPs of one training step: machine-independent, unlike wall time on a shared CPU.
-    with FlopCounterMode(display=False) as fc_train:
+    with flop_counter() as fc_train:
         online(batch)
         total_loss(crit(model(batch), batch)).backward()
     opt.zero_grad(set_to_none=True)
@@ -165,7 +202,7 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
     n_train = n_inf + sum(p.numel() for p in crit.parameters())
     # Inference cost: one eval forward of the model alone (training-only loss modules never run there).
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+    with torch.no_grad(), flop_counter() as fc:
         model(batch)
     return {"config": config, "mode": mode, "step_s": statistics.median(times), "min_step_s": min(times),
             "train_gflops": fc_train.get_total_flops() / 1e9 / batch_size, "peak_mb": peak_mb,
@@ -174,6 +211,28 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
 
 
 TERMS = ("xfd", "xat", "xod", "xis")
+
+# Inference parts of the camera student, in forward order, for the per-part cost table.
+PARTS = ("image_backbone", "depth_net", "view_transform", "bev_encoder", "head")
+
+
+def inference_cost(config: str) -> dict:
+    """Parameters and the MACs of one inference forward (batch 1, six cameras), in total and per part.
+    MACs = FlopCounterMode's FLOPs / 2: it counts matmuls and convolutions (2 FLOPs per multiply-
+    accumulate) and nothing else (no BN, activations, softmax, pooling scatter), as mmcv/fvcore do."""
+    from student.models.student import build_student
+
+    torch.manual_seed(0)
+    cfg = make_config(config, "no_kd")
+    model = build_student(cfg).eval()
+    batch = make_batch(cfg, 1, "cpu")
+    with torch.no_grad(), flop_counter() as fc:
+        model(batch)
+    per_module = fc.get_flop_counts()
+    parts = {p: sum(per_module.get(f"BEVDepthStudent.{p}", {}).values()) / 2e9 for p in PARTS}
+    return {"config": config, "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "gmacs": fc.get_total_flops() / 2e9, "gflops": fc.get_total_flops() / 1e9,
+            "parts_gmacs": parts, "image_size": list(cfg.image_size), "grid": list(cfg.grid.shape)}
 
 
 def run_breakdown(config: str, steps: int, batch_size: int, device: str, terms: tuple[str, ...] = TERMS) -> dict:
@@ -277,7 +336,9 @@ def print_breakdown(rows: list[dict], batch_size: int, device: str, threads: int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", nargs="+", default=["tiny", "r50"], choices=["tiny", "r50"])
+    ap.add_argument("--configs", nargs="+", default=["tiny", "r50"], choices=CONFIGS)
+    ap.add_argument("--cost-only", action="store_true",
+                    help="only parameters and inference cost (MACs and FLOPs) of each config, no timing")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per case (after one warm-up step)")
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--device", default="cpu")
@@ -289,6 +350,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cost_only:
+        rows = [inference_cost(c) for c in args.configs]
+        print("inference cost per sample (six cameras), MACs = FLOPs / 2 over matmuls and convolutions")
+        print("| config | input | BEV grid | params M | GMACs | GFLOPs | " + " | ".join(f"{p} GMACs" for p in PARTS) + " |")
+        print("| --- | --- | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in PARTS) + " |")
+        for r in rows:
+            print(f"| {r['config']} | {r['image_size'][0]}x{r['image_size'][1]} | {r['grid'][0]}x{r['grid'][1]} | "
+                  f"{r['params_m']:.2f} | {r['gmacs']:.1f} | {r['gflops']:.1f} | "
+                  + " | ".join(f"{r['parts_gmacs'][p]:.1f}" for p in PARTS) + " |")
+        return
     if args.breakdown:
         rows = [run_breakdown(c, args.steps, args.batch_size, args.device, tuple(args.terms)) for c in args.configs]
         print_breakdown(rows, args.batch_size, args.device, torch.get_num_threads())
