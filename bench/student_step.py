@@ -67,8 +67,8 @@ def make_online_teachers(device: str):
 
 # "r50": the single-frame simplified student these tables were first measured on (FPN-style necks, no
 # ASPP / deformable conv / depth aggregation; configs/r50_256x704.yaml); "bevdepth": the student as
-# BEVDepth publishes it (the defaults; configs/bevdepth_r50_256x704_cbgs_da_ema.yaml), one key frame.
-LIGHT_R50 = {"backbone": {"neck": "fpn", "neck_channels": 256},
+# BEVDepth publishes it (the defaults; configs/bevdepth_r50_256x704_2key_cbgs_da_ema.yaml).
+LIGHT_R50 = {"key_frames": 1, "backbone": {"neck": "fpn", "neck_channels": 256},
              "depth_net": {"mid_channels": 256, "residual_blocks": 2, "aspp": False, "deformable": False,
                            "aggregation": False},
              "bev_encoder": {"neck": "fpn"}}
@@ -139,8 +139,14 @@ def make_batch(cfg, b: int, device: str):
                        y1 + 40 + torch.rand(b, n, m, 1, generator=g) * 60], -1) / 2
     gt = [torch.cat([torch.rand(30, 2, generator=g) * 80 - 40, torch.zeros(30, 1), torch.rand(30, 3, generator=g) * 3 + 1,
                      torch.rand(30, 3, generator=g)], 1) for _ in range(b)]
+    prev = {}
+    if cfg.key_frames == 2:  # the previous key frame: the same rig half a second (~5 m) back
+        back = torch.eye(4)
+        back[0, 3] = -5.0
+        prev = dict(prev_images=torch.randn(b, n, 3, h, w, generator=g), prev_intrinsics=k.clone(),
+                    prev_cam2lidar=back @ c2l)
     batch = StudentBatch(
-        images=torch.randn(b, n, 3, h, w, generator=g), intrinsics=k, cam2lidar=c2l, ida=ida,
+        images=torch.randn(b, n, 3, h, w, generator=g), intrinsics=k, cam2lidar=c2l, ida=ida, **prev,
         bda=torch.eye(4).repeat(b, 1, 1), gt_boxes=gt, gt_labels=[torch.randint(0, 10, (30,), generator=g)] * b,
         depth_targets=depth,
         teacher=TeacherTargets(

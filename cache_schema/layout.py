@@ -21,8 +21,10 @@ from .grid import BevGrid, ClassSetup
 # major.minor: readers refuse an unknown major; a minor adds what older stores are read as having by
 # default. 1.1: StoreConfig.regression (1.0 stores were all written in REGRESSION_ENCODING), and
 # lidar_teacher/bev_features_{sum,sqsum} (1.0 stores have no feature statistics). 1.2: the optional
-# `radar` group and StoreConfig.radar_sweeps / max_radar_points (older stores have no radar).
-SCHEMA_VERSION = "1.2"
+# `radar` group and StoreConfig.radar_sweeps / max_radar_points (older stores have no radar). 1.3:
+# meta/prev_token, each sample's previous key frame (older stores have none: a two-key-frame student
+# refuses them).
+SCHEMA_VERSION = "1.3"
 
 CAMERA_NAMES: tuple[str, ...] = (
     "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT",
@@ -225,6 +227,9 @@ ARRAYS: tuple[ArraySpec, ...] = (
               dims=("token_byte",)),
     ArraySpec("meta", "scene_token", lambda c: (TOKEN_BYTES,), "str", kind="text", dims=("token_byte",)),
     ArraySpec("meta", "timestamp", lambda c: (), "int64", doc="microseconds, as in nuScenes"),
+    ArraySpec("meta", "prev_token", lambda c: (TOKEN_BYTES,), "str", kind="text", since="1.3", dims=("token_byte",),
+              doc="the previous key frame of the same scene (the sample itself for a scene's first): "
+                  "where a two-key-frame student finds its second frame"),
     ArraySpec("calib", "image_paths", lambda c: (c.num_cameras, PATH_BYTES), "str", kind="text",
               doc="camera JPEGs relative to the dataroot, in StoreConfig.cameras order", dims=("camera", "path_byte")),
     ArraySpec("calib", "cam_intrinsics", lambda c: (c.num_cameras, 3, 3), "float32", dims=("camera", "row3", "col3")),

@@ -54,6 +54,10 @@ class StudentBatch:
     cam2lidar:    [B, N, 4, 4] camera -> LiDAR frame of the sample (before BEV augmentation).
     ida:          [B, N, 3, 3] image augmentation: original pixel (u, v, 1) -> augmented pixel.
     bda:          [B, 4, 4] BEV augmentation: LiDAR frame -> augmented LiDAR frame.
+    prev_images, prev_intrinsics, prev_cam2lidar: the previous key frame's cameras (a two-key-frame
+                  student, `model.key_frames: 2`), augmented with the same `ida` per camera; prev_cam2lidar
+                  maps them into THIS sample's LiDAR frame (ego motion compensated), so both frames'
+                  frusta pool onto one grid.
     radar_points: B tensors [P_b, 7] (cache_schema.layout.RADAR_POINT_FEATURES), already BEV-augmented.
     gt_boxes:     B tensors [M_b, 9] in the box convention, already BEV-augmented ([] when the run reads
                   no GT: KD-only).
@@ -74,6 +78,9 @@ class StudentBatch:
     cam2lidar: torch.Tensor | None = None
     ida: torch.Tensor | None = None
     bda: torch.Tensor | None = None
+    prev_images: torch.Tensor | None = None
+    prev_intrinsics: torch.Tensor | None = None
+    prev_cam2lidar: torch.Tensor | None = None
     radar_points: list[torch.Tensor] | None = None
     gt_boxes: list[torch.Tensor] = field(default_factory=list)
     gt_labels: list[torch.Tensor] = field(default_factory=list)

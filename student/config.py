@@ -261,6 +261,10 @@ class StudentConfig:
     modality: str = "camera"
     image_size: tuple[int, int] = (256, 704)  # (H, W) of the augmented camera images fed to the model
     num_cameras: int = 6
+    # BEVDepth's "2key": the previous key frame's cameras, through the same image branch (without
+    # gradient, as BEVDepth) and lifted into this frame, give a second BEV map beside this one's
+    # (context_channels x 2 into the BEV encoder). 1 = this frame alone. The radar student ignores it.
+    key_frames: int = 2
     point_cloud_range: tuple[float, ...] = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
     voxel_size: tuple[float, ...] = (0.2, 0.2, 8.0)
     out_size_factor: int = 4
@@ -284,6 +288,8 @@ class StudentConfig:
                 if term_on(term):
                     raise UserInputError(f"config loss.{name}: needs camera images, which the radar student has not; "
                                          f"set loss.{name}.enabled: false")
+        if self.key_frames not in (1, 2):
+            raise UserInputError(f"config model.key_frames: {self.key_frames} is not 1 or 2")
         if self.backbone.depth not in (18, 34, 50, 101):
             raise UserInputError(f"config backbone.depth: {self.backbone.depth} is not one of 18, 34, 50, 101")
         if self.xfd_feature not in ("view_transform", "encoder"):
@@ -387,6 +393,7 @@ def tiny_config(**loss_overrides: Any) -> StudentConfig:
     necks and depth net (no ASPP, deformable conv or depth aggregation) to keep tests fast."""
     return StudentConfig.from_dict({
         "image_size": [64, 176],
+        "key_frames": 1,
         "point_cloud_range": [-12.8, -12.8, -5.0, 12.8, 12.8, 3.0],
         "teacher_bev_channels": 16,
         "backbone": {"depth": 18, "neck": "fpn", "neck_channels": 32},

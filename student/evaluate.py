@@ -237,8 +237,9 @@ def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use
 
 def _input_batch(cfg: Any, dataroot: str | Path, setup: CameraSetup, device: str | torch.device,
                  nusc: Any = None) -> StudentBatch:
-    """One sample's input with no BEV augmentation: its cameras with the test-time image transform, or
-    for the radar student its radar scans (which need the devkit tables `nusc`)."""
+    """One sample's input with no BEV augmentation: its cameras with the test-time image transform (and
+    a two-key-frame student's previous key frame), or for the radar student its radar scans (both need
+    the devkit tables `nusc`)."""
     if cfg.student.modality == "radar":
         from .data.radar import radar_points, radar_sweeps
 
@@ -248,8 +249,17 @@ def _input_batch(cfg: Any, dataroot: str | Path, setup: CameraSetup, device: str
     aug = replace(cfg.data.image_aug, final_size=tuple(cfg.student.image_size))
     rng = np.random.default_rng(0)  # unused by the test-time transform; required by its signature
     cams = load_camera_inputs(dataroot, setup, aug, rng, train=False, resize_relative=cfg.data.resize_relative)
+    prev = {}
+    if cfg.student.key_frames == 2:
+        from .data.nuscenes_tables import camera_setup
+
+        prev_token = nusc.get("sample", setup.token)["prev"] or setup.token  # a scene's first frame is its own
+        prev_setup = camera_setup(nusc, prev_token).seen_from(setup)
+        p = load_camera_inputs(dataroot, prev_setup, aug, rng, train=False, resize_relative=cfg.data.resize_relative,
+                               params=cams.params)
+        prev = dict(prev_images=p.images[None], prev_intrinsics=p.intrinsics[None], prev_cam2lidar=p.cam2lidar[None])
     return StudentBatch(images=cams.images[None], intrinsics=cams.intrinsics[None], cam2lidar=cams.cam2lidar[None],
-                        ida=cams.ida[None], bda=torch.eye(4)[None]).to(device)
+                        ida=cams.ida[None], bda=torch.eye(4)[None], **prev).to(device)
 
 
 @torch.no_grad()

@@ -278,6 +278,7 @@ def _index_and_targets(info: SampleInfo, points: np.ndarray, config: StoreConfig
     depth = depth_images(key_points[:, :3], lidar_to_cams, intrinsics, config.image_size, config.depth_stride)
     return {
         "meta/token": info.token, "meta/scene_token": info.scene_token, "meta/timestamp": np.int64(info.timestamp),
+        "meta/prev_token": info.prev_token or info.token,
         "calib/image_paths": [c.image_path for c in info.cameras],
         "calib/cam_intrinsics": intrinsics.astype(np.float32),
         "calib/cam_to_ego": np.stack([c.cam_to_ego for c in info.cameras]),

@@ -15,7 +15,7 @@ from PIL import Image
 from cache_schema.errors import UserInputError
 from cache_schema.frames import sensor_to_lidar
 
-from ..image_aug import ImageAugConfig, augment_image, sample_image_aug
+from ..image_aug import ImageAugConfig, ImageAugParams, augment_image, sample_image_aug
 
 # ImageNet statistics on 0..255 RGB, as the torchvision ResNets were trained.
 IMAGE_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
@@ -53,16 +53,23 @@ class CameraSetup:
     def lidar_to_global(self) -> np.ndarray:
         return self.ego_pose.astype(np.float64) @ self.lidar_to_ego.astype(np.float64)
 
+    def seen_from(self, key: "CameraSetup") -> "CameraSetup":
+        """These cameras (another key frame's: BEVDepth's previous frame) with `key`'s LiDAR frame as
+        the target of `camera_to_lidar`, so that their frustum lands where the world is in `key`'s frame
+        (ego motion between the frames compensated through the global frame)."""
+        return replace(self, lidar_to_ego=key.lidar_to_ego, ego_pose=key.ego_pose)
+
 
 @dataclass
 class CameraInputs:
     """Model inputs of one sample: images [N, 3, H, W] (normalised), intrinsics [N, 3, 3] of the
-    augmented images, cam2lidar [N, 4, 4], ida [N, 3, 3]."""
+    augmented images, cam2lidar [N, 4, 4], ida [N, 3, 3], and the augmentation drawn per camera."""
 
     images: torch.Tensor
     intrinsics: torch.Tensor
     cam2lidar: torch.Tensor
     ida: torch.Tensor
+    params: list[ImageAugParams]
 
 
 def read_rgb(path: str | Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
@@ -89,23 +96,29 @@ def read_image(dataroot: str | Path, relative: str) -> torch.Tensor:
 
 
 def load_camera_inputs(dataroot: str | Path, setup: CameraSetup, aug: ImageAugConfig, rng: np.random.Generator,
-                       train: bool, resize_relative: bool = False) -> CameraInputs:
+                       train: bool, resize_relative: bool = False, params: list[ImageAugParams] | None = None
+                       ) -> CameraInputs:
     """Decode, augment (one independent draw per camera when training) and normalise the images of
     `setup`; `train=False` gives the deterministic test-time resize and crop. `resize_relative`: the
     resize limits are factors of the resize that fits the image width to the final width, so one
-    config serves datasets with different camera resolutions."""
-    images, idas = [], []
-    for relative in setup.image_paths:
+    config serves datasets with different camera resolutions. `params` reuses another frame's draw per
+    camera (BEVDepth augments a camera's key frames alike)."""
+    images, idas, drawn = [], [], []
+    for i, relative in enumerate(setup.image_paths):
         image = read_image(dataroot, relative)
-        cam_aug = aug
-        if resize_relative:
-            base = aug.final_size[1] / image.shape[2]
-            cam_aug = replace(aug, resize_lim=(aug.resize_lim[0] * base, aug.resize_lim[1] * base))
-        params = sample_image_aug(cam_aug, (image.shape[1], image.shape[2]), rng, train=train)
-        out, ida = augment_image(image, params)
+        if params is not None:
+            cam_params = params[i]
+        else:
+            cam_aug = aug
+            if resize_relative:
+                base = aug.final_size[1] / image.shape[2]
+                cam_aug = replace(aug, resize_lim=(aug.resize_lim[0] * base, aug.resize_lim[1] * base))
+            cam_params = sample_image_aug(cam_aug, (image.shape[1], image.shape[2]), rng, train=train)
+        out, ida = augment_image(image, cam_params)
         images.append((out - IMAGE_MEAN) / IMAGE_STD)
         idas.append(ida)
+        drawn.append(cam_params)
     ida = torch.stack(idas)
     intrinsics = ida @ torch.from_numpy(setup.intrinsics).float()
     cam2lidar = torch.from_numpy(setup.camera_to_lidar()).float()
-    return CameraInputs(torch.stack(images), intrinsics, cam2lidar, ida)
+    return CameraInputs(torch.stack(images), intrinsics, cam2lidar, ida, drawn)

@@ -127,6 +127,20 @@ def check_dataroot(reader: CacheReader, url: str, dataroot: str | Path) -> None:
                              "(their paths and sizes differ); give the dataroot the export read")
 
 
+def previous_key_frames(reader: CacheReader) -> np.ndarray:
+    """For every sample of the store, the index of its previous key frame (`meta/prev_token`, schema
+    1.3); the sample itself where that frame is the scene's first or not in this store (an export of part
+    of a split). An older store is a one-line error."""
+    try:
+        tokens = reader.select(["meta"]).column("meta/prev_token")
+    except KeyError:
+        raise UserInputError(f"{reader.url}: a two-key-frame student (model.key_frames: 2) needs each sample's "
+                             f"previous key frame, which exports of schema 1.3 record (this store is "
+                             f"{reader.meta.schema_version}); re-export, or set model.key_frames: 1") from None
+    own = {t: i for i, t in enumerate(reader.tokens) if t}
+    return np.array([own.get(t, i) for i, t in enumerate(tokens)], dtype=np.int64)
+
+
 class CacheDataset(Dataset):
     """Training samples of a cache: `dataset[i]` is a dict of float32 tensors for cache sample
     `indices[i]` (all samples by default), augmented with the draw of epoch `self.epoch`;
@@ -151,6 +165,10 @@ class CacheDataset(Dataset):
         self.epoch = 0
         if cfg.modality == "camera" and (self.dataroot is None or not Path(self.dataroot).is_dir()):
             raise UserInputError(f"{self.dataroot}: dataroot not found (the camera student reads its JPEGs)")
+        self.prev_index: np.ndarray | None = None
+        if cfg.modality == "camera" and cfg.key_frames == 2:
+            self.prev_index = previous_key_frames(reader)
+            self.calib_reader = reader.select(["meta", "calib"])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -171,10 +189,16 @@ class CacheDataset(Dataset):
             points = torch.from_numpy(np.asarray(s["radar/points"][:int(s["radar/count"])], dtype=np.float32))
             out.update(bda=bda, radar_points=augment_radar_points(points, bda))
         else:
-            cams = load_camera_inputs(self.dataroot, CameraSetup.from_cache_sample(s), self.image_aug, rng, train,
-                                      self.data.resize_relative)
+            setup = CameraSetup.from_cache_sample(s)
+            cams = load_camera_inputs(self.dataroot, setup, self.image_aug, rng, train, self.data.resize_relative)
             bda = sample_bev_aug(self.data.bev_aug, rng, train=train)
             out.update(images=cams.images, intrinsics=cams.intrinsics, cam2lidar=cams.cam2lidar, ida=cams.ida, bda=bda)
+            if self.prev_index is not None:
+                prev = CameraSetup.from_cache_sample(self.calib_reader[int(self.prev_index[index])]).seen_from(setup)
+                prev_cams = load_camera_inputs(self.dataroot, prev, self.image_aug, rng, train, self.data.resize_relative,
+                                               params=cams.params)
+                out.update(prev_images=prev_cams.images, prev_intrinsics=prev_cams.intrinsics,
+                           prev_cam2lidar=prev_cams.cam2lidar)
         if "gt/count" in s:
             count = int(s["gt/count"])
             boxes = torch.from_numpy(np.asarray(s["gt/boxes"][:count], dtype=np.float32))
@@ -230,6 +254,8 @@ def collate(samples: list[dict[str, Any]]) -> StudentBatch:
     has_gt = "gt_boxes" in samples[0]
     return StudentBatch(
         images=stack("images"), intrinsics=stack("intrinsics"), cam2lidar=stack("cam2lidar"), ida=stack("ida"),
+        prev_images=stack("prev_images"), prev_intrinsics=stack("prev_intrinsics"),
+        prev_cam2lidar=stack("prev_cam2lidar"),
         bda=stack("bda"), gt_boxes=[s["gt_boxes"] for s in samples] if has_gt else [],
         gt_labels=[s["gt_labels"] for s in samples] if has_gt else [],
         radar_points=[s["radar_points"] for s in samples] if "radar_points" in samples[0] else None,

@@ -37,7 +37,8 @@ class X3KDLoss(nn.Module):
         if lc.xfd.feature == "encoder":
             student_ch = cfg.bev_encoder.out_channels
         else:  # the BEV map the encoder starts from: pooled frustum context, or the radar pillar canvas
-            student_ch = cfg.radar.pillar_channels[-1] if cfg.modality == "radar" else cfg.depth_net.context_channels
+            student_ch = (cfg.radar.pillar_channels[-1] if cfg.modality == "radar"
+                          else cfg.depth_net.context_channels * cfg.key_frames)
         self.adapter = (nn.Conv2d(student_ch, cfg.teacher_bev_channels, 1)
                         if term_on(lc.xfd) or term_on(lc.xat) else None)
         self.discriminator = (BevDiscriminator(cfg.teacher_bev_channels, lc.xat.hidden_channels)

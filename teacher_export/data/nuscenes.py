@@ -96,6 +96,7 @@ class SampleInfo:
     gt_num_radar_pts: np.ndarray
     gt_tokens: tuple[str, ...]
     radar_sweeps: tuple[RadarSweep, ...] = ()
+    prev_token: str = ""  # the previous key frame of the scene; the sample's own token for a scene's first
 
     def camera(self, name: str) -> CameraInfo:
         for cam in self.cameras:
@@ -272,7 +273,8 @@ class NuScenesSamples(Sequence[SampleInfo]):
                           gt_boxes=boxes, gt_labels=labels, gt_names=names, gt_num_lidar_pts=npts[0],
                           gt_num_radar_pts=npts[1],
                           gt_tokens=ann_tokens,
-                          radar_sweeps=radar_sweeps(nusc, token, self.num_radar_sweeps) if self.num_radar_sweeps else ())
+                          radar_sweeps=radar_sweeps(nusc, token, self.num_radar_sweeps) if self.num_radar_sweeps else (),
+                          prev_token=sample["prev"] or token)
 
     def _require_file(self, relative: str, what: str) -> None:
         if not (self.dataroot / relative).is_file():

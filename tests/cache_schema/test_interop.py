@@ -27,7 +27,7 @@ def test_tensorstore_reads_every_array_identically(tmp_path):
             assert tuple(opened.shape) == array.shape
             np.testing.assert_array_equal(opened.read().result(), array[:], err_msg=f"{group_name}/{name}")
             checked += 1
-    assert checked == 26  # 24 layout arrays + the int8 affine + done flags
+    assert checked == 27  # 25 layout arrays + the int8 affine + done flags
 
 
 def test_xarray_opens_every_group_with_named_dimensions(tmp_path):
@@ -42,7 +42,7 @@ def test_xarray_opens_every_group_with_named_dimensions(tmp_path):
         for name, var in ds.data_vars.items():
             assert var.dims[0] == "sample" and var.sizes["sample"] == config.num_samples, (group, name)
             seen += 1
-    assert seen == 26  # 24 layout arrays, the int8 affine and the done flags, none taken for a coordinate
+    assert seen == 27  # 25 layout arrays, the int8 affine and the done flags, none taken for a coordinate
     features = xr.open_zarr(url, group="lidar_teacher", zarr_format=3, consolidated=False)["bev_features"]
     assert features.dims == ("sample", "feature", "y", "x")
     heat = xr.open_zarr(url, group="lidar_teacher", zarr_format=3, consolidated=False)["heatmaps"]
