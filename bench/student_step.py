@@ -67,12 +67,14 @@ def make_online_teachers(device: str):
 
 # "r50": the single-frame simplified student these tables were first measured on (FPN-style necks, no
 # ASPP / deformable conv / depth aggregation; configs/r50_256x704.yaml); "bevdepth": the student as
-# BEVDepth publishes it (the defaults; configs/bevdepth_r50_256x704_2key_cbgs_da_ema.yaml).
+# BEVDepth publishes it (the defaults: two key frames, depth aggregation;
+# configs/bevdepth_r50_256x704_2key_cbgs_da_ema.yaml); "bevdepth_24e": its twin without depth
+# aggregation (configs/bevdepth_r50_256x704_24e_2key.yaml); "bevdepth_1key": one key frame.
 LIGHT_R50 = {"key_frames": 1, "backbone": {"neck": "fpn", "neck_channels": 256},
              "depth_net": {"mid_channels": 256, "residual_blocks": 2, "aspp": False, "deformable": False,
                            "aggregation": False},
              "bev_encoder": {"neck": "fpn"}}
-CONFIGS = ("tiny", "r50", "bevdepth")
+CONFIGS = ("tiny", "r50", "bevdepth", "bevdepth_24e", "bevdepth_1key")
 
 
 def make_config(name: str, mode: str):
@@ -84,6 +86,10 @@ def make_config(name: str, mode: str):
         return StudentConfig.from_dict({**LIGHT_R50, "losses": MODES[mode]})
     if name == "bevdepth":
         return StudentConfig.from_dict({"losses": MODES[mode]})
+    if name == "bevdepth_24e":
+        return StudentConfig.from_dict({"depth_net": {"aggregation": False}, "losses": MODES[mode]})
+    if name == "bevdepth_1key":
+        return StudentConfig.from_dict({"key_frames": 1, "losses": MODES[mode]})
     raise SystemExit(f"unknown config {name!r}")
 
 
