@@ -108,5 +108,41 @@ def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str,
         click.echo(f"pictures: {out}/render (samples), {out}/plots (PR and TP-error curves)")
 
 
+@main.command("convert-bevdepth")
+@click.option("--checkpoint", required=True, type=click.Path(),
+              help="A BEVDepth checkpoint (its Lightning .ckpt, or a state_dict under its names).")
+@click.option("--config", "config_file", required=True, type=click.Path(),
+              help="The config of the student it is: configs/bevdepth_r50_256x704_2key_cbgs_da_ema.yaml or "
+                   "configs/bevdepth_r50_256x704_24e_2key.yaml (the architecture must match the checkpoint's).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value.")
+@click.option("--out", required=True, type=click.Path(), help="The x3kd checkpoint to write (.pt).")
+@exit_2_on_user_error
+def convert_bevdepth(checkpoint: str, config_file: str, overrides: tuple[str, ...], out: str) -> None:
+    """Turn a BEVDepth checkpoint into an x3kd student checkpoint, which `eval` scores and
+    `train --set train.init_from=...` starts from (train also takes the BEVDepth file directly).
+
+    \b
+    Example:
+      x3kd-student convert-bevdepth --checkpoint bev_depth_lss_r50_256x704_128x128_20e_cbgs_2key_da_ema.pth \\
+          --config configs/bevdepth_r50_256x704_2key_cbgs_da_ema.yaml --out bevdepth.pt
+      x3kd-student eval --checkpoint bevdepth.pt --dataroot data/nuscenes --version v1.0-trainval \\
+          --split val --out runs/bevdepth_eval
+    """
+    from cache_schema.identity import file_sha256
+
+    from .bevdepth_interop import load_bevdepth_weights
+    from .checkpoints import save_atomic
+    from .models.student import build_student
+    from .train import load_train_config
+
+    cfg = load_train_config(config_file, overrides)
+    model = build_student(cfg.student)
+    load_bevdepth_weights(model, checkpoint)
+    save_atomic({"model": model.state_dict(), "ema": None, "step": 0, "config": cfg.to_dict(),
+                 "provenance": {"converted_from": {"path": str(checkpoint), "sha256": file_sha256(checkpoint)}}},
+                out)
+    click.echo(f"x3kd checkpoint: {out}")
+
+
 if __name__ == "__main__":
     main()

@@ -98,6 +98,10 @@ def describe(provenance: dict[str, Any] | None) -> str:
     """One paragraph for `eval`: what the student was distilled from."""
     if not provenance:
         return "provenance: not recorded (a checkpoint from before x3kd recorded it)"
+    if "converted_from" in provenance:
+        src = provenance["converted_from"]
+        return (f"converted from a BEVDepth checkpoint, not trained by x3kd: {src.get('path')} "
+                f"(sha256 {str(src.get('sha256'))[:12]})")
     cache = provenance.get("cache", {})
     ds = cache.get("dataset", {})
     teachers = []

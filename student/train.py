@@ -103,6 +103,9 @@ class RunConfig:
     image_every: int = 0  # steps between TensorBoard pictures (student vs teacher vs GT maps, depth); 0 = none
     validate_cache: bool = True  # checksum every chunk once before the first training on a (re-)exported store
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda"
+    # weights to start from (not with --resume): an x3kd checkpoint (its model weights) or a BEVDepth
+    # checkpoint under its Lightning names (student.bevdepth_interop), e.g. to start X3KD from BEVDepth
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.epochs is None):
@@ -641,6 +644,8 @@ class _Training:
 
 def _build_training(cfg: TrainConfig, reader: Any, cache: str, device: torch.device, total: int) -> _Training:
     model = build_student(cfg.student)
+    if cfg.train.init_from:
+        init_weights(model, cfg.train.init_from)
     criterion = X3KDLoss(cfg.student, *teacher_feature_statistics(reader, cfg.student, cache))
     net = StudentWithCriterion(model, criterion).to(device).train()
     params = [p for p in net.parameters() if p.requires_grad]
@@ -649,6 +654,24 @@ def _build_training(cfg: TrainConfig, reader: Any, cache: str, device: torch.dev
     return _Training(model, criterion, net, params, optimizer, build_scheduler(optimizer, cfg.optim, total),
                      torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16),
                      EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None, amp_dtype)
+
+
+def init_weights(model: BevStudent, path: str) -> None:
+    """Start `model` from the weights in `path`: an x3kd checkpoint or a BEVDepth one (train.init_from)."""
+    from .bevdepth_interop import is_bevdepth_state, load_bevdepth_weights
+
+    loaded = read_torch_file(path, "train.init_from checkpoint", opaque_objects=True)
+    if is_bevdepth_state(loaded):
+        load_bevdepth_weights(model, path, loaded)
+    elif isinstance(loaded, dict) and "model" in loaded and "config" in loaded:
+        try:
+            model.load_state_dict(loaded["model"])
+        except RuntimeError as e:
+            raise UserInputError(f"train.init_from {path}: its weights do not fit this config's student "
+                                 f"({str(e).splitlines()[1].strip()[:140]})") from None
+    else:
+        raise UserInputError(f"train.init_from {path}: neither an x3kd nor a BEVDepth checkpoint")
+    log.info("started from the weights in %s", path)
 
 
 def _resume(run: _Training, out: Path, cfg: TrainConfig, provenance: dict[str, Any], info: DistInfo) -> None:
