@@ -82,3 +82,26 @@ def test_a_two_key_frame_batch_trains_and_evaluates(train_cache, synthetic_datar
     batch = _input_batch(cfg, synthetic_dataroot, setup, "cpu", nusc)
     assert batch.prev_images.shape == batch.images.shape
     assert len(model.eval().predict(batch)) == 1
+
+
+def test_two_key_frames_with_cbgs_train_and_resume_exactly(train_cache, synthetic_dataroot, tmp_path):
+    import shutil
+
+    from student.train import load_checkpoint, load_train_config, train
+    from tests.student.run_paths import TINY_YAML
+
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        cfg = load_train_config(TINY_YAML, ["model.key_frames=2", "data.cbgs=true", "loss.xis.enabled=false",
+                                            "train.deterministic=true", "train.steps=2", "train.checkpoint_every=1"])
+        run = tmp_path / "run"
+        train(train_cache, synthetic_dataroot, cfg, run, progress=False)
+        resumed = tmp_path / "resumed"
+        (resumed / "checkpoints").mkdir(parents=True)
+        shutil.copy(run / "checkpoints" / "step_0000001.pt", resumed / "checkpoints")
+        train(train_cache, synthetic_dataroot, cfg, resumed, resume=True, progress=False)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    full, again = (load_checkpoint(r / "checkpoints" / "step_0000002.pt") for r in (run, resumed))
+    for k, v in full["model"].items():
+        assert torch.equal(v, again["model"][k]), k
