@@ -76,7 +76,11 @@ class BevEncoder(nn.Module):
             for stage in self.stages:
                 x = stage(x)
                 maps.append(x)
-            return torch.cat([block(m) for block, m in zip(self.deblocks, maps)], 1)
+            outs = [block(m) for block, m in zip(self.deblocks, maps)]
+            if any(o.shape[-2:] != size for o in outs):
+                raise ValueError(f"the secondfpn BEV neck needs a grid divisible by its total stride "
+                                 f"{self.deblocks[-1][0].stride[0]}; the BEV map is {tuple(size)}")
+            return torch.cat(outs, 1)
         out = None
         for stage, lat in zip(self.stages, self.lateral):
             x = stage(x)
