@@ -25,7 +25,7 @@ RADAR_TINY = {
               "voxel_size": [0.2, 0.2, 8.0], "out_size_factor": 4, "teacher_bev_channels": 48,
               "radar": {"pillar_channels": [16]},
               "bev_encoder": {"stage_channels": [16, 32], "stage_blocks": [1, 1], "stage_strides": [1, 2],
-                              "out_channels": 16},
+                              "out_channels": 16, "neck": "fpn"},
               "head": {"share_conv_channel": 16, "head_conv": 16}},
     "loss": {"ds": {"enabled": False}, "xis": {"enabled": False}, "xat": {"hidden_channels": 8}},
     "data": {"batch_size": 2},
