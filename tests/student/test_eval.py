@@ -80,7 +80,9 @@ def test_eval_refuses_a_missing_checkpoint_and_a_wrong_split(train_cache, synthe
 def test_a_briefly_trained_student_detects_its_training_samples(train_cache, synthetic_dataroot, tmp_path):
     """60 detection-only steps on the 3 cached samples, scored on those samples: mAP well above 0 only
     if images, intrinsics, camera->LiDAR, Lift-Splat, targets, decoding and the global-frame writer all
-    agree (a frame or size-order slip anywhere gives 0)."""
+    agree (a frame or size-order slip anywhere gives 0). The bound is far from 0 but below the seed
+    spread of so short a run: seeds 0/1/2 scored 0.079/0.149/0.094 (and 0.250/0.057/0.158 with the depth
+    net's previous camera-gate layout), so one seed above 0.1 was luck, not a property."""
     from student.evaluate import evaluate_checkpoint
 
     cfg = load_train_config(TINY_YAML, [
@@ -89,7 +91,7 @@ def test_a_briefly_trained_student_detects_its_training_samples(train_cache, syn
     ckpt = train(train_cache, synthetic_dataroot, cfg, tmp_path / "run", progress=False)
     m = evaluate_checkpoint(ckpt, synthetic_dataroot, "v1.0-mini", "mini_train", tmp_path / "eval",
                             score_threshold=0.05, progress=False)
-    assert m.mean_ap > 0.1, m.table()
+    assert m.mean_ap > 0.03, m.table()
 
 
 def test_eval_and_export_select_a_custom_split_from_splits_json(synthetic_dataroot, tmp_path):
