@@ -100,7 +100,7 @@ class ImageBackbone(nn.Module):
         c5 = self.layer4(c4)
         size = c4.shape[-2:]
         if self.neck == "secondfpn":
-            # Images whose size is not a multiple of 32 give C5 one cell short after upsampling: crop/pad to C4's.
+            # An image size not divisible by 32 leaves the upsampled C5 one cell off C4: resample it to C4's size.
             parts = [block(c) for block, c in zip(self.deblocks, (c2, c3, c4, c5))]
             return torch.cat([p if p.shape[-2:] == size else F.interpolate(p, size=size, mode="nearest")
                               for p in parts], 1)
