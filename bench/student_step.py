@@ -93,27 +93,26 @@ def make_config(name: str, mode: str):
     raise SystemExit(f"unknown config {name!r}")
 
 
-def _deform_conv2d_flops(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
-    """torchvision's deformable conv, which FlopCounterMode does not know: counted as the convolution it
-    computes (2 FLOPs per multiply-accumulate), without the bilinear sampling of its inputs."""
-    n, c_out, h, w = out_shape
-    return 2 * n * c_out * h * w * weight_shape[1] * weight_shape[2] * weight_shape[3]
-
-
 def flop_counter():
-    """FlopCounterMode that also counts torchvision's deformable conv (forward; its backward as 2x)."""
+    """FlopCounterMode that also counts torchvision's deformable conv, which it does not know: as the
+    convolution it computes (forward; its backward as 2x)."""
     import importlib
 
     from torch.utils.flop_counter import FlopCounterMode
 
     importlib.import_module("torchvision.ops")  # registers torch.ops.torchvision
 
+    def conv_flops(out_shape, weight_shape) -> int:
+        # the convolution the deformable conv computes, 2 FLOPs per multiply-accumulate; the bilinear
+        # sampling of its inputs is not counted
+        n, c_out, h, w = out_shape
+        return 2 * n * c_out * h * w * weight_shape[1] * weight_shape[2] * weight_shape[3]
+
     def fwd(input_shape, weight_shape, *args, out_shape=None, **kwargs):
-        return _deform_conv2d_flops(input_shape, weight_shape, out_shape=out_shape)
+        return conv_flops(out_shape, weight_shape)
 
     def bwd(grad_shape, input_shape, weight_shape, *args, out_shape=None, **kwargs):
-        n, c_out, h, w = grad_shape
-        return 2 * 2 * n * c_out * h * w * weight_shape[1] * weight_shape[2] * weight_shape[3]
+        return 2 * conv_flops(grad_shape, weight_shape)  # gradients of the input and of the weights
 
     ops = torch.ops.torchvision
     return FlopCounterMode(display=False, custom_mapping={ops.deform_conv2d.default: fwd,

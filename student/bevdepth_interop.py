@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from cache_schema.errors import UserInputError
 
-from .checkpoints import read_torch_file, state_dict_in
+from .checkpoints import read_torch_file, save_atomic, state_dict_in
 
 # (BEVDepth prefix, ours); the longest matching prefix wins, in either direction. Keys without the
 # Lightning "model." prefix.
@@ -108,8 +108,6 @@ def load_bevdepth_weights(model: nn.Module, path: str | Path, loaded: object = N
 
 def save_as_bevdepth(model: nn.Module, path: str | Path) -> None:
     """Write `model` as a BEVDepth-style Lightning checkpoint ({"state_dict": ...})."""
-    from .checkpoints import save_atomic
-
     save_atomic({"state_dict": to_bevdepth_state_dict(model)}, path)
 
 
