@@ -29,7 +29,7 @@ from cache_schema.errors import UserInputError
 
 from .batch import StudentBatch
 from .device import torch_device
-from .data.cameras import CameraSetup, load_camera_inputs
+from .data.cameras import CameraSetup, load_camera_inputs, previous_frame_inputs
 from .models.center_head import concat_task_heatmaps
 from .models.centerpoint_coder import Detections
 from .models.student import BevStudent, build_student
@@ -254,10 +254,8 @@ def _input_batch(cfg: Any, dataroot: str | Path, setup: CameraSetup, device: str
         from .data.nuscenes_tables import camera_setup
 
         prev_token = nusc.get("sample", setup.token)["prev"] or setup.token  # a scene's first frame is its own
-        prev_setup = camera_setup(nusc, prev_token).seen_from(setup)
-        p = load_camera_inputs(dataroot, prev_setup, aug, rng, train=False, resize_relative=cfg.data.resize_relative,
-                               params=cams.params)
-        prev = dict(prev_images=p.images[None], prev_intrinsics=p.intrinsics[None], prev_cam2lidar=p.cam2lidar[None])
+        prev = {k: v[None] for k, v in previous_frame_inputs(dataroot, camera_setup(nusc, prev_token), setup,
+                                                              cams).items()}
     return StudentBatch(images=cams.images[None], intrinsics=cams.intrinsics[None], cam2lidar=cams.cam2lidar[None],
                         ida=cams.ida[None], bda=torch.eye(4)[None], **prev).to(device)
 

@@ -95,7 +95,7 @@ def read_image(dataroot: str | Path, relative: str) -> torch.Tensor:
     return torch.from_numpy(read_rgb(Path(dataroot) / relative)).permute(2, 0, 1).float()
 
 
-def load_camera_inputs(dataroot: str | Path, setup: CameraSetup, aug: ImageAugConfig, rng: np.random.Generator,
+def load_camera_inputs(dataroot: str | Path, setup: CameraSetup, aug: ImageAugConfig, rng: np.random.Generator | None,
                        train: bool, resize_relative: bool = False, params: list[ImageAugParams] | None = None
                        ) -> CameraInputs:
     """Decode, augment (one independent draw per camera when training) and normalise the images of
@@ -122,3 +122,13 @@ def load_camera_inputs(dataroot: str | Path, setup: CameraSetup, aug: ImageAugCo
     intrinsics = ida @ torch.from_numpy(setup.intrinsics).float()
     cam2lidar = torch.from_numpy(setup.camera_to_lidar()).float()
     return CameraInputs(torch.stack(images), intrinsics, cam2lidar, ida, drawn)
+
+
+def previous_frame_inputs(dataroot: str | Path, previous: CameraSetup, key: CameraSetup, key_inputs: CameraInputs
+                          ) -> dict[str, torch.Tensor]:
+    """A two-key-frame student's second frame beside `key`'s inputs: the `previous` key frame's cameras
+    mapped into `key`'s LiDAR frame, each augmented with the key frame's draw for that camera (as
+    BEVDepth does). Unbatched `prev_images`, `prev_intrinsics`, `prev_cam2lidar` (StudentBatch fields)."""
+    p = load_camera_inputs(dataroot, previous.seen_from(key), ImageAugConfig(), None, train=False,
+                           params=key_inputs.params)
+    return {"prev_images": p.images, "prev_intrinsics": p.intrinsics, "prev_cam2lidar": p.cam2lidar}

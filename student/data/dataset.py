@@ -31,7 +31,7 @@ from ..det_targets import build_det_targets, merge_det_targets
 from ..image_aug import ImageAugConfig
 from ..losses.xis import xis_targets
 from ..models.centerpoint_coder import augment_teacher_maps, teacher_task_map, warp_task_map
-from .cameras import CameraSetup, load_camera_inputs
+from .cameras import CameraSetup, load_camera_inputs, previous_frame_inputs
 from .cbgs import cbgs_indices
 
 log = logging.getLogger(__name__)
@@ -194,11 +194,8 @@ class CacheDataset(Dataset):
             bda = sample_bev_aug(self.data.bev_aug, rng, train=train)
             out.update(images=cams.images, intrinsics=cams.intrinsics, cam2lidar=cams.cam2lidar, ida=cams.ida, bda=bda)
             if self.prev_index is not None:
-                prev = CameraSetup.from_cache_sample(self.calib_reader[int(self.prev_index[index])]).seen_from(setup)
-                prev_cams = load_camera_inputs(self.dataroot, prev, self.image_aug, rng, train, self.data.resize_relative,
-                                               params=cams.params)
-                out.update(prev_images=prev_cams.images, prev_intrinsics=prev_cams.intrinsics,
-                           prev_cam2lidar=prev_cams.cam2lidar)
+                prev = CameraSetup.from_cache_sample(self.calib_reader[int(self.prev_index[index])])
+                out.update(previous_frame_inputs(self.dataroot, prev, setup, cams))
         if "gt/count" in s:
             count = int(s["gt/count"])
             boxes = torch.from_numpy(np.asarray(s["gt/boxes"][:count], dtype=np.float32))
