@@ -1,107 +1,255 @@
-"""X3KD ablation on a synthetic dataset: student mAP / NDS (nuscenes-devkit) per loss combination.
+"""The synthetic lab: every X3KD term measured on a world where the student learns.
 
-Every row trains the same student (same config, seed, data order and step budget) from the same cache
-and evaluates it on the same split; only the loss switches differ:
+    OMP_NUM_THREADS=1 python -m bench.synthetic_ablation --work lab/ [--seeds 0 1 2] [--parallel 2]
+    python -m bench.synthetic_ablation --work lab/ --rows ds all --seeds 0      # a quick look
+    python -m bench.synthetic_ablation --work lab/ --rows ds --sweep xod=0.3,3  # a weight sweep
 
-    det only | +DS | +X-FD | +X-FD+X-AT | +X-OD | +X-IS | all | KD-only
-
-("+X" rows are det + DS + X, the BEVDepth baseline plus one distillation term; KD-only is X-FD + X-AT +
-X-OD without GT boxes, the paper's RADAR setting). The distillation terms carry knowledge only if
-the cache was made by FITTED teachers (`x3kd-cache fit-teacher`); with random teachers the KD rows
-measure noise, not X3KD.
-
-Budget (2 shared CPU cores, measured on the synthetic `demo` preset, cache by the small test teachers):
-configs/tiny.yaml at batch 2 runs ~0.55 s/step (det + DS; all terms ~0.7). The det + DS row reached
-mAP 0.002 / NDS 0.095 on mini_val after 400 steps (3.5 min: noise) and mAP 0.051 / NDS 0.131 after
-1200 steps (11 min), so the default is 1200 steps: ~11-14 min per row, ~1.7 h for the eight rows.
-Lower --steps only to check that the script works; on a GPU add `--set train.device=cuda`.
-
-    OMP_NUM_THREADS=1 PYTHONPATH=. python -m bench.synthetic_ablation --cache CACHE --dataroot DATAROOT \\
-        --version v1.0-mini --split mini_val --steps 1200 --out runs/ablation
-    OMP_NUM_THREADS=1 PYTHONPATH=. python -m bench.synthetic_ablation --cache C --dataroot D --steps 5 --rows det all
+Every step is the CLI a user runs, and a step whose output exists is skipped (re-running resumes; a
+finished run is never trained again, so change --work to measure changed code):
+1. data: `x3kd-cache make-synthetic --preset lab` (60 scenes of 10 key frames, v1.0-trainval names:
+   480 train / 120 val samples; every object within 24 m of the ego car, every detection class equally
+   often; README "The synthetic lab");
+2. teachers: the committed lab teachers (`teachers/lab/`, their sha256 and the command that fitted
+   them in its README), or with --fit-teachers `x3kd-cache fit-teacher {lidar,image} --preset lab`;
+3. caches of train and val with both teachers (`x3kd-cache export`), and the teachers' own scores on
+   val (`x3kd-cache eval-teacher lidar|image`): what distillation can pass on;
+4. per row and seed, `x3kd-student train --config configs/lab.yaml` with the row's loss switches on the
+   train cache, and `x3kd-student eval` on val (nuscenes-devkit DetectionEval, 120 samples); runs go
+   `--parallel` at a time with one thread each; every run logs its loss terms and, every 50 steps,
+   each term's gradient norm on the student (`train.term_grad_every`) into its scalars.jsonl.
+Prints markdown tables for BENCHMARKS.md (mean ± std over seeds, each seed, per-class AP) and, with
+--curves, draws every row's loss and gradient-norm curves (mean over seeds) into work/curves/.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import shutil
+import os
+import statistics
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "lab.yaml"
+TEACHERS = REPO / "teachers" / "lab"
+VERSION, TRAIN, VAL = "v1.0-trainval", "train", "val"
+TERMS = ("ds", "xfd", "xat", "xod", "xis")
+NO_BEV_AUG = ["data.bev_aug.rot_lim=[0,0]", "data.bev_aug.scale_lim=[1,1]", "data.bev_aug.flip_x_prob=0",
+              "data.bev_aug.flip_y_prob=0"]
 
-_OFF = {"ds": False, "xfd": False, "xat": False, "xod": False, "xis": False}
-ROWS: dict[str, dict] = {
-    "det": {"label": "det only", "on": {}},
-    "ds": {"label": "+DS", "on": {"ds": True}},
-    "xfd": {"label": "+X-FD", "on": {"ds": True, "xfd": True}},
-    "xfd_xat": {"label": "+X-FD+X-AT", "on": {"ds": True, "xfd": True, "xat": True}},
-    "xod": {"label": "+X-OD", "on": {"ds": True, "xod": True}},
-    "xis": {"label": "+X-IS", "on": {"ds": True, "xis": True}},
-    "all": {"label": "all", "on": {"ds": True, "xfd": True, "xat": True, "xod": True, "xis": True}},
-    "kd_only": {"label": "KD-only", "on": {"xfd": True, "xat": True, "xod": True}, "det": False},
+
+def switches(*on: str, det: bool = True) -> list[str]:
+    """`--set` overrides that turn exactly the terms `on` (and det unless `det` is False) on."""
+    return [f"loss.det.enabled={str(det).lower()}"] + [f"loss.{t}.enabled={str(t in on).lower()}" for t in TERMS]
+
+
+# row slug -> (table label, overrides). The first eight are the ablation; the rest diagnose it.
+ROWS: dict[str, tuple[str, list[str]]] = {
+    "det": ("det", switches()),
+    "ds": ("det + DS (BEVDepth)", switches("ds")),
+    "xfd": ("+ X-FD", switches("ds", "xfd")),
+    "xfd_xat": ("+ X-FD + X-AT", switches("ds", "xfd", "xat")),
+    "xod": ("+ X-OD", switches("ds", "xod")),
+    "xis": ("+ X-IS", switches("ds", "xis")),
+    "all": ("all (X3KD)", switches(*TERMS)),
+    "kd_only": ("KD-only (DS + X-FD + X-AT + X-OD, no GT boxes)", switches("ds", "xfd", "xat", "xod", det=False)),
+    # diagnosis
+    "ds_no_bev_aug": ("det + DS, no BEV augmentation", switches("ds") + NO_BEV_AUG),
+    "all_no_bev_aug": ("all, no BEV augmentation", switches(*TERMS) + NO_BEV_AUG),
+    "xis_background": ("+ X-IS, images without pseudo-labels trained as background",
+                       switches("ds", "xis") + ["loss.xis.empty_images=background"]),
+    "xfd_view": ("+ X-FD on the view-transform features", switches("ds", "xfd") + ["loss.xfd.feature=view_transform"]),
 }
+DEFAULT_ROWS = ("det", "ds", "xfd", "xfd_xat", "xod", "xis", "all", "kd_only")
 
 
-def row_overrides(row: str) -> list[str]:
-    """`--set` overrides that switch the loss terms of one row (weights stay the config's)."""
-    spec = ROWS[row]
-    switches = {**_OFF, **spec["on"]}
-    out = [f"loss.{term}.enabled={str(on).lower()}" for term, on in switches.items()]
-    out.append(f"loss.det.enabled={str(spec.get('det', True)).lower()}")
-    return out
+def run(cmd: list, log: Path, threads: int = 2) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with open(log, "w") as f:
+        done = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env=env)
+    if done.returncode:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(map(str, cmd))}; see {log}")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def prepare(work: Path, fit_teachers: bool, threads: int) -> tuple[Path, Path, dict, dict, dict]:
+    """Data, teachers, caches and teacher scores (each skipped when already there)."""
+    data = work / "data"
+    work.mkdir(parents=True, exist_ok=True)
+    timing: dict[str, float] = {}
+    t = time.perf_counter()
+    if not (data / VERSION / "scene.json").is_file():
+        run([BIN / "x3kd-cache", "make-synthetic", data, "--preset", "lab"], work / "make_synthetic.log", threads)
+        timing["data_s"] = time.perf_counter() - t
+    teachers = work / "teachers" if fit_teachers else TEACHERS
+    if fit_teachers:
+        teachers.mkdir(parents=True, exist_ok=True)
+        for kind in ("lidar", "image"):
+            if not (teachers / f"{kind}.pth").is_file():
+                t = time.perf_counter()
+                run([BIN / "x3kd-cache", "fit-teacher", kind, "--preset", "lab", "--dataroot", data, "--version", VERSION,
+                     "--split", TRAIN, "--out", teachers / f"{kind}.pth"], work / f"fit_{kind}.log", threads)
+                timing[f"fit_{kind}_s"] = time.perf_counter() - t
+    export = [BIN / "x3kd-cache", "export", "--config", TEACHERS / "export.yaml", "--dataroot", data,
+              "--version", VERSION, "--lidar-checkpoint", teachers / "lidar.pth",
+              "--image-checkpoint", teachers / "image.pth"]
+    caches = {}
+    for split in (TRAIN, VAL):
+        caches[split] = work / f"cache_{split}.zarr"
+        t = time.perf_counter()
+        run([*export, "--split", split, "--out", caches[split]], work / f"export_{split}.log", threads)
+        timing[f"export_{split}_s"] = time.perf_counter() - t
+    scores = {}
+    for kind in ("lidar", "image"):
+        out = work / f"teacher_{kind}"
+        if not (out / "metrics.json").is_file():
+            extra = ["--dataroot", data, "--version", VERSION, "--split", VAL] if kind == "lidar" else []
+            run([BIN / "x3kd-cache", "eval-teacher", kind, "--cache", caches[VAL], "--out", out, *extra],
+                work / f"eval_teacher_{kind}.log", threads)
+        scores[kind] = json.loads((out / "metrics.json").read_text())
+    identity = {k: sha256(teachers / f"{k}.pth") for k in ("lidar", "image")}
+    return data, caches[TRAIN], scores, identity, timing
+
+
+def train_and_eval(work: Path, data: Path, cache: Path, row: str, overrides: list[str], seed: int, steps: int,
+                   extra: list[str]) -> dict:
+    out = work / "runs" / f"{row}_seed{seed}"
+    metrics = out / "eval" / "metrics.json"
+    if not metrics.is_file():
+        sets = [*extra, *overrides, f"train.seed={seed}", f"train.steps={steps}", f"train.checkpoint_every={steps}",
+                "train.term_grad_every=50"]
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        run([BIN / "x3kd-student", "train", "--cache", cache, "--dataroot", data, "--config", CONFIG, "--out", out,
+             "--overwrite", "--quiet", *[a for o in sets for a in ("--set", o)]], out / "train.log", threads=1)
+        seconds = time.perf_counter() - t0
+        run([BIN / "x3kd-student", "eval", "--checkpoint", out / "checkpoints" / f"step_{steps:07d}.pt",
+             "--dataroot", data, "--version", VERSION, "--split", VAL, "--out", out / "eval"], out / "eval.log", threads=1)
+        result = json.loads(metrics.read_text())
+        result["train_seconds"] = seconds
+        metrics.write_text(json.dumps(result, indent=2))
+    result = json.loads(metrics.read_text())
+    summary = json.loads((out / "train_summary.json").read_text())
+    return {"row": row, "seed": seed, "mAP": result["mAP"], "NDS": result["NDS"], "per_class_AP": result["per_class_AP"],
+            "s_per_step": summary["seconds_per_step"], "train_s": result.get("train_seconds", 0.0), "dir": str(out)}
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"
+
+
+def read_curves(run_dir: str) -> list[dict]:
+    path = Path(run_dir) / "scalars.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def draw_curves(work: Path, rows: list[dict], labels: dict[str, str]) -> list[Path]:
+    """Per row (mean over its seeds): every loss term over the steps, and every term's gradient norm on
+    the student's weights; one PNG each for losses and gradient norms."""
+    from matplotlib.figure import Figure
+
+    by_row: dict[str, list[list[dict]]] = {}
+    for r in rows:
+        by_row.setdefault(r["row"], []).append(read_curves(r["dir"]))
+    paths = []
+    for prefix, title in (("loss/loss_", "loss term (weighted)"), ("grad_norm/", "gradient norm on the student")):
+        keys = sorted({k for runs in by_row.values() for c in runs for p in c for k in p if k.startswith(prefix)})
+        if not keys:
+            continue
+        fig = Figure(figsize=(4.2 * len(keys), 3.4))
+        for i, key in enumerate(keys):
+            ax = fig.add_subplot(1, len(keys), i + 1)
+            for row, runs in by_row.items():
+                points: dict[int, list[float]] = {}
+                for c in runs:
+                    for p in c:
+                        if key in p:
+                            points.setdefault(p["step"], []).append(p[key])
+                if points:
+                    steps = sorted(points)
+                    ax.plot(steps, [statistics.mean(points[s]) for s in steps], label=row, lw=1)
+            ax.set_title(key.removeprefix(prefix), fontsize=9)
+            ax.set_xlabel("step", fontsize=8)
+            ax.set_yscale("log")
+            ax.tick_params(labelsize=7)
+        fig.axes[0].legend(fontsize=6)
+        fig.suptitle(f"{title}, mean over seeds", fontsize=10)
+        fig.tight_layout()
+        out = work / "curves" / f"{prefix.split('/')[0]}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=90)
+        paths.append(out)
+    return paths
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", required=True, help="teacher cache of the training split")
-    ap.add_argument("--dataroot", required=True)
-    ap.add_argument("--version", default="v1.0-mini")
-    ap.add_argument("--split", default="mini_val", help="evaluation split")
-    ap.add_argument("--config", default=str(REPO / "configs" / "tiny.yaml"))
-    ap.add_argument("--steps", type=int, default=1200)
-    ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--score-threshold", type=float, default=0.05)
-    ap.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
-    ap.add_argument("--out", default="runs/ablation")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra config overrides for every row")
-    args = ap.parse_args()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="Folder for data, caches and runs.")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(DEFAULT_ROWS))
+    parser.add_argument("--sweep", action="append", default=[], metavar="TERM=W1,W2",
+                        help="also run the det + DS + TERM row at these weights (e.g. xod=0.3,3)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: configs/lab.yaml's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--parallel", type=int, default=2, help="training runs at a time, one thread each")
+    parser.add_argument("--fit-teachers", action="store_true",
+                        help="fit the lab teachers into WORK/teachers instead of using the committed teachers/lab/")
+    parser.add_argument("--curves", action="store_true", help="draw loss and gradient-norm curves into WORK/curves/")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config override for every run")
+    args = parser.parse_args()
+    import yaml
 
-    from cache_schema import CacheReader
-    from student.evaluate import evaluate_checkpoint
-    from student.train import load_train_config, train
-
-    out = Path(args.out)
-    teachers = CacheReader(args.cache).meta.provenance
-    random_init = [k for k in ("lidar_teacher", "image_teacher")
-                   if (teachers.get(k) or {}).get("config", {}).get("random_init")]
-    results = []
-    for row in args.rows:
-        cfg = load_train_config(args.config, [
-            *args.overrides, *row_overrides(row), f"train.steps={args.steps}", f"train.seed={args.seed}",
-            f"data.batch_size={args.batch_size}", "train.checkpoint_every=0"])
-        run = out / row
-        shutil.rmtree(run, ignore_errors=True)
-        t = time.perf_counter()
-        ckpt = train(args.cache, args.dataroot, cfg, run, progress=True)
-        train_s = time.perf_counter() - t
-        m = evaluate_checkpoint(ckpt, args.dataroot, args.version, args.split, run / "eval",
-                                score_threshold=args.score_threshold, progress=False)
-        results.append({"row": row, "label": ROWS[row]["label"], "mAP": m.mean_ap, "NDS": m.nd_score,
-                        "train_s": train_s, "per_class_AP": m.label_aps})
-        print(f"  {ROWS[row]['label']}: mAP {m.mean_ap:.4f} NDS {m.nd_score:.4f} ({train_s:.0f} s)", flush=True)
-    (out / "ablation.json").write_text(json.dumps(results, indent=2))
-    print(f"\nX3KD ablation: {args.config}, {args.steps} steps x batch {args.batch_size}, seed {args.seed}, "
-          f"eval {args.version}/{args.split}, score threshold {args.score_threshold}, cache {args.cache}")
-    if random_init:
-        print(f"WARNING: the cache's {' and '.join(random_init)} were randomly initialised: the KD rows do not "
-              "measure distillation")
-    print("| losses | mAP | NDS | train s |")
-    print("| --- | ---: | ---: | ---: |")
-    for r in results:
-        print(f"| {r['label']} | {r['mAP']:.4f} | {r['NDS']:.4f} | {r['train_s']:.0f} |")
+    steps = args.steps or int(yaml.safe_load(CONFIG.read_text())["train"]["steps"])
+    t0 = time.perf_counter()
+    data, cache, teacher, identity, timing = prepare(args.work, args.fit_teachers, threads=args.parallel)
+    rows = {r: ROWS[r] for r in args.rows}
+    for spec in args.sweep:
+        term, _, weights = spec.partition("=")
+        if term not in TERMS or not weights:
+            raise SystemExit(f"--sweep {spec!r}: expected TERM=W1,W2 with TERM one of {', '.join(TERMS)}")
+        for w in weights.split(","):
+            rows[f"{term}_w{w}"] = (f"+ {term.upper().replace('X', 'X-', 1)} at weight {w}",
+                                    switches("ds", term) + [f"loss.{term}.weight={w}"])
+    jobs = [(row, seed) for row in rows for seed in args.seeds]
+    with ThreadPoolExecutor(args.parallel) as pool:
+        results = list(pool.map(lambda job: train_and_eval(args.work, data, cache, job[0], rows[job[0]][1], job[1],
+                                                           steps, args.overrides), jobs))
+    lidar, image = teacher["lidar"], teacher["image"]
+    print(f"teachers (sha256 lidar {identity['lidar'][:12]}, image {identity['image'][:12]}), on val:")
+    print(f"  LiDAR CenterPoint: mAP {lidar['mAP']:.4f}  NDS {lidar['NDS']:.4f}")
+    print(f"  image Mask R-CNN: box AP {image['bbox']['AP']:.3f}  AP50 {image['bbox']['AP50']:.3f}; "
+          f"mask AP {image['segm']['AP']:.3f}  AP50 {image['segm']['AP50']:.3f}")
+    print(f"\n{CONFIG.relative_to(REPO)}, {steps} steps, seeds {args.seeds}, {args.parallel} runs at a time; "
+          f"wall time of this invocation {time.perf_counter() - t0:.0f} s"
+          + (f" (of which {', '.join(f'{k} {v:.0f}' for k, v in timing.items())})" if timing else "") + "\n")
+    print("| student | mAP (mean ± std) | NDS (mean ± std) | mAP per seed | NDS per seed | s/step |")
+    print("| --- | ---: | ---: | --- | --- | ---: |")
+    for row, (label, _) in rows.items():
+        rs = [r for r in results if r["row"] == row]
+        print(f"| {label} | {mean_std([r['mAP'] for r in rs])} | {mean_std([r['NDS'] for r in rs])} | "
+              + ", ".join(f"{r['mAP']:.4f}" for r in rs) + " | " + ", ".join(f"{r['NDS']:.4f}" for r in rs)
+              + f" | {statistics.mean(r['s_per_step'] for r in rs):.3f} |")
+    classes = list(results[0]["per_class_AP"])
+    print("\nper-class AP (mean over seeds):\n")
+    print("| student | " + " | ".join(classes) + " |")
+    print("| --- | " + " | ".join("---:" for _ in classes) + " |")
+    print("| LiDAR teacher | " + " | ".join(f"{lidar['per_class_AP'][c]:.3f}" for c in classes) + " |")
+    for row, (label, _) in rows.items():
+        rs = [r for r in results if r["row"] == row]
+        print(f"| {label} | " + " | ".join(f"{statistics.mean(r['per_class_AP'][c] for r in rs):.3f}"
+                                           for c in classes) + " |")
+    (args.work / "ablation.json").write_text(json.dumps({"teachers": teacher, "runs": results}, indent=2))
+    if args.curves:
+        for path in draw_curves(args.work, results, {r: label for r, (label, _) in rows.items()}):
+            print(f"curves: {path}")
 
 
 if __name__ == "__main__":

@@ -38,8 +38,13 @@ class BackboneConfig:
     neck: str = "secondfpn"
     neck_channels: int = 512
     frozen_stages: int = 0  # 0 = train all; k = freeze the stem and the first k-1 residual stages
+    # channels of the stem and first stage (doubling per stage): 64 is torchvision's ResNet; narrower
+    # is the same network cheaper (32: a quarter of the FLOPs; the synthetic lab's student)
+    base_width: int = 64
 
     def __post_init__(self) -> None:
+        if self.base_width < 4:
+            raise UserInputError(f"config model.backbone.base_width: must be >= 4, got {self.base_width}")
         if self.neck not in ("secondfpn", "fpn"):
             raise UserInputError(f"config model.backbone.neck: {self.neck!r} is not 'secondfpn' or 'fpn'")
         if self.neck == "secondfpn" and self.neck_channels % 4:
@@ -232,6 +237,13 @@ class XISLossConfig:
     rpn_pre_nms_top_n: int = 2000
     rpn_post_nms_top_n: int = 1000
     box_batch_size_per_image: int = 128
+    # images without a pseudo-label: "skip" them (learn only from what the teacher saw) or train their
+    # anchors and proposals as "background" (torchvision's rule; student.losses.xis.xis_loss says why not)
+    empty_images: str = "skip"
+
+    def __post_init__(self) -> None:
+        if self.empty_images not in ("skip", "background"):
+            raise UserInputError(f"config loss.xis.empty_images: {self.empty_images!r} is not skip or background")
 
 
 @dataclass(frozen=True)

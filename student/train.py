@@ -101,6 +101,10 @@ class RunConfig:
     keep_checkpoints: int = 3  # most recent step checkpoints kept (the final one always is)
     log_every: int = 1  # steps between TensorBoard scalars
     image_every: int = 0  # steps between TensorBoard pictures (student vs teacher vs GT maps, depth); 0 = none
+    # steps between per-term gradient norms: each loss term's gradient on the student's own weights
+    # alone (not the training-only KD modules), one extra backward per term; into TensorBoard
+    # (grad_norm/<term>) and scalars.jsonl. How hard each term pulls, beside its value; 0 = off
+    term_grad_every: int = 0
     validate_cache: bool = True  # checksum every chunk once before the first training on a (re-)exported store
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda"
     # weights to start from (not with --resume): an x3kd checkpoint (its model weights) or a BEVDepth
@@ -118,6 +122,8 @@ class RunConfig:
             raise UserInputError(f"config train.ema_decay: must be in [0, 1), got {self.ema_decay}")
         if self.image_every < 0:
             raise UserInputError(f"config train.image_every: must be >= 0, got {self.image_every}")
+        if self.term_grad_every < 0:
+            raise UserInputError(f"config train.term_grad_every: must be >= 0, got {self.term_grad_every}")
 
 
 @dataclass(frozen=True)
@@ -594,7 +600,8 @@ def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path,
                 batch = batch.to(device)
                 run.net.keep_outputs = (logs.writer is not None and rc.image_every > 0
                                         and (run.step + 1) % rc.image_every == 0)
-                losses, loss, grad_norm, lr = _optimizer_step(run, ddp_net, batch, cfg.optim.grad_clip)
+                term_grads = bool(rc.term_grad_every) and (run.step + 1) % rc.term_grad_every == 0
+                losses, loss, grad_norm, lr = _optimizer_step(run, ddp_net, batch, cfg.optim.grad_clip, term_grads)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 clock.step_done(run.step)
@@ -710,14 +717,18 @@ def _loader(dataset: CacheDataset, sampler: EpochSampler, cfg: TrainConfig, devi
         generator=torch.Generator().manual_seed(cfg.train.seed))
 
 
-def _optimizer_step(run: _Training, ddp_net: nn.Module, batch: StudentBatch, grad_clip: float
-                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None, float]:
-    """Forward, backward, clip, step, schedule, EMA: returns (loss terms, total, grad norm, the lr used)."""
+def _optimizer_step(run: _Training, ddp_net: nn.Module, batch: StudentBatch, grad_clip: float,
+                    term_grads: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None, float]:
+    """Forward, backward, clip, step, schedule, EMA: returns (loss terms, total, grad norm, the lr used).
+    With `term_grads`, `losses` also holds `grad_norm/<term>`: each term's gradient norm on the
+    student's weights (extra backward passes through the same graph; the step itself is unchanged)."""
     # amp_dtype is set on CUDA only
     autocast = torch.autocast("cuda", dtype=run.amp_dtype) if run.amp_dtype is not None else contextlib.nullcontext()
     with autocast:
         losses = ddp_net(batch)
         loss = total_loss(losses)
+    if term_grads:
+        losses.update(per_term_grad_norms(losses, [p for p in run.model.parameters() if p.requires_grad]))
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     grad_norm = None
@@ -732,6 +743,20 @@ def _optimizer_step(run: _Training, ddp_net: nn.Module, batch: StudentBatch, gra
         run.ema.update(run.model)
     run.step += 1
     return losses, loss, grad_norm, lr
+
+
+def per_term_grad_norms(losses: dict[str, torch.Tensor], params: list[nn.Parameter]) -> dict[str, torch.Tensor]:
+    """{'grad_norm/<term>': L2 norm of d loss_<term> / d params} for every `loss_*` term that reaches
+    `params`, keeping the graph for the step's own backward."""
+    out = {}
+    for key, value in losses.items():
+        if not key.startswith("loss_") or not value.requires_grad:
+            continue
+        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        squares = [g.detach().float().pow(2).sum() for g in grads if g is not None]
+        if squares:
+            out[f"grad_norm/{key[5:]}"] = torch.stack(squares).sum().sqrt()
+    return out
 
 
 class _StepClock:
@@ -790,8 +815,11 @@ class _RunLogs:
     def __init__(self, out: Path, info: DistInfo, step: int, total: int, progress: bool, quiet: bool) -> None:
         self.samples = open(out / f"samples_rank{info.rank}.jsonl", "a", buffering=1)
         self.writer = None
+        self.scalars = None
         self.bar = None
         if info.main:
+            # the TensorBoard scalars as plain JSON lines too, for scripts (bench/synthetic_ablation's curves)
+            self.scalars = open(out / "scalars.jsonl", "a", buffering=1)
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=step)
             if progress:
@@ -804,7 +832,8 @@ class _RunLogs:
                    loss: torch.Tensor, grad_norm: torch.Tensor | None, lr: float, clock: _StepClock,
                    total: int) -> None:
         step = run.step
-        if self.writer is not None and (step % cfg.train.log_every == 0 or step == total):
+        term_grads = any(k.startswith("grad_norm/") for k in losses)
+        if self.writer is not None and (step % cfg.train.log_every == 0 or step == total or term_grads):
             for k, v in losses.items():
                 self.writer.add_scalar(f"loss/{k}" if k.startswith("loss_") else k, v.item(), step)
             self.writer.add_scalar("loss/total", loss.item(), step)
@@ -814,6 +843,11 @@ class _RunLogs:
             samples_per_s, wait_fraction = clock.take_window()
             self.writer.add_scalar("perf/samples_per_s", samples_per_s, step)
             self.writer.add_scalar("perf/data_wait_fraction", wait_fraction, step)
+            row = {"step": step, "lr": lr, "loss/total": loss.item(),
+                   **{(f"loss/{k}" if k.startswith("loss_") else k): v.item() for k, v in losses.items()}}
+            if grad_norm is not None:
+                row["grad_norm"] = float(grad_norm)
+            self.scalars.write(json.dumps(row) + "\n")
         if self.writer is not None and run.net.outputs is not None:
             _log_images(self.writer, run.net, batch, cfg.student, step)
         if self.bar is not None:
@@ -824,6 +858,8 @@ class _RunLogs:
 
     def close(self) -> None:
         self.samples.close()
+        if self.scalars is not None:
+            self.scalars.close()
         if self.bar is not None:
             self.bar.close()
         if self.writer is not None:

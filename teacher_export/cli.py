@@ -213,6 +213,10 @@ def run_export_command(config_file, repair: bool, options: dict, runner) -> None
 @click.option("--device", help="cpu (default), cuda, ...")
 @click.option("--num-sweeps", type=int, help="lidar: LiDAR sweeps merged into each key frame (default 9).")
 @click.option("--limit", type=int, help="Use only the first N samples of the split.")
+@click.option("--augment/--no-augment", default=None,
+              help="lidar: augment each step's points and boxes as CenterPoint does (x/y flips, +-22.5 deg, "
+                   "0.95-1.05 scale), so the cached maps stay true under the student's BEV augmentation.  "
+                   "[default: from preset, else off]")
 @click.option("--export-yaml", type=click.Path(dir_okay=False),
               help="Add what `x3kd-cache export --config` needs to run this teacher (teacher name, checkpoint, "
                    "options) to this YAML file, creating it if needed.")
@@ -240,6 +244,8 @@ def fit_teacher(kind: str, preset: str | None, backbone: str | None, export_yaml
     values = fit_preset(preset, kind) if preset else {}
     if kind == "lidar" and backbone is not None:
         raise UserInputError("--backbone: only for fit-teacher image")
+    if kind == "image" and options.get("augment") is not None:
+        raise UserInputError("--augment: only for fit-teacher lidar")
     if kind == "image" and options.get("config") is not None:
         raise UserInputError("--config: only for fit-teacher lidar (image: --backbone, --preset)")
     if backbone is not None:
@@ -322,8 +328,9 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 
 @main.command("make-synthetic")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--preset", type=click.Choice(["test", "demo"]), default="test", show_default=True,
-              help="test: 2 scenes x 3 samples at 160x90 (seconds); demo: 10 scenes x 10 samples at 352x198.")
+@click.option("--preset", type=click.Choice(["test", "demo", "lab"]), default="test", show_default=True,
+              help="test: 2 scenes x 3 samples at 160x90 (seconds); demo: 10 scenes x 10 samples at 352x198; "
+                   "lab: the synthetic lab's dataset (README, 'The synthetic lab').")
 @click.option("--scenes", type=int, help="Number of scenes (v1.0-mini: at most 10).  [default: from preset]")
 @click.option("--samples-per-scene", type=int, help="Key frames per scene, 2 Hz.  [default: from preset]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
@@ -334,12 +341,19 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 @click.option("--objects", "objects_per_scene", type=int, help="Objects per scene.  [default: from preset]")
 @click.option("--radar-sweeps", "radar_sweeps_per_sample", type=int,
               help="Scans of each of the five radars before each key-frame scan (13 Hz).  [default: 5]")
-@click.option("--version", type=click.Choice(["v1.0-mini", "v1.0-trainval"]), default="v1.0-mini", show_default=True,
-              help="Table version; scene names come from its train/val splits.")
+@click.option("--max-object-range", type=float,
+              help="Keep every object within this many metres of the ego car (default: each class's devkit "
+                   "evaluation range; lab: 24, all on a +-25.6 m grid).  [default: from preset]")
+@click.option("--class-mix", type=click.Choice(["nuscenes", "uniform"]),
+              help="Class frequencies: nuScenes-like, or every detection class equally often.  [default: from preset]")
+@click.option("--version", type=click.Choice(["v1.0-mini", "v1.0-trainval"]),
+              help="Table version; scene names come from its train/val splits (v1.0-mini: at most 10 scenes).  "
+                   "[default: from preset: v1.0-mini, lab v1.0-trainval]")
 @exit_2_on_user_error
 def make_synthetic(out: Path, preset: str, scenes: int | None, samples_per_scene: int | None, seed: int,
                    image_size: str | None, sweeps_per_sample: int | None, objects_per_scene: int | None,
-                   radar_sweeps_per_sample: int | None, version: str) -> None:
+                   radar_sweeps_per_sample: int | None, max_object_range: float | None, class_mix: str | None,
+                   version: str | None) -> None:
     """Write a synthetic nuScenes-format dataroot to OUT (new or empty directory).
 
     nuscenes-devkit loads it like the real thing (NuScenes(version, dataroot=OUT)); val scenes carry
@@ -353,9 +367,9 @@ def make_synthetic(out: Path, preset: str, scenes: int | None, samples_per_scene
 
     overrides = {"scenes": scenes, "samples_per_scene": samples_per_scene, "sweeps_per_sample": sweeps_per_sample,
                  "objects_per_scene": objects_per_scene, "radar_sweeps_per_sample": radar_sweeps_per_sample,
-                 "image_size": _parse_image_size(image_size) if image_size else None}
-    spec = replace(PRESETS[preset], seed=seed, version=version,
-                   **{k: v for k, v in overrides.items() if v is not None})
+                 "image_size": _parse_image_size(image_size) if image_size else None,
+                 "max_object_range": max_object_range, "class_mix": class_mix, "version": version}
+    spec = replace(PRESETS[preset], seed=seed, **{k: v for k, v in overrides.items() if v is not None})
     path = write_dataset(out, spec)
     click.echo(f"wrote {spec.scenes} scenes x {spec.samples_per_scene} samples ({spec.version}) to {path}")
 

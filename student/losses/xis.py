@@ -159,7 +159,23 @@ def xis_targets(boxes: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor,
 
 def xis_loss(heads: XISHeads, pv_features: torch.Tensor, images: torch.Tensor,
              targets: list[dict[str, torch.Tensor]], cfg: XISLossConfig) -> dict[str, torch.Tensor]:
-    """`loss_xis` = cfg.weight * (RPN objectness + RPN box + classifier + box + mask losses)."""
+    """`loss_xis` = cfg.weight * (RPN objectness + RPN box + classifier + box + mask losses).
+
+    `cfg.empty_images` decides what an image without pseudo-labels teaches: "skip" (default) leaves it
+    out, so X-IS learns only from what the teacher saw; "background" keeps it, so its every anchor and
+    proposal is trained as background, which a weak or conservative teacher's silence does not justify
+    (a teacher that puts nothing above its threshold would train "no object anywhere" on the features
+    the detector needs). With no image to learn from, the term is a zero that keeps the graph."""
+    if cfg.empty_images == "skip":
+        keep = [i for i, t in enumerate(targets) if len(t["boxes"])]
+        if not keep:
+            zero = pv_features.sum() * 0.0
+            return {"loss_xis": zero, "xis/images": zero.detach()}
+        if len(keep) < len(targets):
+            index = torch.tensor(keep, device=pv_features.device)
+            pv_features, images = pv_features.index_select(0, index), images.index_select(0, index)
+            targets = [targets[i] for i in keep]
     parts = heads(pv_features, images, targets)
     total = sum(parts.values())
-    return {"loss_xis": cfg.weight * total, **{f"xis/{k.removeprefix('loss_')}": v.detach() for k, v in parts.items()}}
+    return {"loss_xis": cfg.weight * total, "xis/images": torch.tensor(float(len(targets))),
+            **{f"xis/{k.removeprefix('loss_')}": v.detach() for k, v in parts.items()}}

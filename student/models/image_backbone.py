@@ -22,6 +22,39 @@ log = logging.getLogger(__name__)
 
 _RESNETS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
             50: torchvision.models.resnet50, 101: torchvision.models.resnet101}
+_STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+
+
+def build_resnet(depth: int, base_width: int = 64) -> nn.Module:
+    """torchvision's ResNet-`depth`, randomly initialised; with `base_width` other than its 64, the same
+    network (stem, four stages of torchvision's own blocks, same module names) with every width scaled
+    by base_width / 64: ResNet-18 at base 32 costs a quarter of the FLOPs (the synthetic lab's student)."""
+    if base_width == 64:
+        return _RESNETS[depth](weights=None)
+    block = torchvision.models.resnet.BasicBlock if depth < 50 else torchvision.models.resnet.Bottleneck
+    net = nn.Module()
+    net.conv1 = nn.Conv2d(3, base_width, 7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(base_width)
+    net.relu = nn.ReLU(inplace=True)
+    net.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+    inplanes = base_width
+    for i, blocks in enumerate(_STAGE_BLOCKS[depth]):
+        planes, stride = base_width * 2 ** i, 1 if i == 0 else 2
+        down = None
+        if stride != 1 or inplanes != planes * block.expansion:
+            down = nn.Sequential(nn.Conv2d(inplanes, planes * block.expansion, 1, stride=stride, bias=False),
+                                 nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(inplanes, planes, stride, down)]
+        inplanes = planes * block.expansion
+        layers += [block(inplanes, planes) for _ in range(blocks - 1)]
+        setattr(net, f"layer{i + 1}", nn.Sequential(*layers))
+    for m in net.modules():  # torchvision's ResNet initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+    return net
 
 
 NECKS = ("secondfpn", "fpn")
@@ -45,13 +78,16 @@ class ImageBackbone(nn.Module):
     take). `neck` "secondfpn" (BEVDepth's: C2-C5, `out_channels // 4` each, concatenated) or "fpn"."""
 
     def __init__(self, depth: int = 50, out_channels: int = 256, weights: str | None = None,
-                 frozen_stages: int = 0, neck: str = "secondfpn") -> None:
+                 frozen_stages: int = 0, neck: str = "secondfpn", base_width: int = 64) -> None:
         super().__init__()
         if depth not in _RESNETS:
             raise UserInputError(f"backbone depth {depth}: expected one of {sorted(_RESNETS)}")
         if neck not in NECKS:
             raise UserInputError(f"backbone neck {neck!r}: expected one of {', '.join(NECKS)}")
-        resnet = _RESNETS[depth](weights=None)
+        if weights is not None and base_width != 64:
+            raise UserInputError(f"model.backbone.weights: torchvision ResNet weights need base_width 64, the config "
+                                 f"has {base_width}")
+        resnet = build_resnet(depth, base_width)
         if weights is not None:
             load_resnet_weights(resnet, weights)
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)

@@ -116,7 +116,7 @@ def build_student(cfg: StudentConfig) -> BevStudent:
 
         return build_radar_student(cfg)
     backbone = ImageBackbone(cfg.backbone.depth, cfg.backbone.neck_channels, cfg.backbone.weights,
-                             cfg.backbone.frozen_stages, cfg.backbone.neck)
+                             cfg.backbone.frozen_stages, cfg.backbone.neck, cfg.backbone.base_width)
     dn = cfg.depth_net
     depth_net = DepthNet(backbone.out_channels, dn.mid_channels, dn.context_channels, dn.num_bins, dn.camera_aware,
                          dn.residual_blocks, dn.aspp, dn.deformable)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, ClassSetup
+from student.bev_aug import BevAugConfig, augment_boxes, sample_bev_aug
 from student.checkpoints import save_atomic
 from student.losses.det import DetLossConfig, det_loss
 from student.det_targets import build_det_targets
@@ -85,20 +86,38 @@ def fit_lidar_teacher(options: FitOptions) -> FitResult:
         gaussian_overlap=float(train_cfg.get("gaussian_overlap", 0.1)), min_radius=int(train_cfg.get("min_radius", 2)),
         code_weights=tuple(float(w) for w in train_cfg.get("code_weights", DetLossConfig.code_weights)))
 
-    # The split is small (the demo's is ~80 samples) and not augmented: voxelize every point cloud once
-    # instead of every step (voxelization cost as much as the network's forward pass).
+    # Points are read once (the splits fitted here are small). Without augmentation every cloud is also
+    # voxelized once instead of every step (voxelization cost as much as the network's forward pass).
     in_channels = point_features(model_config)
     v = model.voxel_layer
-    voxels, boxes, labels = [], [], []
-    for i in tqdm(indices, desc="voxelize", unit="sample", leave=False):
+    points, voxels, boxes, labels = [], [], [], []
+    for i in tqdm(indices, desc="read points", unit="sample", leave=False):
         s = samples[i]
         p = load_points(options.dataroot, s, options.num_sweeps)
         if p.shape[1] < in_channels:
             raise UserInputError(f"CenterPoint config {name}: wants {in_channels} point features, the data has {p.shape[1]}")
         p = torch.from_numpy(np.ascontiguousarray(p[:, :in_channels])).to(device)
-        voxels.append(hard_voxelize(p, v.voxel_size, v.point_cloud_range, v.max_num_points, v.max_voxels))
+        if options.augment:
+            points.append(p)
+        else:
+            voxels.append(hard_voxelize(p, v.voxel_size, v.point_cloud_range, v.max_num_points, v.max_voxels))
         boxes.append(torch.from_numpy(s.gt_boxes.astype(np.float32)).to(device))
         labels.append(torch.from_numpy(s.gt_labels.astype(np.int64)).to(device))
+    aug_rng = np.random.default_rng([options.seed, 1])
+
+    def step_inputs(batch: list[int]) -> tuple[Voxels, list[torch.Tensor]]:
+        """Voxels and GT boxes of a batch, each sample under its own random augmentation when fitting
+        with `augment` (the student's `bev_aug` draw and box transform: one definition of both)."""
+        if not options.augment:
+            return _batch_voxels([voxels[b] for b in batch]), [boxes[b] for b in batch]
+        per_sample, moved = [], []
+        for b in batch:
+            bda = sample_bev_aug(BevAugConfig(), aug_rng).to(device)
+            p = points[b].clone()
+            p[:, :3] = p[:, :3] @ bda[:3, :3].T + bda[:3, 3]
+            per_sample.append(hard_voxelize(p, v.voxel_size, v.point_cloud_range, v.max_num_points, v.max_voxels))
+            moved.append(augment_boxes(boxes[b], bda))
+        return _batch_voxels(per_sample), moved
     if device.type == "cpu":
         # the 2D part only (the voxel variant's sparse 3D convs keep their own weight layout)
         for part in (model.pts_backbone, model.pts_neck, model.pts_bbox_head):
@@ -112,24 +131,32 @@ def fit_lidar_teacher(options: FitOptions) -> FitResult:
     bar = tqdm(range(total), desc=f"fit {name}", unit="step")
     for _ in bar:
         batch = next(batches)
-        out = model.forward_voxels(_batch_voxels([voxels[b] for b in batch]), len(batch))
-        targets = build_det_targets([boxes[b] for b in batch], [labels[b] for b in batch],
+        batch_voxels, batch_boxes = step_inputs(batch)
+        out = model.forward_voxels(batch_voxels, len(batch))
+        targets = build_det_targets(batch_boxes, [labels[b] for b in batch],
                                     grid, classes, loss_cfg.gaussian_overlap, loss_cfg.min_radius)
         terms = det_loss(out.head, targets, loss_cfg)
         losses.append(optimizer_step(terms["loss_det"], model, opt, sched, options.grad_clip))
         bar.set_postfix(loss=f"{losses[-1]:.3f}", hm=f"{float(terms['det/heatmap']):.3f}",
                         reg=f"{float(terms['det/reg']):.3f}")
-    # Precise BN over (up to) PRECISE_BN_SAMPLES samples, in training batches.
+    # Precise BN over (up to) PRECISE_BN_SAMPLES samples, in training batches, un-augmented (as exported).
     chunks = [list(range(len(indices)))[i:i + options.batch_size]
               for i in range(0, min(len(indices), PRECISE_BN_SAMPLES), options.batch_size)]
-    recalibrate_batchnorm(model, [lambda c=c: model.forward_voxels(_batch_voxels([voxels[b] for b in c]), len(c))
-                                  for c in chunks])
+
+    def plain_voxels(c: list[int]) -> Voxels:
+        if not options.augment:
+            return _batch_voxels([voxels[b] for b in c])
+        return _batch_voxels([hard_voxelize(points[b], v.voxel_size, v.point_cloud_range, v.max_num_points,
+                                            v.max_voxels) for b in c])
+
+    recalibrate_batchnorm(model, [lambda c=c: model.forward_voxels(plain_voxels(c), len(c)) for c in chunks])
     seconds = time.perf_counter() - t0
 
     meta = {"x3kd_fit_teacher": {
         "config_name": name, "dataroot": str(options.dataroot), "version": options.version, "split": options.split,
         "samples": len(indices), "steps": total, "lr": options.lr, "batch_size": options.batch_size,
-        "seed": options.seed, "num_sweeps": options.num_sweeps, "final_loss": losses[-1] if losses else None},
+        "seed": options.seed, "num_sweeps": options.num_sweeps, "augment": options.augment,
+        "final_loss": losses[-1] if losses else None},
         # mmdet3d keeps the config as text in meta; ours is the model dict as JSON
         "config": json.dumps(model_config)}
     out_path = Path(options.out)

@@ -35,6 +35,11 @@ class FitOptions:
     num_sweeps: int = 9
     limit: int | None = None
     grad_clip: float = 35.0
+    # lidar: CenterPoint's global augmentation of each step's points and boxes (flips of x and y, a
+    # rotation in +-22.5 deg, a scale in 0.95-1.05: the student's BEV augmentation ranges), so the
+    # teacher answers alike for a scene and its augmented copy, as the cached maps the student warps
+    # assume (BENCHMARKS "Cached maps under BEV augmentation")
+    augment: bool = False
     image_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -34,6 +34,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
 from cache_schema.identity import file_sha256
 from student.checkpoints import read_torch_file, state_dict_in
+from student.models.image_backbone import build_resnet
 from teacher_export.teachers.image_classes import (COCO_TO_NUSCENES, NUIMAGES_CLASSES, NUIMAGES_TO_NUSCENES,
                                                    label_table, select_instances)
 from teacher_export.teachers.image_protocol import ImageTeacherOutput
@@ -73,6 +74,9 @@ class MaskRCNNConfig:
     fpn_channels: width of the FPN, the RPN and the mask head convs, and of the box head's MLP
         (resnet18/34 only; resnet50 keeps torchvision's 256 / 1024). 256 is torchvision's; 64 makes a
         CPU training step several times cheaper.
+    base_width: resnet18/34 only: channels of the backbone's stem and first stage (doubling per
+        stage); 64 is torchvision's, narrower is the same network cheaper and smaller (the synthetic
+        lab's teacher: 24, a checkpoint of a few MB).
     """
 
     checkpoint: str | None = None
@@ -93,6 +97,7 @@ class MaskRCNNConfig:
     rpn_pre_nms_top_n: int = 1000
     rpn_post_nms_top_n: int = 1000
     fpn_channels: int = 256
+    base_width: int = 64
 
 
 def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -137,12 +142,15 @@ def build_maskrcnn(config: MaskRCNNConfig, num_classes: int, **train_options: An
         raise UserInputError(f"fpn_channels {c}: must be >= 8")
     # Without pretrained weights torchvision trains every layer with ordinary BatchNorm (what
     # maskrcnn_resnet50_fpn does for weights=None too); eval-mode BatchNorm then uses the fitted statistics.
-    if c == 256:
+    if c == 256 and int(config.base_width) == 64:
         backbone = resnet_fpn_backbone(backbone_name=config.backbone, weights=None, norm_layer=nn.BatchNorm2d,
                                        trainable_layers=5)
         return MaskRCNN(backbone, **kwargs)
-    resnet = getattr(torchvision.models, config.backbone)(weights=None, norm_layer=nn.BatchNorm2d)
-    widths = [64, 128, 256, 512]  # BasicBlock ResNets' stage widths
+    bw = int(config.base_width)
+    if bw < 4:
+        raise UserInputError(f"base_width {bw}: must be >= 4")
+    resnet = build_resnet(int(config.backbone.removeprefix("resnet")), bw)
+    widths = [bw, 2 * bw, 4 * bw, 8 * bw]  # BasicBlock ResNets' stage widths
     backbone = BackboneWithFPN(resnet, {f"layer{i}": str(i - 1) for i in range(1, 5)}, widths, c,
                                extra_blocks=LastLevelMaxPool(), norm_layer=None)
     num_classes = kwargs.pop("num_classes")

@@ -37,6 +37,8 @@ LIDAR_TEACHERS: dict[str, Callable[..., LidarTeacher]] = {
     "centerpoint-pillar02": partial(_builtin, "centerpoint-pillar02"),
     # narrow channels, same grid: what `x3kd-cache fit-teacher lidar` fits for the demo
     "centerpoint-pillar02-small": partial(_builtin, "centerpoint-pillar02-small"),
+    # the synthetic lab's teacher: +-25.6 m grid (64x64 cells of 0.8 m), 96 channels (fit-teacher --preset lab)
+    "centerpoint-pillar02-lab": partial(_builtin, "centerpoint-pillar02-lab"),
     # the voxel teachers distillation papers use; sparse 3D convolutions through spconv (optional)
     "centerpoint-voxel01": partial(_builtin, "centerpoint-voxel01"),
     "centerpoint-voxel0075": partial(_builtin, "centerpoint-voxel0075"),

@@ -127,3 +127,55 @@ def test_small_demo_config_is_registered_on_the_student_grid():
     assert teacher.grid.shape == (128, 128) and teacher.grid.cell_size == (0.8, 0.8)
     assert teacher.model.pts_bbox_head.tasks == tuple(tuple(t["class_names"]) for t in
                                                       get_config("centerpoint-pillar02")["pts_bbox_head"]["tasks"])
+
+
+def test_lab_config_is_registered_on_the_lab_grid():
+    teacher = build_lidar_teacher("centerpoint-pillar02-lab", random_init=True)
+    assert teacher.grid.shape == (64, 64) and teacher.grid.cell_size == (0.8, 0.8)
+    assert teacher.grid.point_cloud_range[:2] == (-25.6, -25.6)
+    assert teacher.model.pts_bbox_head.shared_conv.conv.in_channels == 96
+
+
+def test_augmented_fit_sees_transformed_points_and_boxes(synthetic_dataroot, config_file, tmp_path, monkeypatch):
+    """With `augment`, every step's points and boxes move by one bev_aug draw (the same for both: a box
+    holds the same points after), the draws differ between steps, and the run is seeded."""
+    import teacher_export.fit.lidar as fit_lidar
+    from teacher_export.data.synthetic.lidar import points_in_boxes
+
+    seen, clouds = [], []
+    real, real_voxelize = fit_lidar.build_det_targets, fit_lidar.hard_voxelize
+
+    def spy(boxes, labels, grid, *args):
+        seen.append(boxes[0].clone())
+        return real(boxes, labels, grid, *args)
+
+    def spy_voxelize(points, *args):
+        clouds.append(points.clone())
+        return real_voxelize(points, *args)
+
+    monkeypatch.setattr(fit_lidar, "build_det_targets", spy)
+    monkeypatch.setattr(fit_lidar, "hard_voxelize", spy_voxelize)
+    sample = NuScenesSamples(synthetic_dataroot, "v1.0-mini", "mini_train")[0]
+    runs = []
+    for name in ("a.pth", "b.pth"):
+        seen.clear()
+        clouds.clear()
+        opts = FitOptions(str(synthetic_dataroot), "v1.0-mini", "mini_train", str(tmp_path / name),
+                          config=str(config_file), steps=3, lr=FIT_LR, batch_size=1, seed=SEED, augment=True, limit=1)
+        result = fit_lidar_teacher(opts)
+        assert all(np.isfinite(result.losses)) and len(seen) == 3
+        runs.append((list(seen), list(clouds)))
+        assert torch.load(tmp_path / name, weights_only=True)["meta"]["x3kd_fit_teacher"]["augment"] is True
+    (boxes_a, clouds_a), (boxes_b, _) = runs
+    assert all(torch.equal(x, y) for x, y in zip(boxes_a, boxes_b))  # seeded
+    assert not torch.allclose(boxes_a[0], boxes_a[1])  # a new draw every step
+    gt = sample.gt_boxes.astype(np.float64)
+    assert not np.allclose(boxes_a[0][:, :2].numpy(), gt[:, :2], atol=1e-3)  # moved
+    original = points_in_boxes(load_points(synthetic_dataroot, sample)[:, :3].astype(np.float64), gt[:, :7]).sum(0)
+    for boxes, cloud in zip(boxes_a, clouds_a):  # clouds_a[0:3] are the steps' (precise BN follows)
+        after = points_in_boxes(cloud[:, :3].double().numpy(), boxes[:, :7].double().numpy()).sum(0)
+        assert original.sum() > 0 and np.abs(after - original).max() <= 2, (after, original)
+    result = CliRunner().invoke(cli, ["fit-teacher", "image", "--dataroot", str(synthetic_dataroot), "--version",
+                                      "v1.0-mini", "--split", "mini_train", "--out", str(tmp_path / "i.pth"),
+                                      "--steps", "1", "--augment"])
+    assert result.exit_code == 2 and "--augment: only for fit-teacher lidar" in result.output

@@ -30,7 +30,7 @@ from teacher_export.data.synthetic.lidar import cast_lidar, points_in_boxes
 from teacher_export.data.synthetic.radar import scan_radar, write_radar_pcd
 from teacher_export.data.synthetic.rig import (CAMERAS, RADAR_PERIOD_US, RADARS, camera_intrinsics, camera_to_ego,
                                                lidar_to_ego, radar_to_ego)
-from teacher_export.data.synthetic.world import OBJECT_CLASSES, Actor, boxes_at, sample_world
+from teacher_export.data.synthetic.world import CLASS_MIXES, EGO_RADIUS, OBJECT_CLASSES, Actor, boxes_at, sample_world
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,10 @@ class SyntheticSpec:
     version: str = "v1.0-mini"
     jpeg_quality: int = 90
     radar_sweeps_per_sample: int = 5  # radar scans before each key-frame scan, per radar (13 Hz)
+    # None: objects anywhere within their class's evaluation range (up to 46 m); a distance keeps
+    # every object within it of the ego car (the lab: all of them on the student's +-25.6 m grid)
+    max_object_range: float | None = None
+    class_mix: str = "nuscenes"  # "nuscenes" frequencies or "uniform" (world.class_weights)
 
 
 # `test`: about a second on one core, ~5 MB. `demo`: nuScenes v1.0-mini's 10 scenes (10 samples each
@@ -67,6 +71,9 @@ PRESETS: dict[str, SyntheticSpec] = {
     "test": SyntheticSpec(),
     "demo": SyntheticSpec(scenes=10, samples_per_scene=10, image_size=(352, 198), sweeps_per_sample=4,
                           objects_per_scene=20, lidar_azimuths=512),
+    "lab": SyntheticSpec(scenes=60, samples_per_scene=10, image_size=(352, 198), sweeps_per_sample=4,
+                         objects_per_scene=24, lidar_azimuths=512, version="v1.0-trainval",
+                         max_object_range=24.0, class_mix="uniform"),
 }
 
 
@@ -84,6 +91,11 @@ def _check(spec: SyntheticSpec) -> None:
                              ("lidar_azimuths", spec.lidar_azimuths, 8)):
         if value < low:
             raise UserInputError(f"{name} {value}: must be at least {low}")
+    if spec.max_object_range is not None and spec.max_object_range < EGO_RADIUS + 4.0:
+        raise UserInputError(f"--max-object-range {spec.max_object_range}: must be at least {EGO_RADIUS + 4.0:g} m "
+                             "(objects keep clear of the ego car)")
+    if spec.class_mix not in CLASS_MIXES:
+        raise UserInputError(f"--class-mix {spec.class_mix!r}: use one of {', '.join(CLASS_MIXES)}")
     if min(spec.image_size) < 16:
         raise UserInputError(f"--image-size {spec.image_size[0]}x{spec.image_size[1]}: both sides must be >= 16 pixels")
 
@@ -137,6 +149,14 @@ def _rng(spec: SyntheticSpec, *key: int) -> np.random.Generator:
     return np.random.default_rng([spec.seed, *key])
 
 
+def _world_key(scene_index: int, num_train: int) -> tuple[int, int]:
+    """What seeds a scene's random streams: its split (0 train, 1 val) and its place in that split, not
+    its place in the dataset, so the k-th train (val) scene is the same world whatever the number of
+    scenes: a smaller dataset is a subset of a bigger one of the same options and seed (a teacher
+    fitted on a big dataset's train split has never seen a small one's val scenes)."""
+    return (0, scene_index) if scene_index < num_train else (1, scene_index - num_train)
+
+
 def _visibility(visible: int, unoccluded: int) -> str:
     """nuScenes visibility token from the fraction of LiDAR rays that reach the object unblocked."""
     frac = visible / unoccluded if unoccluded else 0.0
@@ -163,16 +183,18 @@ def _write_static_tables(tables: _Tables) -> dict[str, str]:
 
 
 def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str], root: Path, scene_index: int,
-                    name: str, progress: tqdm) -> None:
-    """Draw one scene's world and write its log, calibration, samples, sensor data and annotations."""
+                    world_key: tuple[int, int], name: str, progress: tqdm) -> None:
+    """Draw one scene's world (random streams seeded by `world_key`) and write its log, calibration,
+    samples, sensor data and annotations."""
     s = scene_index
+    w = world_key
     location = LOCATIONS[s % len(LOCATIONS)]
     logfile = f"n900-2018-07-{1 + s % 28:02d}-11-{s // 28:02d}-00+0800"
     log_rec = tables.add("log", {"token": tables.token("log", s), "logfile": logfile, "vehicle": "n900",
                                  "date_captured": f"2018-07-{1 + s % 28:02d}", "location": location})
 
     # Per-log calibration: the real rig, mounted a little differently in each log.
-    cal_rng = _rng(spec, s, 0)
+    cal_rng = _rng(spec, *w, 0)
     jitter_scale = np.array([0.01, 0.01, 0.01, 0.003, 0.003, 0.003])
     l2e = lidar_to_ego(cal_rng.normal(0.0, 1.0, 6) * jitter_scale * 0.5)
     calib = {LIDAR_NAME: tables.add("calibrated_sensor", {
@@ -201,9 +223,10 @@ def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str]
     lidar_us = [(k, t - j * sweep_us) for k, t in enumerate(key_us) for j in range(spec.sweeps_per_sample, -1, -1)]
     start_us = FIRST_TIMESTAMP_US + s * 3_600_000_000
     check_times = np.arange(lidar_us[0][1], key_us[-1] + 50_001, 50_000) / 1e6
-    world_rng = _rng(spec, s, 1)
+    world_rng = _rng(spec, *w, 1)
     ego, actors = sample_world(world_rng, check_times, spec.objects_per_scene,
-                               start_xy=(float(world_rng.uniform(300, 2000)), float(world_rng.uniform(300, 2000))))
+                               start_xy=(float(world_rng.uniform(300, 2000)), float(world_rng.uniform(300, 2000))),
+                               max_range=spec.max_object_range, class_mix=spec.class_mix)
 
     scene_tok = tables.token("scene", s)
     samples = [tables.add("sample", {"token": tables.token("sample", s, k), "timestamp": start_us + t,
@@ -220,7 +243,7 @@ def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str]
         ts = start_us + t
         pose = ego.pose(t / 1e6)
         boxes = boxes_at(actors, t / 1e6)
-        scan = cast_lidar(pose @ l2e, boxes, reflectivity, _rng(spec, s, 2, i), spec.lidar_beams, spec.lidar_azimuths)
+        scan = cast_lidar(pose @ l2e, boxes, reflectivity, _rng(spec, *w, 2, i), spec.lidar_beams, spec.lidar_azimuths)
         folder = "samples" if is_key else "sweeps"
         filename = f"{folder}/{LIDAR_NAME}/{logfile}__{LIDAR_NAME}__{ts}.pcd.bin"
         (root / filename).write_bytes(scan.points.tobytes())
@@ -238,7 +261,7 @@ def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str]
             pose = ego.pose(t_cam / 1e6)
             img = render_camera(spec.image_size, k_mat, pose @ c2e, boxes_at(actors, t_cam / 1e6),
                                 [a.colour for a in actors], [a.object_class.bands for a in actors],
-                                _rng(spec, s, 3, ci, k))
+                                _rng(spec, *w, 3, ci, k))
             filename = f"samples/{cam.name}/{logfile}__{cam.name}__{ts}.jpg"
             img.save(root / filename, format="JPEG", quality=spec.jpeg_quality)
             records.append(_sample_data(tables, s, cam.name, ts, pose, calib[cam.name], samples[k]["token"], True,
@@ -246,11 +269,12 @@ def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str]
             progress.update(1)
         _link(records)
 
-    key_radar = _write_radar(spec, tables, root, s, logfile, radars, calib, ego, actors, samples, key_us, start_us)
+    key_radar = _write_radar(spec, tables, root, s, w, logfile, radars, calib, ego, actors, samples, key_us, start_us)
     _annotate(tables, tokens, s, actors, samples, key_scans, key_radar)
 
 
-def _write_radar(spec: SyntheticSpec, tables: _Tables, root: Path, s: int, logfile: str, radars: list,
+def _write_radar(spec: SyntheticSpec, tables: _Tables, root: Path, s: int, w: tuple[int, int], logfile: str,
+                 radars: list,
                  calib: dict[str, str], ego, actors: list[Actor], samples: list[dict], key_us: list[int],
                  start_us: int) -> dict[int, np.ndarray]:
     """Every radar's scans (13 Hz, `radar_sweeps_per_sample` before each key-frame scan; the radars are
@@ -273,7 +297,7 @@ def _write_radar(spec: SyntheticSpec, tables: _Tables, root: Path, s: int, logfi
                 dt = 0.01
                 sensor_velocity = ((ego.pose(t / 1e6 + dt) @ r2e)[:2, 3] - (ego.pose(t / 1e6 - dt) @ r2e)[:2, 3]) / (2 * dt)
                 scan = scan_radar(to_world, sensor_velocity, boxes_at(actors, t / 1e6), velocities, classes, sizes,
-                                  _rng(spec, s, 4, ri, k, j))
+                                  _rng(spec, *w, 4, ri, k, j))
                 is_key = j == 0
                 folder = "samples" if is_key else "sweeps"
                 filename = f"{folder}/{radar.name}/{logfile}__{radar.name}__{ts}.pcd"
@@ -335,7 +359,8 @@ def _annotate(tables: _Tables, tokens: dict[str, str], s: int, actors: list[Acto
 def generate_synthetic(out_dir: str | os.PathLike, *, scenes: int = 2, samples_per_scene: int = 3, seed: int = 0,
                        image_size: tuple[int, int] = (160, 90), sweeps_per_sample: int = 2, objects_per_scene: int = 8,
                        lidar_beams: int = 32, lidar_azimuths: int = 360, version: str = "v1.0-mini",
-                       jpeg_quality: int = 90, radar_sweeps_per_sample: int = 5) -> Path:
+                       jpeg_quality: int = 90, radar_sweeps_per_sample: int = 5,
+                       max_object_range: float | None = None, class_mix: str = "nuscenes") -> Path:
     """Write a synthetic nuScenes-format dataroot to `out_dir` (which must not exist or be empty) and
     return its path.
 
@@ -344,13 +369,17 @@ def generate_synthetic(out_dir: str | os.PathLike, *, scenes: int = 2, samples_p
     `objects_per_scene` objects per scene, a `lidar_beams` x `lidar_azimuths` LiDAR, for nuScenes
     `version` v1.0-mini (up to 10 scenes, named after mini_train / mini_val) or v1.0-trainval (named
     after train / val), and nuScenes' five radars with `radar_sweeps_per_sample` scans before each
-    key-frame scan (see `synthetic.radar`). The same arguments write the same bytes.
+    key-frame scan (see `synthetic.radar`). Objects stay within `max_object_range` metres of the ego
+    car when given (else within their class's evaluation range), drawn with the `class_mix`
+    frequencies ("nuscenes" or "uniform"). The same arguments write the same bytes, and the k-th train
+    (val) scene does not depend on the number of scenes.
     """
     spec = SyntheticSpec(scenes=scenes, samples_per_scene=samples_per_scene, seed=seed,
                          image_size=(int(image_size[0]), int(image_size[1])), sweeps_per_sample=sweeps_per_sample,
                          objects_per_scene=objects_per_scene, lidar_beams=lidar_beams, lidar_azimuths=lidar_azimuths,
                          version=version, jpeg_quality=jpeg_quality,
-                         radar_sweeps_per_sample=radar_sweeps_per_sample)
+                         radar_sweeps_per_sample=radar_sweeps_per_sample, max_object_range=max_object_range,
+                         class_mix=class_mix)
     return write_dataset(out_dir, spec)
 
 
@@ -377,7 +406,7 @@ def write_dataset(out_dir: str | os.PathLike, spec: SyntheticSpec) -> Path:
         with tqdm(total=spec.scenes * spec.samples_per_scene * len(CAMERAS), desc="synthetic nuScenes",
                   unit="img", disable=None) as progress:
             for s, name in enumerate(train + val):
-                _generate_scene(spec, tables, tokens, tmp, s, name, progress)
+                _generate_scene(spec, tables, tokens, tmp, s, _world_key(s, len(train)), name, progress)
         _write_maps(tables, tmp)
         tables.write(tmp / spec.version)
         if out.exists():

@@ -136,16 +136,35 @@ def boxes_at(actors: list[Actor], t: float) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
+CLASS_MIXES = ("nuscenes", "uniform")
+
+
+def class_weights(mix: str) -> np.ndarray:
+    """Drawing probability of each of OBJECT_CLASSES: "nuscenes" (roughly nuScenes' class frequencies:
+    cars and pedestrians common, buses and trailers rare) or "uniform" (every detection class equally
+    often; the non-detection distractor keeps its share), so that a small dataset has enough examples
+    of every class for each one's AP to mean something."""
+    if mix not in CLASS_MIXES:
+        raise ValueError(f"class mix {mix!r}: expected one of {CLASS_MIXES}")
+    weights = np.array([c.weight for c in OBJECT_CLASSES])
+    if mix == "uniform":
+        detection = np.array([c.category != "movable_object.pushable_pullable" for c in OBJECT_CLASSES])
+        weights = np.where(detection, weights[detection].sum() / detection.sum(), weights)
+    return weights / weights.sum()
+
+
 def sample_world(rng: np.random.Generator, times: np.ndarray, num_objects: int,
-                 start_xy: tuple[float, float]) -> tuple[EgoTrajectory, list[Actor]]:
+                 start_xy: tuple[float, float], max_range: float | None = None,
+                 class_mix: str = "nuscenes") -> tuple[EgoTrajectory, list[Actor]]:
     """Draw an ego trajectory and up to `num_objects` actors that, at every one of `times` (seconds), are
-    within their class's `max_range` of the ego car and overlap neither it nor each other. The first
-    actors cover the classes one each; a class that cannot be placed (crowded scene) is retried."""
+    within their class's `max_range` (and within `max_range` metres, when given) of the ego car and
+    overlap neither it nor each other. The first actors cover the classes one each, then classes are
+    drawn by `class_weights(class_mix)`; a class that cannot be placed (crowded scene) is retried."""
     ego = EgoTrajectory(start_xy=start_xy, start_yaw=float(rng.uniform(-np.pi, np.pi)),
                         speed=float(rng.choice([0.0, rng.uniform(2.0, 9.0)], p=[0.15, 0.85])),
                         yaw_rate=float(rng.uniform(-0.08, 0.08)))
     ego_xy, ego_yaw = ego.state(times)
-    weights = np.array([c.weight for c in OBJECT_CLASSES])
+    weights = class_weights(class_mix)
     # Every class once (in random order) before drawing by frequency, so that even a small split has
     # examples of all classes and per-class metrics are defined.
     first_of_each = rng.permutation(len(OBJECT_CLASSES))
@@ -156,11 +175,12 @@ def sample_world(rng: np.random.Generator, times: np.ndarray, num_objects: int,
         if len(actors) < len(first_of_each):
             ci = int(first_of_each[len(actors)])
         else:
-            ci = int(rng.choice(len(OBJECT_CLASSES), p=weights / weights.sum()))
+            ci = int(rng.choice(len(OBJECT_CLASSES), p=weights))
         cls = OBJECT_CLASSES[ci]
+        reach = cls.max_range if max_range is None else min(cls.max_range, max_range)
         size = tuple(float(s) for s in np.asarray(cls.size_wlh) * rng.uniform(0.88, 1.12, size=3))
         anchor = int(rng.integers(len(times)))
-        dist = float(rng.uniform(EGO_RADIUS + 2.0, 0.8 * cls.max_range))
+        dist = float(rng.uniform(EGO_RADIUS + 2.0, 0.8 * reach))
         bearing = float(rng.uniform(-np.pi, np.pi))
         pos = ego_xy[anchor] + dist * np.array([np.cos(bearing), np.sin(bearing)])
         moving = cls.max_speed > 0 and rng.random() < 0.6
@@ -176,7 +196,7 @@ def sample_world(rng: np.random.Generator, times: np.ndarray, num_objects: int,
         cand = Actor(ci, (float(start[0]), float(start[1])), yaw, speed, size, colour)
         track = cand.xy(times)
         ego_dist = np.linalg.norm(track - ego_xy, axis=-1)
-        if np.any(ego_dist < cand.radius + EGO_RADIUS + 0.5) or np.any(ego_dist > cls.max_range):
+        if np.any(ego_dist < cand.radius + EGO_RADIUS + 0.5) or np.any(ego_dist > reach):
             continue
         if any(np.any(np.linalg.norm(track - other.xy(times), axis=-1) < cand.radius + other.radius + 0.3)
                for other in actors):

@@ -122,3 +122,42 @@ def test_trainval_version_uses_train_and_val_scene_names(tmp_path: Path) -> None
     assert len(train) + len(val) == 3 * TINY["samples_per_scene"] and len(val) > 0
     assert {s.scene_name for s in train} <= set(splits["train"])
     assert {s.scene_name for s in val} <= set(splits["val"])
+
+
+def test_smaller_dataset_is_a_subset_of_a_bigger_one(tmp_path: Path) -> None:
+    """Scenes are seeded by (split, place in split): the first train and val scenes of 5 scenes are the
+    same worlds as in 3, so a teacher fitted on a big dataset's train split never saw a small one's val."""
+    small = generate_synthetic(tmp_path / "s", **{**TINY, "scenes": 3}, version="v1.0-trainval")
+    big = generate_synthetic(tmp_path / "b", **{**TINY, "scenes": 6}, version="v1.0-trainval")
+
+    def boxes_by_scene(root: Path) -> dict[str, list]:
+        nusc = NuScenes(version="v1.0-trainval", dataroot=str(root), verbose=False)
+        return {s["name"]: sorted(tuple(np.round(a["translation"], 6)) for a in nusc.sample_annotation
+                                  if nusc.get("sample", a["sample_token"])["scene_token"] == s["token"])
+                for s in nusc.scene}
+
+    a, b = boxes_by_scene(small), boxes_by_scene(big)
+    splits = create_splits_scenes()
+    assert set(a) <= set(b) and any(n in splits["val"] for n in a)
+    for name in a:  # same world, same boxes (the world's placement is part of the draw)
+        assert a[name] == b[name], name
+
+
+def test_object_range_and_class_mix(tmp_path: Path) -> None:
+    from teacher_export.data.synthetic.world import OBJECT_CLASSES, class_weights, sample_world
+
+    times = np.arange(0.0, 3.0, 0.05)
+    rng = np.random.default_rng(0)
+    ego, actors = sample_world(rng, times, 30, (500.0, 500.0), max_range=12.0, class_mix="uniform")
+    ego_xy, _ = ego.state(times)
+    assert len(actors) >= 20
+    assert max(np.linalg.norm(a.xy(times) - ego_xy, axis=-1).max() for a in actors) <= 12.0
+    w = class_weights("uniform")
+    detection = [c.category != "movable_object.pushable_pullable" for c in OBJECT_CLASSES]
+    assert np.allclose(w[detection], w[detection][0]) and abs(w.sum() - 1) < 1e-12
+    assert class_weights("nuscenes")[0] > 2 * class_weights("nuscenes")[3]  # cars far more common than buses
+    with pytest.raises(UserInputError, match="--max-object-range"):
+        generate_synthetic(tmp_path / "near", **TINY, max_object_range=3.0)
+    runner = CliRunner()
+    bad = runner.invoke(main, ["make-synthetic", str(tmp_path / "x"), "--class-mix", "zipf"])
+    assert bad.exit_code == 2 and "--class-mix" in bad.output
