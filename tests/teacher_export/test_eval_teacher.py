@@ -85,8 +85,10 @@ def _gt_perfect_image_copy(cache: str, out: Path) -> int:
     h, w = cfg.image_size
     root = zarr.open_group(str(out), mode="r+")
     dropped = 0
-    for i in range(len(reader)):
-        s = reader[i]
+    # Read every sample before writing any: a write rewrites its shard, and the reader keeps the shard
+    # indices it has read.
+    originals = [reader[i] for i in range(len(reader))]
+    for i, s in enumerate(originals):
         n = int(s["gt/count"])
         to_cams = np.linalg.inv(CameraSetup.from_cache_sample(s).camera_to_lidar())
         boxes = np.zeros((cfg.num_cameras, cfg.max_instances, 4), np.float32)

@@ -149,12 +149,17 @@ def _rng(spec: SyntheticSpec, *key: int) -> np.random.Generator:
     return np.random.default_rng([spec.seed, *key])
 
 
-def _world_key(scene_index: int, num_train: int) -> tuple[int, int]:
-    """What seeds a scene's random streams: its split (0 train, 1 val) and its place in that split, not
-    its place in the dataset, so the k-th train (val) scene is the same world whatever the number of
+# Val scenes draw from streams above every train scene's (nuScenes has 700 train scenes of 850).
+VAL_WORLD_KEY = 1000
+
+
+def _world_key(scene_index: int, num_train: int) -> int:
+    """What seeds a scene's random streams: its place in its split, val scenes offset by VAL_WORLD_KEY,
+    not its place in the dataset, so the k-th train (val) scene is the same world whatever the number of
     scenes: a smaller dataset is a subset of a bigger one of the same options and seed (a teacher
-    fitted on a big dataset's train split has never seen a small one's val scenes)."""
-    return (0, scene_index) if scene_index < num_train else (1, scene_index - num_train)
+    fitted on a big dataset's train split has never seen a small one's val scenes). Train scenes keep
+    the streams they had when scenes were keyed by dataset index (train scenes come first)."""
+    return scene_index if scene_index < num_train else VAL_WORLD_KEY + scene_index - num_train
 
 
 def _visibility(visible: int, unoccluded: int) -> str:
@@ -183,18 +188,17 @@ def _write_static_tables(tables: _Tables) -> dict[str, str]:
 
 
 def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str], root: Path, scene_index: int,
-                    world_key: tuple[int, int], name: str, progress: tqdm) -> None:
+                    world_key: int, name: str, progress: tqdm) -> None:
     """Draw one scene's world (random streams seeded by `world_key`) and write its log, calibration,
     samples, sensor data and annotations."""
     s = scene_index
-    w = world_key
     location = LOCATIONS[s % len(LOCATIONS)]
     logfile = f"n900-2018-07-{1 + s % 28:02d}-11-{s // 28:02d}-00+0800"
     log_rec = tables.add("log", {"token": tables.token("log", s), "logfile": logfile, "vehicle": "n900",
                                  "date_captured": f"2018-07-{1 + s % 28:02d}", "location": location})
 
     # Per-log calibration: the real rig, mounted a little differently in each log.
-    cal_rng = _rng(spec, *w, 0)
+    cal_rng = _rng(spec, world_key, 0)
     jitter_scale = np.array([0.01, 0.01, 0.01, 0.003, 0.003, 0.003])
     l2e = lidar_to_ego(cal_rng.normal(0.0, 1.0, 6) * jitter_scale * 0.5)
     calib = {LIDAR_NAME: tables.add("calibrated_sensor", {
@@ -223,7 +227,7 @@ def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str]
     lidar_us = [(k, t - j * sweep_us) for k, t in enumerate(key_us) for j in range(spec.sweeps_per_sample, -1, -1)]
     start_us = FIRST_TIMESTAMP_US + s * 3_600_000_000
     check_times = np.arange(lidar_us[0][1], key_us[-1] + 50_001, 50_000) / 1e6
-    world_rng = _rng(spec, *w, 1)
+    world_rng = _rng(spec, world_key, 1)
     ego, actors = sample_world(world_rng, check_times, spec.objects_per_scene,
                                start_xy=(float(world_rng.uniform(300, 2000)), float(world_rng.uniform(300, 2000))),
                                max_range=spec.max_object_range, class_mix=spec.class_mix)
@@ -243,7 +247,8 @@ def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str]
         ts = start_us + t
         pose = ego.pose(t / 1e6)
         boxes = boxes_at(actors, t / 1e6)
-        scan = cast_lidar(pose @ l2e, boxes, reflectivity, _rng(spec, *w, 2, i), spec.lidar_beams, spec.lidar_azimuths)
+        scan = cast_lidar(pose @ l2e, boxes, reflectivity, _rng(spec, world_key, 2, i), spec.lidar_beams,
+                          spec.lidar_azimuths)
         folder = "samples" if is_key else "sweeps"
         filename = f"{folder}/{LIDAR_NAME}/{logfile}__{LIDAR_NAME}__{ts}.pcd.bin"
         (root / filename).write_bytes(scan.points.tobytes())
@@ -261,7 +266,7 @@ def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str]
             pose = ego.pose(t_cam / 1e6)
             img = render_camera(spec.image_size, k_mat, pose @ c2e, boxes_at(actors, t_cam / 1e6),
                                 [a.colour for a in actors], [a.object_class.bands for a in actors],
-                                _rng(spec, *w, 3, ci, k))
+                                _rng(spec, world_key, 3, ci, k))
             filename = f"samples/{cam.name}/{logfile}__{cam.name}__{ts}.jpg"
             img.save(root / filename, format="JPEG", quality=spec.jpeg_quality)
             records.append(_sample_data(tables, s, cam.name, ts, pose, calib[cam.name], samples[k]["token"], True,
@@ -269,13 +274,13 @@ def _generate_scene(spec: SyntheticSpec, tables: _Tables, tokens: dict[str, str]
             progress.update(1)
         _link(records)
 
-    key_radar = _write_radar(spec, tables, root, s, w, logfile, radars, calib, ego, actors, samples, key_us, start_us)
+    key_radar = _write_radar(spec, tables, root, s, world_key, logfile, radars, calib, ego, actors, samples, key_us,
+                             start_us)
     _annotate(tables, tokens, s, actors, samples, key_scans, key_radar)
 
 
-def _write_radar(spec: SyntheticSpec, tables: _Tables, root: Path, s: int, w: tuple[int, int], logfile: str,
-                 radars: list,
-                 calib: dict[str, str], ego, actors: list[Actor], samples: list[dict], key_us: list[int],
+def _write_radar(spec: SyntheticSpec, tables: _Tables, root: Path, s: int, world_key: int, logfile: str,
+                 radars: list, calib: dict[str, str], ego, actors: list[Actor], samples: list[dict], key_us: list[int],
                  start_us: int) -> dict[int, np.ndarray]:
     """Every radar's scans (13 Hz, `radar_sweeps_per_sample` before each key-frame scan; the radars are
     not synchronised, so each runs a few ms after the previous one) as .pcd files and sample_data
@@ -297,7 +302,7 @@ def _write_radar(spec: SyntheticSpec, tables: _Tables, root: Path, s: int, w: tu
                 dt = 0.01
                 sensor_velocity = ((ego.pose(t / 1e6 + dt) @ r2e)[:2, 3] - (ego.pose(t / 1e6 - dt) @ r2e)[:2, 3]) / (2 * dt)
                 scan = scan_radar(to_world, sensor_velocity, boxes_at(actors, t / 1e6), velocities, classes, sizes,
-                                  _rng(spec, *w, 4, ri, k, j))
+                                  _rng(spec, world_key, 4, ri, k, j))
                 is_key = j == 0
                 folder = "samples" if is_key else "sweeps"
                 filename = f"{folder}/{radar.name}/{logfile}__{radar.name}__{ts}.pcd"

@@ -70,13 +70,24 @@ def test_split_order_and_fields(synthetic_dataroot: Path, samples: list[SampleIn
         assert np.all(s.gt_num_lidar_pts + s.gt_num_radar_pts > 0)
 
 
-def test_gt_filter_matches_devkit(synthetic_dataroot: Path, samples: list[SampleInfo]) -> None:
-    """Kept boxes are exactly the detection-class annotations with points and within range."""
-    nusc = NuScenes(version="v1.0-mini", dataroot=str(synthetic_dataroot), verbose=False)
-    dropped_class = dropped_points = radar_only = 0
+@pytest.fixture(scope="module")
+def sparse_lidar_root(tmp_path_factory) -> Path:
+    """A crowded scene seen by an 8-beam LiDAR: about half its boxes get no LiDAR point (some radar
+    alone sees, some nothing sees), so the devkit's points rule is exercised whatever the seed."""
+    from teacher_export.data.synthetic import generate_synthetic
+
+    return generate_synthetic(tmp_path_factory.mktemp("sparse") / "nuscenes", scenes=2, samples_per_scene=1,
+                              image_size=(48, 32), sweeps_per_sample=0, objects_per_scene=12, lidar_beams=8,
+                              lidar_azimuths=64, radar_sweeps_per_sample=0)
+
+
+def _check_gt_filter(root: Path, samples: list[SampleInfo]) -> tuple[int, int]:
+    """Kept boxes are exactly the detection-class annotations with points and within range; returns
+    (annotations dropped for having no point, annotations kept on radar points alone)."""
+    nusc = NuScenes(version="v1.0-mini", dataroot=str(root), verbose=False)
+    dropped_points = radar_only = 0
     for s in samples:
         anns = [nusc.get("sample_annotation", t) for t in nusc.get("sample", s.token)["anns"]]
-        dropped_class += sum(a["category_name"] == "movable_object.pushable_pullable" for a in anns)
         dropped_points += sum(a["num_lidar_pts"] + a["num_radar_pts"] == 0 for a in anns)
         radar_only += sum(a["num_lidar_pts"] == 0 < a["num_radar_pts"] for a in anns)
         expected = {a["token"] for a in anns if a["num_lidar_pts"] + a["num_radar_pts"] > 0
@@ -89,7 +100,15 @@ def test_gt_filter_matches_devkit(synthetic_dataroot: Path, samples: list[Sample
             np.testing.assert_allclose(box[[4, 3, 5]], ann["size"], rtol=1e-6)
             vel = s.lidar_to_global[:3, :3] @ np.array([box[7], box[8], 0.0])
             np.testing.assert_allclose(vel[:2], np.nan_to_num(nusc.box_velocity(token)[:2]), atol=1e-3)
-    assert dropped_points + radar_only > 0  # the points rule was exercised (a box radar alone sees is kept)
+    return dropped_points, radar_only
+
+
+def test_gt_filter_matches_devkit(synthetic_dataroot: Path, samples: list[SampleInfo], sparse_lidar_root: Path) -> None:
+    _check_gt_filter(synthetic_dataroot, samples)
+    sparse = [s for split in ("mini_train", "mini_val")
+              for s in NuScenesSamples(sparse_lidar_root, "v1.0-mini", split, num_sweeps=0, gt_filter="evaluation")]
+    dropped_points, radar_only = _check_gt_filter(sparse_lidar_root, sparse)
+    assert dropped_points > 0 and radar_only > 0  # both sides of the points rule were exercised
 
 
 def test_every_box_with_points_contains_a_key_frame_point(synthetic_dataroot: Path,
