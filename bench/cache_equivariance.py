@@ -1,11 +1,13 @@
 """Cached teacher maps under BEV augmentation: warp(T(points)) against T(aug(points)).
 
-    python -m bench.cache_equivariance --work lab/ [--samples 20] [--split mini_val]
+    python -m bench.cache_equivariance --export-yaml teachers/lab/export.yaml --dataroot lab/data \
+        --version v1.0-trainval --split val [--samples 20]
 
 An online distiller runs the LiDAR teacher on the augmented point cloud; we warp the maps the teacher
 wrote for the un-augmented cloud (`student.models.centerpoint_coder.augment_teacher_maps`, the student's
-own warp, with its validity mask). This measures how far apart the two are, on the lab's fitted teacher
-(`bench.radar_student` prepares `lab/`: data, `teachers/export.yaml`), for each augmentation the
+own warp, with its validity mask). This measures how far apart the two are, for the LiDAR teacher an
+export YAML names (`lidar_teacher`, `lidar_checkpoint`, `num_sweeps`: what `fit-teacher --export-yaml`
+writes; a relative checkpoint path is read from the YAML's folder), for each augmentation the
 student draws from: x and y flips, rotations of +-22.5 deg, scales 0.95 and 1.05, and the identity
 (which must agree exactly: the check that both paths are the same teacher on the same grid).
 
@@ -41,9 +43,9 @@ def build_teacher(export_yaml: Path):
     from teacher_export.teachers.registry import build_lidar_teacher
 
     options = yaml.safe_load(export_yaml.read_text())
-    extra = {"config": options["lidar_config"]} if options.get("lidar_config") else {}
-    return build_lidar_teacher(options["lidar_teacher"], checkpoint=options["lidar_checkpoint"], device="cpu",
-                               **extra), int(options.get("num_sweeps", 9))
+    extra = {"config": str(export_yaml.parent / options["lidar_config"])} if options.get("lidar_config") else {}
+    return build_lidar_teacher(options["lidar_teacher"], checkpoint=str(export_yaml.parent / options["lidar_checkpoint"]),
+                               device="cpu", **extra), int(options.get("num_sweeps", 9))
 
 
 def maps(teacher, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -78,9 +80,12 @@ def compare(cached, online, valid: torch.Tensor) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="The lab folder bench.radar_student prepared.")
+    parser.add_argument("--export-yaml", type=Path, required=True,
+                        help="Export options naming the LiDAR teacher (fit-teacher --export-yaml writes one).")
+    parser.add_argument("--dataroot", type=Path, required=True)
+    parser.add_argument("--version", default="v1.0-trainval")
+    parser.add_argument("--split", default="val")
     parser.add_argument("--samples", type=int, default=20)
-    parser.add_argument("--split", default="mini_val")
     args = parser.parse_args()
 
     from student.bev_aug import bev_aug_matrix, teacher_validity
@@ -88,8 +93,8 @@ def main() -> None:
     from teacher_export.data.nuscenes import NuScenesSamples
 
     t0 = time.perf_counter()
-    teacher, sweeps = build_teacher(args.work / "teachers" / "export.yaml")
-    samples = NuScenesSamples(args.work / "data", "v1.0-mini", args.split, num_sweeps=sweeps)
+    teacher, sweeps = build_teacher(args.export_yaml)
+    samples = NuScenesSamples(args.dataroot, args.version, args.split, num_sweeps=sweeps)
     grid = teacher.grid
     picks = np.linspace(0, len(samples) - 1, min(args.samples, len(samples))).round().astype(int)
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in AUGMENTATIONS}
@@ -106,7 +111,7 @@ def main() -> None:
                 cached = augment_teacher_maps(bda, grid, *base)
                 rows[name].append(compare(cached, online, teacher_validity(bda, grid)))
     keys = [k for k in rows["identity"][0] if not k.startswith("_")]
-    print(f"LiDAR teacher {args.work / 'teachers'}, {len(picks)} {args.split} samples, grid {grid.shape}; "
+    print(f"LiDAR teacher of {args.export_yaml}, {len(picks)} {args.split} samples, grid {grid.shape}; "
           f"{time.perf_counter() - t0:.0f} s\n")
     print("| augmentation | " + " | ".join(keys) + " | peaks |")
     print("| --- | " + " | ".join("---:" for _ in keys) + " | ---: |")

@@ -460,6 +460,14 @@ def _convert(tp: Any, v: Any, where: str) -> Any:
         return {str(k): _convert(args[1], x, f"{where}.{k}") for k, x in v.items()}
     if tp is float and isinstance(v, (int, float)) and not isinstance(v, bool):
         return float(v)
+    if tp is float and isinstance(v, str):
+        # YAML 1.1 reads 4e-3 (no dot) as a string; as a float field it is the number the user meant
+        try:
+            return float(v)
+        except ValueError:
+            raise UserInputError(f"{where}: expected a number, got {v!r}") from None
+    if tp is float:
+        raise UserInputError(f"{where}: expected a number, got {v!r}")
     if tp in (int, str, bool) and not isinstance(v, tp) or (tp is int and isinstance(v, bool)):
         raise UserInputError(f"{where}: expected {tp.__name__}, got {v!r}")
     return v

@@ -27,7 +27,7 @@ def test_round_trip_through_a_dict_and_yaml(tmp_path):
     assert loaded.grid.shape == (32, 32)
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "tiny_pillar02.yaml", "r50_256x704.yaml"])
+@pytest.mark.parametrize("name", ["tiny.yaml", "tiny_pillar02.yaml", "r50_256x704.yaml", "lab.yaml"])
 def test_every_shipped_config_loads_through_from_yaml(name):
     from pathlib import Path
 
@@ -43,10 +43,20 @@ def test_every_shipped_config_loads_through_from_yaml(name):
     ({"depth_net": {"d_bound": [1, 2]}}, "d_bound"),
     ({"tasks": [["car"]]}, "tasks"),
     ({"test": {"nms_type": "soft"}}, "model.test.nms_type"),
+    ({"losses": {"xod": {"weight": "strong"}}}, "losses.xod.weight"),
 ])
 def test_bad_values_are_user_errors_naming_the_option(bad, match):
     with pytest.raises(UserInputError, match=match):
         StudentConfig.from_dict(bad)
+
+
+def test_exponent_without_a_dot_is_a_number():
+    """YAML 1.1 reads `4e-3` as a string; a float option takes it as the number it spells."""
+    from student.train import load_train_config
+    from tests.student.run_paths import TINY_YAML
+
+    cfg = load_train_config(TINY_YAML, ["optim.lr=4e-3", "loss.xfd.weight=1e0"])
+    assert cfg.optim.lr == 0.004 and cfg.student.losses.xfd.weight == 1.0
 
 
 def test_missing_yaml_file_is_a_user_error(tmp_path):
