@@ -26,8 +26,8 @@ FIT_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "lab": {
         "lidar": {"config": "centerpoint-pillar02-lab", "steps": 3000, "lr": 4e-3, "batch_size": 2, "augment": True},
-        "image": {"steps": 40, "lr": 2e-3, "batch_size": 2, "image_options": {
-            "backbone": "resnet18", "fpn_channels": 64, "anchor_sizes": [8, 16, 32, 64, 128],
+        "image": {"steps": 3000, "lr": 2e-3, "batch_size": 4, "image_options": {
+            "backbone": "resnet18", "base_width": 16, "fpn_channels": 64, "anchor_sizes": [8, 16, 32, 64, 128],
             "rpn_pre_nms_top_n": 300, "rpn_post_nms_top_n": 100, "detections_per_img": 50,
             "score_threshold": 0.3,
             "rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300, "box_batch_size_per_image": 128}},
