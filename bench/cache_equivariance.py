@@ -1,7 +1,7 @@
 """Cached teacher maps under BEV augmentation: warp(T(points)) against T(aug(points)).
 
-    python -m bench.cache_equivariance --export-yaml teachers/lab/export.yaml --dataroot lab/data \
-        --version v1.0-trainval --split val [--samples 20]
+    python -m bench.cache_equivariance --export-yaml teachers/lab/export.yaml \
+        --lidar-checkpoint teachers/lab/lidar.pth --dataroot lab/data --version v1.0-trainval --split val [--samples 20]
 
 An online distiller runs the LiDAR teacher on the augmented point cloud; we warp the maps the teacher
 wrote for the un-augmented cloud (`student.models.centerpoint_coder.augment_teacher_maps`, the student's
@@ -37,15 +37,19 @@ REG_GROUPS = {"offset (cells)": slice(0, 2), "height (m)": slice(2, 3), "log siz
               "sin/cos": slice(6, 8), "velocity (m/s)": slice(8, 10)}
 
 
-def build_teacher(export_yaml: Path):
+def build_teacher(export_yaml: Path, checkpoint: Path | None):
     import yaml
 
     from teacher_export.teachers.registry import build_lidar_teacher
 
     options = yaml.safe_load(export_yaml.read_text())
+    if checkpoint is None:
+        if not options.get("lidar_checkpoint"):
+            raise SystemExit(f"{export_yaml}: names no lidar_checkpoint; give --lidar-checkpoint")
+        checkpoint = export_yaml.parent / options["lidar_checkpoint"]
     extra = {"config": str(export_yaml.parent / options["lidar_config"])} if options.get("lidar_config") else {}
-    return build_lidar_teacher(options["lidar_teacher"], checkpoint=str(export_yaml.parent / options["lidar_checkpoint"]),
-                               device="cpu", **extra), int(options.get("num_sweeps", 9))
+    return build_lidar_teacher(options["lidar_teacher"], checkpoint=str(checkpoint), device="cpu", **extra), \
+        int(options.get("num_sweeps", 9))
 
 
 def maps(teacher, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -82,6 +86,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--export-yaml", type=Path, required=True,
                         help="Export options naming the LiDAR teacher (fit-teacher --export-yaml writes one).")
+    parser.add_argument("--lidar-checkpoint", type=Path, default=None,
+                        help="The LiDAR teacher's weights (default: the YAML's lidar_checkpoint).")
     parser.add_argument("--dataroot", type=Path, required=True)
     parser.add_argument("--version", default="v1.0-trainval")
     parser.add_argument("--split", default="val")
@@ -93,7 +99,7 @@ def main() -> None:
     from teacher_export.data.nuscenes import NuScenesSamples
 
     t0 = time.perf_counter()
-    teacher, sweeps = build_teacher(args.export_yaml)
+    teacher, sweeps = build_teacher(args.export_yaml, args.lidar_checkpoint)
     samples = NuScenesSamples(args.dataroot, args.version, args.split, num_sweeps=sweeps)
     grid = teacher.grid
     picks = np.linspace(0, len(samples) - 1, min(args.samples, len(samples))).round().astype(int)
