@@ -151,6 +151,26 @@ def read_curves(run_dir: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
+def term_table(rows: dict[str, tuple[str, list[str]]], results: list[dict], first_step: int = 100) -> list[str]:
+    """Markdown: per row, every term's gradient norm on the student (mean over the logged steps from
+    `first_step` on and over seeds) and its weighted loss over the last fifth of training: how hard each
+    term pulls against det's pull, the evidence for a term that does not move the result."""
+    curves = {r["dir"]: read_curves(r["dir"]) for r in results}
+    terms = [t for t in ("det", *TERMS) if any(f"grad_norm/{t}" in p for c in curves.values() for p in c)]
+    lines = ["| student | " + " | ".join(f"‖∇{t}‖" for t in terms) + " | " + " | ".join(f"loss {t}" for t in terms) + " |",
+             "| --- | " + " | ".join("---:" for _ in terms * 2) + " |"]
+    for row, (label, _) in rows.items():
+        runs = [curves[r["dir"]] for r in results if r["row"] == row]
+        last = max((p["step"] for c in runs for p in c), default=0)
+
+        def mean_of(key: str, since: int) -> str:
+            vals = [p[key] for c in runs for p in c if key in p and p["step"] >= since]
+            return f"{statistics.mean(vals):.3g}" if vals else "–"
+        lines.append(f"| {label} | " + " | ".join(mean_of(f"grad_norm/{t}", first_step) for t in terms) + " | "
+                     + " | ".join(mean_of(f"loss/loss_{t}", last * 4 // 5) for t in terms) + " |")
+    return lines
+
+
 def draw_curves(work: Path, rows: list[dict], labels: dict[str, str]) -> list[Path]:
     """Per row (mean over its seeds): every loss term over the steps, and every term's gradient norm on
     the student's weights; one PNG each for losses and gradient norms."""
@@ -246,6 +266,9 @@ def main() -> None:
         rs = [r for r in results if r["row"] == row]
         print(f"| {label} | " + " | ".join(f"{statistics.mean(r['per_class_AP'][c] for r in rs):.3f}"
                                            for c in classes) + " |")
+    print("\nwhat each term pulls with: gradient norm on the student's weights (mean over steps >= 100, every "
+          "50 steps, and seeds), weighted loss over the last fifth of training (mean):\n")
+    print("\n".join(term_table(rows, results)))
     (args.work / "ablation.json").write_text(json.dumps({"teachers": teacher, "runs": results}, indent=2))
     if args.curves:
         for path in draw_curves(args.work, results, {r: label for r, (label, _) in rows.items()}):
