@@ -222,15 +222,15 @@ def run_export_command(config_file, repair: bool, options: dict, runner) -> None
                    "options) to this YAML file, creating it if needed.")
 @exit_2_on_user_error
 def fit_teacher(kind: str, preset: str | None, backbone: str | None, export_yaml: str | None, **options) -> None:
-    """Briefly fit a built-in teacher (KIND: lidar or image) on a split, for demos without downloadable
-    teacher weights.
+    """Fit a built-in teacher (KIND: lidar or image) on a split, for the demo and the synthetic lab,
+    where no teacher weights can be downloaded (--preset lab: the committed teachers/lab/ teachers).
 
     lidar trains CenterPoint on LiDAR points and GT boxes with CenterPoint's loss; image trains Mask
     R-CNN (10 nuScenes classes + background) on the camera images, with GT boxes and masks from the
     3D boxes projected into each camera. Both start from random weights.
 
     \b
-    Example (what `make demo` runs):
+    Example (--preset demo fits in minutes; --preset lab, ~1 hour of one core each):
       x3kd-cache fit-teacher lidar --preset demo --dataroot data/demo --version v1.0-mini \\
           --split mini_train --out teachers/lidar.pth --export-yaml teachers/export.yaml
       x3kd-cache fit-teacher image --preset demo --dataroot data/demo --version v1.0-mini \\
