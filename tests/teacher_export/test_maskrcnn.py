@@ -168,7 +168,7 @@ def test_detectron2_missing_is_a_clear_error():
         pytest.skip("detectron2 is installed")
     except ImportError:
         pass
-    with pytest.raises(UserInputError, match="detectron2 is not installable"):
+    with pytest.raises(UserInputError, match="detectron2 is not installed and is not on the package registry"):
         build_image_teacher("detectron2", config_file="x.yaml", class_names=["car"], random_init=True)
 
 
