@@ -187,7 +187,8 @@ def draw_curves(work: Path, rows: list[dict], labels: dict[str, str]) -> list[Pa
         fig = Figure(figsize=(4.2 * len(keys), 3.4))
         for i, key in enumerate(keys):
             ax = fig.add_subplot(1, len(keys), i + 1)
-            for row, runs in by_row.items():
+            # one colour per row in every panel: a panel shows only the rows that have its term
+            for colour, (row, runs) in enumerate(by_row.items()):
                 points: dict[int, list[float]] = {}
                 for c in runs:
                     for p in c:
@@ -195,12 +196,13 @@ def draw_curves(work: Path, rows: list[dict], labels: dict[str, str]) -> list[Pa
                             points.setdefault(p["step"], []).append(p[key])
                 if points:
                     steps = sorted(points)
-                    ax.plot(steps, [statistics.mean(points[s]) for s in steps], label=row, lw=1)
+                    ax.plot(steps, [statistics.mean(points[s]) for s in steps], label=row, lw=1, color=f"C{colour % 10}")
             ax.set_title(key.removeprefix(prefix), fontsize=9)
             ax.set_xlabel("step", fontsize=8)
             ax.set_yscale("log")
             ax.tick_params(labelsize=7)
-        fig.axes[0].legend(fontsize=6)
+        for ax in fig.axes:
+            ax.legend(fontsize=6)
         fig.suptitle(f"{title}, mean over seeds", fontsize=10)
         fig.tight_layout()
         out = work / "curves" / f"{prefix.split('/')[0]}.png"
