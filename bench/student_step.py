@@ -17,14 +17,19 @@ gives the FLOPs of one training step (torch's FlopCounterMode), which do not dep
     python -m bench.student_step --configs tiny --steps 5
     python -m bench.student_step --device cuda --batch-size 4
     python -m bench.student_step --breakdown --configs tiny --steps 10
-    python -m bench.student_step --breakdown --configs r50 --steps 2 --terms xis
+    python -m bench.student_step --breakdown --configs r50 --steps 3 --terms xis --profile 30
 
 --breakdown attributes the KD overhead instead: in one process, steps of no-KD, all-KD and all-KD with
-one term switched off are interleaved round by round (so load on the machine hits every case alike);
-a term's forward + backward cost is the all-KD step minus the step without it (min over rounds); with
-X-IS, also the all-KD step with torchvision's RoIAlign in place of X-IS's sparse one. The
-per-sample work of the data loader that the KD terms need (teacher-map warps, targets, X-IS pseudo
-labels) is timed on its own: it runs in the DataLoader workers, beside the step, not inside it.
+one term switched off are interleaved round by round, so load on the machine hits every case alike.
+The all-KD / no-KD ratio and a term's cost (the all-KD step minus the step without it) are medians of
+the per-round pairs. Beside that, each term's loss alone is timed forward + backward on fixed model
+outputs (min over 20: its own cost, free of the step's noise). With X-IS, also the all-KD step with
+X-IS on torchvision's own RPN, RoIHeads and RoIAlign (what it ran before; the same losses).
+--profile ROWS adds torch.profiler's top ops of one all-KD step. The per-sample work of the data
+loader that the KD terms need (teacher-map warps, targets, X-IS pseudo labels) is timed on its own:
+it runs in the DataLoader workers, beside the step, not inside it.
+
+All steps use the fused AdamW the trainer uses (student/train.py).
 """
 from __future__ import annotations
 
@@ -77,19 +82,21 @@ LIGHT_R50 = {"key_frames": 1, "backbone": {"neck": "fpn", "neck_channels": 256},
 CONFIGS = ("tiny", "r50", "bevdepth", "bevdepth_24e", "bevdepth_1key")
 
 
-def make_config(name: str, mode: str):
+def make_config(name: str, mode: str | dict):
+    """The student config `name` with the loss settings of `mode` (a MODES key, or a `losses` dict)."""
     from student.config import StudentConfig, tiny_config
 
+    losses = MODES[mode] if isinstance(mode, str) else mode
     if name == "tiny":
-        return tiny_config(**MODES[mode])
+        return tiny_config(**losses)
     if name == "r50":
-        return StudentConfig.from_dict({**LIGHT_R50, "losses": MODES[mode]})
+        return StudentConfig.from_dict({**LIGHT_R50, "losses": losses})
     if name == "bevdepth":
-        return StudentConfig.from_dict({"losses": MODES[mode]})
+        return StudentConfig.from_dict({"losses": losses})
     if name == "bevdepth_24e":
-        return StudentConfig.from_dict({"depth_net": {"aggregation": False}, "losses": MODES[mode]})
+        return StudentConfig.from_dict({"depth_net": {"aggregation": False}, "losses": losses})
     if name == "bevdepth_1key":
-        return StudentConfig.from_dict({"key_frames": 1, "losses": MODES[mode]})
+        return StudentConfig.from_dict({"key_frames": 1, "losses": losses})
     raise SystemExit(f"unknown config {name!r}")
 
 
@@ -181,7 +188,7 @@ def run_case(config: str, mode: str, steps: int, batch_size: int, device: str) -
     cfg = make_config(config, mode)
     model, crit = build_student(cfg).to(device).train(), X3KDLoss(cfg).to(device).train()
     params = [p for p in list(model.parameters()) + list(crit.parameters()) if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
     batch = make_batch(cfg, batch_size, device)
     online = make_online_teachers(device) if mode == "online_kd" else (lambda b: None)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -246,43 +253,108 @@ def inference_cost(config: str) -> dict:
             "parts_gmacs": parts, "image_size": list(cfg.image_size), "grid": list(cfg.grid.shape)}
 
 
-def run_breakdown(config: str, steps: int, batch_size: int, device: str, terms: tuple[str, ...] = TERMS) -> dict:
-    from student.config import StudentConfig, tiny_config
+def run_breakdown(config: str, steps: int, batch_size: int, device: str, terms: tuple[str, ...] = TERMS,
+                  profile_rows: int = 0) -> dict:
     from student.losses import X3KDLoss, total_loss
     from student.models.student import build_student
 
     def config_with(losses: dict):
-        return tiny_config(**losses) if config == "tiny" else StudentConfig.from_dict({"losses": losses})
+        return make_config(config, losses)
 
     cases = {"no_kd": MODES["no_kd"], "all_kd": {}, **{f"without_{t}": {t: {"enabled": False}} for t in terms}}
     if "xis" in terms:
-        cases["all_kd_torchvision_roi_align"] = {}
+        cases["all_kd_torchvision_mask_rcnn"] = {}
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     built = {}
     for name, losses in cases.items():
         torch.manual_seed(0)
         cfg = config_with(losses)
         model, crit = build_student(cfg).to(device).train(), X3KDLoss(cfg).to(device).train()
-        if name == "all_kd_torchvision_roi_align":  # what X-IS pooled with before its sparse RoIAlign
-            from torchvision.ops import MultiScaleRoIAlign
-
-            crit.xis_heads.roi_heads.box_roi_pool = MultiScaleRoIAlign(["0"], 7, 2)
-            crit.xis_heads.roi_heads.mask_roi_pool = MultiScaleRoIAlign(["0"], 14, 2)
+        if name == "all_kd_torchvision_mask_rcnn":
+            use_torchvision_mask_rcnn_parts(crit.xis_heads)
         params = [p for p in list(model.parameters()) + list(crit.parameters()) if p.requires_grad]
-        built[name] = (model, crit, torch.optim.AdamW(params, lr=1e-4), make_batch(cfg, batch_size, device))
+        built[name] = (model, crit, torch.optim.AdamW(params, lr=1e-4, fused=True), make_batch(cfg, batch_size, device))
+
+    def step(model, crit, opt, batch) -> None:
+        opt.zero_grad(set_to_none=True)
+        total_loss(crit(model(batch), batch)).backward()
+        opt.step()
+
     times: dict[str, list[float]] = {name: [] for name in cases}
     for r in range(steps + 1):  # round 0 warms up
-        for name, (model, crit, opt, batch) in built.items():
+        for name, parts in built.items():
             sync()
             t = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            total_loss(crit(model(batch), batch)).backward()
-            opt.step()
+            step(*parts)
             sync()
             if r:
                 times[name].append(time.perf_counter() - t)
-    step = {name: min(v) for name, v in times.items()}
-    return {"config": config, "step": step, "data": data_side_costs(config_with({}), batch_size)}
+    profile = None
+    if profile_rows:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+        with torch_profile(activities=activities, record_shapes=True) as prof:
+            step(*built["all_kd"])
+            sync()
+        sort = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+        profile = prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=profile_rows)
+    return {"config": config, "times": times, "terms_alone": criterion_costs(config_with, terms, device),
+            "data": data_side_costs(config_with({}), batch_size), "profile": profile}
+
+
+def use_torchvision_mask_rcnn_parts(heads) -> None:
+    """X-IS as it ran before its heads were made cheaper: torchvision's own RPN and RoIHeads methods
+    and its MultiScaleRoIAlign (same modules and weights, same losses; tests/student/test_loss_terms.py)."""
+    from torchvision.models.detection.roi_heads import RoIHeads
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+    from torchvision.ops import MultiScaleRoIAlign
+
+    heads.rpn.__class__ = RegionProposalNetwork
+    heads.roi_heads.__class__ = RoIHeads
+    heads.roi_heads.box_roi_pool = MultiScaleRoIAlign(["0"], 7, 2)
+    heads.roi_heads.mask_roi_pool = MultiScaleRoIAlign(["0"], 14, 2)
+
+
+def criterion_costs(config_with, terms: tuple[str, ...], device: str, repeats: int = 20) -> dict[str, float]:
+    """Seconds (min over repeats) of each KD term's loss alone, forward + backward, on fixed model
+    outputs (leaves): the term's own arithmetic and bookkeeping, without the noise of a whole step.
+    What its gradient then costs inside the model is the leave-one-out column's business."""
+    import dataclasses
+
+    from student.losses import X3KDLoss, total_loss
+    from student.models.student import build_student
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    cfg = config_with({})
+    torch.manual_seed(0)
+    batch = make_batch(cfg, 1, device)
+    out = build_student(cfg).to(device).train()(batch)
+
+    def leaf(x):
+        if isinstance(x, torch.Tensor):
+            return x.detach().requires_grad_(x.requires_grad)
+        if isinstance(x, list):
+            return [leaf(v) for v in x]
+        if isinstance(x, dict):
+            return {k: leaf(v) for k, v in x.items()}
+        return x
+
+    out = type(out)(**{f.name: leaf(getattr(out, f.name)) for f in dataclasses.fields(out)})
+    costs = {}
+    for term in terms:
+        off = {t: {"enabled": False} for t in ("det", "ds", *TERMS) if t != term}
+        crit = X3KDLoss(config_with(off)).to(device).train()
+        samples = []
+        for i in range(repeats + 1):
+            sync()
+            t0 = time.perf_counter()
+            total_loss(crit(out, batch)).backward()
+            sync()
+            if i:
+                samples.append(time.perf_counter() - t0)
+        costs[term] = min(samples)
+    return costs
 
 
 def data_side_costs(cfg, batch_size: int, repeats: int = 5) -> dict[str, float]:
@@ -324,25 +396,47 @@ def data_side_costs(cfg, batch_size: int, repeats: int = 5) -> dict[str, float]:
     return out
 
 
+def breakdown_summary(times: dict[str, list[float]]) -> dict:
+    """Per-round pairs: the cases of one round ran back to back, so their ratio and differences see the
+    same machine load; the median over rounds then drops rounds a burst of other work hit."""
+    med = statistics.median
+    rounds = range(len(times["no_kd"]))
+    ratio = {name: med(times[name][r] / times["no_kd"][r] for r in rounds) for name in times}
+    cost = {name.removeprefix("without_"): med(times["all_kd"][r] - times[name][r] for r in rounds)
+            for name in times if name.startswith("without_")}
+    return {"step_min": {name: min(v) for name, v in times.items()}, "ratio": ratio, "cost": cost}
+
+
 def print_breakdown(rows: list[dict], batch_size: int, device: str, threads: int) -> None:
     print(f"KD overhead by term, batch {batch_size}, device {device}, torch threads {threads}; "
-          "step = min over interleaved rounds")
-    print("| config | no-KD step s | all-KD step s | all / no-KD | all / no-KD with torchvision RoIAlign | "
-          + " | ".join(f"{t} fwd+bwd s (% of no-KD)" for t in TERMS) + " |")
+          f"{len(rows[0]['times']['no_kd'])} interleaved rounds; ratios and leave-one-out costs are "
+          "medians of per-round pairs")
+    print("| config | no-KD step s (min) | all-KD step s (min) | all / no-KD | all / no-KD, X-IS on torchvision's Mask R-CNN parts | "
+          + " | ".join(f"without {t}: Δ s (% of no-KD)" for t in TERMS) + " |")
     print("| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in TERMS) + " |")
     for r in rows:
-        st = r["step"]
-        cost = {t: st["all_kd"] - st[f"without_{t}"] if f"without_{t}" in st else None for t in TERMS}
-        tv = st.get("all_kd_torchvision_roi_align")
-        print(f"| {r['config']} | {st['no_kd']:.3f} | {st['all_kd']:.3f} | {st['all_kd'] / st['no_kd']:.2f} | "
-              + (f"{tv / st['no_kd']:.2f}" if tv else "-") + " | "
-              + " | ".join("-" if cost[t] is None else f"{cost[t]:.3f} ({100 * cost[t] / st['no_kd']:.0f}%)"
+        sm = breakdown_summary(r["times"])
+        st, ratio, cost = sm["step_min"], sm["ratio"], sm["cost"]
+        tv = ratio.get("all_kd_torchvision_mask_rcnn")
+        print(f"| {r['config']} | {st['no_kd']:.3f} | {st['all_kd']:.3f} | {ratio['all_kd']:.3f} | "
+              + (f"{tv:.3f}" if tv else "-") + " | "
+              + " | ".join("-" if t not in cost else f"{cost[t]:.3f} ({100 * cost[t] / st['no_kd']:.0f}%)"
                            for t in TERMS) + " |")
+    print("\neach term's loss alone, forward + backward on fixed model outputs (min over 20):\n")
+    print("| config | " + " | ".join(f"{t} ms" for t in TERMS) + " |")
+    print("| --- | " + " | ".join("---:" for _ in TERMS) + " |")
+    for r in rows:
+        alone = r["terms_alone"]
+        print(f"| {r['config']} | " + " | ".join(f"{alone[t] * 1000:.1f}" if t in alone else "-" for t in TERMS) + " |")
     print("\ndata loader, per sample (in the workers, beside the step):\n")
     print("| config | " + " | ".join(rows[0]["data"]) + " |")
     print("| --- | " + " | ".join("---:" for _ in rows[0]["data"]) + " |")
     for r in rows:
         print(f"| {r['config']} | " + " | ".join(f"{v * 1000:.1f} ms" for v in r["data"].values()) + " |")
+    for r in rows:
+        if r["profile"]:
+            print(f"\ntorch.profiler, one all-KD step of {r['config']} (self time, by op and input shape):\n")
+            print(r["profile"])
 
 
 def main() -> None:
@@ -357,6 +451,8 @@ def main() -> None:
     ap.add_argument("--breakdown", action="store_true", help="attribute the KD overhead to each term (see above)")
     ap.add_argument("--terms", nargs="+", default=list(TERMS), choices=TERMS,
                     help="--breakdown: the terms to leave out one at a time (each costs a step per round)")
+    ap.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                    help="--breakdown: also print torch.profiler's top ROWS ops of one all-KD step")
     ap.add_argument("--case", nargs=2, metavar=("CONFIG", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -372,7 +468,8 @@ def main() -> None:
                   + " | ".join(f"{r['parts_gmacs'][p]:.1f}" for p in PARTS) + " |")
         return
     if args.breakdown:
-        rows = [run_breakdown(c, args.steps, args.batch_size, args.device, tuple(args.terms)) for c in args.configs]
+        rows = [run_breakdown(c, args.steps, args.batch_size, args.device, tuple(args.terms), args.profile)
+                for c in args.configs]
         print_breakdown(rows, args.batch_size, args.device, torch.get_num_threads())
         return
     if args.case:

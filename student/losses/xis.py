@@ -7,16 +7,21 @@ matrix. The heads exist only to shape the PV features: they live in the training
 the inference model."""
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import boxes as box_ops, roi_align
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
 from ..image_aug import transform_boxes_2d
@@ -26,15 +31,16 @@ from ..masks import paste_masks
 
 class SparseRoIAlign(nn.Module):
     """torchvision's RoIAlign (aligned=False, a fixed sampling ratio, one feature level: what
-    `MultiScaleRoIAlign(["0"], output_size, sampling_ratio)` computes), as one sparse matrix product.
+    `MultiScaleRoIAlign(["0"], output_size, sampling_ratio)` computes), as a weighted gather.
 
-    Every output cell is a fixed linear combination of at most 4 x ratio^2 feature pixels (bilinear
-    weights of its sample points, averaged), so the pooled features of all RoIs of a batch are
-    W @ F with W sparse [R * s * s, N * h * w] and F the features [N * h * w, C]; the backward pass is
-    W^T @ grad. On CPU this is 3-4x faster than torchvision's roi_align backward, which walks every
-    sample point of every channel on its own (~1 s of an R50 training step; bench/student_step.py). The
-    values equal torchvision's to float rounding (tests/student/test_loss_terms.py). Called like
-    MultiScaleRoIAlign by torchvision's RoIHeads: (features dict, boxes per image, image sizes)."""
+    Every output cell is a fixed linear combination of 4 x ratio^2 feature pixels (the bilinear
+    weights of its sample points, averaged), so pooling is one `embedding_bag` over the features
+    viewed as a [N * h * w, C] table, and its backward the transposed sparse matrix (CSR) times the
+    gradient. On CPU torchvision's roi_align backward walks every sample point of every channel on its
+    own, and a COO sparse product runs single-threaded; this pair measured 2-5x faster than either
+    (bench/student_step.py --breakdown). The values equal torchvision's to float rounding
+    (tests/student/test_loss_terms.py). Called like MultiScaleRoIAlign by torchvision's RoIHeads:
+    (features dict, boxes per image, image sizes)."""
 
     def __init__(self, output_size: int, sampling_ratio: int) -> None:
         super().__init__()
@@ -53,50 +59,245 @@ class SparseRoIAlign(nn.Module):
             return feat.new_zeros((0, c, out, out))
         image = torch.repeat_interleave(torch.arange(n, device=feat.device),
                                         torch.tensor(counts, device=feat.device))
-        rows, cols, vals = _interpolation_entries(torch.cat(boxes).to(feat.dtype), image, h, w, out, scale,
-                                                  self.sampling_ratio)
-        matrix = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (total * out * out, n * h * w),
-                                         check_invariants=False)
-        pooled = torch.sparse.mm(matrix, feat.permute(0, 2, 3, 1).reshape(n * h * w, c))
+        index, weight = _interpolation_taps(torch.cat(boxes).to(feat.dtype), image, h, w, out, scale,
+                                            self.sampling_ratio)
+        pooled = _WeightedRowSum.apply(feat.permute(0, 2, 3, 1).reshape(n * h * w, c), index, weight)
         return pooled.view(total, out, out, c).permute(0, 3, 1, 2)
 
 
-def _interpolation_entries(boxes: torch.Tensor, image: torch.Tensor, h: int, w: int, out: int, scale: float,
-                           ratio: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """COO entries of the RoIAlign matrix: torchvision's sample points (ratio x ratio per bin, at
-    (i + 0.5) / ratio of the bin) and its bilinear rule (a point beyond -1 or the size contributes 0,
-    one inside [-1, 0] is moved to 0, one at the last row/column uses that row/column alone)."""
+class _WeightedRowSum(torch.autograd.Function):
+    """out[m] = sum_k weight[m, k] * table[index[m, k]]; gradient for the table only (the boxes that
+    made the weights are detached proposals)."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.save_for_backward(index, weight)
+        ctx.table_rows = table.shape[0]
+        return F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        index, weight = ctx.saved_tensors
+        rows, taps = index.shape
+        flat = index.reshape(-1)
+        # The transposed gather as CSR: one row per table row, listing the outputs that read it. int32
+        # indices: sorting them is ~1.5x faster than int64 (the sort is most of this backward's cost).
+        order = torch.argsort(flat, stable=True).int()
+        crow = torch.zeros(ctx.table_rows + 1, dtype=torch.int32, device=index.device)
+        crow[1:] = torch.bincount(flat, minlength=ctx.table_rows).cumsum(0)
+        readers = torch.div(order, taps, rounding_mode="floor")
+        with warnings.catch_warnings():  # torch calls its CSR support "beta" (once per process)
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            transposed = torch.sparse_csr_tensor(crow, readers, weight.reshape(-1)[order].to(grad.dtype),
+                                                 (ctx.table_rows, rows), check_invariants=False)
+        return transposed @ grad.contiguous(), None, None
+
+
+def _interpolation_taps(boxes: torch.Tensor, image: torch.Tensor, h: int, w: int, out: int, scale: float,
+                        ratio: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature-table rows [K * out * out, 4 * ratio^2] (int32) and weights of every output cell:
+    torchvision's sample points (ratio x ratio per bin, at (i + 0.5) / ratio of the bin) and its bilinear
+    rule (a point beyond -1 or the size contributes 0, one inside [-1, 0] is moved to 0, one at the last
+    row/column uses that row/column alone), averaged over the bin's points. Rows and columns are
+    handled together (axis 0 = y, 1 = x) to keep the op count low: on small inputs this runs at
+    per-op overhead."""
     k = boxes.shape[0]
-    x1, y1, x2, y2 = (boxes[:, i] * scale for i in range(4))
+    start = boxes[:, [1, 0]] * scale  # [K, 2]: y1, x1
+    size = ((boxes[:, [3, 2]] * scale - start).clamp_min(1.0) / out)[..., None]  # bin height, width
     steps = torch.arange(out * ratio, device=boxes.device)
     offset = torch.div(steps, ratio, rounding_mode="floor") + ((steps % ratio) + 0.5) / ratio  # in bins
-    xs = x1[:, None] + offset[None] * ((x2 - x1).clamp_min(1.0) / out)[:, None]  # [K, out * ratio]
-    ys = y1[:, None] + offset[None] * ((y2 - y1).clamp_min(1.0) / out)[:, None]
+    v = start[..., None] + offset * size  # [K, 2, out * ratio]
+    extent = torch.tensor([h, w], dtype=v.dtype, device=v.device)[:, None]
+    inside = ((v >= -1.0) & (v <= extent)).to(v.dtype)
+    v = v.clamp_min(0.0)
+    low = v.floor()
+    last = low >= extent - 1
+    low = torch.minimum(low, extent - 1)
+    frac = torch.where(last, 0.0, v - low) * inside
+    index = torch.stack([low, torch.where(last, low, low + 1)], -1).int()  # [K, 2, out * ratio, 2]
+    weight = torch.stack([(1 - frac) * inside, frac], -1)
+    # [K, out_y, out_x, ratio_y, corner_y, ratio_x, corner_x]
+    yi, xi = index[:, 0].view(k, out, 1, ratio, 2, 1, 1), index[:, 1].view(k, 1, out, 1, 1, ratio, 2)
+    yw = weight[:, 0].view(k, out, 1, ratio, 2, 1, 1)
+    xw = (weight[:, 1] / (ratio * ratio)).view(k, 1, out, 1, 1, ratio, 2)
+    cells = (image.int() * (h * w)).view(k, 1, 1, 1, 1, 1, 1) + yi * w + xi
+    taps = 4 * ratio * ratio
+    return cells.reshape(k * out * out, taps), (yw * xw).reshape(k * out * out, taps)
 
-    def corners(v: torch.Tensor, size: int):
-        inside = (v >= -1.0) & (v <= size)
-        v = v.clamp_min(0.0)
-        low = v.floor().long()
-        last = low >= size - 1
-        low = low.clamp_max(size - 1)
-        high = torch.where(last, low, low + 1)
-        frac = torch.where(last, torch.zeros_like(v), v - low.to(v.dtype))
-        return (low, 1 - frac), (high, frac), inside
 
-    *x_corners, x_inside = corners(xs, w)
-    *y_corners, y_inside = corners(ys, h)
-    inside = (y_inside[:, :, None] & x_inside[:, None, :]).to(boxes.dtype)
-    s = out * ratio
-    cell = torch.div(steps, ratio, rounding_mode="floor")
-    rows = (torch.arange(k, device=boxes.device)[:, None, None] * out * out + cell[None, :, None] * out
-            + cell[None, None, :]).expand(k, s, s).reshape(-1)
-    base = (image * (h * w))[:, None, None]
-    cols, vals = [], []
-    for yi, wy in y_corners:
-        for xi, wx in x_corners:
-            cols.append((base + yi[:, :, None] * w + xi[:, None, :]).reshape(-1))
-            vals.append((wy[:, :, None] * wx[:, None, :] * inside).reshape(-1) / (ratio * ratio))
-    return rows.repeat(4), torch.cat(cols), torch.cat(vals)
+def _per_image(fn, count: int, device: torch.device) -> list:
+    """[fn(0), ..., fn(count - 1)], on CPU spread over torch's intra-op thread count: the per-image
+    ops this runs (torchvision's NMS above all) are single-threaded kernels that release the GIL."""
+    threads = min(torch.get_num_threads(), count)
+    if device.type != "cpu" or threads < 2:
+        return [fn(i) for i in range(count)]
+    return list(_thread_pool(threads).map(fn, range(count)))
+
+
+@functools.cache
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="x3kd-xis")
+
+
+def _padded(rows: list[torch.Tensor], fill: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image [k_i, ...] tensors stacked into [N, max k_i, ...] (padding = `fill`), and the
+    [N, max k_i] mask of the real rows."""
+    out = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=fill)
+    lengths = torch.tensor([len(r) for r in rows], device=out.device)
+    return out, torch.arange(out.shape[1], device=out.device) < lengths[:, None]
+
+
+def _batched_box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU [N, G, P] of boxes a [N, G, 4] and b [N, P, 4] (or [P, 4], shared), with the operations of
+    torchvision's box_iou in its order, so that each value is torchvision's to the bit."""
+    b = b.expand(a.shape[0], -1, -1) if b.dim() == 2 else b
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    lt = torch.max(a[:, :, None, :2], b[:, None, :, :2])
+    rb = torch.min(a[:, :, None, 2:], b[:, None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area_a[:, :, None] + area_b[:, None, :] - inter)
+
+
+def _batched_match(quality: torch.Tensor, real_gt: torch.Tensor, matcher) -> torch.Tensor:
+    """torchvision's Matcher (with low-quality matches) for all images at once: quality [N, G, P] with
+    padded ground-truth rows (real_gt [N, G] False) -> matches [N, P]: a ground-truth index,
+    matcher.BELOW_LOW_THRESHOLD or matcher.BETWEEN_THRESHOLDS. An image without ground truth matches
+    nothing (all below the low threshold)."""
+    quality = quality.masked_fill(~real_gt[:, :, None], -1.0)  # a padded row never wins a max
+    best, matches = quality.max(dim=1)
+    all_matches = matches.clone()
+    matches[best < matcher.low_threshold] = matcher.BELOW_LOW_THRESHOLD
+    matches[(best >= matcher.low_threshold) & (best < matcher.high_threshold)] = matcher.BETWEEN_THRESHOLDS
+    if matcher.allow_low_quality_matches:
+        # each ground truth's best predictions (ties included) keep it, however low their overlap
+        per_gt_best = quality.max(dim=2, keepdim=True).values
+        rescue = ((quality == per_gt_best) & real_gt[:, :, None]).any(1)
+        matches = torch.where(rescue, all_matches, matches)
+    return matches
+
+
+class _ThreadedProposalRPN(RegionProposalNetwork):
+    """torchvision's RPN, with the per-image proposal filtering (clip to the image, drop degenerate and
+    low-scoring boxes, NMS, keep the best post_nms_top_n) run for all camera images in parallel. On CPU
+    the six NMS calls over 2000 proposals each were ~0.1 s of an R50 step, one core busy. The proposals
+    are torchvision's, element for element (tests/student/test_loss_terms.py)."""
+
+    def filter_proposals(self, proposals: torch.Tensor, objectness: torch.Tensor,
+                         image_shapes: list[tuple[int, int]], num_anchors_per_level: list[int]
+                         ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if len(num_anchors_per_level) != 1:  # X-IS pools one feature level; keep torchvision's path otherwise
+            return super().filter_proposals(proposals, objectness, image_shapes, num_anchors_per_level)
+        images = proposals.shape[0]
+        if len(set(image_shapes)) != 1:
+            return super().filter_proposals(proposals, objectness, image_shapes, num_anchors_per_level)
+        objectness = objectness.detach().reshape(images, -1)
+        logits, best = objectness.topk(min(self.pre_nms_top_n(), objectness.shape[1]), dim=1)
+        boxes = box_ops.clip_boxes_to_image(proposals.gather(1, best[..., None].expand(-1, -1, 4)), image_shapes[0])
+        scores = logits.sigmoid()
+        # torchvision's two filters (remove_small_boxes, then the score threshold) as one mask
+        wide = ((boxes[..., 2] - boxes[..., 0]) >= self.min_size) & ((boxes[..., 3] - boxes[..., 1]) >= self.min_size)
+        candidates = wide & (scores >= self.score_thresh)
+
+        def filter_one(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            index = torch.where(candidates[i])[0]
+            b, sc = boxes[i][index], scores[i][index]
+            keep = box_ops.nms(b, sc, self.nms_thresh)[: self.post_nms_top_n()]
+            return b[keep], sc[keep]
+
+        kept = _per_image(filter_one, images, proposals.device)
+        return [b for b, _ in kept], [sc for _, sc in kept]
+
+    def assign_targets_to_anchors(self, anchors: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]
+                                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """torchvision's anchor labels (1 object, 0 background, -1 ignored) and matched boxes, for all
+        images in one IoU and one match (the anchors of same-size images are the same)."""
+        if any(not torch.equal(a, anchors[0]) for a in anchors[1:]):
+            return super().assign_targets_to_anchors(anchors, targets)
+        gt, real = _padded([t["boxes"] for t in targets], 0.0)
+        if gt.shape[1] == 0:  # no image has a pseudo-label: every anchor is background
+            zeros = anchors[0].new_zeros(anchors[0].shape)
+            return [anchors[0].new_zeros(len(anchors[0])) for _ in anchors], [zeros for _ in anchors]
+        matches = _batched_match(_batched_box_iou(gt, anchors[0]), real, self.proposal_matcher)
+        matched_boxes = gt.gather(1, matches.clamp(min=0)[..., None].expand(-1, -1, 4))
+        labels = (matches >= 0).float()
+        labels[matches == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
+        return list(labels.unbind(0)), list(matched_boxes.unbind(0))
+
+
+class _PseudoLabelRoIHeads(RoIHeads):
+    """torchvision's RoIHeads with the training losses computed for what they read, no more: the mask
+    logits of each positive RoI for its matched pseudo-label's class only (torchvision's predictor
+    computes all K + 1 class maps and the loss keeps one: its 1x1 conv backward over the K unused maps
+    was the largest single op of X-IS on the tiny config), and the mask targets of all images in one
+    RoIAlign call instead of one per image. Sampling, matching and the five losses are torchvision's
+    (values equal to float rounding: tests/student/test_loss_terms.py); inference is torchvision's."""
+
+    def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]], targets: list[dict[str, torch.Tensor]] | None = None
+                ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+        if not self.training:
+            return super().forward(features, proposals, image_shapes, targets)
+        proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets)
+        box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        class_logits, box_regression = self.box_predictor(box_features)
+        loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+
+        positive = [torch.where(lab > 0)[0] for lab in labels]
+        mask_boxes = [p[i] for p, i in zip(proposals, positive)]
+        matched = [m[i] for m, i in zip(matched_idxs, positive)]
+        mask_features = self.mask_head(self.mask_roi_pool(features, mask_boxes, image_shapes))
+        classes = torch.cat([t["labels"][m] for t, m in zip(targets, matched)])
+        predictor = self.mask_predictor
+        hidden = predictor.relu(predictor.conv5_mask(mask_features))
+        logits_layer = predictor.mask_fcn_logits
+        weight = logits_layer.weight[classes, :, 0, 0]  # [R, D]: each RoI's own class row of the 1x1 conv
+        logits = torch.einsum("rdhw,rd->rhw", hidden, weight) + logits_layer.bias[classes][:, None, None]
+        if logits.shape[0] == 0:
+            loss_mask = logits.sum() * 0
+        else:
+            loss_mask = F.binary_cross_entropy_with_logits(logits, _mask_targets(targets, mask_boxes, matched,
+                                                                                 logits.shape[-1]))
+        return [], {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg, "loss_mask": loss_mask}
+
+    def select_training_samples(self, proposals: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]
+                                ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """torchvision's: the pseudo-labels join the proposals, each proposal is matched (one padded
+        IoU and match for all images), torchvision's sampler draws the positives and negatives (the
+        same random draws), and the sampled proposals get their box regression targets."""
+        gt_boxes = [t["boxes"].to(proposals[0].dtype) for t in targets]
+        proposals = [torch.cat((p, g)) for p, g in zip(proposals, gt_boxes)]
+        gt, real_gt = _padded(gt_boxes, 0.0)
+        if gt.shape[1] == 0:
+            return super().select_training_samples([p[: len(p) - len(g)] for p, g in zip(proposals, gt_boxes)],
+                                                   targets)
+        boxes, real_box = _padded(proposals, 0.0)
+        matches = _batched_match(_batched_box_iou(gt, boxes), real_gt, self.proposal_matcher)
+        gt_labels, _ = _padded([t["labels"] for t in targets], 0)
+        matched = matches.clamp(min=0)
+        labels = gt_labels.gather(1, matched)
+        labels[matches == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0
+        labels[matches == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1  # the sampler ignores them
+        counts = [len(p) for p in proposals]
+        labels = [lab[:n] for lab, n in zip(labels, counts)]
+        sampled = self.subsample(labels)
+        matched_boxes = gt.gather(1, matched[..., None].expand(-1, -1, 4))
+        chosen = [p[i] for p, i in zip(proposals, sampled)]
+        regression_targets = self.box_coder.encode([m[i] for m, i in zip(matched_boxes, sampled)], chosen)
+        return (chosen, [m[i] for m, i in zip(matched, sampled)], [lab[i] for lab, i in zip(labels, sampled)],
+                regression_targets)
+
+
+def _mask_targets(targets: list[dict[str, torch.Tensor]], boxes: list[torch.Tensor], matched: list[torch.Tensor],
+                  size: int) -> torch.Tensor:
+    """[R, size, size]: each RoI's matched pseudo-label mask cropped to the RoI and resized
+    (torchvision's rule, RoIAlign at scale 1), for the RoIs of all images at once."""
+    masks = [t["masks"] for t in targets]
+    first = torch.tensor([0] + [len(m) for m in masks[:-1]], device=boxes[0].device).cumsum(0)
+    mask_index = torch.cat([f + m for f, m in zip(first, matched)])
+    rois = torch.cat([mask_index[:, None].to(boxes[0].dtype), torch.cat(boxes)], 1)
+    return roi_align(torch.cat(masks)[:, None].to(rois), rois, (size, size), 1.0)[:, 0]
 
 
 class XISHeads(nn.Module):
@@ -105,7 +306,7 @@ class XISHeads(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, cfg: XISLossConfig) -> None:
         super().__init__()
         anchors = AnchorGenerator(sizes=(tuple(cfg.anchor_sizes),), aspect_ratios=(tuple(cfg.aspect_ratios),))
-        self.rpn = RegionProposalNetwork(
+        self.rpn = _ThreadedProposalRPN(
             anchors, RPNHead(in_channels, anchors.num_anchors_per_location()[0]),
             fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=cfg.rpn_batch_size_per_image,
             positive_fraction=0.5,
@@ -113,7 +314,7 @@ class XISHeads(nn.Module):
             post_nms_top_n={"training": cfg.rpn_post_nms_top_n, "testing": cfg.rpn_post_nms_top_n},
             nms_thresh=0.7)
         mask_dim = cfg.mask_layers[-1]
-        self.roi_heads = RoIHeads(
+        self.roi_heads = _PseudoLabelRoIHeads(
             box_roi_pool=SparseRoIAlign(7, 2),
             box_head=TwoMLPHead(in_channels * 7 * 7, cfg.representation_size),
             box_predictor=FastRCNNPredictor(cfg.representation_size, num_classes + 1),

@@ -328,3 +328,92 @@ def test_sparse_roi_align_equals_torchvisions_multiscale_roi_align():
         g_got = torch.autograd.grad((got * weights).sum(), feat)[0]
         torch.testing.assert_close(g_got, g_ref, atol=1e-5, rtol=1e-5)
     assert SparseRoIAlign(7, 2)({"0": feat}, [torch.zeros(0, 4)] * n, image_shapes).shape == (0, c, 7, 7)
+
+
+def test_xis_rpn_proposals_are_torchvisions_with_the_images_filtered_in_parallel():
+    """X-IS's RPN filters each camera image's proposals in a thread of its own; the proposals and
+    scores are torchvision's RegionProposalNetwork's, element for element, with one thread or several."""
+    from torchvision.models.detection.image_list import ImageList
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+
+    from student.config import tiny_config
+    from student.losses.xis import XISHeads
+
+    cfg = tiny_config().losses.xis
+    torch.manual_seed(3)
+    heads = XISHeads(32, 10, cfg).eval()
+    reference = RegionProposalNetwork.__new__(RegionProposalNetwork)
+    reference.__dict__.update(heads.rpn.__dict__)  # the same modules and settings, torchvision's methods
+    feats = {"0": torch.randn(6, 32, 4, 11) * 3}
+    images = ImageList(torch.zeros(6, 3, 64, 176), [(64, 176)] * 6)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with torch.no_grad():
+                boxes, _ = heads.rpn(images, feats)
+                ref_boxes, _ = reference(images, feats)
+            assert len(boxes) == 6 and all(len(b) > 0 for b in boxes)
+            for got, ref in zip(boxes, ref_boxes):
+                assert torch.equal(got, ref)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_xis_losses_and_gradients_equal_torchvisions_mask_rcnn_parts():
+    """X-IS's heads (threaded proposal filtering, gather RoIAlign, class-selected mask logits, one
+    RoIAlign for all mask targets) give torchvision's five losses and gradients on the same inputs and
+    the same sampling draws: the speed-ups change no value beyond float rounding. (Batched anchor and
+    proposal matching included: torchvision's sampler must see the same labels to draw the same RoIs.)"""
+    from collections import OrderedDict
+
+    from torchvision.models.detection.image_list import ImageList
+    from torchvision.models.detection.roi_heads import RoIHeads
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from student.config import tiny_config
+    from student.losses.xis import XISHeads
+
+    cfg = tiny_config().losses.xis
+    g = torch.Generator().manual_seed(5)
+    torch.manual_seed(5)
+    heads = XISHeads(32, 10, cfg).train()
+    rpn = RegionProposalNetwork.__new__(RegionProposalNetwork)
+    rpn.__dict__.update(heads.rpn.__dict__)
+    roi = RoIHeads.__new__(RoIHeads)
+    roi.__dict__.update(heads.roi_heads.__dict__)
+    roi.__dict__["_modules"] = OrderedDict(heads.roi_heads._modules, box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+                                           mask_roi_pool=MultiScaleRoIAlign(["0"], 14, 2))
+    h, w = 64, 176
+    targets = []
+    for k in (5, 1, 0, 8, 3):  # pseudo-labels per image; an image without any (empty_images: background)
+        xy = torch.rand(k, 2, generator=g) * torch.tensor([w - 40.0, h - 30.0])
+        boxes = torch.cat([xy, xy + 8 + torch.rand(k, 2, generator=g) * 30], 1)
+        masks = (torch.rand(k, h, w, generator=g) > 0.5).to(torch.uint8)
+        targets.append({"boxes": boxes, "labels": torch.randint(1, 11, (k,), generator=g), "masks": masks})
+    n = len(targets)
+    images = torch.zeros(n, 3, h, w)
+    base = torch.randn(n, 32, 4, 11, generator=g) * 2
+
+    def losses(rpn_module, roi_module):
+        feat = base.clone().requires_grad_()
+        image_list = ImageList(images, [(h, w)] * n)
+        torch.manual_seed(11)  # the RPN's and the RoI heads' positive/negative sampling draws
+        proposals, rpn_losses = rpn_module(image_list, {"0": feat}, targets)
+        _, roi_losses = roi_module({"0": feat}, proposals, [(h, w)] * n, targets)
+        parts = {**rpn_losses, **roi_losses}
+        grad = torch.autograd.grad(sum(parts.values()), [feat] + list(heads.parameters()), allow_unused=True)
+        return parts, grad
+
+    got, got_grad = losses(heads.rpn, heads.roi_heads)
+    ref, ref_grad = losses(rpn, roi)
+    assert set(got) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask"}
+    assert got["loss_mask"] > 0
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], atol=1e-5, rtol=1e-5)
+    for a, b in zip(got_grad, ref_grad):
+        if b is None:
+            assert a is None or not a.any()
+        else:
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
