@@ -300,6 +300,7 @@ def run_breakdown(config: str, steps: int, batch_size: int, device: str, terms: 
         sort = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
         profile = prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=profile_rows)
     return {"config": config, "times": times, "terms_alone": criterion_costs(config_with, terms, device),
+            "xis_stages": xis_stage_costs(config) if "xis" in terms and device == "cpu" else None,
             "data": data_side_costs(config_with({}), batch_size), "profile": profile}
 
 
@@ -314,6 +315,74 @@ def use_torchvision_mask_rcnn_parts(heads) -> None:
     heads.roi_heads.__class__ = RoIHeads
     heads.roi_heads.box_roi_pool = MultiScaleRoIAlign(["0"], 7, 2)
     heads.roi_heads.mask_roi_pool = MultiScaleRoIAlign(["0"], 14, 2)
+
+
+XIS_STAGES = {  # label: (where, attribute); each timed on its own call, forward only
+    "RPN conv": ("rpn", "head"),
+    "anchors": ("rpn", "anchor_generator"),
+    "proposals: decode": ("rpn.box_coder", "decode"),
+    "proposals: top-k, NMS": ("rpn", "filter_proposals"),
+    "anchor matching": ("rpn", "assign_targets_to_anchors"),
+    "RPN loss (anchor sampling)": ("rpn", "compute_loss"),
+    "RoI matching + sampling": ("roi_heads", "select_training_samples"),
+    "box RoIAlign": ("roi_heads", "box_roi_pool"),
+    "box head": ("roi_heads", "box_head"),
+    "mask RoIAlign": ("roi_heads", "mask_roi_pool"),
+    "mask head": ("roi_heads", "mask_head"),
+    "mask targets": ("module", "_mask_targets"),
+}
+
+
+def xis_stage_costs(config: str, repeats: int = 20) -> dict[str, float]:
+    """Seconds per X-IS loss (min over repeats) of each stage of its forward, the rest of the forward,
+    and the whole backward, on fixed PV features: where the X-IS cost sits (RoI ops, matching and
+    sampling, NMS, heads). Wall-clock timers around each stage's call (CPU)."""
+    import functools
+
+    import student.losses.xis as xis_module
+    from student.losses import X3KDLoss
+    from student.losses.xis import xis_loss
+    from student.models.student import build_student
+
+    cfg = make_config(config, "all_kd")
+    torch.manual_seed(0)
+    batch = make_batch(cfg, 1, "cpu")
+    pv = build_student(cfg).train()(batch).pv_features.detach().requires_grad_()
+    heads = X3KDLoss(cfg).train().xis_heads
+    spent: dict[str, float] = {}
+
+    def timed(label, fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - t0
+        return call
+
+    for label, (where, name) in XIS_STAGES.items():
+        owner = xis_module if where == "module" else functools.reduce(getattr, where.split("."), heads)
+        target = getattr(owner, name)
+        if isinstance(target, torch.nn.Module):
+            target.forward = timed(label, target.forward)
+        else:
+            setattr(owner, name, timed(label, target))
+    best: dict[str, float] = {}
+    try:
+        for i in range(repeats + 1):
+            spent.clear()
+            t0 = time.perf_counter()
+            loss = xis_loss(heads, pv, batch.images.flatten(0, 1), batch.xis_targets, cfg.losses.xis)["loss_xis"]
+            t1 = time.perf_counter()
+            loss.backward()
+            t2 = time.perf_counter()
+            row = {**spent, "rest of the forward": (t1 - t0) - sum(spent.values()), "backward (all stages)": t2 - t1}
+            if i:
+                best = {k: min(v, best.get(k, v)) for k, v in row.items()}
+    finally:
+        xis_module._mask_targets = getattr(xis_module._mask_targets, "__wrapped__", xis_module._mask_targets)
+    return best
 
 
 def criterion_costs(config_with, terms: tuple[str, ...], device: str, repeats: int = 20) -> dict[str, float]:
@@ -428,6 +497,14 @@ def print_breakdown(rows: list[dict], batch_size: int, device: str, threads: int
     for r in rows:
         alone = r["terms_alone"]
         print(f"| {r['config']} | " + " | ".join(f"{alone[t] * 1000:.1f}" if t in alone else "-" for t in TERMS) + " |")
+    staged = [r for r in rows if r.get("xis_stages")]
+    if staged:
+        stages = list(staged[0]["xis_stages"])
+        print("\nX-IS by stage, ms per loss (min over 20; fixed PV features; forward stages, then the whole backward):\n")
+        print("| config | " + " | ".join(stages) + " |")
+        print("| --- | " + " | ".join("---:" for _ in stages) + " |")
+        for r in staged:
+            print(f"| {r['config']} | " + " | ".join(f"{r['xis_stages'][k] * 1000:.1f}" for k in stages) + " |")
     print("\ndata loader, per sample (in the workers, beside the step):\n")
     print("| config | " + " | ".join(rows[0]["data"]) + " |")
     print("| --- | " + " | ".join("---:" for _ in rows[0]["data"]) + " |")

@@ -80,9 +80,11 @@ class _WeightedRowSum(torch.autograd.Function):
         index, weight = ctx.saved_tensors
         rows, taps = index.shape
         flat = index.reshape(-1)
-        # The transposed gather as CSR: one row per table row, listing the outputs that read it. int32
-        # indices: sorting them is ~1.5x faster than int64 (the sort is most of this backward's cost).
-        order = torch.argsort(flat, stable=True).int()
+        # The transposed gather as CSR: one row per table row, listing the outputs that read it. The
+        # sort is most of this backward's cost, and the narrower the key the faster it runs (int16 ~2.5x
+        # int64 here; feature tables of up to 32k pixels: six cameras at 256x704 are 4224).
+        key = flat.to(torch.int16) if ctx.table_rows <= torch.iinfo(torch.int16).max else flat
+        order = torch.argsort(key, stable=True).int()
         crow = torch.zeros(ctx.table_rows + 1, dtype=torch.int32, device=index.device)
         crow[1:] = torch.bincount(flat, minlength=ctx.table_rows).cumsum(0)
         readers = torch.div(order, taps, rounding_mode="floor")
@@ -105,8 +107,10 @@ def _interpolation_taps(boxes: torch.Tensor, image: torch.Tensor, h: int, w: int
     start = boxes[:, [1, 0]] * scale  # [K, 2]: y1, x1
     size = ((boxes[:, [3, 2]] * scale - start).clamp_min(1.0) / out)[..., None]  # bin height, width
     steps = torch.arange(out * ratio, device=boxes.device)
-    offset = torch.div(steps, ratio, rounding_mode="floor") + ((steps % ratio) + 0.5) / ratio  # in bins
-    v = start[..., None] + offset * size  # [K, 2, out * ratio]
+    # bin + (point + 0.5) * bin size / ratio, in torchvision's order of operations: far from the
+    # origin (thousands of pixels) a regrouped sum rounds differently
+    cell = torch.div(steps, ratio, rounding_mode="floor")
+    v = start[..., None] + cell * size + ((steps % ratio) + 0.5) * size / ratio  # [K, 2, out * ratio]
     extent = torch.tensor([h, w], dtype=v.dtype, device=v.device)[:, None]
     inside = ((v >= -1.0) & (v <= extent)).to(v.dtype)
     v = v.clamp_min(0.0)

@@ -328,6 +328,15 @@ def test_sparse_roi_align_equals_torchvisions_multiscale_roi_align():
         g_got = torch.autograd.grad((got * weights).sum(), feat)[0]
         torch.testing.assert_close(g_got, g_ref, atol=1e-5, rtol=1e-5)
     assert SparseRoIAlign(7, 2)({"0": feat}, [torch.zeros(0, 4)] * n, image_shapes).shape == (0, c, 7, 7)
+    # a feature table of more than 32k pixels (the backward's sort then keys on int32, not int16)
+    big = torch.randn(1, 2, 180, 200, generator=g, requires_grad=True)
+    rois = [torch.tensor([[10.0, 20.0, 2900.0, 2500.0], [1000.0, 5.0, 1300.0, 400.0]])]
+    ref = MultiScaleRoIAlign(["0"], 7, 2)({"0": big}, rois, [(180 * 16, 200 * 16)])
+    got = SparseRoIAlign(7, 2)({"0": big}, rois, [(180 * 16, 200 * 16)])
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    weights = torch.randn(ref.shape, generator=g)
+    torch.testing.assert_close(torch.autograd.grad((got * weights).sum(), big)[0],
+                               torch.autograd.grad((ref * weights).sum(), big)[0], atol=1e-5, rtol=1e-5)
 
 
 def test_xis_rpn_proposals_are_torchvisions_with_the_images_filtered_in_parallel():
