@@ -299,7 +299,7 @@ def run_breakdown(config: str, steps: int, batch_size: int, device: str, terms: 
             sync()
         sort = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
         profile = prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=profile_rows)
-    return {"config": config, "times": times, "terms_alone": criterion_costs(config_with, terms, device),
+    return {"config": config, "times": times, "terms_alone": criterion_costs(config_with, TERMS, device),
             "xis_stages": xis_stage_costs(config) if "xis" in terms and device == "cpu" else None,
             "data": data_side_costs(config_with({}), batch_size), "profile": profile}
 
@@ -491,6 +491,10 @@ def print_breakdown(rows: list[dict], batch_size: int, device: str, threads: int
               + (f"{tv:.3f}" if tv else "-") + " | "
               + " | ".join("-" if t not in cost else f"{cost[t]:.3f} ({100 * cost[t] / st['no_kd']:.0f}%)"
                            for t in TERMS) + " |")
+    print("\nstep seconds per round, in the order they ran:\n")
+    for r in rows:
+        for name, v in r["times"].items():
+            print(f"- {r['config']} {name}: " + ", ".join(f"{x:.3f}" for x in v))
     print("\neach term's loss alone, forward + backward on fixed model outputs (min over 20):\n")
     print("| config | " + " | ".join(f"{t} ms" for t in TERMS) + " |")
     print("| --- | " + " | ".join("---:" for _ in TERMS) + " |")

@@ -47,10 +47,8 @@ def xat_loss(discriminator: nn.Module, adapted_student: torch.Tensor, teacher: t
              cfg: XATLossConfig, valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """BCE(D(F_T), real) + BCE(D(GRL(A(F_S))), fake), each averaged over the `valid` cells [B, 1, H, W]
     (all cells without it): the zero-filled border of a warped teacher map is neither real nor fake."""
-    # one discriminator pass over both halves (half the convolution calls; the per-sample values are
-    # those of two passes)
-    real, fake = discriminator(torch.cat([teacher.float().detach(),
-                                          grad_reverse(adapted_student.float(), cfg.grl_scale)])).chunk(2)
+    real = discriminator(teacher.float().detach())
+    fake = discriminator(grad_reverse(adapted_student.float(), cfg.grl_scale))
     weight = torch.ones_like(real) if valid is None else valid.to(real.dtype)
     count = weight.sum().clamp_min(1.0)
     loss_real = (F.binary_cross_entropy_with_logits(real, torch.ones_like(real), reduction="none") * weight).sum() / count
