@@ -37,8 +37,8 @@ class SparseRoIAlign(nn.Module):
     weights of its sample points, averaged), so pooling is one `embedding_bag` over the features
     viewed as a [N * h * w, C] table, and its backward the transposed sparse matrix (CSR) times the
     gradient. On CPU torchvision's roi_align backward walks every sample point of every channel on its
-    own, and a COO sparse product runs single-threaded; this pair measured 2-5x faster than either
-    (bench/student_step.py --breakdown). The values equal torchvision's to float rounding
+    own, and a COO sparse product runs single-threaded; this pair measured ~2.5x faster than the COO
+    product at R50 sizes (fwd+bwd per pool, BENCHMARKS.md), and faster still than torchvision. The values equal torchvision's to float rounding
     (tests/student/test_loss_terms.py). Called like MultiScaleRoIAlign by torchvision's RoIHeads:
     (features dict, boxes per image, image sizes)."""
 
