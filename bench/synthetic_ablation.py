@@ -215,7 +215,8 @@ def draw_curves(work: Path, rows: list[dict], labels: dict[str, str]) -> list[Pa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="Folder for data, caches and runs.")
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(DEFAULT_ROWS))
+    parser.add_argument("--rows", nargs="*", choices=list(ROWS), default=list(DEFAULT_ROWS),
+                        help="rows to run (default: the ablation's); a bare --rows runs only the --sweep rows")
     parser.add_argument("--sweep", action="append", default=[], metavar="TERM=W1,W2",
                         help="also run the det + DS + TERM row at these weights (e.g. xod=0.3,3)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: configs/lab.yaml's)")
