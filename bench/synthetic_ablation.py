@@ -232,15 +232,17 @@ def main() -> None:
 
     steps = args.steps or int(yaml.safe_load(CONFIG.read_text())["train"]["steps"])
     t0 = time.perf_counter()
-    data, cache, teacher, identity, timing = prepare(args.work, args.fit_teachers, threads=args.parallel)
     rows = {r: ROWS[r] for r in args.rows}
     for spec in args.sweep:
         term, _, weights = spec.partition("=")
         if term not in TERMS or not weights:
-            raise SystemExit(f"--sweep {spec!r}: expected TERM=W1,W2 with TERM one of {', '.join(TERMS)}")
+            parser.error(f"--sweep {spec!r}: expected TERM=W1,W2 with TERM one of {', '.join(TERMS)}")
         for w in weights.split(","):
             rows[f"{term}_w{w}"] = (f"+ {term.upper().replace('X', 'X-', 1)} at weight {w}",
                                     switches("ds", term) + [f"loss.{term}.weight={w}"])
+    if not rows:
+        parser.error("--rows: no rows to run (a bare --rows needs at least one --sweep)")
+    data, cache, teacher, identity, timing = prepare(args.work, args.fit_teachers, threads=args.parallel)
     jobs = [(row, seed) for row in rows for seed in args.seeds]
     with ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(lambda job: train_and_eval(args.work, data, cache, job[0], rows[job[0]][1], job[1],
