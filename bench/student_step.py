@@ -301,6 +301,7 @@ def run_breakdown(config: str, steps: int, batch_size: int, device: str, terms: 
         profile = prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=profile_rows)
     return {"config": config, "times": times, "terms_alone": criterion_costs(config_with, TERMS, device),
             "xis_stages": xis_stage_costs(config) if "xis" in terms and device == "cpu" else None,
+            "roi_align": roi_align_costs(config) if "xis" in terms and device == "cpu" else None,
             "data": data_side_costs(config_with({}), batch_size), "profile": profile}
 
 
@@ -383,6 +384,45 @@ def xis_stage_costs(config: str, repeats: int = 20) -> dict[str, float]:
     finally:
         xis_module._mask_targets = getattr(xis_module._mask_targets, "__wrapped__", xis_module._mask_targets)
     return best
+
+
+def roi_align_costs(config: str, repeats: int = 20) -> list[dict]:
+    """X-IS's two RoI pools (box 7x7, mask 14x14) on the inputs one X-IS loss gives them, forward +
+    backward, by each of OneLevelRoIAlign's methods (the sparse gather, the separable dense products),
+    interleaved call by call; seconds (min over repeats) and the method "auto" picks for these sizes."""
+    from student.losses import X3KDLoss
+    from student.losses.xis import OneLevelRoIAlign, xis_loss
+    from student.models.student import build_student
+
+    cfg = make_config(config, "all_kd")
+    torch.manual_seed(0)
+    batch = make_batch(cfg, 1, "cpu")
+    pv = build_student(cfg).train()(batch).pv_features.detach()
+    heads = X3KDLoss(cfg).train().xis_heads
+    inputs = []
+    for pool in (heads.roi_heads.box_roi_pool, heads.roi_heads.mask_roi_pool):
+        def capture(features, boxes, image_shapes, pool=pool, forward=pool.forward):
+            inputs.append((pool, features["0"].detach(), [b.detach() for b in boxes], image_shapes))
+            return forward(features, boxes, image_shapes)
+        pool.forward = capture
+    xis_loss(heads, pv, batch.images.flatten(0, 1), batch.xis_targets, cfg.losses.xis)
+    rows = []
+    for pool, feat, boxes, image_shapes in inputs:
+        feat = feat.clone().requires_grad_()
+        methods = {m: OneLevelRoIAlign(pool.output_size, pool.sampling_ratio, m) for m in ("gather", "separable")}
+        grad = torch.randn(sum(map(len, boxes)), feat.shape[1], pool.output_size, pool.output_size)
+        best: dict[str, float] = {}
+        for i in range(repeats + 1):
+            for name, method in methods.items():
+                t0 = time.perf_counter()
+                (method({"0": feat}, boxes, image_shapes) * grad).sum().backward()
+                spent = time.perf_counter() - t0
+                feat.grad = None
+                if i:
+                    best[name] = min(spent, best.get(name, spent))
+        rows.append({"pool": f"{pool.output_size}x{pool.output_size}", "features": list(feat.shape),
+                     "rois": len(grad), "seconds": best, "auto": pool.method_for(feat.shape[-2:])})
+    return rows
 
 
 def criterion_costs(config_with, terms: tuple[str, ...], device: str, repeats: int = 20) -> dict[str, float]:
@@ -509,6 +549,16 @@ def print_breakdown(rows: list[dict], batch_size: int, device: str, threads: int
         print("| --- | " + " | ".join("---:" for _ in stages) + " |")
         for r in staged:
             print(f"| {r['config']} | " + " | ".join(f"{r['xis_stages'][k] * 1000:.1f}" for k in stages) + " |")
+    pooled = [r for r in rows if r.get("roi_align")]
+    if pooled:
+        print("\nX-IS RoIAlign by method, forward + backward per pool on one loss's inputs (min over 20, "
+              "the methods interleaved):\n")
+        print("| config | pool | features N×C×h×w | RoIs | sparse gather ms | separable products ms | auto picks |")
+        print("| --- | --- | --- | ---: | ---: | ---: | --- |")
+        for r in pooled:
+            for p in r["roi_align"]:
+                print(f"| {r['config']} | {p['pool']} | {'×'.join(map(str, p['features']))} | {p['rois']} | "
+                      f"{p['seconds']['gather'] * 1000:.2f} | {p['seconds']['separable'] * 1000:.2f} | {p['auto']} |")
     print("\ndata loader, per sample (in the workers, beside the step):\n")
     print("| config | " + " | ".join(rows[0]["data"]) + " |")
     print("| --- | " + " | ".join("---:" for _ in rows[0]["data"]) + " |")

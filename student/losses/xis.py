@@ -29,22 +29,38 @@ from ..config import XISLossConfig
 from ..masks import paste_masks
 
 
-class SparseRoIAlign(nn.Module):
+class OneLevelRoIAlign(nn.Module):
     """torchvision's RoIAlign (aligned=False, a fixed sampling ratio, one feature level: what
-    `MultiScaleRoIAlign(["0"], output_size, sampling_ratio)` computes), as a weighted gather.
+    `MultiScaleRoIAlign(["0"], output_size, sampling_ratio)` computes), by whichever of two exact
+    rewrites does less arithmetic for the feature map at hand.
 
-    Every output cell is a fixed linear combination of 4 x ratio^2 feature pixels (the bilinear
-    weights of its sample points, averaged), so pooling is one `embedding_bag` over the features
-    viewed as a [N * h * w, C] table, and its backward the transposed sparse matrix (CSR) times the
-    gradient. On CPU torchvision's roi_align backward walks every sample point of every channel on its
-    own, and a COO sparse product runs single-threaded; this pair measured ~2.5x faster than the COO
-    product at R50 sizes (fwd+bwd per pool, BENCHMARKS.md), and faster still than torchvision. The values equal torchvision's to float rounding
-    (tests/student/test_loss_terms.py). Called like MultiScaleRoIAlign by torchvision's RoIHeads:
-    (features dict, boxes per image, image sizes)."""
+    Every output cell is a fixed linear combination of its sample points' bilinear taps, and the taps
+    are separable: a row weight times a column weight. So pooling is either
+    - a weighted gather: one `embedding_bag` of 4 x ratio^2 feature pixels per output cell over the
+      features viewed as a [N * h * w, C] table, its backward the transposed sparse matrix (CSR) times
+      the gradient: ~out^2 * 4 ratio^2 multiply-adds per RoI and channel, whatever the map's size; or
+    - two dense products per RoI, [out, h] x [h, w] x [w, out] (row and column weight matrices): ~out
+      * h * (w + out), no sort, no scatter; on small maps (the tiny config's 4 x 11) this is 2-3x
+      faster than the gather, on large ones (R50's 16 x 44) 1.2-1.7x slower, so it is taken only when
+      its count is at most twice the gather's (dense products run more multiply-adds per second).
+    On CPU torchvision's roi_align backward walks every sample point of every channel on its own; both
+    rewrites are faster (BENCHMARKS.md "Where the KD overhead goes"). Values equal torchvision's to float
+    rounding (tests/student/test_loss_terms.py). Called like MultiScaleRoIAlign by torchvision's
+    RoIHeads: (features dict, boxes per image, image sizes)."""
 
-    def __init__(self, output_size: int, sampling_ratio: int) -> None:
+    def __init__(self, output_size: int, sampling_ratio: int, method: str = "auto") -> None:
         super().__init__()
-        self.output_size, self.sampling_ratio = int(output_size), int(sampling_ratio)
+        if method not in ("auto", "gather", "separable"):
+            raise ValueError(f"OneLevelRoIAlign method {method!r}: expected auto, gather or separable")
+        self.output_size, self.sampling_ratio, self.method = int(output_size), int(sampling_ratio), method
+
+    def method_for(self, feature_hw: tuple[int, int]) -> str:
+        """The method this pool runs on an h x w feature map: `method`, or for "auto" the one with
+        the fewer multiply-adds per RoI and channel, the dense products' count halved."""
+        if self.method != "auto":
+            return self.method
+        (h, w), out, taps = feature_hw, self.output_size, 4 * self.sampling_ratio ** 2
+        return "separable" if out * h * (w + out) <= 2 * out * out * taps else "gather"
 
     def forward(self, features: dict[str, torch.Tensor], boxes: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
@@ -52,16 +68,29 @@ class SparseRoIAlign(nn.Module):
         n, c, h, w = feat.shape
         # MultiScaleRoIAlign's scale: the feature/image size ratio rounded to a power of two
         scale = 2.0 ** round(math.log2(h / image_shapes[0][0]))
-        out = self.output_size
+        out, ratio = self.output_size, self.sampling_ratio
         counts = [len(b) for b in boxes]
         total = sum(counts)
         if total == 0:
             return feat.new_zeros((0, c, out, out))
         image = torch.repeat_interleave(torch.arange(n, device=feat.device),
                                         torch.tensor(counts, device=feat.device))
-        index, weight = _interpolation_taps(torch.cat(boxes).to(feat.dtype), image, h, w, out, scale,
-                                            self.sampling_ratio)
-        pooled = _WeightedRowSum.apply(feat.permute(0, 2, 3, 1).reshape(n * h * w, c), index, weight)
+        index, weight = _axis_taps(torch.cat(boxes).to(feat.dtype), h, w, out, scale, ratio)
+        if self.method_for((h, w)) == "separable":
+            rows = feat.new_zeros(total, out, h).scatter_add_(2, index[:, 0], weight[:, 0])
+            cols = feat.new_zeros(total, out, w).scatter_add_(2, index[:, 1], weight[:, 1])
+            per_roi = feat.index_select(0, image).reshape(total, c * h, w)
+            pooled = torch.bmm(per_roi, cols.transpose(1, 2))  # [K, C * h, out_x]
+            pooled = pooled.view(total, c, h, out).permute(0, 2, 3, 1).reshape(total, h, out * c)
+            # channels-last like the gather's result: the heads' convolutions and flatten read it
+            # without another reorder (an [K, out_y, C, out_x] layout cost them ~1 ms on tiny)
+            return torch.bmm(rows, pooled).view(total, out, out, c).permute(0, 3, 1, 2)
+        # [K, out_y, out_x, ratio_y, corner_y, ratio_x, corner_x] taps, on rows of the [N * h * w, C] table
+        yi, xi = index[:, 0].view(total, out, 1, 2 * ratio, 1), index[:, 1].view(total, 1, out, 1, 2 * ratio)
+        yw, xw = weight[:, 0].view(total, out, 1, 2 * ratio, 1), weight[:, 1].view(total, 1, out, 1, 2 * ratio)
+        taps = ((image * (h * w)).view(total, 1, 1, 1, 1) + yi * w + xi).int()
+        pooled = _WeightedRowSum.apply(feat.permute(0, 2, 3, 1).reshape(n * h * w, c),
+                                       taps.reshape(total * out * out, -1), (yw * xw).reshape(total * out * out, -1))
         return pooled.view(total, out, out, c).permute(0, 3, 1, 2)
 
 
@@ -95,14 +124,15 @@ class _WeightedRowSum(torch.autograd.Function):
         return transposed @ grad.contiguous(), None, None
 
 
-def _interpolation_taps(boxes: torch.Tensor, image: torch.Tensor, h: int, w: int, out: int, scale: float,
-                        ratio: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Feature-table rows [K * out * out, 4 * ratio^2] (int32) and weights of every output cell:
-    torchvision's sample points (ratio x ratio per bin, at (i + 0.5) / ratio of the bin) and its bilinear
-    rule (a point beyond -1 or the size contributes 0, one inside [-1, 0] is moved to 0, one at the last
-    row/column uses that row/column alone), averaged over the bin's points. Rows and columns are
-    handled together (axis 0 = y, 1 = x) to keep the op count low: on small inputs this runs at
-    per-op overhead."""
+def _axis_taps(boxes: torch.Tensor, h: int, w: int, out: int, scale: float, ratio: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per RoI, axis (0 = y, 1 = x) and output row/column, the feature rows/columns its bilinear taps
+    read and their weights: index (int64) and weight, each [K, 2, out, 2 * ratio] (ratio sample points
+    x 2 corners). torchvision's sample points (ratio per bin, at (i + 0.5) / ratio of the bin) and its
+    bilinear rule (a point beyond -1 or the size contributes 0, one inside [-1, 0] is moved to 0, one at
+    the last row/column uses that row/column alone); each weight carries 1 / ratio, so a cell's
+    row weight times column weight averages over its ratio^2 points. Rows and columns are handled
+    together to keep the op count low: on small inputs this runs at per-op overhead."""
     k = boxes.shape[0]
     start = boxes[:, [1, 0]] * scale  # [K, 2]: y1, x1
     size = ((boxes[:, [3, 2]] * scale - start).clamp_min(1.0) / out)[..., None]  # bin height, width
@@ -112,21 +142,15 @@ def _interpolation_taps(boxes: torch.Tensor, image: torch.Tensor, h: int, w: int
     cell = torch.div(steps, ratio, rounding_mode="floor")
     v = start[..., None] + cell * size + ((steps % ratio) + 0.5) * size / ratio  # [K, 2, out * ratio]
     extent = torch.tensor([h, w], dtype=v.dtype, device=v.device)[:, None]
-    inside = ((v >= -1.0) & (v <= extent)).to(v.dtype)
+    inside = ((v >= -1.0) & (v <= extent)).to(v.dtype) / ratio
     v = v.clamp_min(0.0)
     low = v.floor()
     last = low >= extent - 1
     low = torch.minimum(low, extent - 1)
-    frac = torch.where(last, 0.0, v - low) * inside
-    index = torch.stack([low, torch.where(last, low, low + 1)], -1).int()  # [K, 2, out * ratio, 2]
-    weight = torch.stack([(1 - frac) * inside, frac], -1)
-    # [K, out_y, out_x, ratio_y, corner_y, ratio_x, corner_x]
-    yi, xi = index[:, 0].view(k, out, 1, ratio, 2, 1, 1), index[:, 1].view(k, 1, out, 1, 1, ratio, 2)
-    yw = weight[:, 0].view(k, out, 1, ratio, 2, 1, 1)
-    xw = (weight[:, 1] / (ratio * ratio)).view(k, 1, out, 1, 1, ratio, 2)
-    cells = (image.int() * (h * w)).view(k, 1, 1, 1, 1, 1, 1) + yi * w + xi
-    taps = 4 * ratio * ratio
-    return cells.reshape(k * out * out, taps), (yw * xw).reshape(k * out * out, taps)
+    frac = torch.where(last, 0.0, v - low)
+    index = torch.stack([low, torch.where(last, low, low + 1)], -1).long()
+    weight = torch.stack([(1 - frac) * inside, frac * inside], -1)
+    return index.view(k, 2, out, 2 * ratio), weight.view(k, 2, out, 2 * ratio)
 
 
 def _per_image(fn, count: int, device: torch.device) -> list:
@@ -319,13 +343,13 @@ class XISHeads(nn.Module):
             nms_thresh=0.7)
         mask_dim = cfg.mask_layers[-1]
         self.roi_heads = _PseudoLabelRoIHeads(
-            box_roi_pool=SparseRoIAlign(7, 2),
+            box_roi_pool=OneLevelRoIAlign(7, 2),
             box_head=TwoMLPHead(in_channels * 7 * 7, cfg.representation_size),
             box_predictor=FastRCNNPredictor(cfg.representation_size, num_classes + 1),
             fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=cfg.box_batch_size_per_image,
             positive_fraction=0.25, bbox_reg_weights=None, score_thresh=0.05, nms_thresh=0.5,
             detections_per_img=100,
-            mask_roi_pool=SparseRoIAlign(14, 2),
+            mask_roi_pool=OneLevelRoIAlign(14, 2),
             mask_head=MaskRCNNHeads(in_channels, tuple(cfg.mask_layers), 1),
             mask_predictor=MaskRCNNPredictor(mask_dim, mask_dim, num_classes + 1))
 

@@ -304,12 +304,13 @@ def test_the_task_map_moves_with_the_regression_cells():
     assert torch.equal(moved_reg[0, 2][valid].round().long(), moved_task[0][valid])
 
 
-def test_sparse_roi_align_equals_torchvisions_multiscale_roi_align():
-    """X-IS pools RoIs with one sparse matrix product; values and gradients are torchvision's, also for
-    boxes that reach outside the image and images without boxes."""
+def test_one_level_roi_align_equals_torchvisions_multiscale_roi_align():
+    """X-IS pools RoIs by a sparse gather or by two dense products per RoI; with either, values and
+    gradients are torchvision's, also for boxes that reach outside the image and images without boxes.
+    "auto" takes the dense products on small maps and the gather on large ones."""
     from torchvision.ops import MultiScaleRoIAlign
 
-    from student.losses.xis import SparseRoIAlign
+    from student.losses.xis import OneLevelRoIAlign
 
     g = torch.Generator().manual_seed(7)
     n, c, h, w = 3, 8, 5, 12
@@ -321,22 +322,29 @@ def test_sparse_roi_align_equals_torchvisions_multiscale_roi_align():
     for size in (7, 14):
         feat = torch.randn(n, c, h, w, generator=g, requires_grad=True)
         ref = MultiScaleRoIAlign(["0"], size, 2)({"0": feat}, boxes, image_shapes)
-        got = SparseRoIAlign(size, 2)({"0": feat}, boxes, image_shapes)
-        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
         weights = torch.randn(ref.shape, generator=g)
         g_ref = torch.autograd.grad((ref * weights).sum(), feat)[0]
-        g_got = torch.autograd.grad((got * weights).sum(), feat)[0]
-        torch.testing.assert_close(g_got, g_ref, atol=1e-5, rtol=1e-5)
-    assert SparseRoIAlign(7, 2)({"0": feat}, [torch.zeros(0, 4)] * n, image_shapes).shape == (0, c, 7, 7)
-    # a feature table of more than 32k pixels (the backward's sort then keys on int32, not int16)
+        for method in ("gather", "separable", "auto"):
+            got = OneLevelRoIAlign(size, 2, method)({"0": feat}, boxes, image_shapes)
+            torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+            g_got = torch.autograd.grad((got * weights).sum(), feat)[0]
+            torch.testing.assert_close(g_got, g_ref, atol=1e-5, rtol=1e-5)
+        assert OneLevelRoIAlign(size, 2)({"0": feat}, [torch.zeros(0, 4)] * n, image_shapes).shape == (0, c, size, size)
+    # a feature table of more than 32k pixels (the gather's backward then sorts on int32 keys, not int16)
     big = torch.randn(1, 2, 180, 200, generator=g, requires_grad=True)
     rois = [torch.tensor([[10.0, 20.0, 2900.0, 2500.0], [1000.0, 5.0, 1300.0, 400.0]])]
     ref = MultiScaleRoIAlign(["0"], 7, 2)({"0": big}, rois, [(180 * 16, 200 * 16)])
-    got = SparseRoIAlign(7, 2)({"0": big}, rois, [(180 * 16, 200 * 16)])
-    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     weights = torch.randn(ref.shape, generator=g)
-    torch.testing.assert_close(torch.autograd.grad((got * weights).sum(), big)[0],
-                               torch.autograd.grad((ref * weights).sum(), big)[0], atol=1e-5, rtol=1e-5)
+    g_ref = torch.autograd.grad((ref * weights).sum(), big)[0]
+    for method in ("gather", "separable"):
+        got = OneLevelRoIAlign(7, 2, method)({"0": big}, rois, [(180 * 16, 200 * 16)])
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(torch.autograd.grad((got * weights).sum(), big)[0], g_ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="dense"):
+        OneLevelRoIAlign(7, 2, "dense")
+    # auto: the dense products on the tiny config's 4 x 11 maps, the gather on R50's 16 x 44
+    assert [OneLevelRoIAlign(s, 2).method_for((4, 11)) for s in (7, 14)] == ["separable", "separable"]
+    assert [OneLevelRoIAlign(s, 2).method_for((16, 44)) for s in (7, 14)] == ["gather", "gather"]
 
 
 def test_xis_rpn_proposals_are_torchvisions_with_the_images_filtered_in_parallel():
