@@ -25,6 +25,8 @@ The all-KD / no-KD ratio and a term's cost (the all-KD step minus the step witho
 the per-round pairs. Beside that, each term's loss alone is timed forward + backward on fixed model
 outputs (min over 20: its own cost, free of the step's noise). With X-IS, also the all-KD step with
 X-IS on torchvision's own RPN, RoIHeads and RoIAlign (what it ran before; the same losses).
+With X-IS on CPU, also X-IS's two RoI pools timed by each of OneLevelRoIAlign's methods (sparse
+gather, separable products) on one loss's inputs, and the method "auto" picks.
 --profile ROWS adds torch.profiler's top ops of one all-KD step. The per-sample work of the data
 loader that the KD terms need (teacher-map warps, targets, X-IS pseudo labels) is timed on its own:
 it runs in the DataLoader workers, beside the step, not inside it.
