@@ -40,9 +40,10 @@ class OneLevelRoIAlign(nn.Module):
       features viewed as a [N * h * w, C] table, its backward the transposed sparse matrix (CSR) times
       the gradient: ~out^2 * 4 ratio^2 multiply-adds per RoI and channel, whatever the map's size; or
     - two dense products per RoI, [out, h] x [h, w] x [w, out] (row and column weight matrices): ~out
-      * h * (w + out), no sort, no scatter; on small maps (the tiny config's 4 x 11) this is 2-3x
-      faster than the gather, on large ones (R50's 16 x 44) 1.2-1.7x slower, so it is taken only when
-      its count is at most twice the gather's (dense products run more multiply-adds per second).
+      * h * (w + out), no sort, no scatter, but every RoI reads (and copies) its image's whole map; on
+      small maps (the tiny config's 4 x 11) this is 1.5-2.5x faster than the gather, on R50's 16 x 44
+      2-14x slower, so it is taken only when its count is at most twice the gather's (dense products
+      run more multiply-adds per second).
     On CPU torchvision's roi_align backward walks every sample point of every channel on its own; both
     rewrites are faster (BENCHMARKS.md "Where the KD overhead goes"). Values equal torchvision's to float
     rounding (tests/student/test_loss_terms.py). Called like MultiScaleRoIAlign by torchvision's
@@ -85,7 +86,7 @@ class OneLevelRoIAlign(nn.Module):
             # channels-last like the gather's result: the heads' convolutions and flatten read it
             # without another reorder (an [K, out_y, C, out_x] layout cost them ~1 ms on tiny)
             return torch.bmm(rows, pooled).view(total, out, out, c).permute(0, 3, 1, 2)
-        # [K, out_y, out_x, ratio_y, corner_y, ratio_x, corner_x] taps, on rows of the [N * h * w, C] table
+        # [K, out_y, out_x, 2 ratio (y points x corners), 2 ratio (x)] taps, rows of the [N * h * w, C] table
         yi, xi = index[:, 0].view(total, out, 1, 2 * ratio, 1), index[:, 1].view(total, 1, out, 1, 2 * ratio)
         yw, xw = weight[:, 0].view(total, out, 1, 2 * ratio, 1), weight[:, 1].view(total, 1, out, 1, 2 * ratio)
         taps = ((image * (h * w)).view(total, 1, 1, 1, 1) + yi * w + xi).int()
