@@ -336,6 +336,19 @@ XIS_STAGES = {  # label: (where, attribute); each timed on its own call, forward
 }
 
 
+def xis_inputs(config: str):
+    """The all-KD config, a CPU batch, the student's PV features for it (detached) and fresh X-IS heads:
+    what the X-IS cost tables run one loss on."""
+    from student.losses import X3KDLoss
+    from student.models.student import build_student
+
+    cfg = make_config(config, "all_kd")
+    torch.manual_seed(0)
+    batch = make_batch(cfg, 1, "cpu")
+    pv = build_student(cfg).train()(batch).pv_features.detach()
+    return cfg, batch, pv, X3KDLoss(cfg).train().xis_heads
+
+
 def xis_stage_costs(config: str, repeats: int = 20) -> dict[str, float]:
     """Seconds per X-IS loss (min over repeats) of each stage of its forward, the rest of the forward,
     and the whole backward, on fixed PV features: where the X-IS cost sits (RoI ops, matching and
@@ -343,15 +356,10 @@ def xis_stage_costs(config: str, repeats: int = 20) -> dict[str, float]:
     import functools
 
     import student.losses.xis as xis_module
-    from student.losses import X3KDLoss
     from student.losses.xis import xis_loss
-    from student.models.student import build_student
 
-    cfg = make_config(config, "all_kd")
-    torch.manual_seed(0)
-    batch = make_batch(cfg, 1, "cpu")
-    pv = build_student(cfg).train()(batch).pv_features.detach().requires_grad_()
-    heads = X3KDLoss(cfg).train().xis_heads
+    cfg, batch, pv, heads = xis_inputs(config)
+    pv.requires_grad_()
     spent: dict[str, float] = {}
 
     def timed(label, fn):
@@ -392,15 +400,9 @@ def roi_align_costs(config: str, repeats: int = 20) -> list[dict]:
     """X-IS's two RoI pools (box 7x7, mask 14x14) on the inputs one X-IS loss gives them, forward +
     backward, by each of OneLevelRoIAlign's methods (the sparse gather, the separable dense products),
     interleaved call by call; seconds (min over repeats) and the method "auto" picks for these sizes."""
-    from student.losses import X3KDLoss
     from student.losses.xis import OneLevelRoIAlign, xis_loss
-    from student.models.student import build_student
 
-    cfg = make_config(config, "all_kd")
-    torch.manual_seed(0)
-    batch = make_batch(cfg, 1, "cpu")
-    pv = build_student(cfg).train()(batch).pv_features.detach()
-    heads = X3KDLoss(cfg).train().xis_heads
+    cfg, batch, pv, heads = xis_inputs(config)
     inputs = []
     for pool in (heads.roi_heads.box_roi_pool, heads.roi_heads.mask_roi_pool):
         def capture(features, boxes, image_shapes, pool=pool, forward=pool.forward):
