@@ -4,7 +4,7 @@
         --lidar-checkpoint teachers/lab/lidar.pth --dataroot lab/data --version v1.0-trainval --split val [--samples 20]
 
 An online distiller runs the LiDAR teacher on the augmented point cloud; we warp the maps the teacher
-wrote for the un-augmented cloud (`student.models.centerpoint_coder.augment_teacher_maps`, the student's
+wrote for the un-augmented cloud (`detection.centerpoint_coder.augment_teacher_maps`, the student's
 own warp, with its validity mask). This measures how far apart the two are, for the LiDAR teacher an
 export YAML names (`lidar_teacher`, `lidar_checkpoint`, `num_sweeps`: what `fit-teacher --export-yaml`
 writes; a relative checkpoint path is read from the YAML's folder), for each augmentation the
@@ -94,9 +94,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20)
     args = parser.parse_args()
 
-    from student.bev_aug import bev_aug_matrix, teacher_validity
-    from student.models.centerpoint_coder import augment_teacher_maps
-    from teacher_export.data.nuscenes import NuScenesSamples
+    from detection.bev_aug import bev_aug_matrix, teacher_validity
+    from detection.centerpoint_coder import augment_teacher_maps
+    from dataset_access.nuscenes.samples import NuScenesSamples
 
     t0 = time.perf_counter()
     teacher, sweeps = build_teacher(args.export_yaml, args.lidar_checkpoint)

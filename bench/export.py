@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from teacher_export.data.synthetic import generate_synthetic
+from dataset_access.synthetic import generate_synthetic
 from teacher_export.export import ExportOptions, Exporter, export
 
 

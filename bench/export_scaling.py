@@ -25,7 +25,7 @@ from distributed import Client
 from pipelines.cluster import local_cluster
 from pipelines.export import export_on_cluster
 from pipelines.worker import describe_store
-from teacher_export.data.synthetic import generate_synthetic
+from dataset_access.synthetic import generate_synthetic
 from teacher_export.export import ExportOptions
 
 SMALL_LIDAR_CONFIG = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "centerpoint_pillar02_small_config.json"

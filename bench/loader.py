@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def make_cache(work: Path, preset: str) -> tuple[str, str]:
     """A synthetic dataroot and a cache of its train split made by the small random-init test teachers."""
-    from teacher_export.data.synthetic import PRESETS, write_dataset
+    from dataset_access.synthetic import PRESETS, write_dataset
     from teacher_export.export import export
     from tests.teacher_export.exports import small_export_options
 

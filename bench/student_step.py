@@ -169,7 +169,7 @@ def make_batch(cfg, b: int, device: str):
             torch.rand(b, n, m, generator=g), torch.rand(b, n, m, 28, 28, generator=g)))
     # The trainer's batches carry the targets the dataset workers build: CenterPoint and X-IS.
     from student.losses.xis import xis_targets
-    from student.det_targets import build_det_targets
+    from detection.det_targets import build_det_targets
 
     det = cfg.losses.det
     batch.det_targets = build_det_targets(batch.gt_boxes, batch.gt_labels, cfg.grid, cfg.class_setup,
@@ -475,11 +475,11 @@ def data_side_costs(cfg, batch_size: int, repeats: int = 5) -> dict[str, float]:
     targets, on inputs of the config's shapes."""
     import numpy as np
 
-    from student.bev_aug import BevAugConfig, sample_bev_aug, teacher_validity
-    from student.models.centerpoint_coder import augment_teacher_maps, teacher_task_map, warp_task_map
+    from detection.bev_aug import BevAugConfig, sample_bev_aug, teacher_validity
+    from detection.centerpoint_coder import augment_teacher_maps, teacher_task_map, warp_task_map
     from student.losses.xis import xis_targets
     from student.depth_targets import depth_image_to_feature_grid
-    from student.det_targets import build_det_targets
+    from detection.det_targets import build_det_targets
 
     batch = make_batch(cfg, 1, "cpu")
     t = batch.teacher

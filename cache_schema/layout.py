@@ -41,7 +41,7 @@ REQUIRED_GROUPS: tuple[str, ...] = ("meta", "calib", "gt")
 QUANTIZATIONS: tuple[str, ...] = ("float16", "int8")
 # The regression map's channels, in order, grouped by the CenterHead output that predicts them: the one
 # statement of the 10-channel layout (the head's outputs, the cache's regression map, the det loss and
-# X-OD all follow it; see student.models.centerpoint_coder). The LiDAR teacher merges the groups of its
+# X-OD all follow it; see detection.centerpoint_coder). The LiDAR teacher merges the groups of its
 # task heads into one map per sample.
 REGRESSION_HEADS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reg", ("reg_x", "reg_y")),

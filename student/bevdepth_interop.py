@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from cache_schema.errors import UserInputError
 
-from .checkpoints import read_torch_file, save_atomic, state_dict_in
+from detection.weights import read_torch_file, save_atomic, state_dict_in
 
 # (BEVDepth prefix, ours); the longest matching prefix wins, in either direction. Keys without the
 # Lightning "model." prefix.

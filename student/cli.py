@@ -131,7 +131,7 @@ def convert_bevdepth(checkpoint: str, config_file: str, overrides: tuple[str, ..
     from cache_schema.identity import file_sha256
 
     from .bevdepth_interop import load_bevdepth_weights
-    from .checkpoints import save_atomic
+    from detection.weights import save_atomic
     from .models.student import build_student
     from .train import load_train_config
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, NUSCENES_TASKS, BevGrid, ClassSetup
 from cache_schema.layout import REGRESSION_HEADS
+from detection.centerpoint_coder import DecodeConfig
+from detection.det_loss import DetLossConfig
 
 if TYPE_CHECKING:
     from cache_schema.layout import StoreConfig
@@ -108,7 +110,7 @@ class BevEncoderConfig:
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """The shared CenterHead (student/models/center_head.py) settings."""
+    """The shared CenterHead (detection/center_head.py) settings."""
 
     share_conv_channel: int = 64
     head_conv: int = 64
@@ -117,47 +119,8 @@ class HeadConfig:
         name: (len(channels), 2) for name, channels in REGRESSION_HEADS})
 
 
-@dataclass(frozen=True)
-class DecodeConfig:
-    """How head outputs become boxes at test time (mmdet3d's CenterPointBBoxCoder options and
-    `test_cfg`; `student.models.centerpoint_coder.BoxCoderConfig` adds the BEV grid to them).
-
-    `max_num` peaks per task group are decoded; `coder_score_threshold` / `coder_post_center_range`
-    filter them; then per task group `score_threshold`, NMS (`nms_type` "rotate": rotated BEV IoU >=
-    `nms_thr` over the best `pre_max_size`; "circle": CenterPoint's circle NMS with the squared-distance
-    bound `min_radius` per task group), at most `post_max_size` kept, and `post_center_limit_range`.
-    The defaults are mmdet3d's nuScenes CenterPoint test config."""
-
-    max_num: int = 500
-    coder_score_threshold: float | None = 0.1
-    coder_post_center_range: tuple[float, ...] | None = (-61.2, -61.2, -10.0, 61.2, 61.2, 10.0)
-    score_threshold: float = 0.1
-    nms_type: str = "rotate"
-    nms_thr: float = 0.2
-    pre_max_size: int = 1000
-    post_max_size: int = 83
-    post_center_limit_range: tuple[float, ...] | None = (-61.2, -61.2, -10.0, 61.2, 61.2, 10.0)
-    min_radius: tuple[float, ...] = (4, 12, 10, 1, 0.85, 0.175)
-
-    def __post_init__(self) -> None:
-        if self.nms_type not in ("rotate", "circle"):
-            raise UserInputError(f"config model.test.nms_type: {self.nms_type!r} is not 'rotate' or 'circle'")
 
 
-@dataclass(frozen=True)
-class DetLossConfig:
-    """CenterPoint detection loss against GT boxes (Gaussian focal + L1 at GT centres)."""
-
-    enabled: bool = True
-    weight: float = 1.0
-    heatmap_weight: float = 1.0
-    reg_weight: float = 0.25
-    # Per regression channel: reg_x, reg_y, height, dim_l, dim_w, dim_h, rot_sin, rot_cos, vel_x, vel_y.
-    code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2)
-    alpha: float = 2.0
-    beta: float = 4.0
-    gaussian_overlap: float = 0.1
-    min_radius: int = 2
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
     metrics = evaluate_checkpoint("runs/tiny/checkpoints/step_0000200.pt", dataroot, "v1.0-mini",
                                   "mini_val", "runs/tiny/eval")
 
-No teacher and no cache: the camera inputs come from the nuScenes tables (student.data.nuscenes_tables), a
-radar student's multi-sweep radar points from the dataroot's radar scans (student.data.radar, the
+No teacher and no cache: the camera inputs come from the nuScenes tables (dataset_access.nuscenes.tables), a
+radar student's multi-sweep radar points from the dataroot's radar scans (dataset_access.nuscenes.radar, the
 reader the export uses).
 Detections (LiDAR frame, cache_schema.boxes convention) go to the global frame through one writer,
 `detections_to_results`, which produces the nuScenes detection-results JSON; DetectionEval
@@ -28,10 +28,12 @@ import torch
 from cache_schema.errors import UserInputError
 
 from .batch import StudentBatch
-from .device import torch_device
-from .data.cameras import CameraSetup, load_camera_inputs, previous_frame_inputs
-from .models.center_head import concat_task_heatmaps
-from .models.centerpoint_coder import Detections
+from detection.device import torch_device
+from cache_schema.views import CameraSetup
+
+from .data.cameras import load_camera_inputs, previous_frame_inputs
+from detection.center_head import concat_task_heatmaps
+from detection.centerpoint_coder import Detections
 from .models.student import BevStudent, build_student
 
 log = logging.getLogger(__name__)
@@ -142,7 +144,7 @@ def score_results(results_path: str | Path, dataroot: str | Path, version: str, 
     from nuscenes.eval.common.config import config_factory
     from nuscenes.eval.detection.evaluate import DetectionEval
 
-    from .data.nuscenes_tables import open_nuscenes
+    from dataset_access.nuscenes.tables import open_nuscenes
 
     nusc = nusc or open_nuscenes(dataroot, version)
     out = Path(out_dir)
@@ -241,7 +243,7 @@ def _input_batch(cfg: Any, dataroot: str | Path, setup: CameraSetup, device: str
     a two-key-frame student's previous key frame), or for the radar student its radar scans (both need
     the devkit tables `nusc`)."""
     if cfg.student.modality == "radar":
-        from .data.radar import radar_points, radar_sweeps
+        from dataset_access.nuscenes.radar import radar_points, radar_sweeps
 
         sweeps = radar_sweeps(nusc, setup.token, cfg.student.radar.sweeps)
         points = radar_points(dataroot, sweeps, setup.lidar_to_global(), nusc.get("sample", setup.token)["timestamp"])
@@ -251,7 +253,7 @@ def _input_batch(cfg: Any, dataroot: str | Path, setup: CameraSetup, device: str
     cams = load_camera_inputs(dataroot, setup, aug, rng, train=False, resize_relative=cfg.data.resize_relative)
     prev = {}
     if cfg.student.key_frames == 2:
-        from .data.nuscenes_tables import camera_setup
+        from dataset_access.nuscenes.tables import camera_setup
 
         prev_token = nusc.get("sample", setup.token)["prev"] or setup.token  # a scene's first frame is its own
         prev = {k: v[None] for k, v in previous_frame_inputs(dataroot, camera_setup(nusc, prev_token), setup,
@@ -302,11 +304,11 @@ def gt_in_lidar_frame(boxes: Sequence[Any], lidar_to_global: np.ndarray) -> tupl
 def render_predictions(model: BevStudent, cfg: Any, dataroot: str | Path, setups: Sequence[CameraSetup],
                        gt_boxes: Any, out_dir: str | Path, device: str | torch.device = "cpu",
                        score_threshold: float = 0.3, nusc: Any = None) -> list[Path]:
-    """Pictures of the student's predictions on `setups` (student.render.render_prediction): BEV over
+    """Pictures of the student's predictions on `setups` (detection.pictures.render_prediction): BEV over
     its own heatmap and the cameras, GT from the devkit's filtered GT boxes."""
     from cache_schema.layout import CAMERA_NAMES
 
-    from .render import render_prediction
+    from detection.pictures import render_prediction
 
     written = []
     for i, setup in enumerate(setups):
@@ -331,7 +333,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
     """Predict a split with a checkpoint, write `results_nusc.json`, score it and write `metrics.json`
     (+ DetectionEval's own files) into `out_dir`. `render` > 0 also draws the first `render` samples
     (`render/`, predictions above `render_threshold`) and the devkit's curves (`plots/`)."""
-    from .data.nuscenes_tables import camera_setup, open_nuscenes, split_sample_tokens
+    from dataset_access.nuscenes.tables import camera_setup, open_nuscenes, split_sample_tokens
 
     if render < 0:
         raise UserInputError(f"--render: must be >= 0, got {render}")

@@ -3,7 +3,7 @@
 Resize -> crop -> horizontal flip -> rotation act as one 3x3 matrix `ida` on homogeneous pixel
 coordinates of the original image (pixel column i has its centre at u = i). The intrinsics of the
 augmented image are `ida @ K`, and depth targets / 2D teacher boxes are carried into the augmented image
-with the same matrix. BEV augmentation is `student.bev_aug`.
+with the same matrix. BEV augmentation is `detection.bev_aug`.
 """
 from __future__ import annotations
 

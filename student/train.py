@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from cache_schema.errors import UserInputError
 
 from .batch import StudentBatch
-from .checkpoints import read_torch_file, save_atomic
+from detection.weights import read_torch_file, save_atomic
 from .config import StudentConfig, _from_dict
 from .data.dataset import CacheDataset, DataConfig, collate, open_cache
 from .losses import X3KDLoss, total_loss
@@ -870,8 +870,8 @@ class _RunLogs:
 
 
 def _log_images(writer: Any, net: StudentWithCriterion, batch: StudentBatch, cfg: StudentConfig, step: int) -> None:
-    """The step's pictures (student.render.training_images) into TensorBoard; frees the kept outputs."""
-    from .render import training_images
+    """The step's pictures (detection.pictures.training_images) into TensorBoard; frees the kept outputs."""
+    from detection.pictures import training_images
 
     for tag, image in training_images(net.outputs, batch, cfg).items():
         writer.add_image(tag, image, step, dataformats="HWC")

@@ -92,7 +92,7 @@ def show(store: str, which: str, out: Path, dataroot: str | None, score_threshol
       x3kd-cache show demo_out/cache_train.zarr --sample 0 --dataroot demo_out/data --out demo_out/show
     """
     from cache_schema import CacheReader
-    from student.render import render_cache_sample
+    from detection.pictures import render_cache_sample
 
     reader = CacheReader(store)
     index = _sample_index(reader, store, which)
@@ -363,7 +363,7 @@ def make_synthetic(out: Path, preset: str, scenes: int | None, samples_per_scene
     """
     from dataclasses import replace
 
-    from teacher_export.data.synthetic import PRESETS, write_dataset
+    from dataset_access.synthetic import PRESETS, write_dataset
 
     overrides = {"scenes": scenes, "samples_per_scene": samples_per_scene, "sweeps_per_sample": sweeps_per_sample,
                  "objects_per_scene": objects_per_scene, "radar_sweeps_per_sample": radar_sweeps_per_sample,

@@ -1,7 +1,7 @@
 """How good is the LiDAR teacher a cache holds? Its boxes, scored like a student's.
 
 The teacher's cached heatmaps and regression maps are decoded by the shared CenterPoint box coder
-(every class as one group, rotated NMS: `student.render.decode_map_centres`), written as nuScenes
+(every class as one group, rotated NMS: `detection.pictures.decode_map_centres`), written as nuScenes
 results through the student's one results writer and scored by nuscenes-devkit's DetectionEval. On
 real nuScenes this is how a user checks that a teacher checkpoint loaded right before distilling from
 it; in the synthetic lab it says how much the teacher knows (what a student distilled from it can at
@@ -17,7 +17,7 @@ import numpy as np
 from cache_schema import CacheReader
 from cache_schema.errors import UserInputError
 from student.evaluate import EvalMetrics, detections_to_results, score_results, write_results
-from student.render import decode_map_centres
+from detection.pictures import decode_map_centres
 
 RESULTS_META = {"use_camera": False, "use_lidar": True, "use_radar": False, "use_map": False, "use_external": False}
 
@@ -84,8 +84,8 @@ def evaluate_cached_image_teacher(cache: str, out_dir: str | Path, *, storage_op
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from student.data.cameras import CameraSetup
-    from student.masks import paste_masks
+    from cache_schema.views import CameraSetup
+    from detection.masks import paste_masks
     from teacher_export.fit.projection import project_boxes
 
     reader = CacheReader(cache, storage_options=storage_options)

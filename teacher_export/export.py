@@ -24,9 +24,9 @@ from cache_schema.layout import CAMERA_NAMES, GROUPS, RegressionEncoding
 from cache_schema.statistics import feature_sums
 from cache_schema.store import refuse_volatile, software_version
 from cache_schema.writer import forget_samples
-from student.data.cameras import read_rgb
-from student.device import torch_device
-from teacher_export.data.nuscenes import NuScenesSamples, SampleInfo
+from dataset_access.images import read_rgb
+from detection.device import torch_device
+from dataset_access.nuscenes.samples import NuScenesSamples, SampleInfo
 from teacher_export.targets import depth_images
 from teacher_export.teachers.image_protocol import ImageTeacher, pad_instances
 from teacher_export.teachers.lidar_protocol import LidarTeacher

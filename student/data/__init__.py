@@ -1,6 +1,6 @@
 """Student inputs: the streaming cache dataset (training) and the camera pipeline shared with eval."""
-from .cameras import CameraInputs, CameraSetup, load_camera_inputs
+from .cameras import CameraInputs, load_camera_inputs
 from .dataset import CacheDataset, DataConfig, collate, needed_groups, open_cache
 
-__all__ = ["CacheDataset", "CameraInputs", "CameraSetup", "DataConfig", "collate", "load_camera_inputs",
+__all__ = ["CacheDataset", "CameraInputs", "DataConfig", "collate", "load_camera_inputs",
            "needed_groups", "open_cache"]

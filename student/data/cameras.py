@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from cache_schema.errors import UserInputError
-from cache_schema.frames import sensor_to_lidar
+from cache_schema.views import CameraSetup
+from dataset_access.images import read_rgb
 
 from ..image_aug import ImageAugConfig, ImageAugParams, augment_image, sample_image_aug
 
@@ -22,42 +23,6 @@ IMAGE_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
 IMAGE_STD = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
 
 
-@dataclass
-class CameraSetup:
-    """Where the images of one sample are and how the cameras sit (the cache's `calib` group).
-
-    image_paths: N paths relative to the dataroot.   intrinsics: [N, 3, 3] of the original images.
-    cam_to_ego: [N, 4, 4] at each camera's timestamp.  cam_ego_pose: [N, 4, 4] ego -> global at each
-    camera's timestamp.  lidar_to_ego, ego_pose: [4, 4] at the LiDAR timestamp (ego_pose: ego -> global)."""
-
-    token: str
-    image_paths: list[str]
-    intrinsics: np.ndarray
-    cam_to_ego: np.ndarray
-    cam_ego_pose: np.ndarray
-    lidar_to_ego: np.ndarray
-    ego_pose: np.ndarray
-
-    @classmethod
-    def from_cache_sample(cls, sample: dict) -> "CameraSetup":
-        return cls(sample["meta/token"], list(sample["calib/image_paths"]), np.asarray(sample["calib/cam_intrinsics"]),
-                   np.asarray(sample["calib/cam_to_ego"]), np.asarray(sample["calib/cam_ego_pose"]),
-                   np.asarray(sample["calib/lidar_to_ego"]), np.asarray(sample["calib/ego_pose"]))
-
-    def camera_to_lidar(self) -> np.ndarray:
-        """[N, 4, 4] camera -> LiDAR frame of the sample, through the global frame, so that each
-        camera's own ego pose (cameras fire at other times than the LiDAR) is respected:
-        lidar_to_camera = inv(cam_to_ego) @ inv(cam_ego_pose) @ ego_pose @ lidar_to_ego."""
-        return sensor_to_lidar(self.cam_to_ego, self.cam_ego_pose, self.lidar_to_global())
-
-    def lidar_to_global(self) -> np.ndarray:
-        return self.ego_pose.astype(np.float64) @ self.lidar_to_ego.astype(np.float64)
-
-    def seen_from(self, key: "CameraSetup") -> "CameraSetup":
-        """These cameras (another key frame's: BEVDepth's previous frame) with `key`'s LiDAR frame as
-        the target of `camera_to_lidar`, so that their frustum lands where the world is in `key`'s frame
-        (ego motion between the frames compensated through the global frame)."""
-        return replace(self, lidar_to_ego=key.lidar_to_ego, ego_pose=key.ego_pose)
 
 
 @dataclass
@@ -72,22 +37,6 @@ class CameraInputs:
     params: list[ImageAugParams]
 
 
-def read_rgb(path: str | Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """One camera image as a writable (H, W, 3) uint8 RGB array; the one image reader of the project
-    (export, teacher fitting, training, evaluation and pictures all come here). A missing, unreadable
-    or (with `expected_hw`) wrongly sized file is a `UserInputError` naming it."""
-    try:
-        with Image.open(path) as im:
-            rgb = np.array(im.convert("RGB"))  # a copy: torch warns on read-only arrays
-    except FileNotFoundError:
-        raise UserInputError(f"{path}: camera image not found (is --dataroot the one the cache was made from?)") \
-            from None
-    except OSError as e:
-        raise UserInputError(f"{path}: unreadable image ({e})") from None
-    if expected_hw is not None and rgb.shape[:2] != tuple(expected_hw):
-        raise UserInputError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, its calibration says "
-                             f"{expected_hw[1]}x{expected_hw[0]}")
-    return rgb
 
 
 def read_image(dataroot: str | Path, relative: str) -> torch.Tensor:

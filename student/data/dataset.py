@@ -24,14 +24,16 @@ from cache_schema.errors import UserInputError
 from cache_schema.identity import images_fingerprint
 
 from ..batch import StudentBatch, TeacherTargets
-from ..bev_aug import BevAugConfig, augment_boxes, augment_radar_points, sample_bev_aug, teacher_validity
+from detection.bev_aug import BevAugConfig, augment_boxes, augment_radar_points, sample_bev_aug, teacher_validity
 from ..config import StudentConfig, term_on
 from ..depth_targets import depth_image_to_feature_grid
-from ..det_targets import build_det_targets, merge_det_targets
+from detection.det_targets import build_det_targets, merge_det_targets
 from ..image_aug import ImageAugConfig
 from ..losses.xis import xis_targets
-from ..models.centerpoint_coder import augment_teacher_maps, teacher_task_map, warp_task_map
-from .cameras import CameraSetup, load_camera_inputs, previous_frame_inputs
+from detection.centerpoint_coder import augment_teacher_maps, teacher_task_map, warp_task_map
+from cache_schema.views import CameraSetup
+
+from .cameras import load_camera_inputs, previous_frame_inputs
 from .cbgs import cbgs_indices
 
 log = logging.getLogger(__name__)

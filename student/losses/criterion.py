@@ -14,8 +14,8 @@ from cache_schema.errors import UserInputError
 from ..batch import StudentBatch
 from ..config import StudentConfig, term_on
 from ..models.student import StudentOutputs
-from ..det_targets import build_det_targets
-from .det import det_loss
+from detection.det_targets import build_det_targets
+from detection.det_loss import det_loss
 from .ds import ds_loss
 from .xat import BevDiscriminator, xat_loss
 from .xfd import standardize_teacher, xfd_loss

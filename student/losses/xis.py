@@ -26,7 +26,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
 from ..image_aug import transform_boxes_2d
 from ..config import XISLossConfig
-from ..masks import paste_masks
+from detection.masks import paste_masks
 
 
 class OneLevelRoIAlign(nn.Module):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from cache_schema.grid import ClassSetup
 
 from ..config import XODLossConfig
-from ..models.centerpoint_coder import join_regression, teacher_task_map
+from detection.centerpoint_coder import join_regression, teacher_task_map
 
 
 def class_order_heatmaps(head_outputs: list[dict[str, torch.Tensor]], classes: ClassSetup) -> torch.Tensor:

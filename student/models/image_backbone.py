@@ -16,7 +16,7 @@ from torch import nn
 
 from cache_schema.errors import UserInputError
 
-from ..checkpoints import read_torch_file, state_dict_in
+from detection.weights import read_torch_file, state_dict_in
 
 log = logging.getLogger(__name__)
 

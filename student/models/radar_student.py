@@ -17,11 +17,11 @@ from cache_schema.layout import RADAR_POINT_FEATURES
 from ..batch import StudentBatch
 from ..config import StudentConfig
 from .bev_encoder import BevEncoder
-from .center_head import CenterHead
-from .centerpoint_coder import BoxCoderConfig
-from .pillar_encoder import PillarFeatureNet, PointPillarsScatter
+from detection.center_head import CenterHead
+from detection.centerpoint_coder import BoxCoderConfig
+from detection.pillar_encoder import PillarFeatureNet, PointPillarsScatter
 from .student import BevStudent, StudentOutputs
-from .voxelize import voxelize_batch
+from detection.voxelize import voxelize_batch
 
 
 class RadarStudent(BevStudent):

@@ -19,8 +19,8 @@ from torch import nn
 from ..batch import StudentBatch
 from ..config import StudentConfig
 from .bev_encoder import BevEncoder
-from .centerpoint_coder import BoxCoderConfig, Detections, decode_detections
-from .center_head import CenterHead
+from detection.centerpoint_coder import BoxCoderConfig, Detections, decode_detections
+from detection.center_head import CenterHead
 from .depth_net import DepthNet, camera_parameters
 from .image_backbone import ImageBackbone
 from .view_transform import LSSViewTransform
@@ -57,7 +57,7 @@ class BevStudent(nn.Module):
     @torch.no_grad()
     def predict(self, batch: StudentBatch) -> list[Detections]:
         """Detections per sample in the un-augmented LiDAR frame; labels index the head's class list."""
-        from ..bev_aug import augment_boxes
+        from detection.bev_aug import augment_boxes
 
         dets = decode_detections(self.forward(batch).head_outputs, self.box_coder)
         out = []

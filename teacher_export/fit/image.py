@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
-from student.checkpoints import save_atomic
-from student.data.cameras import read_rgb
-from teacher_export.data.nuscenes import NuScenesSamples
+from detection.weights import save_atomic
+from dataset_access.images import read_rgb
+from dataset_access.nuscenes.samples import NuScenesSamples
 from teacher_export.fit.options import (
     FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm, shuffled_batches,
 )

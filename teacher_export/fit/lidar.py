@@ -1,7 +1,7 @@
 """Fit the built-in CenterPoint on a split's LiDAR points and GT boxes.
 
 The training targets and the loss are the student's (`student.targets.build_det_targets`,
-`student.losses.det.det_loss`): the same CenterPoint encoding the teacher's box coder decodes
+`detection.det_loss.det_loss`): the same CenterPoint encoding the teacher's box coder decodes
 (centre offset within the cell, gravity-centre z, log l/w/h, (sin, cos) yaw, velocity), so the one
 definition serves both. The checkpoint is mmdet3d-shaped (`{'state_dict', 'meta'}`) and loads
 strictly into `CenterPointTeacher(checkpoint=..., config=...)`.
@@ -19,17 +19,17 @@ from tqdm import tqdm
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, ClassSetup
-from student.bev_aug import BevAugConfig, augment_boxes, sample_bev_aug
-from student.checkpoints import save_atomic
-from student.losses.det import DetLossConfig, det_loss
-from student.det_targets import build_det_targets
-from teacher_export.data.nuscenes import NuScenesSamples, load_points
+from detection.bev_aug import BevAugConfig, augment_boxes, sample_bev_aug
+from detection.weights import save_atomic
+from detection.det_loss import DetLossConfig, det_loss
+from detection.det_targets import build_det_targets
+from dataset_access.nuscenes.samples import NuScenesSamples, load_points
 from teacher_export.fit.options import (
     FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm, shuffled_batches,
 )
 from teacher_export.teachers.centerpoint.model import CenterPoint, point_features
 from teacher_export.teachers.centerpoint.teacher import resolve_config
-from student.models.voxelize import Voxels, hard_voxelize
+from detection.voxelize import Voxels, hard_voxelize
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ out, and the fixed-shape padding the cache stores them in (teachers are chosen b
 Every image teacher (the built-in torchvision Mask R-CNN, the optional detectron2 adapter) returns the
 same `ImageTeacherOutput` per image, so the export and the cache never care which one ran. Masks are the
 RoI mask head's 28×28 probabilities for the predicted class, not pasted into the image: pasting a mask is
-cheap and happens when the student loads it (`student.masks.paste_masks`), while full-resolution masks
+cheap and happens when the student loads it (`detection.masks.paste_masks`), while full-resolution masks
 would dominate the cache size.
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ import torch
 from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, BevGrid
 from cache_schema.layout import REGRESSION_CHANNELS, RegressionEncoding
-from student.models.centerpoint_coder import Detections
+from detection.centerpoint_coder import Detections
 from teacher_export.teachers.centerpoint.teacher import assemble_outputs
 from teacher_export.teachers.lidar_protocol import LidarTeacherOutput
 

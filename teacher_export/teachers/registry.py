@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from cache_schema.errors import UserInputError
-from student.device import torch_device
+from detection.device import torch_device
 from teacher_export.teachers.image_protocol import ImageTeacher
 from teacher_export.teachers.lidar_protocol import LidarTeacher
 

@@ -26,7 +26,7 @@ NUM_SAMPLES = 8  # one mini_train scene of 8 key frames; shards of 2 -> 4 shard 
 
 @pytest.fixture(scope="module")
 def dataroot(tmp_path_factory):
-    from teacher_export.data.synthetic import generate_synthetic
+    from dataset_access.synthetic import generate_synthetic
 
     return generate_synthetic(tmp_path_factory.mktemp("pipelines") / "nuscenes", scenes=2,
                               samples_per_scene=NUM_SAMPLES, seed=5)

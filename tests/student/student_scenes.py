@@ -13,7 +13,7 @@ def render_teacher_maps(boxes: torch.Tensor, labels: torch.Tensor, grid: BevGrid
     """Teacher-style dense maps of a scene: heatmaps [10, H, W] (CenterPoint Gaussians in class order)
     and regression [10, H, W] written in a (2*window+1)^2 block of cells around each box centre, each
     cell holding the object's centre offset from that cell's corner. Also returns the block mask [H, W]."""
-    from student.det_targets import build_det_targets
+    from detection.det_targets import build_det_targets
 
     classes = ClassSetup()
     h, w = grid.shape

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from student.bev_aug import augment_boxes, bev_aug_matrix
+from detection.bev_aug import augment_boxes, bev_aug_matrix
 from student.image_aug import (ImageAugConfig, ImageAugParams, augment_image, image_aug_matrix, sample_image_aug, transform_boxes_2d)
-from student.models.centerpoint_coder import augment_teacher_maps
+from detection.centerpoint_coder import augment_teacher_maps
 
 from .student_scenes import TINY_GRID, random_scene, render_teacher_maps
 

@@ -10,7 +10,7 @@ import zarr
 from torch.utils.data import DataLoader
 
 from cache_schema.errors import UserInputError
-from student.data.cameras import CameraSetup
+from cache_schema.views import CameraSetup
 from student.data.dataset import CacheDataset, collate, needed_groups, open_cache
 from student.train import load_train_config
 from tests.student.run_paths import TINY_YAML
@@ -55,7 +55,7 @@ def test_sample_tensors_and_batch(train_cache, synthetic_dataroot):
 
 
 def test_camera_to_lidar_matches_the_exporters_geometry(train_cache, synthetic_dataroot):
-    from teacher_export.data.nuscenes import NuScenesSamples
+    from dataset_access.nuscenes.samples import NuScenesSamples
 
     reader = open_cache(train_cache, _cfg().student)
     samples = NuScenesSamples(synthetic_dataroot, "v1.0-mini", "mini_train", num_sweeps=0)
@@ -108,7 +108,7 @@ def test_det_targets_built_in_the_workers_equal_the_criterions(train_cache, synt
     the criterion builds from the batch's GT, so the loss is identical."""
     from student.losses import X3KDLoss
     from student.models.student import build_student
-    from student.det_targets import build_det_targets
+    from detection.det_targets import build_det_targets
 
     cfg = _cfg("loss.xis.enabled=false")
     ds = CacheDataset(open_cache(train_cache, cfg.student), synthetic_dataroot, cfg.student, cfg.data, seed=1)

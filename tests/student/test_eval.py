@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from cache_schema import CacheReader
 from student.cli import main
-from student.data.nuscenes_tables import camera_setup, open_nuscenes, split_sample_tokens
+from dataset_access.nuscenes.tables import camera_setup, open_nuscenes, split_sample_tokens
 from student.evaluate import detections_to_results, score_results, write_results
 from student.train import load_train_config, train
 from tests.student.run_paths import TINY_YAML
@@ -99,7 +99,7 @@ def test_eval_and_export_select_a_custom_split_from_splits_json(synthetic_dataro
     import pytest
 
     from cache_schema.errors import UserInputError
-    from teacher_export.data.nuscenes import NuScenesSamples
+    from dataset_access.nuscenes.samples import NuScenesSamples
 
     root = tmp_path / "root"
     root.mkdir()

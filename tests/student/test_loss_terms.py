@@ -6,12 +6,12 @@ import torch
 
 from cache_schema.grid import ClassSetup
 from student.config import DepthLossConfig, DetLossConfig, XATLossConfig, XFDLossConfig, XODLossConfig
-from student.losses.det import det_loss
+from detection.det_loss import det_loss
 from student.losses.ds import ds_loss
 from student.losses.xat import BevDiscriminator, grad_reverse, xat_loss
 from student.losses.xfd import xfd_loss
 from student.losses.xod import xod_loss
-from student.det_targets import TaskTargets
+from detection.det_targets import TaskTargets
 
 CLASSES = ClassSetup(("a", "b", "c"), (("a",), ("b", "c")))  # two task groups, three classes
 H, W = 3, 4
@@ -197,8 +197,8 @@ def test_xod_loss_is_zero_when_student_equals_teacher():
 
 def _rotated_teacher(angle_deg: float = 22.5):
     from cache_schema.grid import BevGrid
-    from student.bev_aug import bev_aug_matrix, teacher_validity
-    from student.models.centerpoint_coder import augment_teacher_maps
+    from detection.bev_aug import bev_aug_matrix, teacher_validity
+    from detection.centerpoint_coder import augment_teacher_maps
 
     grid = BevGrid((-12.8, -12.8, -5.0, 12.8, 12.8, 3.0), (0.2, 0.2, 8.0), 4)  # 32 x 32
     torch.manual_seed(0)
@@ -272,7 +272,7 @@ def test_xod_regression_follows_the_task_the_regression_was_written_from():
     outs = _head_outputs(g)
     h_t = torch.zeros(2, 3, H, W)
     h_t[:, 0] = 0.9  # class a (task 0) looks best everywhere...
-    from student.models.centerpoint_coder import join_regression
+    from detection.centerpoint_coder import join_regression
 
     t_reg = join_regression(outs[1]).detach()  # ...but the teacher wrote task 1's regression
     cfg = XODLossConfig(weight=1.0)
@@ -283,8 +283,8 @@ def test_xod_regression_follows_the_task_the_regression_was_written_from():
 
 def test_the_task_map_moves_with_the_regression_cells():
     from cache_schema.grid import BevGrid
-    from student.bev_aug import bev_aug_matrix
-    from student.models.centerpoint_coder import teacher_task_map, warp_regression_maps, warp_task_map
+    from detection.bev_aug import bev_aug_matrix
+    from detection.centerpoint_coder import teacher_task_map, warp_regression_maps, warp_task_map
 
     grid = BevGrid((-12.8, -12.8, -5.0, 12.8, 12.8, 3.0), (0.2, 0.2, 8.0), 4)
     classes = ClassSetup()
@@ -298,7 +298,7 @@ def test_the_task_map_moves_with_the_regression_cells():
     bda = bev_aug_matrix(rotate=30.0, scale=1.0).float()[None]
     moved_reg = warp_regression_maps(reg, bda, grid)
     moved_task = warp_task_map(task, bda, grid)
-    from student.bev_aug import teacher_validity
+    from detection.bev_aug import teacher_validity
 
     valid = teacher_validity(bda, grid)[0, 0] == 1
     assert torch.equal(moved_reg[0, 2][valid].round().long(), moved_task[0][valid])

@@ -12,7 +12,7 @@ import torch
 
 from cache_schema import CacheReader
 from cache_schema.errors import UserInputError
-from student.bev_aug import augment_boxes, augment_radar_points
+from detection.bev_aug import augment_boxes, augment_radar_points
 from student.config import StudentConfig
 from student.data.dataset import CacheDataset, collate, needed_groups, open_cache
 from student.evaluate import evaluate_checkpoint

@@ -4,7 +4,7 @@ import torch
 
 from cache_schema.frames import invert_transform, make_transform, rotation_z
 from cache_schema.grid import BevGrid
-from student.data.cameras import CameraSetup
+from cache_schema.views import CameraSetup
 from student.models.view_transform import LSSViewTransform
 
 
@@ -55,7 +55,7 @@ def test_the_previous_key_frame_of_each_sample_and_across_scene_starts(train_cac
 
 def test_a_two_key_frame_batch_trains_and_evaluates(train_cache, synthetic_dataroot):
     from student.data.dataset import CacheDataset, collate, open_cache
-    from student.data.nuscenes_tables import camera_setup, open_nuscenes
+    from dataset_access.nuscenes.tables import camera_setup, open_nuscenes
     from student.evaluate import _input_batch
     from student.losses import X3KDLoss, total_loss
     from student.models.student import build_student

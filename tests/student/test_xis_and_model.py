@@ -10,7 +10,7 @@ from student.batch import StudentBatch, TeacherTargets
 from student.config import tiny_config
 from student.losses import X3KDLoss, total_loss
 from student.losses.xis import xis_targets
-from student.masks import paste_masks
+from detection.masks import paste_masks
 from student.models.student import build_student
 from student.depth_targets import depth_image_to_feature_grid
 
@@ -137,8 +137,8 @@ def test_xis_heads_are_training_only_inference_model_size_is_unchanged():
 
 
 def test_predict_undoes_the_bev_augmentation():
-    from student.bev_aug import augment_boxes, bev_aug_matrix
-    from student.models.centerpoint_coder import decode_detections
+    from detection.bev_aug import augment_boxes, bev_aug_matrix
+    from detection.centerpoint_coder import decode_detections
 
     torch.manual_seed(0)
     cfg = tiny_config()

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cache_schema import CacheReader
 from pipelines.cli import main
-from student.det_targets import build_det_targets
+from detection.det_targets import build_det_targets
 
 
 def _gt_perfect_copy(cache: str, out: Path) -> None:
@@ -76,7 +76,7 @@ def _gt_perfect_image_copy(cache: str, out: Path) -> int:
     masks resampled into their boxes); returns how many GT instances did not fit max_instances."""
     from PIL import Image
 
-    from student.data.cameras import CameraSetup
+    from cache_schema.views import CameraSetup
     from teacher_export.fit.projection import project_boxes
 
     shutil.copytree(cache, out)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from cache_schema import CacheReader, UserInputError, validate
 from cache_schema.quantize import decode, encode, relative_l2
 from teacher_export.cli import main as cli
-from teacher_export.data.nuscenes import NuScenesSamples
+from dataset_access.nuscenes.samples import NuScenesSamples
 from teacher_export.export import Exporter, export
 from tests.teacher_export.exports import SMALL_LIDAR_CONFIG, small_export_options
 

@@ -19,7 +19,7 @@ import yaml
 from click.testing import CliRunner
 
 from teacher_export.cli import main as cli
-from teacher_export.data.nuscenes import NuScenesSamples, load_points
+from dataset_access.nuscenes.samples import NuScenesSamples, load_points
 from teacher_export.fit.lidar import fit_lidar_teacher
 from teacher_export.fit.options import FitOptions
 from teacher_export.teachers.centerpoint.configs import get_config
@@ -140,7 +140,7 @@ def test_augmented_fit_sees_transformed_points_and_boxes(synthetic_dataroot, con
     """With `augment`, every step's points and boxes move by one bev_aug draw (the same for both: a box
     holds the same points after), the draws differ between steps, and the run is seeded."""
     import teacher_export.fit.lidar as fit_lidar
-    from teacher_export.data.synthetic.lidar import points_in_boxes
+    from dataset_access.synthetic.lidar import points_in_boxes
 
     seen, clouds = [], []
     real, real_voxelize = fit_lidar.build_det_targets, fit_lidar.hard_voxelize

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from cache_schema.boxes import box_corners
-from teacher_export.data.nuscenes import NuScenesSamples
+from dataset_access.nuscenes.samples import NuScenesSamples
 from teacher_export.fit.projection import project_boxes
 
 # A camera at the LiDAR origin looking along +x (camera z = LiDAR x, camera x = -LiDAR y, y = -z).

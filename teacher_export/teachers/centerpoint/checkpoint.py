@@ -2,7 +2,7 @@
 
 Accepted files: a raw state_dict, or mmdet3d's `{'state_dict': ..., 'meta': ..., ...}`; keys may
 carry a wrapper prefix (`module.`, `model.`, ...), which is detected and stripped. The file is read
-by `student.checkpoints.read_torch_file` (weights-only): objects of classes we do not have
+by `detection.weights.read_torch_file` (weights-only): objects of classes we do not have
 (mmengine's message hub, numpy scalars in `meta`, ...) become inert placeholders instead of being
 imported, so nothing from the file is executed. Every problem is a `UserInputError` naming the file.
 """
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from cache_schema.errors import UserInputError
-from student.checkpoints import read_torch_file, state_dict_in
+from detection.weights import read_torch_file, state_dict_in
 
 def strip_prefix(sd: dict[str, Tensor], expected: set[str]) -> dict[str, Tensor]:
     """Remove the most common wrapper prefix that turns checkpoint keys into expected keys."""

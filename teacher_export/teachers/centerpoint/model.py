@@ -19,11 +19,11 @@ from torch import Tensor, nn
 
 from cache_schema.errors import UserInputError
 from cache_schema.grid import BevGrid
-from student.models.centerpoint_coder import BoxCoderConfig, Detections, decode_detections
-from student.models.center_head import CenterHead, bn2d_mmdet3d
-from student.models.pillar_encoder import PillarFeatureNet, PointPillarsScatter
+from detection.centerpoint_coder import BoxCoderConfig, Detections, decode_detections
+from detection.center_head import CenterHead, bn2d_mmdet3d
+from detection.pillar_encoder import PillarFeatureNet, PointPillarsScatter
 from teacher_export.teachers.centerpoint.second import SECOND, SECONDFPN
-from student.models.voxelize import Voxels, voxelize_batch
+from detection.voxelize import Voxels, voxelize_batch
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, BevGrid
 from cache_schema.layout import REGRESSION_HEADS
 from cache_schema.layout import REGRESSION_CHANNELS, RegressionEncoding
-from student.models.centerpoint_coder import Detections, join_regression
+from detection.centerpoint_coder import Detections, join_regression
 from teacher_export.teachers.centerpoint.checkpoint import load_checkpoint
 from teacher_export.teachers.centerpoint.configs import CONFIGS, get_config
 from teacher_export.teachers.centerpoint.model import CenterPoint, point_features

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cache_schema.grid import NUSCENES_TASKS
-from student.models.center_head import CenterHead, concat_task_heatmaps
+from detection.center_head import CenterHead, concat_task_heatmaps
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "centerpoint_pillar02_small.pt"
 PREFIX = "pts_bbox_head."

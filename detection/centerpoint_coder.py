@@ -7,7 +7,7 @@ encoded from boxes (`encode_boxes`, the targets), decoded to boxes (`decode_dete
 `CenterHead.predict_by_feat` with `CenterPointBBoxCoder`: sigmoid heatmap -> top-k peaks -> boxes ->
 score threshold and centre range -> NMS -> at most `post_max_size` -> centre range), split into and
 joined from head outputs, and moved by a BEV augmentation (`warp_regression_maps`, with the validity
-rule of `student.bev_aug.teacher_validity`).
+rule of `detection.bev_aug.teacher_validity`).
 
 Boxes come out in THE box convention of `cache_schema.boxes` (x, y, z_gravity_centre, l, w, h, yaw,
 vx, vy): CenterPoint regresses the gravity-centre height, so no shift is needed here (mmdet3d's own
@@ -26,9 +26,35 @@ from cache_schema.errors import UserInputError
 from cache_schema.grid import BevGrid, ClassSetup
 from cache_schema.layout import REGRESSION_CHANNELS, REGRESSION_HEADS
 
-from ..bev_aug import gather_cells, linear_scale, source_cells, warp_bev_maps
-from ..config import DecodeConfig
-from .nms import circle_nms, nms_rotated
+from detection.bev_aug import gather_cells, linear_scale, source_cells, warp_bev_maps
+from detection.nms import circle_nms, nms_rotated
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How head outputs become boxes at test time (mmdet3d's CenterPointBBoxCoder options and
+    `test_cfg`; `detection.centerpoint_coder.BoxCoderConfig` adds the BEV grid to them).
+
+    `max_num` peaks per task group are decoded; `coder_score_threshold` / `coder_post_center_range`
+    filter them; then per task group `score_threshold`, NMS (`nms_type` "rotate": rotated BEV IoU >=
+    `nms_thr` over the best `pre_max_size`; "circle": CenterPoint's circle NMS with the squared-distance
+    bound `min_radius` per task group), at most `post_max_size` kept, and `post_center_limit_range`.
+    The defaults are mmdet3d's nuScenes CenterPoint test config."""
+
+    max_num: int = 500
+    coder_score_threshold: float | None = 0.1
+    coder_post_center_range: tuple[float, ...] | None = (-61.2, -61.2, -10.0, 61.2, 61.2, 10.0)
+    score_threshold: float = 0.1
+    nms_type: str = "rotate"
+    nms_thr: float = 0.2
+    pre_max_size: int = 1000
+    post_max_size: int = 83
+    post_center_limit_range: tuple[float, ...] | None = (-61.2, -61.2, -10.0, 61.2, 61.2, 10.0)
+    min_radius: tuple[float, ...] = (4, 12, 10, 1, 0.85, 0.175)
+
+    def __post_init__(self) -> None:
+        if self.nms_type not in ("rotate", "circle"):
+            raise UserInputError(f"config model.test.nms_type: {self.nms_type!r} is not 'rotate' or 'circle'")
 
 
 @dataclass

@@ -224,12 +224,12 @@ def draw_camera_boxes(ax, boxes: np.ndarray, lidar_to_camera: np.ndarray, intrin
 
 def draw_instances(ax, boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
                    image_hw: tuple[int, int], class_names: Sequence[str], alpha: float = 0.45) -> None:
-    """Image-teacher detections: 28x28 masks pasted into their boxes (student.masks.paste_masks, the
+    """Image-teacher detections: 28x28 masks pasted into their boxes (detection.masks.paste_masks, the
     same pasting X-IS trains on), box outlines and "class score" captions. Boxes are xyxy in
     continuous pixels (pixel j spans [j, j+1)); padding rows (label -1) are skipped."""
     from matplotlib.patches import Rectangle
 
-    from .masks import paste_masks
+    from detection.masks import paste_masks
 
     keep = np.asarray(labels) >= 0
     boxes, labels, scores, masks = (np.asarray(v)[keep] for v in (boxes, labels, scores, masks))
@@ -281,7 +281,7 @@ def decode_map_centres(heatmaps: np.ndarray, regression: np.ndarray, grid: BevGr
     `score_threshold`, rotated NMS. Returns `Detections` (labels index the heatmap's classes)."""
     import torch
 
-    from .models.centerpoint_coder import BoxCoderConfig, decode_detections, split_regression
+    from detection.centerpoint_coder import BoxCoderConfig, decode_detections, split_regression
 
     heat = torch.as_tensor(np.asarray(heatmaps, np.float32)).clamp(1e-6, 1 - 1e-6)
     reg = torch.as_tensor(np.asarray(regression, np.float32))
@@ -299,7 +299,7 @@ def _read_rgb(dataroot: str | Path | None, relative: str, image_hw: tuple[int, i
     """The camera JPEG as (H, W, 3) uint8, or a grey canvas of the cached image size without a dataroot."""
     if dataroot is None:
         return np.full((*image_hw, 3), 96, np.uint8)
-    from .data.cameras import read_rgb
+    from dataset_access.images import read_rgb
 
     return read_rgb(Path(dataroot) / relative)
 
@@ -353,7 +353,7 @@ def render_cache_sample(sample: dict, config, out_dir: str | Path, dataroot: str
         caption(pic, f"{len(radar)} radar points (cyan, 0.5 s of Doppler velocity), GT green")
         written.append(pic.save(out / "bev_radar.png"))
 
-    from .data.cameras import CameraSetup
+    from cache_schema.views import CameraSetup
 
     setup = CameraSetup.from_cache_sample(sample)
     lidar_to_cams = np.linalg.inv(setup.camera_to_lidar())
@@ -440,8 +440,8 @@ def training_images(outputs, batch, cfg, sample: int = 0, camera: int = 0) -> di
     BEV maps are drawn with y up, like every BEV picture here."""
     import torch
 
-    from .det_targets import build_det_targets
-    from .models.center_head import concat_task_heatmaps
+    from detection.det_targets import build_det_targets
+    from detection.center_head import concat_task_heatmaps
 
     def up(m: np.ndarray) -> np.ndarray:  # BEV row 0 is y_min: flip so y points up
         return np.ascontiguousarray(m[::-1])

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from student.masks import paste_masks
+from detection.masks import paste_masks
 
 
 def centres_inside(box, h, w):

@@ -15,7 +15,7 @@ import numpy as np
 
 from cache_schema.frames import make_transform, rotation_z
 from cache_schema.layout import RADAR_NAMES
-from teacher_export.data.nuscenes import CAMERA_NAMES
+from dataset_access.nuscenes.samples import CAMERA_NAMES
 
 NUSCENES_IMAGE_SIZE = (1600, 900)  # (width, height) of real nuScenes camera images
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from teacher_export.data.synthetic.rig import LIDAR_MAX_RANGE, lidar_elevations
+from dataset_access.synthetic.rig import LIDAR_MAX_RANGE, lidar_elevations
 
 RANGE_NOISE_M = 0.02
 DROPOUT = 0.03

@@ -24,13 +24,13 @@ from tqdm import tqdm
 
 from cache_schema.errors import UserInputError
 from cache_schema.frames import matrix_to_quaternion, yaw_to_quaternion
-from teacher_export.data.nuscenes import LIDAR_NAME
-from teacher_export.data.synthetic.camera import render_camera
-from teacher_export.data.synthetic.lidar import cast_lidar, points_in_boxes
-from teacher_export.data.synthetic.radar import scan_radar, write_radar_pcd
-from teacher_export.data.synthetic.rig import (CAMERAS, RADAR_PERIOD_US, RADARS, camera_intrinsics, camera_to_ego,
+from dataset_access.nuscenes.samples import LIDAR_NAME
+from dataset_access.synthetic.camera import render_camera
+from dataset_access.synthetic.lidar import cast_lidar, points_in_boxes
+from dataset_access.synthetic.radar import scan_radar, write_radar_pcd
+from dataset_access.synthetic.rig import (CAMERAS, RADAR_PERIOD_US, RADARS, camera_intrinsics, camera_to_ego,
                                                lidar_to_ego, radar_to_ego)
-from teacher_export.data.synthetic.world import CLASS_MIXES, EGO_RADIUS, OBJECT_CLASSES, Actor, boxes_at, sample_world
+from dataset_access.synthetic.world import CLASS_MIXES, EGO_RADIUS, OBJECT_CLASSES, Actor, boxes_at, sample_world
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,28 @@ centre cell and the box target (channels weighted by `code_weights`), divided by
 objects. Task groups are summed."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from ..config import DetLossConfig  # noqa: F401  (the loss and its config are one import for teacher fitting)
-from ..det_targets import TaskTargets
-from ..models.centerpoint_coder import join_regression
+from detection.det_targets import TaskTargets
+from detection.centerpoint_coder import join_regression
+
+
+@dataclass(frozen=True)
+class DetLossConfig:
+    """CenterPoint detection loss against GT boxes (Gaussian focal + L1 at GT centres)."""
+
+    enabled: bool = True
+    weight: float = 1.0
+    heatmap_weight: float = 1.0
+    reg_weight: float = 0.25
+    # Per regression channel: reg_x, reg_y, height, dim_l, dim_w, dim_h, rot_sin, rot_cos, vel_x, vel_y.
+    code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2)
+    alpha: float = 2.0
+    beta: float = 4.0
+    gaussian_overlap: float = 0.1
+    min_radius: int = 2
 
 
 def clamped_sigmoid(logits: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:

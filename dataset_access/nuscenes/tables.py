@@ -19,7 +19,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.frames import make_transform
 from cache_schema.layout import CAMERA_NAMES
 
-from .cameras import CameraSetup
+from cache_schema.views import CameraSetup
 
 LIDAR_NAME = "LIDAR_TOP"
 TABLE_NAMES: tuple[str, ...] = ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor",

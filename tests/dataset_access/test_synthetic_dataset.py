@@ -14,8 +14,8 @@ from PIL import Image
 from cache_schema.errors import UserInputError
 from cache_schema.layout import RADAR_NAMES
 from teacher_export.cli import main
-from teacher_export.data.nuscenes import CAMERA_NAMES, LIDAR_NAME
-from teacher_export.data.synthetic import generate_synthetic
+from dataset_access.nuscenes.samples import CAMERA_NAMES, LIDAR_NAME
+from dataset_access.synthetic import generate_synthetic
 
 TINY = dict(scenes=1, samples_per_scene=2, image_size=(48, 32), sweeps_per_sample=1, objects_per_scene=4,
             lidar_beams=8, lidar_azimuths=64)
@@ -113,7 +113,7 @@ def test_cli_make_synthetic(tmp_path: Path) -> None:
 
 
 def test_trainval_version_uses_train_and_val_scene_names(tmp_path: Path) -> None:
-    from teacher_export.data.nuscenes import NuScenesSamples
+    from dataset_access.nuscenes.samples import NuScenesSamples
 
     root = generate_synthetic(tmp_path / "tv", version="v1.0-trainval", **{**TINY, "scenes": 3})
     splits = create_splits_scenes()
@@ -144,7 +144,7 @@ def test_smaller_dataset_is_a_subset_of_a_bigger_one(tmp_path: Path) -> None:
 
 
 def test_object_range_and_class_mix(tmp_path: Path) -> None:
-    from teacher_export.data.synthetic.world import OBJECT_CLASSES, class_weights, sample_world
+    from dataset_access.synthetic.world import OBJECT_CLASSES, class_weights, sample_world
 
     times = np.arange(0.0, 3.0, 0.05)
     rng = np.random.default_rng(0)

@@ -23,7 +23,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.frames import sensor_to_lidar
 from cache_schema.layout import RADAR_NAMES, RADAR_POINT_FEATURES
 
-from .nuscenes_tables import pose
+from dataset_access.nuscenes.tables import pose
 
 DEFAULT_RADAR_SWEEPS = 6
 # columns of a devkit radar point (its 18 fields)

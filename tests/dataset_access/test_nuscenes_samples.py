@@ -14,9 +14,9 @@ from cache_schema.boxes import BOX_DIM
 from cache_schema.errors import UserInputError
 from cache_schema.frames import invert_transform, make_transform, rotation_z, transform_points
 from cache_schema.grid import NUSCENES_CLASSES
-from student.data.nuscenes_tables import TABLE_NAMES
-from teacher_export.data.nuscenes import CAMERA_NAMES, NuScenesSamples, SampleInfo, SweepInfo, load_points
-from teacher_export.data.synthetic.camera import render_camera
+from dataset_access.nuscenes.tables import TABLE_NAMES
+from dataset_access.nuscenes.samples import CAMERA_NAMES, NuScenesSamples, SampleInfo, SweepInfo, load_points
+from dataset_access.synthetic.camera import render_camera
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_split_order_and_fields(synthetic_dataroot: Path, samples: list[SampleIn
 def sparse_lidar_root(tmp_path_factory) -> Path:
     """A crowded scene seen by an 8-beam LiDAR: about half its boxes get no LiDAR point (some radar
     alone sees, some nothing sees), so the devkit's points rule is exercised whatever the seed."""
-    from teacher_export.data.synthetic import generate_synthetic
+    from dataset_access.synthetic import generate_synthetic
 
     return generate_synthetic(tmp_path_factory.mktemp("sparse") / "nuscenes", scenes=2, samples_per_scene=1,
                               image_size=(48, 32), sweeps_per_sample=0, objects_per_scene=12, lidar_beams=8,
@@ -240,7 +240,7 @@ def test_bad_inputs_name_the_path(synthetic_dataroot: Path, tmp_path: Path) -> N
 
 def test_a_truncated_point_file_is_refused_by_its_bytes(tmp_path: Path) -> None:
     """21 bytes hold four whole floats and one byte: reading floats alone would accept it."""
-    from teacher_export.data.nuscenes import _read_pcd_bin
+    from dataset_access.nuscenes.samples import _read_pcd_bin
 
     good = tmp_path / "good.pcd.bin"
     np.arange(10, dtype=np.float32).tofile(good)

@@ -1,6 +1,6 @@
 """CenterPoint detection targets the student (and the LiDAR teacher's fitting) build from GT boxes:
 per task group a Gaussian heatmap per class and, at each object's centre cell, its 10-channel regression
-target in the coder's layout (`student.models.centerpoint_coder.encode_boxes`)."""
+target in the coder's layout (`detection.centerpoint_coder.encode_boxes`)."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import torch
 
 from cache_schema.grid import BevGrid, ClassSetup
 
-from .models.centerpoint_coder import encode_boxes
+from detection.centerpoint_coder import encode_boxes
 
 
 def gaussian_radius(height: float, width: float, min_overlap: float = 0.1) -> float:

@@ -6,8 +6,8 @@ import torch
 from torchvision.ops import box_iou
 
 from cache_schema.grid import BevGrid
-from student.models.centerpoint_coder import BoxCoderConfig, decode_detections, decode_task
-from student.models.nms import circle_nms, nms_rotated, rotated_iou_matrix, rotated_iou_pairs
+from detection.centerpoint_coder import BoxCoderConfig, decode_detections, decode_task
+from detection.nms import circle_nms, nms_rotated, rotated_iou_matrix, rotated_iou_pairs
 
 
 def mc_iou(a, b, n=400):

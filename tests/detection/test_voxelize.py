@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from student.models.voxelize import grid_size, hard_voxelize, voxelize_batch
+from detection.voxelize import grid_size, hard_voxelize, voxelize_batch
 
 
 def mmcv_loop(points: np.ndarray, voxel_size, pc_range, max_points, max_voxels):

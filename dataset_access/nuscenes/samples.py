@@ -26,8 +26,8 @@ from cache_schema.errors import UserInputError
 from cache_schema.frames import invert_transform, make_transform, sensor_to_lidar, transform_points, yaw_of
 from cache_schema.grid import NUSCENES_CLASSES
 from cache_schema.layout import CAMERA_NAMES
-from student.data.nuscenes_tables import LIDAR_NAME, open_nuscenes, pose, split_sample_tokens
-from student.data.radar import DEFAULT_RADAR_SWEEPS, RadarSweep, radar_points, radar_sweeps
+from dataset_access.nuscenes.tables import LIDAR_NAME, open_nuscenes, pose, split_sample_tokens
+from dataset_access.nuscenes.radar import DEFAULT_RADAR_SWEEPS, RadarSweep, radar_points, radar_sweeps
 
 
 
@@ -76,7 +76,7 @@ class SampleInfo:
     (see `cache_schema.boxes`), `gt_labels` (N,) int64 index `NUSCENES_CLASSES`, `gt_names` are those
     class names, `gt_num_lidar_pts` and `gt_num_radar_pts` (N,) int32 and `gt_tokens` the sample_annotation tokens. `sweeps`
     are the previous LiDAR sweeps, newest first; `radar_sweeps` the five radars' scans (key frame and
-    the ones before it, see `student.data.radar`; empty for a dataroot without radar). `timestamp` is in
+    the ones before it, see `dataset_access.nuscenes.radar`; empty for a dataroot without radar). `timestamp` is in
     microseconds.
     """
 
@@ -229,7 +229,7 @@ class NuScenesSamples(Sequence[SampleInfo]):
         return load_points(self.dataroot, sample, self.num_sweeps if num_sweeps is None else num_sweeps)
 
     def load_radar(self, sample: SampleInfo) -> np.ndarray:
-        """(N, 7) radar points of the sample's `radar_sweeps` in its LiDAR frame (`student.data.radar`)."""
+        """(N, 7) radar points of the sample's `radar_sweeps` in its LiDAR frame (`dataset_access.nuscenes.radar`)."""
         return radar_points(self.dataroot, sample.radar_sweeps, sample.lidar_to_global, sample.timestamp)
 
     # -- building one sample --------------------------------------------------------------------------

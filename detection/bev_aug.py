@@ -4,7 +4,7 @@ Rotation about z, scale and flips of x and/or y are one 4x4 matrix `bda` acting 
 It moves the GT boxes, the radar points, the frustum geometry of the student (so the BEV features the
 head sees are augmented) and the cached teacher maps: dense maps (features, heatmaps) are resampled here;
 the CenterPoint regression maps, which are not images, are re-expressed by the coder
-(`student.models.centerpoint_coder.warp_regression_maps`) on the same source cells. Image augmentation
+(`detection.centerpoint_coder.warp_regression_maps`) on the same source cells. Image augmentation
 is `student.image_aug`.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pictures (student.render, `x3kd-cache show`, `eval --render`, TensorBoard images), held to pixels:
+"""Pictures (detection.pictures, `x3kd-cache show`, `eval --render`, TensorBoard images), held to pixels:
 a box drawn at a known BEV position colours its outline there, a depth point lands at its projected
 pixel, a projected 3D box's corners are where the pinhole model puts them."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ from cache_schema.boxes import box_corners
 from cache_schema.grid import BevGrid
 from student.batch import StudentBatch, TeacherTargets
 from student.models.student import StudentOutputs
-from student.render import (GT_COLOR, RADAR_COLOR, BevView, camera_picture, colorize, decode_map_centres, draw_bev_boxes,
+from detection.pictures import (GT_COLOR, RADAR_COLOR, BevView, camera_picture, colorize, decode_map_centres, draw_bev_boxes,
                             draw_camera_boxes, draw_depth_points, draw_instances, mosaic, training_images)
 
 GRID = BevGrid((-25.6, -25.6, -5.0, 25.6, 25.6, 3.0), (0.2, 0.2, 8.0), 4)  # 64 x 64 cells of 0.8 m
@@ -134,7 +134,7 @@ def test_mosaic_lays_cameras_out_front_row_first():
 
 
 def test_teacher_maps_decode_to_the_box_they_encode():
-    from student.models.centerpoint_coder import encode_boxes
+    from detection.centerpoint_coder import encode_boxes
 
     box = torch.tensor([[6.3, -4.1, -0.7, 4.2, 1.9, 1.6, 0.4, 1.0, -2.0]])
     cells, target, inside = encode_boxes(box, GRID)
@@ -190,7 +190,7 @@ def test_training_images_show_student_teacher_and_gt_side_by_side():
 
 
 def box_regression_cell(box: torch.Tensor) -> tuple[int, int]:
-    from student.models.centerpoint_coder import encode_boxes
+    from detection.centerpoint_coder import encode_boxes
 
     cells, _, _ = encode_boxes(box, GRID)
     return tuple(cells[0].tolist())

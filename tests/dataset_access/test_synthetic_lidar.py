@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teacher_export.data.synthetic import lidar
-from teacher_export.data.synthetic.rig import lidar_to_ego
-from teacher_export.data.synthetic.world import boxes_at, sample_world
+from dataset_access.synthetic import lidar
+from dataset_access.synthetic.rig import lidar_to_ego
+from dataset_access.synthetic.world import boxes_at, sample_world
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from teacher_export.data.synthetic.lidar import ray_box_distances
-from teacher_export.data.synthetic.rig import RADAR_FOV, RADAR_MAX_RANGE
-from teacher_export.data.synthetic.world import OBJECT_CLASSES
+from dataset_access.synthetic.lidar import ray_box_distances
+from dataset_access.synthetic.rig import RADAR_FOV, RADAR_MAX_RANGE
+from dataset_access.synthetic.world import OBJECT_CLASSES
 
 # The 18 fields of a nuScenes radar point, with their pcd SIZE and TYPE.
 PCD_FIELDS: tuple[tuple[str, int, str], ...] = (

@@ -1,0 +1,1 @@
+"""x3kd dataset_access."""
