@@ -49,7 +49,9 @@ def main() -> None:
 
     import torch
 
-    from student.train import load_train_config, train
+    from student.train_config import load_train_config
+
+    from student.train import train
 
     work = Path(args.work or tempfile.mkdtemp(prefix="x3kd_bench_loader_"))
     work.mkdir(parents=True, exist_ok=True)

@@ -86,11 +86,12 @@ CONFIGS = ("tiny", "r50", "bevdepth", "bevdepth_24e", "bevdepth_1key")
 
 def make_config(name: str, mode: str | dict):
     """The student config `name` with the loss settings of `mode` (a MODES key, or a `losses` dict)."""
-    from student.config import StudentConfig, tiny_config
+    from student.config import StudentConfig
+    from tests.student.configs import small_student_config
 
     losses = MODES[mode] if isinstance(mode, str) else mode
     if name == "tiny":
-        return tiny_config(**losses)
+        return small_student_config(**losses)
     if name == "r50":
         return StudentConfig.from_dict({**LIGHT_R50, "losses": losses})
     if name == "bevdepth":
@@ -168,7 +169,7 @@ def make_batch(cfg, b: int, device: str):
             torch.randn(b, 10, hh, ww, generator=g), boxes, torch.randint(0, 10, (b, n, m), generator=g),
             torch.rand(b, n, m, generator=g), torch.rand(b, n, m, 28, 28, generator=g)))
     # The trainer's batches carry the targets the dataset workers build: CenterPoint and X-IS.
-    from student.losses.xis import xis_targets
+    from student.targets import xis_targets
     from detection.det_targets import build_det_targets
 
     det = cfg.losses.det
@@ -477,8 +478,8 @@ def data_side_costs(cfg, batch_size: int, repeats: int = 5) -> dict[str, float]:
 
     from detection.bev_aug import BevAugConfig, sample_bev_aug, teacher_validity
     from detection.centerpoint_coder import augment_teacher_maps, teacher_task_map, warp_task_map
-    from student.losses.xis import xis_targets
-    from student.depth_targets import depth_image_to_feature_grid
+    from student.targets import xis_targets
+    from student.targets import depth_image_to_feature_grid
     from detection.det_targets import build_det_targets
 
     batch = make_batch(cfg, 1, "cpu")

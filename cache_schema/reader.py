@@ -12,14 +12,18 @@ from .sample_values import decode_text, decode_value
 from .errors import CorruptChunkError, UserInputError
 from .layout import DONE, ArraySpec, affine_key, arrays_for
 from .store import StoreMeta, open_root, read_meta
+from .views import CacheSample, SampleMeta
+
+
+_TOKEN_KEY = f"{SampleMeta.GROUP}/token"
 
 
 class CacheReader:
     """Read samples of an x3kd cache.
 
-    `reader[i]` returns a dict keyed 'group/name' (plus 'meta/index'); dense maps come back as float32,
-    other floats as float32, integers as stored, text fields as str (or lists of str). Only the groups
-    given by `groups` (default: all of the store's) are read.
+    `reader[i]` returns a `CacheSample` (cache_schema.views): one typed view per group read, dense maps
+    as float32, other floats as float32, integers as stored, text fields as str (or lists of str). Only
+    the groups given by `groups` (default: all of the store's) are read.
 
     Safe in DataLoader workers: zarr handles are opened lazily per process (a fork or a spawn opens
     its own), and the reader pickles to its URL and options only. Its resident memory stays flat in the
@@ -94,12 +98,14 @@ class CacheReader:
     def tokens(self) -> list[str]:
         """Sample tokens by index; '' for a sample that is not done (nothing of it counts yet)."""
         done = self._whole(DONE.key).astype(bool)
-        return [decode_text(t) if d else "" for t, d in zip(self._whole("meta/token"), done)]
+        return [decode_text(t) if d else "" for t, d in zip(self._whole(_TOKEN_KEY), done)]
 
-    def column(self, key: str) -> np.ndarray | list:
-        """A small per-sample array for every sample at once: (N, ...) as stored for plain arrays (e.g.
-        the teacher feature statistics), decoded strings for text arrays (e.g. image paths). Meant for
-        one-off passes at start-up; large maps are read per sample through `reader[i]`."""
+    def column(self, view: type, name: str) -> np.ndarray | list:
+        """A small per-sample array for every sample at once, named by its view and field (e.g.
+        `column(Calib, "image_paths")`): (N, ...) as stored for plain arrays (the teacher feature
+        statistics, GT labels), decoded strings for text arrays. Meant for one-off passes at start-up;
+        large maps are read per sample through `reader[i]`."""
+        key = f"{view.GROUP}/{name}"
         spec = next((s for s in self._specs if s.key == key), None)
         if spec is None or not spec.small or spec.kind not in ("plain", "text"):
             raise KeyError(f"{key}: not a small array of the groups this reader reads ({list(self.groups)})")
@@ -121,10 +127,10 @@ class CacheReader:
             raise KeyError(f"sample token {token!r} is not among the {self.num_done} done samples of {self.url}") \
                 from None
 
-    def by_token(self, token: str) -> dict[str, Any]:
+    def by_token(self, token: str) -> CacheSample:
         return self[self.index_of(token)]
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> CacheSample:
         """Sample `index`; a sample that is not done, or whose chunk fails its checksum, is a one-line
         UserInputError that names it and says how to finish or repair the export."""
         index = int(index)
@@ -134,7 +140,7 @@ class CacheReader:
         if not self._whole(DONE.key)[index]:
             raise UserInputError(f"{self.url}: sample {index} is not exported yet ({self.num_done} of {len(self)} "
                                  "done); run the export again to finish it")
-        out: dict[str, Any] = {"meta/index": index}
+        out: dict[str, Any] = {}
         # One chunk per array and sample, also for the small arrays: holding those whole would grow with
         # the dataset in every DataLoader worker (trainval gt/boxes: ~0.5 GB each). All of a sample's
         # chunks are fetched in one round trip.
@@ -143,13 +149,13 @@ class CacheReader:
         try:
             rows = dict(zip(keys, read_rows([(self._chunk_reader(k), index) for k in keys])))
         except CorruptChunkError as e:
-            token = decode_text(self._whole("meta/token")[index])
+            token = decode_text(self._whole(_TOKEN_KEY)[index])
             raise UserInputError(f"{self.url}: sample {index} ({token}) is corrupt ({e}); re-export it with "
                                  "`x3kd-cache export --repair` and the export's options") from None
         for spec in self._specs:
             affine = rows.get(affine_key(spec)) if spec.quantization(self.config) == "int8" else None
             out[spec.key] = decode_value(spec, self.config, rows[spec.key], affine)
-        return out
+        return CacheSample.from_arrays(out, index)
 
     def __iter__(self):
         for i in range(len(self)):

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-SUM_KEY = "lidar_teacher/bev_features_sum"
-SQSUM_KEY = "lidar_teacher/bev_features_sqsum"
-
-
-def feature_sums(bev_features: np.ndarray) -> dict[str, np.ndarray]:
-    """(C, H, W) features -> the two per-channel sums of one sample, in float64."""
+def feature_sums(bev_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C, H, W) features -> the two per-channel sums of one sample (`LidarTeacherMaps.bev_features_sum`,
+    `.bev_features_sqsum`), in float64."""
     f = np.asarray(bev_features, dtype=np.float64)
-    return {SUM_KEY: f.sum(axis=(1, 2)), SQSUM_KEY: np.square(f).sum(axis=(1, 2))}
+    return f.sum(axis=(1, 2)), np.square(f).sum(axis=(1, 2))
 
 
 def channel_mean_std(sums: np.ndarray, sqsums: np.ndarray, cells_per_sample: int) -> tuple[np.ndarray, np.ndarray]:

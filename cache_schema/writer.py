@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import numpy as np
 import zarr
@@ -20,6 +19,7 @@ from .errors import UserInputError
 from .identity import first_difference
 from .layout import DONE, SCHEMA_VERSION, StoreConfig, affine_key, arrays_for, shard_of, shard_range
 from .store import StoreMeta, create_arrays, open_root, read_meta, software_version, write_meta
+from .views import CacheSample
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,8 @@ class CacheWriter:
 
     `CacheWriter(url, config, provenance)` creates the store if nothing is there; if an x3kd store is
     there already its config and provenance (teacher identity, dataset identity) must equal the given
-    ones, otherwise `UserInputError`. Samples are dicts keyed 'group/name' as listed in
-    `cache_schema.layout.ARRAYS`; dense maps are float arrays, text fields are str.
+    ones, otherwise `UserInputError`. Samples are `CacheSample`s (cache_schema.views) holding every
+    group of the store; dense maps are float arrays, text fields are str.
 
     `rows` restricts the writer to whole shards (a Dask task's share): only their done flags are read,
     which matters for a task of a 28k-sample store on an object store.
@@ -98,7 +98,7 @@ class CacheWriter:
         return sorted(i for shard in self._pending.values() for i in shard)
 
     # -- writing ----------------------------------------------------------------------------------
-    def write_sample(self, index: int, sample: dict[str, Any]) -> None:
+    def write_sample(self, index: int, sample: CacheSample) -> None:
         """Encode and buffer one sample; writes its shard once the shard is complete.
 
         A sample that is already done is ignored (resume semantics)."""
@@ -107,7 +107,7 @@ class CacheWriter:
         if self._done[index]:
             return
         try:
-            encoded = encode_sample(sample, self._specs, self.config)
+            encoded = encode_sample(sample.to_arrays(), self._specs, self.config)
         except ValueError as e:
             raise ValueError(f"sample {index}: {e}") from None
         shard = shard_of(index, self.config)

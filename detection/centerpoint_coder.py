@@ -244,6 +244,21 @@ def decode_detections(outputs: Sequence[Mapping[str, Tensor]], cfg: BoxCoderConf
     return result
 
 
+def decode_probability_maps(heatmaps: np.ndarray, regression: np.ndarray, grid: BevGrid, score_threshold: float = 0.3,
+                       max_boxes: int = 200):
+    """Boxes decoded from a (K, H, W) probability heatmap and its (10, H, W) regression map
+    (cache_schema.layout.REGRESSION_CHANNELS) (a teacher's cached maps): peaks above
+    `score_threshold`, rotated NMS. Returns `Detections` (labels index the heatmap's classes)."""
+    heat = torch.as_tensor(np.asarray(heatmaps, np.float32)).clamp(1e-6, 1 - 1e-6)
+    reg = torch.as_tensor(np.asarray(regression, np.float32))
+    outputs = {"heatmap": torch.logit(heat)[None], **split_regression(reg[None])}
+    cfg = BoxCoderConfig(grid=grid, max_num=max_boxes,
+                         coder_score_threshold=score_threshold, score_threshold=score_threshold,
+                         nms_type="rotate", post_max_size=max_boxes, coder_post_center_range=None,
+                         post_center_limit_range=None)
+    return decode_detections([outputs], cfg)[0]
+
+
 # --------------------------------------------------------------------------- under a BEV augmentation
 
 def warp_task_map(task: torch.Tensor, bda: torch.Tensor, grid: BevGrid) -> torch.Tensor:

@@ -26,7 +26,7 @@ def paste_masks(masks: torch.Tensor | np.ndarray, boxes: torch.Tensor | np.ndarr
 
     boxes are (M, 4) x1 y1 x2 y2 in the original image's pixels (they may reach outside it; the
     outside part is cut off). `ida` (3, 3) maps original pixel coordinates (centres at integers) to the
-    target image's (student.augment); None = the target image is the original. Returns float32, as a
+    target image's (student.image_aug); None = the target image is the original. Returns float32, as a
     numpy array when `masks` is one, else a tensor on its device. Threshold (e.g. > 0.5) for binary masks.
     """
     as_numpy = isinstance(masks, np.ndarray)

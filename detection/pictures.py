@@ -1,7 +1,7 @@
 """Pictures: what the teachers cached and what the student predicts, drawn headless with matplotlib.
 
 Used by `x3kd-cache show` (one cached sample), `x3kd-student eval --render` (predictions) and the
-TensorBoard images of `x3kd-student train`. Figures are built on matplotlib's Agg canvas directly, never
+TensorBoard images of `x3kd-student train` (student.tensorboard_images). Figures are built on matplotlib's Agg canvas directly, never
 through pyplot, so nothing here needs a display or changes the caller's backend.
 
 Pixel conventions (the tests hold pictures to them):
@@ -21,6 +21,8 @@ import numpy as np
 
 from cache_schema.boxes import BOX_EDGES, box_corners
 from cache_schema.grid import BevGrid
+from cache_schema.views import CacheSample, Calib
+from detection.centerpoint_coder import decode_probability_maps
 
 _DPI = 100
 GT_COLOR = (0.1, 0.95, 0.2)
@@ -272,26 +274,6 @@ def caption(pic: Picture, text: str) -> None:
                 bbox={"facecolor": "black", "alpha": 0.5, "linewidth": 0, "pad": 1})
 
 
-# ------------------------------------------------------------------ BEV maps of a teacher or a student ---
-
-def decode_map_centres(heatmaps: np.ndarray, regression: np.ndarray, grid: BevGrid, score_threshold: float = 0.3,
-                       max_boxes: int = 200):
-    """Boxes decoded from a (K, H, W) probability heatmap and its (10, H, W) regression map
-    (cache_schema.layout.REGRESSION_CHANNELS) with the shared CenterPoint box coder: peaks above
-    `score_threshold`, rotated NMS. Returns `Detections` (labels index the heatmap's classes)."""
-    import torch
-
-    from detection.centerpoint_coder import BoxCoderConfig, decode_detections, split_regression
-
-    heat = torch.as_tensor(np.asarray(heatmaps, np.float32)).clamp(1e-6, 1 - 1e-6)
-    reg = torch.as_tensor(np.asarray(regression, np.float32))
-    outputs = {"heatmap": torch.logit(heat)[None], **split_regression(reg[None])}
-    cfg = BoxCoderConfig(grid=grid, max_num=max_boxes,
-                         coder_score_threshold=score_threshold, score_threshold=score_threshold,
-                         nms_type="rotate", post_max_size=max_boxes, coder_post_center_range=None,
-                         post_center_limit_range=None)
-    return decode_detections([outputs], cfg)[0]
-
 
 # ------------------------------------------------------------------------------ whole pictures ---
 
@@ -304,7 +286,7 @@ def _read_rgb(dataroot: str | Path | None, relative: str, image_hw: tuple[int, i
     return read_rgb(Path(dataroot) / relative)
 
 
-def render_cache_sample(sample: dict, config, out_dir: str | Path, dataroot: str | Path | None = None,
+def render_cache_sample(sample: CacheSample, config, out_dir: str | Path, dataroot: str | Path | None = None,
                         score_threshold: float = 0.3, scale: int = 4) -> list[Path]:
     """PNGs of one cached sample (`CacheReader[i]` with every group) into `out_dir`:
 
@@ -317,25 +299,26 @@ def render_cache_sample(sample: dict, config, out_dir: str | Path, dataroot: str
     cameras_depth.png         each camera with its cached LiDAR depth targets (turbo: near blue, far red)
     cameras_teacher.png       each camera with the image teacher's masks, boxes, classes and scores and
                               the GT boxes projected (green)
-    Camera pictures show the JPEGs when `dataroot` is given, a grey canvas otherwise."""
+    `sample` is `CacheReader[i]` with every group. Camera pictures show the JPEGs when `dataroot` is
+    given, a grey canvas otherwise."""
     out = Path(out_dir)
     grid, classes = config.grid, config.classes.classes
     view = BevView(grid, scale)
-    n = int(sample["gt/count"])
-    gt, gt_labels = np.asarray(sample["gt/boxes"])[:n], np.asarray(sample["gt/labels"])[:n]
+    gt, gt_labels = sample.gt.present()
     gt_names = [classes[int(k)] for k in gt_labels]
     written = []
-    if "lidar_teacher/heatmaps" in sample:
-        heat = np.asarray(sample["lidar_teacher/heatmaps"])
+    teacher = sample.lidar_teacher
+    if teacher is not None:
+        heat = np.asarray(teacher.heatmaps)
         pic = view.picture(colorize(heat.max(0), 0.0, 1.0))
         draw_bev_boxes(pic.ax, gt, GT_COLOR, gt_names)
-        dets = decode_map_centres(heat, sample["lidar_teacher/regression"], grid, score_threshold)
+        dets = decode_probability_maps(heat, teacher.regression, grid, score_threshold)
         draw_bev_boxes(pic.ax, dets.boxes.numpy(), TEACHER_COLOR, linestyle="--")
         draw_bev_centres(pic.ax, dets.boxes[:, :2].numpy())
         caption(pic, f"teacher heatmap (max over classes), GT green, {len(dets)} teacher boxes >= "
                      f"{score_threshold:g} magenta")
         written.append(pic.save(out / "bev_teacher_heatmap.png"))
-        pic = view.picture(feature_rgb(np.asarray(sample["lidar_teacher/bev_features"])))
+        pic = view.picture(feature_rgb(np.asarray(teacher.bev_features)))
         draw_bev_boxes(pic.ax, gt, GT_COLOR)
         caption(pic, "teacher BEV features (3 principal components as RGB), GT green")
         written.append(pic.save(out / "bev_teacher_features.png"))
@@ -344,33 +327,30 @@ def render_cache_sample(sample: dict, config, out_dir: str | Path, dataroot: str
         draw_bev_boxes(pic.ax, gt, GT_COLOR, gt_names)
         caption(pic, "GT boxes (the store has no LiDAR teacher)")
         written.append(pic.save(out / "bev_gt.png"))
-    if "radar/points" in sample:
-        radar = np.asarray(sample["radar/points"])[:int(sample["radar/count"])]
-        heat = sample.get("lidar_teacher/heatmaps")
-        pic = view.picture(colorize(np.asarray(heat).max(0), 0.0, 1.0) if heat is not None else None)
+    if sample.radar is not None:
+        radar = sample.radar.present()
+        pic = view.picture(colorize(np.asarray(teacher.heatmaps).max(0), 0.0, 1.0) if teacher is not None else None)
         draw_bev_boxes(pic.ax, gt, GT_COLOR)
         draw_bev_radar(pic.ax, radar)
         caption(pic, f"{len(radar)} radar points (cyan, 0.5 s of Doppler velocity), GT green")
         written.append(pic.save(out / "bev_radar.png"))
 
-    from cache_schema.views import CameraSetup
-
-    setup = CameraSetup.from_cache_sample(sample)
-    lidar_to_cams = np.linalg.inv(setup.camera_to_lidar())
+    calib = sample.calib
+    lidar_to_cams = np.linalg.inv(calib.camera_to_lidar())
     image_hw = tuple(config.image_size)
     depth_tiles, teacher_tiles = {}, {}
     for i, name in enumerate(config.cameras):
-        image = _read_rgb(dataroot, setup.image_paths[i], image_hw)
-        if "depth/depth" in sample:
+        image = _read_rgb(dataroot, calib.image_paths[i], image_hw)
+        if sample.depth is not None:
             pic = camera_picture(image)
-            draw_depth_points(pic.ax, sample["depth/depth"][i], config.depth_stride)
+            draw_depth_points(pic.ax, sample.depth.depth[i], config.depth_stride)
             caption(pic, f"{name}: LiDAR depth targets")
             depth_tiles[name] = pic.pixels()
         pic = camera_picture(image)
-        if "image_teacher/boxes" in sample:
-            draw_instances(pic.ax, sample["image_teacher/boxes"][i], sample["image_teacher/labels"][i],
-                           sample["image_teacher/scores"][i], sample["image_teacher/masks"][i], image_hw, classes)
-        draw_camera_boxes(pic.ax, gt, lidar_to_cams[i], setup.intrinsics[i], GT_COLOR)
+        inst = sample.image_teacher
+        if inst is not None:
+            draw_instances(pic.ax, inst.boxes[i], inst.labels[i], inst.scores[i], inst.masks[i], image_hw, classes)
+        draw_camera_boxes(pic.ax, gt, lidar_to_cams[i], calib.cam_intrinsics[i], GT_COLOR)
         caption(pic, f"{name}: image teacher, GT green")
         teacher_tiles[name] = pic.pixels()
     if depth_tiles:
@@ -379,7 +359,7 @@ def render_cache_sample(sample: dict, config, out_dir: str | Path, dataroot: str
     return written
 
 
-def render_prediction(out_dir: str | Path, stem: str, setup, dataroot: str | Path, grid: BevGrid,
+def render_prediction(out_dir: str | Path, stem: str, calib: Calib, dataroot: str | Path, grid: BevGrid,
                       class_names: Sequence[str], pred_boxes: np.ndarray, pred_scores: np.ndarray,
                       pred_labels: np.ndarray, gt_boxes: np.ndarray, gt_names: Sequence[str],
                       heatmap: np.ndarray | None = None, score_threshold: float = 0.3, scale: int = 4,
@@ -387,7 +367,7 @@ def render_prediction(out_dir: str | Path, stem: str, setup, dataroot: str | Pat
                       ) -> list[Path]:
     """`<stem>_bev.png` (the student's heatmap, GT green, predictions >= `score_threshold` blue with class
     and score, a radar student's input points cyan) and `<stem>_cameras.png` (each camera with GT and
-    predicted boxes projected) of one sample; boxes in the sample's LiDAR frame, `setup` a `CameraSetup`."""
+    predicted boxes projected) of one sample; boxes in the sample's LiDAR frame."""
     out = Path(out_dir)
     keep = np.asarray(pred_scores) >= score_threshold
     boxes, scores, labels = (np.asarray(v)[keep] for v in (pred_boxes, pred_scores, pred_labels))
@@ -399,14 +379,14 @@ def render_prediction(out_dir: str | Path, stem: str, setup, dataroot: str | Pat
     draw_bev_boxes(pic.ax, boxes, PRED_COLOR, [f"{class_names[int(k)]} {s:.2f}" for k, s in zip(labels, scores)])
     caption(pic, f"student heatmap, GT green ({len(gt_boxes)}), predictions >= {score_threshold:g} blue ({len(boxes)})")
     written = [pic.save(out / f"{stem}_bev.png")]
-    lidar_to_cams = np.linalg.inv(setup.camera_to_lidar())
-    names = list(camera_names) if camera_names is not None else [f"CAM_{i}" for i in range(len(setup.image_paths))]
+    lidar_to_cams = np.linalg.inv(calib.camera_to_lidar())
+    names = list(camera_names) if camera_names is not None else [f"CAM_{i}" for i in range(calib.num_cameras)]
     tiles = {}
     for i, name in enumerate(names):
-        image = _read_rgb(dataroot, setup.image_paths[i], (0, 0))
+        image = _read_rgb(dataroot, calib.image_paths[i], (0, 0))
         pic = camera_picture(image)
-        draw_camera_boxes(pic.ax, gt_boxes, lidar_to_cams[i], setup.intrinsics[i], GT_COLOR)
-        draw_camera_boxes(pic.ax, boxes, lidar_to_cams[i], setup.intrinsics[i], PRED_COLOR)
+        draw_camera_boxes(pic.ax, gt_boxes, lidar_to_cams[i], calib.cam_intrinsics[i], GT_COLOR)
+        draw_camera_boxes(pic.ax, boxes, lidar_to_cams[i], calib.cam_intrinsics[i], PRED_COLOR)
         caption(pic, f"{name}: GT green, predictions blue")
         tiles[name] = pic.pixels()
     shapes = {t.shape for t in tiles.values()}
@@ -417,68 +397,3 @@ def render_prediction(out_dir: str | Path, stem: str, setup, dataroot: str | Pat
     return written
 
 
-# ---------------------------------------------------------------------------- TensorBoard images ---
-
-def _panel(*maps: np.ndarray, gap: int = 2, min_height: int = 256) -> np.ndarray:
-    """Pictures of one height side by side with a white gap, small ones enlarged by whole pixels to
-    about `min_height` (nearest neighbour, so every map cell stays a visible square)."""
-    factor = max(1, min_height // maps[0].shape[0])
-    big = [np.repeat(np.repeat(m, factor, 0), factor, 1) for m in maps]
-    parts = []
-    for m in big:
-        parts += [m, np.full((m.shape[0], gap, 3), 255, np.uint8)]
-    return np.concatenate(parts[:-1], 1)
-
-
-def training_images(outputs, batch, cfg, sample: int = 0, camera: int = 0) -> dict[str, np.ndarray]:
-    """(H, W, 3) uint8 pictures of one training step for TensorBoard, for batch element `sample`:
-
-    bev/heatmaps      student | teacher | GT Gaussians (max over classes, magma 0..1; grey = absent)
-    bev/features      student BEV features | teacher BEV features (3 principal components each)
-    depth/camera      the student's expected depth | the LiDAR depth target of one camera (turbo,
-                      same range; black = no target); camera student only
-    BEV maps are drawn with y up, like every BEV picture here."""
-    import torch
-
-    from detection.det_targets import build_det_targets
-    from detection.center_head import concat_task_heatmaps
-
-    def up(m: np.ndarray) -> np.ndarray:  # BEV row 0 is y_min: flip so y points up
-        return np.ascontiguousarray(m[::-1])
-
-    with torch.no_grad():
-        student_heat = concat_task_heatmaps(outputs.head_outputs)[sample].float().sigmoid().amax(0)
-        student_heat = student_heat.cpu().numpy()
-        grey = np.full((*student_heat.shape, 3), 96, np.uint8)
-        teacher_heat = None
-        if batch.teacher is not None and batch.teacher.heatmaps is not None:
-            teacher_heat = batch.teacher.heatmaps[sample].float().amax(0).cpu().numpy()
-        gt_heat = None
-        if batch.gt_boxes:
-            targets = build_det_targets([batch.gt_boxes[sample].cpu()], [batch.gt_labels[sample].cpu()], cfg.grid,
-                                        cfg.class_setup)
-            gt_heat = torch.cat([t.heatmap[0] for t in targets]).amax(0).numpy()
-        images = {"bev/heatmaps": _panel(*(up(colorize(m, 0, 1)) if m is not None else grey
-                                          for m in (student_heat, teacher_heat, gt_heat)))}
-        feats = [up(feature_rgb(outputs.bev_features[sample].float().cpu().numpy()))]
-        if batch.teacher is not None and batch.teacher.bev_features is not None:
-            feats.append(up(feature_rgb(batch.teacher.bev_features[sample].float().cpu().numpy())))
-        else:
-            feats.append(grey)
-        images["bev/features"] = _panel(*feats)
-        if outputs.depth_logits is None:  # the radar student has no cameras
-            return images
-        n_cams = batch.images.shape[1]
-        logits = outputs.depth_logits[sample * n_cams + camera].float()
-        lo, hi, step = cfg.depth_net.d_bound
-        centres = lo + (torch.arange(logits.shape[0], dtype=torch.float32, device=logits.device) + 0.5) * step
-        expected = (logits.softmax(0) * centres[:, None, None]).sum(0).cpu().numpy()
-        pred = colorize(expected, 0, hi, "turbo")
-        if batch.depth_targets is not None:
-            target = batch.depth_targets[sample, camera].float().cpu().numpy()
-            tgt = colorize(target, 0, hi, "turbo")
-            tgt[target <= 0] = 0
-        else:
-            tgt = np.zeros_like(pred)
-        images["depth/camera"] = _panel(pred, tgt)
-    return images

@@ -1,13 +1,15 @@
-"""`x3kd-cache` as installed: teacher_export's command group with `export` extended by the Dask
-options. pipelines is the top of the export side (DESIGN.md), so the command that offers --cluster is
-assembled here, and teacher_export never imports pipelines."""
+"""`x3kd-cache` as installed: teacher_export's commands, with pipelines' own `export`, which adds the Dask
+options. pipelines is the top of the export side (DESIGN.md): it builds its own command group from
+teacher_export's commands and leaves teacher_export's group (the single-process `x3kd-cache`) as it is;
+teacher_export never imports pipelines."""
 from __future__ import annotations
 
 import click
 
 from cache_schema.errors import exit_2_on_user_error
 from teacher_export.cli import export as single_process_export
-from teacher_export.cli import main, run_export_command
+from teacher_export.cli import main as single_process_main
+from teacher_export.cli import run_export_command
 
 CLUSTER_OPTIONS = [
     click.Option(["--cluster"], help="Run on Dask: local[:N] (N single-threaded worker processes, default one per "
@@ -42,7 +44,7 @@ def _export(config_file, repair, cluster, scheduler, jobs, cores, memory, wallti
     run_export_command(config_file, repair, options, runner)
 
 
-main.add_command(click.Command(
+export = click.Command(
     "export", callback=_export, params=[*single_process_export.params, *CLUSTER_OPTIONS],
     help=single_process_export.help + """
     With --cluster or --scheduler the shards are exported by Dask workers, each building the
@@ -52,7 +54,12 @@ main.add_command(click.Command(
       x3kd-cache export ... --cluster local:4
       x3kd-cache export ... --out s3://bucket/train.zarr --cluster slurm --jobs 8 --cores 8 \\\\
           --memory 64GB --walltime 04:00:00 --queue gpu
-    """))
+    """)
+
+main = click.Group(
+    single_process_main.name, callback=single_process_main.callback, params=single_process_main.params,
+    help=single_process_main.help, context_settings=single_process_main.context_settings,
+    commands={**single_process_main.commands, "export": export})
 
 if __name__ == "__main__":
     main()

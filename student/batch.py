@@ -27,9 +27,9 @@ class TeacherTargets:
     inst_scores:   [B, N, M] detection scores.
     inst_masks:    [B, N, M, 28, 28] mask probabilities inside each box.
     valid:         [B, 1, H, W] 1 where the BEV-augmented teacher maps hold teacher data, 0 where the
-                   augmentation brought in area outside the teacher's grid (`augment.teacher_validity`).
+                   augmentation brought in area outside the teacher's grid (`detection.bev_aug.teacher_validity`).
     reg_task:      [B, H, W] long, the task group each regression cell was written from, warped with the
-                   regression (`augment.warp_task_map`), so X-OD reads the student's matching group.
+                   regression (`detection.centerpoint_coder.warp_task_map`), so X-OD reads the student's matching group.
     Any field may be None when the cache lacks it; the loss that needs it must then be switched off.
     """
 
@@ -65,11 +65,11 @@ class StudentBatch:
     depth_targets:[B, N, h, w] LiDAR depth in metres on the stride-16 feature grid of the augmented
                   image (0 = no point there); see `student.targets.depth_image_to_feature_grid`.
     teacher:      cached teacher outputs, or None when training without distillation.
-    det_targets:  CenterPoint targets per task group (`student.targets.TaskTargets`), built by the dataset
-                  workers from the augmented GT; None = the criterion builds them from gt_boxes.
+    det_targets:  CenterPoint targets per task group (`detection.det_targets.TaskTargets`), built by the
+                  dataset workers from the augmented GT; required when the det loss is on.
     xis_targets:  X-IS pseudo ground truth per camera image (B * N dicts of boxes, labels, masks in the
-                  augmented image; `student.losses.xis.xis_targets`), built by the dataset workers; None =
-                  the criterion builds them from `teacher`.
+                  augmented image; `student.targets.xis_targets`), built by the dataset workers; required
+                  when X-IS is on.
     indices:      the cache sample index of each batch element (bookkeeping: logs, DDP checks).
     """
 

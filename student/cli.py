@@ -52,7 +52,9 @@ def train(cache: str, dataroot: str | None, config_file: str, out: str, override
     import signal
     import sys
 
-    from .train import TrainingInterrupted, load_train_config
+    from .train import TrainingInterrupted
+
+    from .train_config import load_train_config
     from .train import train as run_training
 
     cfg = load_train_config(config_file, overrides)
@@ -133,7 +135,7 @@ def convert_bevdepth(checkpoint: str, config_file: str, overrides: tuple[str, ..
     from .bevdepth_interop import load_bevdepth_weights
     from detection.weights import save_atomic
     from .models.student import build_student
-    from .train import load_train_config
+    from .train_config import load_train_config
 
     cfg = load_train_config(config_file, overrides)
     model = build_student(cfg.student)

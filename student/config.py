@@ -268,7 +268,7 @@ class StudentConfig:
         if self.backbone.depth not in (18, 34, 50, 101):
             raise UserInputError(f"config backbone.depth: {self.backbone.depth} is not one of 18, 34, 50, 101")
         if self.xfd_feature not in ("view_transform", "encoder"):
-            raise UserInputError(f"config losses.xfd.feature: {self.xfd_feature!r} is not 'view_transform' or 'encoder'")
+            raise UserInputError(f"config loss.xfd.feature: {self.xfd_feature!r} is not 'view_transform' or 'encoder'")
         try:
             self.class_setup  # noqa: B018  (validates the task grouping)
         except ValueError as e:
@@ -292,14 +292,6 @@ class StudentConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StudentConfig":
         return _from_dict(cls, d, "config")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "StudentConfig":
-        """The student of a config file in the one file schema there is, that of `x3kd-student train`
-        (`model:` and `loss:` blocks, configs/*.yaml): `load_train_config(path).student`."""
-        from .train import load_train_config
-
-        return load_train_config(path).student
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -361,28 +353,6 @@ def _configs_for(grid: BevGrid) -> str:
         if other == grid:
             matches.append(f"configs/{path.name}")
     return f"; {' or '.join(matches)} match{'es' if len(matches) == 1 else ''} the store" if matches else ""
-
-
-def tiny_config(**loss_overrides: Any) -> StudentConfig:
-    """The test-sized student: ResNet-18, 64x176 images, 32x32 BEV (0.8 m cells), 8 depth bins; the light
-    necks and depth net (no ASPP, deformable conv or depth aggregation) to keep tests fast."""
-    return StudentConfig.from_dict({
-        "image_size": [64, 176],
-        "key_frames": 1,
-        "point_cloud_range": [-12.8, -12.8, -5.0, 12.8, 12.8, 3.0],
-        "teacher_bev_channels": 16,
-        "backbone": {"depth": 18, "neck": "fpn", "neck_channels": 32},
-        "depth_net": {"d_bound": [1.0, 13.0, 1.5], "mid_channels": 32, "context_channels": 16,
-                      "residual_blocks": 2, "aspp": False, "deformable": False, "aggregation": False},
-        "bev_encoder": {"stage_channels": [16, 32, 64], "stage_blocks": [1, 1, 1], "out_channels": 32,
-                        "neck": "fpn"},
-        "head": {"share_conv_channel": 16, "head_conv": 16},
-        "losses": {"xat": {"hidden_channels": 16},
-                   "xis": {"anchor_sizes": [16, 32, 64], "representation_size": 64,
-                           "mask_layers": [16, 16], "rpn_pre_nms_top_n": 200, "rpn_post_nms_top_n": 50,
-                           "box_batch_size_per_image": 32, "rpn_batch_size_per_image": 32},
-                   **loss_overrides},
-    })
 
 
 def _from_dict(cls: type[T], d: Any, where: str) -> T:

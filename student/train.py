@@ -23,7 +23,6 @@ This module never imports `teacher_export`: the teachers' knowledge arrives thro
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -32,9 +31,9 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -43,157 +42,19 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from cache_schema.errors import UserInputError
+from detection.weights import read_torch_file, save_atomic
 
 from .batch import StudentBatch
-from detection.weights import read_torch_file, save_atomic
-from .config import StudentConfig, _from_dict
-from .data.dataset import CacheDataset, DataConfig, collate, open_cache
+from .config import StudentConfig
+from .data.dataset import CacheDataset, collate, open_cache
 from .losses import X3KDLoss, total_loss
 from .models.student import BevStudent, StudentOutputs, build_student
 from .provenance import check_resume_config, check_same_cache, run_provenance
+from .run_dir import (CHECKPOINT_DIR, checkpoint_path, latest_checkpoint, load_checkpoint, prepare_run_dir,
+                      rng_state, set_rng_state)
+from .train_config import OptimConfig, TrainConfig
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_DIR = "checkpoints"
-
-
-# ------------------------------------------------------------------------------------------ config ---
-
-SCHEDULES = ("cosine", "onecycle", "constant", "multistep")
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """AdamW and its learning-rate schedule (`optim:` block)."""
-
-    lr: float = 2e-4
-    weight_decay: float = 1e-7
-    betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float = 5.0  # max global gradient norm; 0 = no clipping
-    # "cosine" (linear warmup, then cosine), "onecycle", "constant" or "multistep" (BEVDepth's: lr x
-    # `gamma` at each milestone, given as fractions of the run: its 20-epoch MultiStepLR [16, 19] is
-    # (0.8, 0.95), its 24-epoch [19, 23] is (0.7917, 0.9583))
-    schedule: str = "cosine"
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.01  # cosine ends at lr * min_lr_ratio
-    milestones: tuple[float, ...] = (0.8, 0.95)
-    gamma: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise UserInputError(f"config optim.schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
-        if not all(0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
-            raise UserInputError(f"config optim.milestones: {list(self.milestones)} must be increasing fractions "
-                                 "of the run in (0, 1)")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Length, precision, checkpointing and reproducibility of a run (`train:` block)."""
-
-    steps: int | None = None  # optimizer steps; or
-    epochs: int | None = None  # passes over the samples (each rank sees 1/world of every epoch)
-    seed: int = 0
-    deterministic: bool = False  # deterministic algorithms (exact resume on CPU; slower on GPU)
-    amp: str = "off"  # "off", "bf16" or "fp16": autocast on GPU (ignored on CPU)
-    ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights, used by eval
-    checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
-    keep_checkpoints: int = 3  # most recent step checkpoints kept (the final one always is)
-    log_every: int = 1  # steps between TensorBoard scalars
-    image_every: int = 0  # steps between TensorBoard pictures (student vs teacher vs GT maps, depth); 0 = none
-    # steps between per-term gradient norms: each loss term's gradient on the student's own weights
-    # alone (not the training-only KD modules), one extra backward per term; into TensorBoard
-    # (grad_norm/<term>) and scalars.jsonl. How hard each term pulls, beside its value; 0 = off
-    term_grad_every: int = 0
-    validate_cache: bool = True  # checksum every chunk once before the first training on a (re-)exported store
-    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda"
-    # weights to start from (not with --resume): an x3kd checkpoint (its model weights) or a BEVDepth
-    # checkpoint under its Lightning names (student.bevdepth_interop), e.g. to start X3KD from BEVDepth
-    init_from: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.steps is None) == (self.epochs is None):
-            raise UserInputError("config train: give exactly one of train.steps and train.epochs")
-        if (self.steps or 1) < 1 or (self.epochs or 1) < 1:
-            raise UserInputError("config train.steps / train.epochs: must be >= 1")
-        if self.amp not in ("off", "bf16", "fp16"):
-            raise UserInputError(f"config train.amp: {self.amp!r} is not off, bf16 or fp16")
-        if not 0 <= self.ema_decay < 1:
-            raise UserInputError(f"config train.ema_decay: must be in [0, 1), got {self.ema_decay}")
-        if self.image_every < 0:
-            raise UserInputError(f"config train.image_every: must be >= 0, got {self.image_every}")
-        if self.term_grad_every < 0:
-            raise UserInputError(f"config train.term_grad_every: must be >= 0, got {self.term_grad_every}")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """A training config file: `model:` (every StudentConfig field but `losses`), `loss:` (the loss
-    blocks), `data:`, `optim:` and `train:`."""
-
-    student: StudentConfig
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: RunConfig = field(default_factory=lambda: RunConfig(steps=1))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "config") -> "TrainConfig":
-        if not isinstance(d, dict):
-            raise UserInputError(f"{where}: expected a mapping at the top level")
-        unknown = sorted(set(d) - {"model", "loss", "data", "optim", "train"})
-        if unknown:
-            raise UserInputError(f"{where}: unknown top-level key(s) {unknown} (known: model, loss, data, optim, train)")
-        model = dict(d.get("model") or {})
-        if "losses" in model:
-            raise UserInputError(f"{where}: put the loss settings under the top-level `loss:` key, not model.losses")
-        student = _from_dict(StudentConfig, {**model, "losses": d.get("loss") or {}}, f"{where}: model/loss")
-        return cls(student, _from_dict(DataConfig, d.get("data") or {}, f"{where}: data"),
-                   _from_dict(OptimConfig, d.get("optim") or {}, f"{where}: optim"),
-                   _from_dict(RunConfig, d.get("train") or {"steps": 1}, f"{where}: train"))
-
-    def to_dict(self) -> dict[str, Any]:
-        model = self.student.to_dict()
-        loss = model.pop("losses")
-        return {"model": model, "loss": loss, "data": dataclasses.asdict(self.data),
-                "optim": dataclasses.asdict(self.optim), "train": dataclasses.asdict(self.train)}
-
-
-def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """`key.sub=value` overrides onto a raw config dict; each value is parsed as YAML (so `0.5` is a
-    float, `false` a bool, `[1, 2]` a list). Unknown keys are caught when the config is built."""
-    import yaml
-
-    d = json.loads(json.dumps(d))  # deep copy of plain values
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserInputError(f"--set {item!r}: expected key.path=value")
-        parts = key.strip().split(".")
-        node = d
-        for p in parts[:-1]:
-            child = node.setdefault(p, {})
-            if not isinstance(child, dict):
-                raise UserInputError(f"--set {key}: {p!r} is a value, not a block")
-            node = child
-        try:
-            node[parts[-1]] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise UserInputError(f"--set {item!r}: value is not valid YAML") from None
-    return d
-
-
-def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
-    """A TrainConfig from a YAML file plus `--set` overrides; every problem is a one-line UserInputError."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise UserInputError(f"{p}: config file not found")
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserInputError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return TrainConfig.from_dict(apply_overrides(raw, overrides), str(p))
 
 
 # ----------------------------------------------------------------------------------------- helpers ---
@@ -280,11 +141,13 @@ def teacher_feature_statistics(reader: Any, cfg: StudentConfig, url: str
     loss.xfd.standardize (None, None when it is off)."""
     if not cfg.losses.xfd.standardize:
         return None, None
-    from cache_schema.statistics import SQSUM_KEY, SUM_KEY, channel_mean_std
+    from cache_schema.statistics import channel_mean_std
+    from cache_schema.views import LidarTeacherMaps
 
     try:
-        stats = reader.select(["lidar_teacher"])
-        sums, sqsums = stats.column(SUM_KEY), stats.column(SQSUM_KEY)
+        stats = reader.select([LidarTeacherMaps.GROUP])
+        sums = stats.column(LidarTeacherMaps, "bev_features_sum")
+        sqsums = stats.column(LidarTeacherMaps, "bev_features_sqsum")
     except KeyError:
         raise UserInputError(f"{url}: loss.xfd.standardize needs the teacher feature statistics that exports of "
                              f"schema 1.1 store (this store is {reader.meta.schema_version}); re-export, or set "
@@ -390,37 +253,11 @@ def init_distributed(device_kind: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def rng_state() -> dict[str, Any]:
-    """Every RNG's state in plain values and tensors (no numpy objects), so that checkpoints load with
-    `torch.load(weights_only=True)`."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos),
-                                                     int(has_gauss), float(cached)],
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(_tuples(state["python"]))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _worker_message(e: Exception) -> str:
     text = str(e).strip()
     if "Original Traceback" not in text:
         return text
     return text.splitlines()[-1].split(": ", 1)[-1]
-
-
-def _tuples(v: Any) -> Any:
-    """random.setstate wants the nested tuples getstate gave (a checkpoint may hand back lists)."""
-    return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 def weights_sha256(module: nn.Module) -> str:
@@ -433,24 +270,6 @@ def weights_sha256(module: nn.Module) -> str:
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def checkpoint_path(out: Path, step: int) -> Path:
-    return out / CHECKPOINT_DIR / f"step_{step:07d}.pt"
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    found = sorted((out / CHECKPOINT_DIR).glob("step_*.pt"))
-    return found[-1] if found else None
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint written by `train` (on the CPU); a missing, unreadable or foreign file is a one-line
-    UserInputError."""
-    ckpt = read_torch_file(path, "checkpoint")
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise UserInputError(f"checkpoint {path}: not an x3kd student checkpoint")
-    return ckpt
 
 
 def _resolve_device(kind: str, info: DistInfo) -> torch.device:
@@ -510,37 +329,6 @@ def train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: str | 
         return _train(cache, dataroot, cfg, out, resume, storage_options, progress, info, device, quiet)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
-
-
-RUN_FILES = ("config.yaml", "train_summary.json", "cache_validated.json")
-RUN_DIRS = (CHECKPOINT_DIR, "tensorboard")
-
-
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix two runs in one directory: without --resume, a directory that holds a run is
-    refused (its checkpoints would be deleted by the keep-newest rule, its TensorBoard events mixed)
-    unless --overwrite says to delete that run first."""
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"--out {out}: a file is in the way (the run directory must be a directory)")
-    if resume:
-        if overwrite:
-            raise UserInputError("--resume and --overwrite contradict each other; give one")
-        return
-    found = [n for n in RUN_DIRS if (out / n).is_dir() and any((out / n).iterdir())]
-    found += [n for n in RUN_FILES if (out / n).is_file()] + [p.name for p in sorted(out.glob("samples_rank*.jsonl"))]
-    if not found:
-        return
-    if not overwrite:
-        raise UserInputError(f"--out {out}: already holds a run ({', '.join(found[:3])}); continue it with --resume, "
-                             "train into a new --out, or replace it with --overwrite")
-    import shutil
-
-    for n in RUN_DIRS:
-        shutil.rmtree(out / n, ignore_errors=True)
-    for n in found:
-        if (out / n).is_file():
-            (out / n).unlink()
-    log.info("--overwrite: removed the previous run in %s", out)
 
 
 def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path, resume: bool,
@@ -870,8 +658,8 @@ class _RunLogs:
 
 
 def _log_images(writer: Any, net: StudentWithCriterion, batch: StudentBatch, cfg: StudentConfig, step: int) -> None:
-    """The step's pictures (detection.pictures.training_images) into TensorBoard; frees the kept outputs."""
-    from detection.pictures import training_images
+    """The step's pictures (student.tensorboard_images) into TensorBoard; frees the kept outputs."""
+    from .tensorboard_images import training_images
 
     for tag, image in training_images(net.outputs, batch, cfg).items():
         writer.add_image(tag, image, step, dataformats="HWC")

@@ -1,8 +1,9 @@
 """How good is the LiDAR teacher a cache holds? Its boxes, scored like a student's.
 
 The teacher's cached heatmaps and regression maps are decoded by the shared CenterPoint box coder
-(every class as one group, rotated NMS: `detection.pictures.decode_map_centres`), written as nuScenes
-results through the student's one results writer and scored by nuscenes-devkit's DetectionEval. On
+(every class as one group, rotated NMS: `detection.centerpoint_coder.decode_probability_maps`), written
+as nuScenes results through the one results writer and scored by nuscenes-devkit's DetectionEval
+(`dataset_access.nuscenes`), exactly as a student's boxes are. On
 real nuScenes this is how a user checks that a teacher checkpoint loaded right before distilling from
 it; in the synthetic lab it says how much the teacher knows (what a student distilled from it can at
 best learn from it).
@@ -16,10 +17,11 @@ import numpy as np
 
 from cache_schema import CacheReader
 from cache_schema.errors import UserInputError
-from student.evaluate import EvalMetrics, detections_to_results, score_results, write_results
-from detection.pictures import decode_map_centres
-
-RESULTS_META = {"use_camera": False, "use_lidar": True, "use_radar": False, "use_map": False, "use_external": False}
+from cache_schema.views import Calib, GroundTruth, ImageTeacherDetections, LidarTeacherMaps, SampleMeta
+from dataset_access.nuscenes.metrics import EvalMetrics, score_results
+from dataset_access.nuscenes.results import LIDAR_RESULTS_META, detections_to_results, write_results
+from dataset_access.nuscenes.samples import NuScenesSamples
+from detection.centerpoint_coder import decode_probability_maps
 
 
 def evaluate_cached_lidar_teacher(cache: str, dataroot: str | Path, version: str, split: str, out_dir: str | Path,
@@ -30,14 +32,14 @@ def evaluate_cached_lidar_teacher(cache: str, dataroot: str | Path, version: str
     import json
 
     reader = CacheReader(cache, storage_options=storage_options)
-    if "lidar_teacher" not in reader.config.groups:
+    if LidarTeacherMaps.GROUP not in reader.config.groups:
         raise UserInputError(f"{cache}: has no LiDAR teacher maps (exported with --lidar-teacher none)")
     if not reader.done_mask.all():
         raise UserInputError(f"{cache}: the export is not finished ({int((~reader.done_mask).sum())} samples to go)")
     exported_split = reader.meta.provenance.get("dataset", {}).get("split")
     if exported_split is not None and exported_split != split:
         raise UserInputError(f"--split {split}: {cache} is an export of split {exported_split!r}")
-    reader = reader.select(["meta", "calib", "lidar_teacher"])
+    reader = reader.select([SampleMeta.GROUP, Calib.GROUP, LidarTeacherMaps.GROUP])
     grid, classes = reader.config.grid, reader.config.classes.classes
     results: dict[str, list[dict[str, Any]]] = {}
     indices = range(len(reader))
@@ -47,16 +49,15 @@ def evaluate_cached_lidar_teacher(cache: str, dataroot: str | Path, version: str
         indices = progress_bar(indices, desc="teacher boxes", unit="sample")
     for i in indices:
         s = reader[i]
-        dets = decode_map_centres(s["lidar_teacher/heatmaps"], s["lidar_teacher/regression"], grid, score_threshold,
-                                  max_boxes)
-        lidar_to_global = np.asarray(s["calib/ego_pose"]) @ np.asarray(s["calib/lidar_to_ego"])
-        token = s["meta/token"]
-        results[token] = detections_to_results(token, dets.boxes.numpy(), dets.scores.numpy(), dets.labels.numpy(),
-                                               classes, lidar_to_global)
+        dets = decode_probability_maps(s.lidar_teacher.heatmaps, s.lidar_teacher.regression, grid, score_threshold,
+                                       max_boxes)
+        results[s.token] = detections_to_results(s.token, dets.boxes.numpy(), dets.scores.numpy(),
+                                                 dets.labels.numpy(), classes, s.calib.lidar_to_global())
     out = Path(out_dir)
-    path = write_results(results, out / "results_nusc.json", RESULTS_META)
+    path = write_results(results, out / "results_nusc.json", LIDAR_RESULTS_META)
     limit = reader.meta.provenance.get("dataset", {}).get("limit")
-    metrics = score_results(path, dataroot, version, split, out, only_tokens=list(results) if limit else None)
+    dataset = NuScenesSamples(dataroot, version, split, num_sweeps=0, gt_filter="evaluation", num_radar_sweeps=0)
+    metrics = score_results(path, dataset, out, only_tokens=list(results) if limit else None)
     (out / "metrics.json").write_text(json.dumps(
         {"cache": str(cache), "teacher": reader.meta.provenance.get("lidar_teacher"), "split": split,
          "samples": len(results), "mAP": metrics.mean_ap, "NDS": metrics.nd_score,
@@ -84,16 +85,15 @@ def evaluate_cached_image_teacher(cache: str, out_dir: str | Path, *, storage_op
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from cache_schema.views import CameraSetup
     from detection.masks import paste_masks
     from teacher_export.fit.projection import project_boxes
 
     reader = CacheReader(cache, storage_options=storage_options)
-    if "image_teacher" not in reader.config.groups:
+    if ImageTeacherDetections.GROUP not in reader.config.groups:
         raise UserInputError(f"{cache}: has no image-teacher detections (exported with --image-teacher none)")
     if not reader.done_mask.all():
         raise UserInputError(f"{cache}: the export is not finished ({int((~reader.done_mask).sum())} samples to go)")
-    reader = reader.select(["meta", "calib", "gt", "image_teacher"])
+    reader = reader.select([SampleMeta.GROUP, Calib.GROUP, GroundTruth.GROUP, ImageTeacherDetections.GROUP])
     cfg = reader.config
     h, w = cfg.image_size
     classes = cfg.classes.classes
@@ -111,25 +111,25 @@ def evaluate_cached_image_teacher(cache: str, out_dir: str | Path, *, storage_op
         indices = progress_bar(indices, desc="image teacher", unit="sample")
     for i in indices:
         s = reader[i]
-        n = int(s["gt/count"])
-        boxes, labels = np.asarray(s["gt/boxes"])[:n], np.asarray(s["gt/labels"])[:n]
-        lidar_to_cams = np.linalg.inv(CameraSetup.from_cache_sample(s).camera_to_lidar())
+        boxes, labels = s.gt.present()
+        inst = s.image_teacher
+        lidar_to_cams = np.linalg.inv(s.calib.camera_to_lidar())
         for c in range(cfg.num_cameras):
             image_id = len(images) + 1
             images.append({"id": image_id, "width": w, "height": h})
-            gt = project_boxes(boxes, labels, lidar_to_cams[c], np.asarray(s["calib/cam_intrinsics"][c]), (w, h))
+            gt = project_boxes(boxes, labels, lidar_to_cams[c], np.asarray(s.calib.cam_intrinsics[c]), (w, h))
             for box, label, mask in zip(gt.boxes, gt.labels, gt.masks):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 gt_anns.append({"id": len(gt_anns) + 1, "image_id": image_id, "category_id": int(label) + 1,
                                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(mask.sum()), "iscrowd": 0,
                                 "segmentation": rle(mask)})
-            keep = np.asarray(s["image_teacher/labels"][c]) >= 0
+            keep = np.asarray(inst.labels[c]) >= 0
             if not keep.any():
                 continue
-            t_boxes = np.asarray(s["image_teacher/boxes"][c])[keep]
-            masks = paste_masks(np.asarray(s["image_teacher/masks"][c], np.float32)[keep] / 255.0, t_boxes, (h, w))
-            for box, label, score, mask in zip(t_boxes, np.asarray(s["image_teacher/labels"][c])[keep],
-                                               np.asarray(s["image_teacher/scores"][c])[keep], masks):
+            t_boxes = np.asarray(inst.boxes[c])[keep]
+            masks = paste_masks(np.asarray(inst.masks[c], np.float32)[keep] / 255.0, t_boxes, (h, w))
+            for box, label, score, mask in zip(t_boxes, np.asarray(inst.labels[c])[keep],
+                                               np.asarray(inst.scores[c])[keep], masks):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 dets.append({"image_id": image_id, "category_id": int(label) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
                              "score": float(score), "segmentation": rle(mask > 0.5)})

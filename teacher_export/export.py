@@ -22,6 +22,8 @@ from cache_schema.errors import UserInputError
 from cache_schema.identity import file_sha256, images_fingerprint
 from cache_schema.layout import CAMERA_NAMES, GROUPS, RegressionEncoding
 from cache_schema.statistics import feature_sums
+from cache_schema.views import (CacheSample, DepthTargets, GroundTruth, ImageTeacherDetections, LidarTeacherMaps,
+                                RadarPoints, SampleMeta)
 from cache_schema.store import refuse_volatile, software_version
 from cache_schema.writer import forget_samples
 from dataset_access.images import read_rgb
@@ -160,14 +162,14 @@ class Exporter:
         sizes = {(c.height, c.width) for c in first.cameras}
         if len(sizes) != 1:
             raise UserInputError(f"{o.dataroot}: cameras of sample {first.token} differ in size {sorted(sizes)}")
-        groups = [g for g in GROUPS if g not in ("lidar_teacher", "image_teacher")]
+        groups = [g for g in GROUPS if g not in (LidarTeacherMaps.GROUP, ImageTeacherDetections.GROUP, RadarPoints.GROUP)]
         lidar = self.lidar_teacher
         if lidar is not None:
-            groups.append("lidar_teacher")
+            groups.append(LidarTeacherMaps.GROUP)
         if o.image_teacher:
-            groups.append("image_teacher")
+            groups.append(ImageTeacherDetections.GROUP)
         if o.radar_sweeps and first.radar_sweeps:
-            groups.append("radar")
+            groups.append(RadarPoints.GROUP)
         elif o.radar_sweeps:
             log.info("%s: no radar data in sample %s; the cache gets no radar group", o.dataroot, first.token)
         try:
@@ -192,7 +194,7 @@ class Exporter:
 
     def _describe(self) -> dict[str, Any]:
         o = self.options
-        images = [cam.image_path for i in range(self.num_samples()) for cam in self.samples[i].cameras]
+        images = [path for i in range(self.num_samples()) for path in self.samples[i].calib.image_paths]
         prov: dict[str, Any] = {"dataset": {"version": o.version, "split": o.split, "limit": o.limit,
                                             "num_sweeps": o.num_sweeps, "radar_sweeps": o.radar_sweeps,
                                             "sample_tokens_sha256": _sha256_text(",".join(self.sample_tokens())),
@@ -215,7 +217,7 @@ class Exporter:
 
     # -- the work ------------------------------------------------------------------------------------
     def compute(self, indices: Iterable[int], config: StoreConfig, times: StageTimes | None = None
-                ) -> Iterator[tuple[int, dict[str, Any]]]:
+                ) -> Iterator[tuple[int, CacheSample]]:
         """Run the teachers on `indices` in batches of `batch_size`; yield (index, cache sample)."""
         times = times if times is not None else StageTimes()
         indices = list(indices)
@@ -225,31 +227,28 @@ class Exporter:
             t0 = time.perf_counter()
             infos = [self.samples[i] for i in chunk]
             points = [self.samples.load_points(info) for info in infos]
-            images = [[read_rgb(Path(self.options.dataroot) / cam.image_path, (cam.height, cam.width))
-                       for cam in info.cameras] for info in infos] if self.image_teacher else None
+            images = [[read_rgb(Path(self.options.dataroot) / path, (cam.height, cam.width))
+                       for path, cam in zip(info.calib.image_paths, info.cameras)] for info in infos] \
+                if self.image_teacher else None
             t1 = time.perf_counter()
             lidar_out = self.lidar_teacher(points, decode=False) if self.lidar_teacher else None
             t2 = time.perf_counter()
             image_out = self.image_teacher([im for per in images for im in per]) if images else None
             t3 = time.perf_counter()
             for b, (index, info) in enumerate(zip(chunk, infos)):
-                sample = _index_and_targets(info, points[b], config)
+                lidar = image = radar = None
                 if lidar_out is not None:
                     out = lidar_out[b]
-                    sample["lidar_teacher/bev_features"] = out.bev_features
-                    sample["lidar_teacher/heatmaps"] = out.heatmaps
-                    sample["lidar_teacher/regression"] = out.regression
-                    sample.update(feature_sums(out.bev_features))
+                    lidar = LidarTeacherMaps(out.bev_features, out.heatmaps, out.regression,
+                                             *feature_sums(out.bev_features))
                 if image_out is not None:
                     cams = len(info.cameras)
                     padded = pad_instances(image_out[b * cams:(b + 1) * cams], config.max_instances)
-                    sample["image_teacher/boxes"] = padded.boxes
-                    sample["image_teacher/labels"] = padded.labels
-                    sample["image_teacher/scores"] = padded.scores
-                    sample["image_teacher/masks"] = np.rint(np.clip(padded.masks, 0, 1) * 255).astype(np.uint8)
-                if "radar" in config.groups:
-                    sample.update(_radar_arrays(info, self.samples.load_radar(info), config))
-                yield index, sample
+                    image = ImageTeacherDetections(padded.boxes, padded.labels, padded.scores,
+                                                   np.rint(np.clip(padded.masks, 0, 1) * 255).astype(np.uint8))
+                if RadarPoints.GROUP in config.groups:
+                    radar = _radar_points(info, self.samples.load_radar(info), config)
+                yield index, _index_and_targets(info, points[b], config, lidar, image, radar)
             t4 = time.perf_counter()
             times.read += t1 - t0
             times.lidar_teacher += t2 - t1
@@ -258,8 +257,10 @@ class Exporter:
             times.samples += len(chunk)
 
 
-def _index_and_targets(info: SampleInfo, points: np.ndarray, config: StoreConfig) -> dict[str, Any]:
-    """The non-teacher part of a cache sample: index, calibration, GT boxes and LiDAR depth targets."""
+def _index_and_targets(info: SampleInfo, points: np.ndarray, config: StoreConfig,
+                       lidar: LidarTeacherMaps | None, image: ImageTeacherDetections | None,
+                       radar: RadarPoints | None) -> CacheSample:
+    """A cache sample: index, calibration, GT boxes and LiDAR depth targets beside the teachers' outputs."""
     # Training GT (NuScenesSamples' "training" filter) whose centre is on the BEV grid, as mmdet3d's
     # ObjectRangeFilter keeps; the devkit's per-class evaluation ranges do not apply to training.
     on_grid = config.grid.contains(info.gt_boxes[:, 0], info.gt_boxes[:, 1])
@@ -273,29 +274,21 @@ def _index_and_targets(info: SampleInfo, points: np.ndarray, config: StoreConfig
     labels[:n] = gt_labels
     # Depth supervision uses the key frame only: swept points are smeared by object motion.
     key_points = points[points[:, 4] == 0] if points.shape[1] > 4 else points
-    lidar_to_cams = np.stack([info.lidar_to_camera(c.name) for c in info.cameras])
-    intrinsics = np.stack([c.intrinsics for c in info.cameras])
-    depth = depth_images(key_points[:, :3], lidar_to_cams, intrinsics, config.image_size, config.depth_stride)
-    return {
-        "meta/token": info.token, "meta/scene_token": info.scene_token, "meta/timestamp": np.int64(info.timestamp),
-        "meta/prev_token": info.prev_token or info.token,
-        "calib/image_paths": [c.image_path for c in info.cameras],
-        "calib/cam_intrinsics": intrinsics.astype(np.float32),
-        "calib/cam_to_ego": np.stack([c.cam_to_ego for c in info.cameras]),
-        "calib/cam_ego_pose": np.stack([c.ego_pose for c in info.cameras]),
-        "calib/lidar_to_ego": info.lidar_to_ego, "calib/ego_pose": info.ego_pose,
-        "gt/boxes": boxes, "gt/labels": labels, "gt/count": np.int32(n),
-        "depth/depth": depth,
-    }
+    calib = info.calib
+    lidar_to_cams = np.stack([calib.lidar_to_camera(i) for i in range(calib.num_cameras)])
+    depth = depth_images(key_points[:, :3], lidar_to_cams, calib.cam_intrinsics, config.image_size,
+                         config.depth_stride)
+    return CacheSample(SampleMeta(info.token, info.scene_token, np.int64(info.timestamp), info.prev_token or info.token),
+                       calib, GroundTruth(boxes, labels, np.int32(n)), DepthTargets(depth), lidar, image, radar)
 
 
-def _radar_arrays(info: SampleInfo, points: np.ndarray, config: StoreConfig) -> dict[str, Any]:
+def _radar_points(info: SampleInfo, points: np.ndarray, config: StoreConfig) -> RadarPoints:
     if len(points) > config.max_radar_points:
         raise UserInputError(f"sample {info.token} has {len(points)} radar points; raise --max-radar-points "
                              f"(now {config.max_radar_points})")
     padded = np.zeros((config.max_radar_points, points.shape[1]), np.float32)
     padded[:len(points)] = points
-    return {"radar/points": padded, "radar/count": np.int32(len(points))}
+    return RadarPoints(padded, np.int32(len(points)))
 
 
 def _sha256_or_none(path: str | None) -> str | None:

@@ -6,10 +6,11 @@ LiDAR frame in the box convention of `cache_schema.boxes`, filtered for training
 the devkit's detection evaluation filters them (`gt_filter`). Nothing of the devkit leaks out, so the rest of the project never touches its
 tables. Works on real v1.0-mini / v1.0-trainval dataroots and on `x3kd-cache make-synthetic` output.
 
-Frames: a `SampleInfo` is anchored at its LiDAR key frame. `ego_pose` maps ego -> global at the LiDAR
-timestamp; each camera has its own `ego_pose` at its exposure timestamp (cameras fire up to ~50 ms after
+Frames: a `SampleInfo` is anchored at its LiDAR key frame. Its calibration is a `cache_schema.views.Calib`
+(the same type the cache's calib group reads back as): `ego_pose` maps ego -> global at the LiDAR
+timestamp; each camera has its own ego pose at its exposure timestamp (cameras fire up to ~50 ms after
 the LiDAR), so LiDAR -> camera goes through the global frame:
-    lidar_to_camera = inv(cam_to_ego) @ inv(cam.ego_pose) @ ego_pose @ lidar_to_ego
+    lidar_to_camera = inv(cam_to_ego) @ inv(cam_ego_pose) @ ego_pose @ lidar_to_ego
 (`SampleInfo.lidar_to_camera(name)` computes it).
 """
 from __future__ import annotations
@@ -26,24 +27,19 @@ from cache_schema.errors import UserInputError
 from cache_schema.frames import invert_transform, make_transform, sensor_to_lidar, transform_points, yaw_of
 from cache_schema.grid import NUSCENES_CLASSES
 from cache_schema.layout import CAMERA_NAMES
+from cache_schema.views import Calib
 from dataset_access.nuscenes.tables import LIDAR_NAME, open_nuscenes, pose, split_sample_tokens
 from dataset_access.nuscenes.radar import DEFAULT_RADAR_SWEEPS, RadarSweep, radar_points, radar_sweeps
 
 
-
 @dataclass(frozen=True, eq=False)
-class CameraInfo:
-    """One camera image of a sample. `image_path` is relative to the dataroot; `intrinsics` (3, 3),
-    `cam_to_ego` and `ego_pose` (ego -> global at this image's timestamp) are float64; the camera frame
-    is x right, y down, z forward."""
+class CameraImage:
+    """One camera image of a sample as the dataset records it; where it is and how the camera sits are
+    in the sample's `calib` (same index). The camera frame is x right, y down, z forward."""
 
     name: str
     sample_data_token: str
     timestamp: int
-    image_path: str
-    intrinsics: np.ndarray
-    cam_to_ego: np.ndarray
-    ego_pose: np.ndarray
     width: int
     height: int
 
@@ -51,10 +47,6 @@ class CameraInfo:
     def image_size(self) -> tuple[int, int]:
         """(width, height), PIL's order."""
         return (self.width, self.height)
-
-    @property
-    def cam_to_global(self) -> np.ndarray:
-        return self.ego_pose @ self.cam_to_ego
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,12 +64,13 @@ class SweepInfo:
 class SampleInfo:
     """A key-frame sample: what the teachers and the student need, as plain values.
 
-    `gt_boxes` (N, 9) float32 are (x, y, z_centre, l, w, h, yaw, vx, vy) in this sample's LiDAR frame
-    (see `cache_schema.boxes`), `gt_labels` (N,) int64 index `NUSCENES_CLASSES`, `gt_names` are those
-    class names, `gt_num_lidar_pts` and `gt_num_radar_pts` (N,) int32 and `gt_tokens` the sample_annotation tokens. `sweeps`
-    are the previous LiDAR sweeps, newest first; `radar_sweeps` the five radars' scans (key frame and
-    the ones before it, see `dataset_access.nuscenes.radar`; empty for a dataroot without radar). `timestamp` is in
-    microseconds.
+    `calib` holds the cameras' image paths, intrinsics and poses and the LiDAR's (float64), in the
+    order of `cameras`. `gt_boxes` (N, 9) float32 are (x, y, z_centre, l, w, h, yaw, vx, vy) in this
+    sample's LiDAR frame (see `cache_schema.boxes`), `gt_labels` (N,) int64 index `NUSCENES_CLASSES`,
+    `gt_names` are those class names, `gt_num_lidar_pts` and `gt_num_radar_pts` (N,) int32 and `gt_tokens`
+    the sample_annotation tokens. `sweeps` are the previous LiDAR sweeps, newest first; `radar_sweeps` the
+    five radars' scans (key frame and the ones before it, see `dataset_access.nuscenes.radar`; empty for a
+    dataroot without radar). `timestamp` is in microseconds.
     """
 
     token: str
@@ -85,9 +78,8 @@ class SampleInfo:
     scene_name: str
     timestamp: int
     lidar_path: str
-    lidar_to_ego: np.ndarray
-    ego_pose: np.ndarray
-    cameras: tuple[CameraInfo, ...]
+    calib: Calib
+    cameras: tuple[CameraImage, ...]
     sweeps: tuple[SweepInfo, ...]
     gt_boxes: np.ndarray
     gt_labels: np.ndarray
@@ -98,29 +90,48 @@ class SampleInfo:
     radar_sweeps: tuple[RadarSweep, ...] = ()
     prev_token: str = ""  # the previous key frame of the scene; the sample's own token for a scene's first
 
-    def camera(self, name: str) -> CameraInfo:
-        for cam in self.cameras:
+    def _camera_index(self, name: str) -> int:
+        for i, cam in enumerate(self.cameras):
             if cam.name == name:
-                return cam
+                return i
         raise KeyError(f"sample {self.token} has no camera {name!r}")
+
+    def camera(self, name: str) -> CameraImage:
+        return self.cameras[self._camera_index(name)]
+
+    def image_path(self, name: str) -> str:
+        """Camera `name`'s image, relative to the dataroot."""
+        return self.calib.image_paths[self._camera_index(name)]
+
+    def intrinsics(self, name: str) -> np.ndarray:
+        return self.calib.cam_intrinsics[self._camera_index(name)]
+
+    @property
+    def lidar_to_ego(self) -> np.ndarray:
+        return self.calib.lidar_to_ego
+
+    @property
+    def ego_pose(self) -> np.ndarray:
+        """ego -> global at the LiDAR timestamp."""
+        return self.calib.ego_pose
 
     @property
     def lidar_to_global(self) -> np.ndarray:
-        return self.ego_pose @ self.lidar_to_ego
+        return self.calib.lidar_to_global()
 
     def lidar_to_camera(self, name: str) -> np.ndarray:
         """4x4 transform from this sample's LiDAR frame to camera `name`'s frame, through the global
         frame so that the ego motion between the two timestamps is accounted for."""
-        return invert_transform(self.camera_to_lidar(name))
+        return self.calib.lidar_to_camera(self._camera_index(name))
 
     def camera_to_lidar(self, name: str) -> np.ndarray:
-        cam = self.camera(name)
-        return sensor_to_lidar(cam.cam_to_ego, cam.ego_pose, self.lidar_to_global)
+        i = self._camera_index(name)
+        return sensor_to_lidar(self.calib.cam_to_ego[i], self.calib.cam_ego_pose[i], self.lidar_to_global)
 
     def lidar_to_image(self, name: str) -> np.ndarray:
         """4x4 projection LiDAR -> (u*d, v*d, d, 1) pixels of camera `name`; divide by the third row."""
         k = np.eye(4)
-        k[:3, :3] = self.camera(name).intrinsics
+        k[:3, :3] = self.intrinsics(name)
         return k @ self.lidar_to_camera(name)
 
 
@@ -234,30 +245,52 @@ class NuScenesSamples(Sequence[SampleInfo]):
 
     # -- building one sample --------------------------------------------------------------------------
 
-    def _sample_info(self, token: str) -> SampleInfo:
-        nusc = self._nusc
-        sample = nusc.get("sample", token)
-        scene = nusc.get("scene", sample["scene_token"])
+    def sample(self, token: str) -> SampleInfo:
+        """The sample with `token`, also outside the split (a previous key frame, say)."""
+        return self._sample_info(token)
+
+    def calib(self, token: str) -> Calib:
+        """The calibration of the sample with `token` alone (no GT, sweeps or radar), e.g. a two-key-frame
+        student's previous key frame."""
+        return self._cameras(self._nusc.get("sample", token))[0]
+
+    @property
+    def nusc(self):
+        """nuscenes-devkit's `NuScenes` of these tables, for the devkit's own metric and renderers
+        (`dataset_access.nuscenes.metrics`); nothing outside dataset_access touches it."""
+        return self._nusc
+
+    def _cameras(self, sample: dict) -> tuple[Calib, tuple[CameraImage, ...]]:
+        """The sample's calibration (its cameras in CAMERA_NAMES order, and the LiDAR) and camera images."""
+        nusc, token = self._nusc, sample["token"]
         if LIDAR_NAME not in sample["data"]:
             raise UserInputError(f"{self.dataroot / self.version}: sample {token} has no {LIDAR_NAME} key frame")
         lidar_sd = nusc.get("sample_data", sample["data"][LIDAR_NAME])
-        lidar_to_ego = pose(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"]))
-        ego_pose = pose(nusc.get("ego_pose", lidar_sd["ego_pose_token"]))
-        self._require_file(lidar_sd["filename"], "LiDAR point file")
-
-        cameras = []
+        paths, intrinsics, cam_to_ego, cam_pose, cameras = [], [], [], [], []
         for name in CAMERA_NAMES:
             if name not in sample["data"]:
                 raise UserInputError(f"{self.dataroot / self.version}: sample {token} has no {name} image")
             sd = nusc.get("sample_data", sample["data"][name])
             calib = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
             self._require_file(sd["filename"], "camera image")
-            cameras.append(CameraInfo(name=name, sample_data_token=sd["token"], timestamp=int(sd["timestamp"]),
-                                      image_path=sd["filename"],
-                                      intrinsics=np.asarray(calib["camera_intrinsic"], dtype=np.float64),
-                                      cam_to_ego=pose(calib),
-                                      ego_pose=pose(nusc.get("ego_pose", sd["ego_pose_token"])),
-                                      width=int(sd["width"]), height=int(sd["height"])))
+            paths.append(sd["filename"])
+            intrinsics.append(np.asarray(calib["camera_intrinsic"], dtype=np.float64))
+            cam_to_ego.append(pose(calib))
+            cam_pose.append(pose(nusc.get("ego_pose", sd["ego_pose_token"])))
+            cameras.append(CameraImage(name=name, sample_data_token=sd["token"], timestamp=int(sd["timestamp"]),
+                                       width=int(sd["width"]), height=int(sd["height"])))
+        calib = Calib(paths, np.stack(intrinsics), np.stack(cam_to_ego), np.stack(cam_pose),
+                      pose(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"])),
+                      pose(nusc.get("ego_pose", lidar_sd["ego_pose_token"])))
+        return calib, tuple(cameras)
+
+    def _sample_info(self, token: str) -> SampleInfo:
+        nusc = self._nusc
+        sample = nusc.get("sample", token)
+        scene = nusc.get("scene", sample["scene_token"])
+        calib, cameras = self._cameras(sample)
+        lidar_sd = nusc.get("sample_data", sample["data"][LIDAR_NAME])
+        self._require_file(lidar_sd["filename"], "LiDAR point file")
 
         sweeps, sd = [], lidar_sd
         while len(sweeps) < self.num_sweeps and sd["prev"]:
@@ -266,10 +299,10 @@ class NuScenesSamples(Sequence[SampleInfo]):
                                     lidar_to_ego=pose(nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])),
                                     ego_pose=pose(nusc.get("ego_pose", sd["ego_pose_token"]))))
 
-        boxes, labels, names, npts, ann_tokens = self._gt_boxes(sample, ego_pose, lidar_to_ego)
+        boxes, labels, names, npts, ann_tokens = self._gt_boxes(sample, calib.ego_pose, calib.lidar_to_ego)
         return SampleInfo(token=token, scene_token=scene["token"], scene_name=scene["name"],
                           timestamp=int(sample["timestamp"]), lidar_path=lidar_sd["filename"],
-                          lidar_to_ego=lidar_to_ego, ego_pose=ego_pose, cameras=tuple(cameras), sweeps=tuple(sweeps),
+                          calib=calib, cameras=cameras, sweeps=tuple(sweeps),
                           gt_boxes=boxes, gt_labels=labels, gt_names=names, gt_num_lidar_pts=npts[0],
                           gt_num_radar_pts=npts[1],
                           gt_tokens=ann_tokens,

@@ -1,10 +1,9 @@
 """nuScenes tables through nuscenes-devkit: open a dataroot, select a split's key frames, read poses.
 
-The one place that turns a (dataroot, version, split) into sample tokens, for the exporter
-(teacher_export's `NuScenesSamples`, which may import the student side) and for evaluation, which runs
-on a split without a cache (the student never needs a teacher at test time) and reads the six cameras'
-image paths, intrinsics, extrinsics and ego poses of every key frame here. Samples come in the split's
-scene order, then by time. Training reads everything from the cache and never comes here.
+The one place that turns a (dataroot, version, split) into sample tokens, for `NuScenesSamples`
+(samples.py), which the export, teacher fitting, evaluation and scoring all read a dataroot through.
+Samples come in the split's scene order, then by time. Training reads everything from the cache and
+never comes here.
 """
 from __future__ import annotations
 
@@ -17,9 +16,7 @@ import numpy as np
 
 from cache_schema.errors import UserInputError
 from cache_schema.frames import make_transform
-from cache_schema.layout import CAMERA_NAMES
 
-from cache_schema.views import CameraSetup
 
 LIDAR_NAME = "LIDAR_TOP"
 TABLE_NAMES: tuple[str, ...] = ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor",
@@ -113,21 +110,3 @@ def split_sample_tokens(nusc, split: str) -> list[str]:
         raise UserInputError(f"{Path(nusc.dataroot) / nusc.version}: no scene of split {split!r} in this dataroot")
     return tokens
 
-
-def camera_setup(nusc, token: str, cameras: tuple[str, ...] = CAMERA_NAMES) -> CameraSetup:
-    """The `CameraSetup` (same fields as the cache's calib group) of one sample."""
-    sample = nusc.get("sample", token)
-    lidar = nusc.get("sample_data", sample["data"][LIDAR_NAME])
-    paths, intrinsics, cam_to_ego, cam_pose = [], [], [], []
-    for name in cameras:
-        if name not in sample["data"]:
-            raise UserInputError(f"{nusc.dataroot}: sample {token} has no {name} image")
-        sd = nusc.get("sample_data", sample["data"][name])
-        calib = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
-        paths.append(sd["filename"])
-        intrinsics.append(np.asarray(calib["camera_intrinsic"], dtype=np.float32))
-        cam_to_ego.append(pose(calib))
-        cam_pose.append(pose(nusc.get("ego_pose", sd["ego_pose_token"])))
-    return CameraSetup(token, paths, np.stack(intrinsics), np.stack(cam_to_ego), np.stack(cam_pose),
-                       pose(nusc.get("calibrated_sensor", lidar["calibrated_sensor_token"])),
-                       pose(nusc.get("ego_pose", lidar["ego_pose_token"])))

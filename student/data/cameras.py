@@ -10,10 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from cache_schema.errors import UserInputError
-from cache_schema.views import CameraSetup
+from cache_schema.views import Calib
 from dataset_access.images import read_rgb
 
 from ..image_aug import ImageAugConfig, ImageAugParams, augment_image, sample_image_aug
@@ -44,16 +42,16 @@ def read_image(dataroot: str | Path, relative: str) -> torch.Tensor:
     return torch.from_numpy(read_rgb(Path(dataroot) / relative)).permute(2, 0, 1).float()
 
 
-def load_camera_inputs(dataroot: str | Path, setup: CameraSetup, aug: ImageAugConfig, rng: np.random.Generator | None,
+def load_camera_inputs(dataroot: str | Path, calib: Calib, aug: ImageAugConfig, rng: np.random.Generator | None,
                        train: bool, resize_relative: bool = False, params: list[ImageAugParams] | None = None
                        ) -> CameraInputs:
     """Decode, augment (one independent draw per camera when training) and normalise the images of
-    `setup`; `train=False` gives the deterministic test-time resize and crop. `resize_relative`: the
+    `calib`; `train=False` gives the deterministic test-time resize and crop. `resize_relative`: the
     resize limits are factors of the resize that fits the image width to the final width, so one
     config serves datasets with different camera resolutions. `params` reuses another frame's draw per
     camera (BEVDepth augments a camera's key frames alike)."""
     images, idas, drawn = [], [], []
-    for i, relative in enumerate(setup.image_paths):
+    for i, relative in enumerate(calib.image_paths):
         image = read_image(dataroot, relative)
         if params is not None:
             cam_params = params[i]
@@ -68,12 +66,12 @@ def load_camera_inputs(dataroot: str | Path, setup: CameraSetup, aug: ImageAugCo
         idas.append(ida)
         drawn.append(cam_params)
     ida = torch.stack(idas)
-    intrinsics = ida @ torch.from_numpy(setup.intrinsics).float()
-    cam2lidar = torch.from_numpy(setup.camera_to_lidar()).float()
+    intrinsics = ida @ torch.from_numpy(calib.cam_intrinsics).float()
+    cam2lidar = torch.from_numpy(calib.camera_to_lidar()).float()
     return CameraInputs(torch.stack(images), intrinsics, cam2lidar, ida, drawn)
 
 
-def previous_frame_inputs(dataroot: str | Path, previous: CameraSetup, key: CameraSetup, key_inputs: CameraInputs
+def previous_frame_inputs(dataroot: str | Path, previous: Calib, key: Calib, key_inputs: CameraInputs
                           ) -> dict[str, torch.Tensor]:
     """A two-key-frame student's second frame beside `key`'s inputs: the `previous` key frame's cameras
     mapped into `key`'s LiDAR frame, each augmented with the key frame's draw for that camera (as

@@ -26,12 +26,12 @@ from cache_schema.identity import images_fingerprint
 from ..batch import StudentBatch, TeacherTargets
 from detection.bev_aug import BevAugConfig, augment_boxes, augment_radar_points, sample_bev_aug, teacher_validity
 from ..config import StudentConfig, term_on
-from ..depth_targets import depth_image_to_feature_grid
 from detection.det_targets import build_det_targets, merge_det_targets
 from ..image_aug import ImageAugConfig
-from ..losses.xis import xis_targets
+from ..targets import depth_image_to_feature_grid, xis_targets
 from detection.centerpoint_coder import augment_teacher_maps, teacher_task_map, warp_task_map
-from cache_schema.views import CameraSetup
+from cache_schema.views import (Calib, DepthTargets, GroundTruth, ImageTeacherDetections, LidarTeacherMaps,
+                                RadarPoints, SampleMeta)
 
 from .cameras import load_camera_inputs, previous_frame_inputs
 from .cbgs import cbgs_indices
@@ -76,15 +76,15 @@ def needed_groups(cfg: StudentConfig) -> tuple[str, ...]:
     the cameras, radar for the radar student; gt only for the detection loss, so a KD-only run (the
     paper's radar setting) never reads a ground-truth array."""
     lc = cfg.losses
-    groups = ["meta", "radar" if cfg.modality == "radar" else "calib"]
+    groups = [SampleMeta.GROUP, RadarPoints.GROUP if cfg.modality == "radar" else Calib.GROUP]
     if term_on(lc.det):
-        groups.append("gt")
+        groups.append(GroundTruth.GROUP)
     if term_on(lc.ds):
-        groups.append("depth")
+        groups.append(DepthTargets.GROUP)
     if term_on(lc.xfd) or term_on(lc.xat) or term_on(lc.xod):
-        groups.append("lidar_teacher")
+        groups.append(LidarTeacherMaps.GROUP)
     if term_on(lc.xis):
-        groups.append("image_teacher")
+        groups.append(ImageTeacherDetections.GROUP)
     return tuple(groups)
 
 
@@ -123,7 +123,7 @@ def check_dataroot(reader: CacheReader, url: str, dataroot: str | Path) -> None:
         return
     if not reader.done_mask.all():
         return  # an unfinished store is refused by the caller anyway
-    relative = [p for row in reader.select(["calib"]).column("calib/image_paths") for p in row]
+    relative = [p for row in reader.select([Calib.GROUP]).column(Calib, "image_paths") for p in row]
     if images_fingerprint(dataroot, relative) != recorded:
         raise UserInputError(f"--dataroot {dataroot}: its camera images are not the ones {url} was exported from "
                              "(their paths and sizes differ); give the dataroot the export read")
@@ -134,7 +134,7 @@ def previous_key_frames(reader: CacheReader) -> np.ndarray:
     1.3); the sample itself where that frame is the scene's first or not in this store (an export of part
     of a split). An older store is a one-line error."""
     try:
-        tokens = reader.select(["meta"]).column("meta/prev_token")
+        tokens = reader.select([SampleMeta.GROUP]).column(SampleMeta, "prev_token")
     except KeyError:
         raise UserInputError(f"{reader.url}: a two-key-frame student (model.key_frames: 2) needs each sample's "
                              f"previous key frame, which exports of schema 1.3 record (this store is "
@@ -159,10 +159,10 @@ class CacheDataset(Dataset):
         self.indices = list(range(len(reader))) if indices is None else [int(i) for i in indices]
         self.seed = int(seed)
         if data.cbgs:
-            if "gt" not in reader.groups:
+            if GroundTruth.GROUP not in reader.groups:
                 raise UserInputError("config data.cbgs: class-balanced sampling needs the GT labels, which a KD-only "
                                      "run does not read; switch cbgs off or the det loss on")
-            labels = np.asarray(reader.column("gt/labels"))[self.indices]
+            labels = np.asarray(reader.column(GroundTruth, "labels"))[self.indices]
             self.indices = [self.indices[p] for p in cbgs_indices(labels, len(cfg.classes), self.seed)]
         self.epoch = 0
         if cfg.modality == "camera" and (self.dataroot is None or not Path(self.dataroot).is_dir()):
@@ -170,7 +170,7 @@ class CacheDataset(Dataset):
         self.prev_index: np.ndarray | None = None
         if cfg.modality == "camera" and cfg.key_frames == 2:
             self.prev_index = previous_key_frames(reader)
-            self.calib_reader = reader.select(["meta", "calib"])
+            self.calib_reader = reader.select([SampleMeta.GROUP, Calib.GROUP])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -188,46 +188,46 @@ class CacheDataset(Dataset):
         out: dict[str, Any] = {"index": index}
         if self.cfg.modality == "radar":
             bda = sample_bev_aug(self.data.bev_aug, rng, train=train)
-            points = torch.from_numpy(np.asarray(s["radar/points"][:int(s["radar/count"])], dtype=np.float32))
+            points = torch.from_numpy(np.asarray(s.radar.present(), dtype=np.float32))
             out.update(bda=bda, radar_points=augment_radar_points(points, bda))
         else:
-            setup = CameraSetup.from_cache_sample(s)
-            cams = load_camera_inputs(self.dataroot, setup, self.image_aug, rng, train, self.data.resize_relative)
+            cams = load_camera_inputs(self.dataroot, s.calib, self.image_aug, rng, train, self.data.resize_relative)
             bda = sample_bev_aug(self.data.bev_aug, rng, train=train)
             out.update(images=cams.images, intrinsics=cams.intrinsics, cam2lidar=cams.cam2lidar, ida=cams.ida, bda=bda)
             if self.prev_index is not None:
-                prev = CameraSetup.from_cache_sample(self.calib_reader[int(self.prev_index[index])])
-                out.update(previous_frame_inputs(self.dataroot, prev, setup, cams))
-        if "gt/count" in s:
-            count = int(s["gt/count"])
-            boxes = torch.from_numpy(np.asarray(s["gt/boxes"][:count], dtype=np.float32))
-            out.update(gt_boxes=augment_boxes(boxes, bda),
-                       gt_labels=torch.from_numpy(np.asarray(s["gt/labels"][:count], dtype=np.int64)))
+                prev = self.calib_reader[int(self.prev_index[index])].calib
+                out.update(previous_frame_inputs(self.dataroot, prev, s.calib, cams))
+        if s.gt is not None:
+            boxes, labels = s.gt.present()
+            out.update(gt_boxes=augment_boxes(torch.from_numpy(np.asarray(boxes, dtype=np.float32)), bda),
+                       gt_labels=torch.from_numpy(np.asarray(labels, dtype=np.int64)))
         det = self.cfg.losses.det
         if term_on(det):
             # CenterPoint targets here, in the worker: their per-object loop is host work the step
             # would otherwise wait for (and sync the GPU for) every step.
             out["det_targets"] = build_det_targets([out["gt_boxes"]], [out["gt_labels"]], self.cfg.grid,
                                                    self.cfg.class_setup, det.gaussian_overlap, det.min_radius)
-        if "depth/depth" in s:
+        if s.depth is not None:
             h, w = self.cfg.image_size
-            depth = torch.from_numpy(np.asarray(s["depth/depth"], dtype=np.float32))
+            depth = torch.from_numpy(np.asarray(s.depth.depth, dtype=np.float32))
             out["depth_targets"] = depth_image_to_feature_grid(
                 depth, cams.ida, self.reader.config.depth_stride, (h // FEATURE_STRIDE, w // FEATURE_STRIDE),
                 FEATURE_STRIDE)
-        if "lidar_teacher/bev_features" in s:
-            feats, heat, reg = (torch.from_numpy(np.asarray(s[f"lidar_teacher/{k}"], dtype=np.float32))
-                                for k in ("bev_features", "heatmaps", "regression"))
+        teacher = s.lidar_teacher
+        if teacher is not None:
+            feats, heat, reg = (torch.from_numpy(np.asarray(m, dtype=np.float32))
+                                for m in (teacher.bev_features, teacher.heatmaps, teacher.regression))
             task = warp_task_map(teacher_task_map(heat, self.cfg.class_setup)[None], bda[None], self.cfg.grid)[0]
             feats, heat, reg = augment_teacher_maps(bda, self.cfg.grid, feats, heat, reg)
             out.update(bev_features=feats, heatmaps=heat, regression=reg, valid=teacher_validity(bda, self.cfg.grid),
                        reg_task=task)
-        if "image_teacher/boxes" in s:
-            out.update(inst_boxes=torch.from_numpy(np.asarray(s["image_teacher/boxes"], dtype=np.float32)),
-                       inst_labels=torch.from_numpy(np.asarray(s["image_teacher/labels"], dtype=np.int64)),
-                       inst_scores=torch.from_numpy(np.asarray(s["image_teacher/scores"], dtype=np.float32)),
+        inst = s.image_teacher
+        if inst is not None:
+            out.update(inst_boxes=torch.from_numpy(np.asarray(inst.boxes, dtype=np.float32)),
+                       inst_labels=torch.from_numpy(np.asarray(inst.labels, dtype=np.int64)),
+                       inst_scores=torch.from_numpy(np.asarray(inst.scores, dtype=np.float32)),
                        # Stored as probability x 255 in uint8.
-                       inst_masks=torch.from_numpy(np.asarray(s["image_teacher/masks"], dtype=np.float32) / 255.0))
+                       inst_masks=torch.from_numpy(np.asarray(inst.masks, dtype=np.float32) / 255.0))
             xis = self.cfg.losses.xis
             if term_on(xis):
                 # X-IS pseudo ground truth here, in the worker, like the detection targets: selecting

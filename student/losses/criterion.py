@@ -14,12 +14,11 @@ from cache_schema.errors import UserInputError
 from ..batch import StudentBatch
 from ..config import StudentConfig, term_on
 from ..models.student import StudentOutputs
-from detection.det_targets import build_det_targets
 from detection.det_loss import det_loss
 from .ds import ds_loss
 from .xat import BevDiscriminator, xat_loss
 from .xfd import standardize_teacher, xfd_loss
-from .xis import XISHeads, xis_loss, xis_targets
+from .xis import XISHeads, xis_loss
 from .xod import xod_loss
 
 
@@ -27,7 +26,7 @@ class X3KDLoss(nn.Module):
     """det, DS, X-FD, X-AT, X-OD and X-IS for a student built from the same `StudentConfig`.
 
     teacher_mean / teacher_std: per-channel statistics of the teacher BEV feature from the store,
-    used when `losses.xfd.standardize` is set."""
+    used when `loss.xfd.standardize` is set."""
 
     def __init__(self, cfg: StudentConfig, teacher_mean: torch.Tensor | None = None,
                  teacher_std: torch.Tensor | None = None) -> None:
@@ -46,14 +45,14 @@ class X3KDLoss(nn.Module):
         self.xis_heads = (XISHeads(cfg.backbone.neck_channels, len(cfg.classes), lc.xis)
                           if term_on(lc.xis) else None)
         if lc.xfd.standardize and (teacher_mean is None or teacher_std is None):
-            raise UserInputError("losses.xfd.standardize is set but the store has no teacher feature statistics")
+            raise UserInputError("loss.xfd.standardize is set but the store has no teacher feature statistics")
         self.register_buffer("teacher_mean", teacher_mean if lc.xfd.standardize else None)
         self.register_buffer("teacher_std", teacher_std if lc.xfd.standardize else None)
 
     @staticmethod
     def _need(value, what: str, term: str):
         if value is None:
-            raise UserInputError(f"losses.{term} is enabled but the batch has no {what}; disable losses.{term} "
+            raise UserInputError(f"loss.{term} is enabled but the batch has no {what}; set loss.{term}.enabled=false "
                                  "or use a cache that has it")
         return value
 
@@ -62,12 +61,9 @@ class X3KDLoss(nn.Module):
         losses: dict[str, torch.Tensor] = {}
         if term_on(lc.det):
             if len(batch.gt_boxes) != batch.batch_size or len(batch.gt_labels) != batch.batch_size:
-                raise UserInputError(f"losses.det is enabled but the batch has {len(batch.gt_boxes)} GT box lists "
-                                     f"for {batch.batch_size} samples; set losses.det.weight: 0 for KD-only")
-            targets = batch.det_targets
-            if targets is None:
-                targets = build_det_targets(batch.gt_boxes, batch.gt_labels, cfg.grid, cfg.class_setup,
-                                            lc.det.gaussian_overlap, lc.det.min_radius)
+                raise UserInputError(f"loss.det is enabled but the batch has {len(batch.gt_boxes)} GT box lists "
+                                     f"for {batch.batch_size} samples; set loss.det.weight=0 for KD-only")
+            targets = self._need(batch.det_targets, "CenterPoint targets (the dataset builds them)", "det")
             losses.update(det_loss(out.head_outputs, targets, lc.det))
         if term_on(lc.ds):
             depth = self._need(batch.depth_targets, "depth targets", "ds")
@@ -88,14 +84,8 @@ class X3KDLoss(nn.Module):
             losses.update(xod_loss(out.head_outputs, hm, reg, cfg.class_setup, lc.xod, teacher.valid,
                                    teacher.reg_task))
         if term_on(lc.xis) and self.training:
-            images = batch.images.flatten(0, 1)
-            targets = batch.xis_targets
-            if targets is None:
-                boxes = self._need(teacher and teacher.inst_boxes, "image-teacher instances", "xis")
-                targets = xis_targets(boxes.flatten(0, 1), teacher.inst_labels.flatten(0, 1),
-                                      teacher.inst_scores.flatten(0, 1), teacher.inst_masks.flatten(0, 1),
-                                      batch.ida.flatten(0, 1), tuple(images.shape[-2:]), lc.xis.score_threshold)
-            losses.update(xis_loss(self.xis_heads, out.pv_features, images, targets, lc.xis))
+            targets = self._need(batch.xis_targets, "X-IS pseudo labels (the dataset builds them)", "xis")
+            losses.update(xis_loss(self.xis_heads, out.pv_features, batch.images.flatten(0, 1), targets, lc.xis))
         return losses
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..config import DepthLossConfig
-from ..depth_targets import depth_bin_onehot
+from ..targets import depth_bin_onehot
 
 
 def ds_loss(depth_logits: torch.Tensor, depth_targets: torch.Tensor, d_bound: tuple[float, float, float],

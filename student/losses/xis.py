@@ -24,9 +24,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
-from ..image_aug import transform_boxes_2d
 from ..config import XISLossConfig
-from detection.masks import paste_masks
 
 
 class OneLevelRoIAlign(nn.Module):
@@ -364,27 +362,6 @@ class XISHeads(nn.Module):
         proposals, rpn_losses = self.rpn(image_list, feats, targets)
         _, roi_losses = self.roi_heads(feats, proposals, sizes, targets)
         return {**rpn_losses, **roi_losses}
-
-
-def xis_targets(boxes: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, masks: torch.Tensor,
-                ida: torch.Tensor, image_hw: tuple[int, int], score_threshold: float, min_size: float = 2.0
-                ) -> list[dict[str, torch.Tensor]]:
-    """Pseudo ground truth per camera image from the image teacher's cached detections.
-
-    boxes [M_img, k, 4] (original pixels), labels [M_img, k] (-1 = padding), scores [M_img, k],
-    masks [M_img, k, S, S], ida [M_img, 3, 3]. Keeps detections with score >= threshold whose box
-    stays at least `min_size` pixels wide and high inside the augmented image; labels become 1-based
-    (0 is torchvision's background)."""
-    out = []
-    for i in range(boxes.shape[0]):
-        keep = (labels[i] >= 0) & (scores[i] >= score_threshold)
-        moved = transform_boxes_2d(boxes[i][keep].float(), ida[i], image_hw)
-        big = ((moved[:, 2] - moved[:, 0]) >= min_size) & ((moved[:, 3] - moved[:, 1]) >= min_size)
-        src_boxes = boxes[i][keep][big]
-        out.append({"boxes": moved[big],
-                    "labels": labels[i][keep][big].long() + 1,
-                    "masks": paste_masks(masks[i][keep][big], src_boxes, image_hw, ida[i])})
-    return out
 
 
 def xis_loss(heads: XISHeads, pv_features: torch.Tensor, images: torch.Tensor,

@@ -11,50 +11,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from cache_schema.errors import UserInputError
 
+from detection.resnet import RESNET_DEPTHS, build_resnet
 from detection.weights import read_torch_file, state_dict_in
 
 log = logging.getLogger(__name__)
-
-_RESNETS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
-            50: torchvision.models.resnet50, 101: torchvision.models.resnet101}
-_STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-
-
-def build_resnet(depth: int, base_width: int = 64) -> nn.Module:
-    """torchvision's ResNet-`depth`, randomly initialised; with `base_width` other than its 64, the same
-    network (stem, four stages of torchvision's own blocks, same module names) with every width scaled
-    by base_width / 64: ResNet-18 at base 32 costs a quarter of the FLOPs (the synthetic lab's student)."""
-    if base_width == 64:
-        return _RESNETS[depth](weights=None)
-    block = torchvision.models.resnet.BasicBlock if depth < 50 else torchvision.models.resnet.Bottleneck
-    net = nn.Module()
-    net.conv1 = nn.Conv2d(3, base_width, 7, stride=2, padding=3, bias=False)
-    net.bn1 = nn.BatchNorm2d(base_width)
-    net.relu = nn.ReLU(inplace=True)
-    net.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-    inplanes = base_width
-    for i, blocks in enumerate(_STAGE_BLOCKS[depth]):
-        planes, stride = base_width * 2 ** i, 1 if i == 0 else 2
-        down = None
-        if stride != 1 or inplanes != planes * block.expansion:
-            down = nn.Sequential(nn.Conv2d(inplanes, planes * block.expansion, 1, stride=stride, bias=False),
-                                 nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(inplanes, planes, stride, down)]
-        inplanes = planes * block.expansion
-        layers += [block(inplanes, planes) for _ in range(blocks - 1)]
-        setattr(net, f"layer{i + 1}", nn.Sequential(*layers))
-    for m in net.modules():  # torchvision's ResNet initialisation
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.constant_(m.weight, 1)
-            nn.init.constant_(m.bias, 0)
-    return net
 
 
 NECKS = ("secondfpn", "fpn")
@@ -80,8 +44,8 @@ class ImageBackbone(nn.Module):
     def __init__(self, depth: int = 50, out_channels: int = 256, weights: str | None = None,
                  frozen_stages: int = 0, neck: str = "secondfpn", base_width: int = 64) -> None:
         super().__init__()
-        if depth not in _RESNETS:
-            raise UserInputError(f"backbone depth {depth}: expected one of {sorted(_RESNETS)}")
+        if depth not in RESNET_DEPTHS:
+            raise UserInputError(f"backbone depth {depth}: expected one of {list(RESNET_DEPTHS)}")
         if neck not in NECKS:
             raise UserInputError(f"backbone neck {neck!r}: expected one of {', '.join(NECKS)}")
         if weights is not None and base_width != 64:

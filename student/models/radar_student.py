@@ -20,7 +20,7 @@ from .bev_encoder import BevEncoder
 from detection.center_head import CenterHead
 from detection.centerpoint_coder import BoxCoderConfig
 from detection.pillar_encoder import PillarFeatureNet, PointPillarsScatter
-from .student import BevStudent, StudentOutputs
+from .base import BevStudent, StudentOutputs
 from detection.voxelize import voxelize_batch
 
 

@@ -37,22 +37,23 @@ TRAIN_KEYS = ("rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train", "box_batch_
 
 
 @dataclass
-class CameraImage:
+class LabelledImage:
     """One training image: its file (relative to the dataroot) and its projected instances."""
 
     path: str
     targets: CameraTargets
 
 
-def camera_images(samples: NuScenesSamples, indices: list[int]) -> list[CameraImage]:
+def labelled_images(samples: NuScenesSamples, indices: list[int]) -> list[LabelledImage]:
     """Every camera image of the chosen samples that shows at least one GT box."""
     out = []
     for i in tqdm(indices, desc="project GT", unit="sample", leave=False):
         s = samples[i]
         for cam in s.cameras:
-            t = project_boxes(s.gt_boxes, s.gt_labels, s.lidar_to_camera(cam.name), cam.intrinsics, cam.image_size)
+            t = project_boxes(s.gt_boxes, s.gt_labels, s.lidar_to_camera(cam.name), s.intrinsics(cam.name),
+                              cam.image_size)
             if len(t.labels):
-                out.append(CameraImage(cam.image_path, t))
+                out.append(LabelledImage(s.image_path(cam.name), t))
     return out
 
 
@@ -80,7 +81,7 @@ def fit_image_teacher(options: FitOptions) -> FitResult:
     device = options.torch_device()
     samples = NuScenesSamples(options.dataroot, options.version, options.split, num_sweeps=0)
     n = len(samples) if options.limit is None else min(len(samples), options.limit)
-    images = camera_images(samples, list(range(n)))
+    images = labelled_images(samples, list(range(n)))
     if not images:
         raise UserInputError(f"{options.dataroot}: no camera image of split {options.split!r} shows a GT box")
 
@@ -93,7 +94,7 @@ def fit_image_teacher(options: FitOptions) -> FitResult:
     root = Path(options.dataroot)
     t0 = time.perf_counter()
     bar = tqdm(range(total), desc=f"fit maskrcnn-{cfg.backbone}", unit="step")
-    def load(item: CameraImage) -> torch.Tensor:
+    def load(item: LabelledImage) -> torch.Tensor:
         return torch.from_numpy(read_rgb(root / item.path)).to(device).permute(2, 0, 1).float() / 255.0
 
     for _ in bar:

@@ -34,7 +34,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES
 from cache_schema.identity import file_sha256
 from detection.weights import read_torch_file, state_dict_in
-from student.models.image_backbone import build_resnet
+from detection.resnet import build_resnet
 from teacher_export.teachers.image_classes import (COCO_TO_NUSCENES, NUIMAGES_CLASSES, NUIMAGES_TO_NUSCENES,
                                                    label_table, select_instances)
 from teacher_export.teachers.image_protocol import ImageTeacherOutput

@@ -4,13 +4,14 @@ import pytest
 import zarr
 
 from cache_schema import CacheReader, CacheWriter, validate
+from cache_schema.views import CacheSample
 from tests.cache_schema.samples import make_sample, tiny_config
 
 
 def write(url, config, storage_options=None):
     with CacheWriter(url, config, {"lidar": "test"}, storage_options=storage_options) as w:
         for i in range(config.num_samples):
-            w.write_sample(i, make_sample(config, i))
+            w.write_sample(i, CacheSample.from_arrays(make_sample(config, i)))
 
 
 def test_tensorstore_reads_every_array_identically(tmp_path):
@@ -46,7 +47,7 @@ def test_xarray_opens_every_group_with_named_dimensions(tmp_path):
     features = xr.open_zarr(url, group="lidar_teacher", zarr_format=3, consolidated=False)["bev_features"]
     assert features.dims == ("sample", "feature", "y", "x")
     heat = xr.open_zarr(url, group="lidar_teacher", zarr_format=3, consolidated=False)["heatmaps"]
-    np.testing.assert_allclose(heat.isel(sample=3).values.astype(np.float32), reader[3]["lidar_teacher/heatmaps"])
+    np.testing.assert_allclose(heat.isel(sample=3).values.astype(np.float32), reader[3].lidar_teacher.heatmaps)
 
 
 def test_s3_store_round_trip_and_validate(s3_server):
@@ -60,5 +61,5 @@ def test_s3_store_round_trip_and_validate(s3_server):
     reader = CacheReader(url, storage_options=options)
     sample = reader.by_token("token-0005")
     expected = make_sample(config, 5)
-    np.testing.assert_allclose(sample["gt/boxes"], expected["gt/boxes"])
+    np.testing.assert_allclose(sample.gt.boxes, expected["gt/boxes"])
     assert validate(url, storage_options=options).ok

@@ -9,6 +9,7 @@ import zarr
 
 from cache_schema import CacheReader, CacheWriter, validate
 from cache_schema.layout import arrays_for
+from cache_schema.views import CacheSample
 from tests.cache_schema.samples import make_sample, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,13 +82,13 @@ def test_partial_shard_is_completed_later_without_losing_done_samples(tmp_path, 
     config = tiny_config()
     with CacheWriter(url, config, {"lidar": "test"}) as writer:  # --limit-like run: shard 1 half filled
         for i in range(6):
-            writer.write_sample(i, make_sample(config, i))
+            writer.write_sample(i, CacheSample.from_arrays(make_sample(config, i)))
     assert CacheReader(url).done_mask.tolist() == [True] * 6 + [False] * 4
     report = validate(url)
     assert not report.ok and [i for i, _ in report.incomplete] == [6, 7, 8, 9]
     with CacheWriter(url, config, {"lidar": "test"}) as writer:
         for i in range(10):
-            writer.write_sample(i, make_sample(config, i))
+            writer.write_sample(i, CacheSample.from_arrays(make_sample(config, i)))
     assert validate(url).ok
     assert_same_store(url, reference)
 
@@ -111,13 +112,13 @@ def test_writer_restricted_to_rows_reads_and_writes_only_its_shards(tmp_path, re
     CacheWriter(url, config, {"lidar": "test"})
     with CacheWriter(url, config, {"lidar": "test"}, rows=range(4, 8)) as writer:
         for i in range(4, 8):
-            writer.write_sample(i, make_sample(config, i))
+            writer.write_sample(i, CacheSample.from_arrays(make_sample(config, i)))
         with pytest.raises(IndexError, match="outside"):
-            writer.write_sample(0, make_sample(config, 0))
+            writer.write_sample(0, CacheSample.from_arrays(make_sample(config, 0)))
     assert CacheReader(url).done_mask.tolist() == [False] * 4 + [True] * 4 + [False] * 2
     with CacheWriter(url, config, {"lidar": "test"}, rows=range(8, 10)) as writer:  # the last, partial shard
         assert not writer.is_done(5)  # flags outside its rows are not read
         for i in range(8, 10):
-            writer.write_sample(i, make_sample(config, i))
+            writer.write_sample(i, CacheSample.from_arrays(make_sample(config, i)))
     with pytest.raises(ValueError, match="whole shards"):
         CacheWriter(url, config, {"lidar": "test"}, rows=range(2, 6))

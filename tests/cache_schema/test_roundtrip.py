@@ -7,13 +7,14 @@ import zarr
 from cache_schema import ARRAYS, CacheReader, CacheWriter, UserInputError, validate
 from cache_schema.layout import affine_key
 from cache_schema.quantize import decode, encode, relative_l2
+from cache_schema.views import CacheSample
 from tests.cache_schema.samples import make_sample, smooth_map, tiny_config
 
 
 def write_store(url, config, indices=None, provenance=None):
     with CacheWriter(url, config, provenance or {"lidar": "test"}) as writer:
         for i in range(config.num_samples) if indices is None else indices:
-            writer.write_sample(i, make_sample(config, i))
+            writer.write_sample(i, CacheSample.from_arrays(make_sample(config, i)))
     return url
 
 
@@ -24,8 +25,9 @@ def test_every_array_round_trips(tmp_path, bev_quantization):
     reader = CacheReader(url)
     assert len(reader) == config.num_samples
     for i in (0, 5, 9):
-        expected, got = make_sample(config, i), reader[i]
-        assert got["meta/index"] == i
+        expected, sample = make_sample(config, i), reader[i]
+        assert sample.index == i
+        got = sample.to_arrays()
         for spec in ARRAYS:
             value = got[spec.key]
             if spec.kind == "text":
@@ -80,8 +82,8 @@ def test_select_token_lookup_and_memory_url():
     url = write_store("memory://x3kd-roundtrip", config)
     reader = CacheReader(url).select(["meta", "gt"])
     sample = reader.by_token("token-0003")
-    assert sample["meta/index"] == 3
-    assert {k.split("/")[0] for k in sample if k != "meta/index"} == {"meta", "gt"}
+    assert sample.index == 3
+    assert {k.split("/")[0] for k in sample.to_arrays()} == {"meta", "gt"}
     with pytest.raises(KeyError, match="nope"):
         reader.index_of("nope")
     with pytest.raises(UserInputError, match="no group"):
@@ -94,7 +96,7 @@ def test_optional_groups_can_be_left_out(tmp_path):
     with CacheWriter(url, config) as writer:
         for i in range(config.num_samples):
             sample = {k: v for k, v in make_sample(config, i).items() if k.split("/")[0] in config.groups}
-            writer.write_sample(i, sample)
+            writer.write_sample(i, CacheSample.from_arrays(sample))
     assert "lidar_teacher" not in zarr.open_group(url, mode="r")
     assert validate(url).ok
     with pytest.raises(UserInputError):
@@ -117,21 +119,21 @@ def test_bad_samples_are_rejected_with_the_key(tmp_path):
     writer = CacheWriter(str(tmp_path / "s"), config)
     sample = make_sample(config, 0)
     with pytest.raises(ValueError, match="gt/boxes has shape"):
-        writer.write_sample(0, {**sample, "gt/boxes": np.zeros((2, 9), np.float32)})
+        writer.write_sample(0, CacheSample.from_arrays({**sample, "gt/boxes": np.zeros((2, 9), np.float32)}))
     with pytest.raises(ValueError, match="unknown keys"):
-        writer.write_sample(0, {**sample, "gt/extra": 1})
+        writer.write_sample(0, CacheSample.from_arrays({**sample, "gt/extra": 1}))
     with pytest.raises(ValueError, match="missing depth/depth"):
-        writer.write_sample(0, {k: v for k, v in sample.items() if k != "depth/depth"})
+        writer.write_sample(0, CacheSample.from_arrays({k: v for k, v in sample.items() if k != "depth/depth"}))
     with pytest.raises(ValueError, match="NaN"):
         heat = sample["lidar_teacher/heatmaps"].copy()
         heat[0, 0, 0] = np.nan
-        writer.write_sample(0, {**sample, "lidar_teacher/heatmaps": heat})
+        writer.write_sample(0, CacheSample.from_arrays({**sample, "lidar_teacher/heatmaps": heat}))
     assert not writer.done_mask.any()
 
 
 def _read_in_child(reader, index, queue):
     sample = reader[index]
-    queue.put((sample["meta/token"], float(sample["lidar_teacher/bev_features"].sum())))
+    queue.put((sample.token, float(sample.lidar_teacher.bev_features.sum())))
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
@@ -147,8 +149,8 @@ def test_reader_works_in_forked_and_spawned_workers(tmp_path, method):
     token, total = queue.get(timeout=120)
     child.join(timeout=60)
     assert child.exitcode == 0
-    assert token == expected["meta/token"]
-    assert total == pytest.approx(float(expected["lidar_teacher/bev_features"].sum()), rel=1e-6)
+    assert token == expected.token
+    assert total == pytest.approx(float(expected.lidar_teacher.bev_features.sum()), rel=1e-6)
 
 
 def test_direct_chunk_reads_equal_zarr_and_check_crc(tmp_path):

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from cache_schema import CacheReader, CacheWriter, UserInputError, validate
 from teacher_export.cli import main as cli
+from cache_schema.views import CacheSample
 from tests.cache_schema.samples import make_sample, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,7 +21,7 @@ def store(tmp_path):
     config = tiny_config()
     with CacheWriter(url, config, {"lidar_teacher": {"name": "centerpoint-pillar02", "checkpoint_sha256": "ab12"}}) as w:
         for i in range(config.num_samples):
-            w.write_sample(i, make_sample(config, i))
+            w.write_sample(i, CacheSample.from_arrays(make_sample(config, i)))
     return url
 
 
@@ -60,7 +61,7 @@ def test_incomplete_samples_are_named(tmp_path):
     config = tiny_config()
     with CacheWriter(url, config) as w:
         for i in (0, 1, 2, 3, 5):
-            w.write_sample(i, make_sample(config, i))
+            w.write_sample(i, CacheSample.from_arrays(make_sample(config, i)))
     report = validate(url)
     assert [i for i, _ in report.incomplete] == [4, 6, 7, 8, 9]
     assert report.incomplete[0][1] == "#4"  # never written: no token to name, the index stands in

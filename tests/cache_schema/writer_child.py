@@ -12,6 +12,7 @@ import signal
 import zarr
 
 from cache_schema import CacheWriter
+from cache_schema.views import CacheSample
 from tests.cache_schema.samples import make_sample, tiny_config
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     config = tiny_config(num_samples=args.num_samples)
     with CacheWriter(args.url, config, {"lidar": "test"}) as writer:
         for i in range(args.first, args.last):
-            writer.write_sample(i, make_sample(config, i))
+            writer.write_sample(i, CacheSample.from_arrays(make_sample(config, i)))
     print("finished", flush=True)
 
 

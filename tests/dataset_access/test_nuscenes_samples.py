@@ -15,6 +15,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.frames import invert_transform, make_transform, rotation_z, transform_points
 from cache_schema.grid import NUSCENES_CLASSES
 from dataset_access.nuscenes.tables import TABLE_NAMES
+from cache_schema.views import Calib
 from dataset_access.nuscenes.samples import CAMERA_NAMES, NuScenesSamples, SampleInfo, SweepInfo, load_points
 from dataset_access.synthetic.camera import render_camera
 
@@ -58,9 +59,10 @@ def test_split_order_and_fields(synthetic_dataroot: Path, samples: list[SampleIn
         assert (synthetic_dataroot / s.lidar_path).is_file() and not Path(s.lidar_path).is_absolute()
         assert s.ego_pose.shape == s.lidar_to_ego.shape == (4, 4) and s.ego_pose.dtype == np.float64
         assert tuple(c.name for c in s.cameras) == CAMERA_NAMES
+        assert s.calib.cam_intrinsics.shape == (len(CAMERA_NAMES), 3, 3)
         for cam in s.cameras:
-            assert (synthetic_dataroot / cam.image_path).is_file()
-            assert cam.intrinsics.shape == (3, 3) and cam.image_size == (160, 90)
+            assert (synthetic_dataroot / s.image_path(cam.name)).is_file()
+            assert s.intrinsics(cam.name).shape == (3, 3) and cam.image_size == (160, 90)
             # Cameras fire after the LiDAR key frame, so their ego pose is their own.
             assert 0 < cam.timestamp - s.timestamp < 60_000
         assert s.gt_boxes.dtype == np.float32 and s.gt_boxes.shape[1] == BOX_DIM
@@ -150,7 +152,8 @@ def test_load_points_composes_poses(tmp_path: Path) -> None:
     for name, xyz in (("key.bin", in_key), ("sweep.bin", in_sweep)):
         np.array([[*xyz[0], 7.0, 3.0]], dtype=np.float32).tofile(tmp_path / name)
     sample = SampleInfo(token="t", scene_token="s", scene_name="n", timestamp=1_000_000, lidar_path="key.bin",
-                        lidar_to_ego=key_l2e, ego_pose=key_pose, cameras=(),
+                        calib=Calib([], np.zeros((0, 3, 3)), np.zeros((0, 4, 4)), np.zeros((0, 4, 4)), key_l2e, key_pose),
+                        cameras=(),
                         sweeps=(SweepInfo("sweep.bin", 950_000, sw_l2e, sw_pose),),
                         gt_boxes=np.zeros((0, 9), np.float32), gt_labels=np.zeros(0, np.int64), gt_names=(),
                         gt_num_lidar_pts=np.zeros(0, np.int32), gt_num_radar_pts=np.zeros(0, np.int32),
@@ -183,8 +186,10 @@ def test_box_centres_project_into_camera_images(synthetic_dataroot: Path,
                 # Neighbouring cameras sit apart, so close to the car there are gaps between their views.
                 assert np.hypot(*s.gt_boxes[b, :2]) < 10.0, (s.token, b, cam.name, u, v)
                 continue
-            image = np.asarray(Image.open(synthetic_dataroot / cam.image_path), dtype=np.float64)
-            empty = np.asarray(render_camera(cam.image_size, cam.intrinsics, cam.cam_to_global, np.zeros((0, 7)),
+            i = s.cameras.index(cam)
+            cam_to_global = s.calib.cam_ego_pose[i] @ s.calib.cam_to_ego[i]
+            image = np.asarray(Image.open(synthetic_dataroot / s.image_path(cam.name)), dtype=np.float64)
+            empty = np.asarray(render_camera(cam.image_size, s.intrinsics(cam.name), cam_to_global, np.zeros((0, 7)),
                                              [], [], np.random.default_rng(0)), dtype=np.float64)
             # The box's image rectangle, where its (or an occluder's) faces were drawn.
             corners = np.c_[_box_corners(s.gt_boxes[b]), np.ones(8)] @ s.lidar_to_image(cam.name).T
@@ -224,7 +229,7 @@ def test_bad_inputs_name_the_path(synthetic_dataroot: Path, tmp_path: Path) -> N
     (copy / first.lidar_path).unlink()
     with pytest.raises(UserInputError, match=re.escape(first.lidar_path)):
         ds[0]
-    (copy / second.camera("CAM_BACK").image_path).unlink()
+    (copy / second.image_path("CAM_BACK")).unlink()
     with pytest.raises(UserInputError, match="CAM_BACK"):
         ds[1]
     third = ds[2]

@@ -1,9 +1,8 @@
-"""Pictures (detection.pictures, `x3kd-cache show`, `eval --render`, TensorBoard images), held to pixels:
+"""Pictures (detection.pictures, `x3kd-cache show`, `eval --render`), held to pixels:
 a box drawn at a known BEV position colours its outline there, a depth point lands at its projected
 pixel, a projected 3D box's corners are where the pinhole model puts them."""
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
@@ -14,10 +13,9 @@ from PIL import Image
 from cache_schema import CacheReader
 from cache_schema.boxes import box_corners
 from cache_schema.grid import BevGrid
-from student.batch import StudentBatch, TeacherTargets
-from student.models.student import StudentOutputs
-from detection.pictures import (GT_COLOR, RADAR_COLOR, BevView, camera_picture, colorize, decode_map_centres, draw_bev_boxes,
-                            draw_camera_boxes, draw_depth_points, draw_instances, mosaic, training_images)
+from detection.centerpoint_coder import decode_probability_maps
+from detection.pictures import (GT_COLOR, RADAR_COLOR, BevView, camera_picture, colorize, draw_bev_boxes, draw_camera_boxes,
+                                draw_depth_points, draw_instances, mosaic)
 
 GRID = BevGrid((-25.6, -25.6, -5.0, 25.6, 25.6, 3.0), (0.2, 0.2, 8.0), 4)  # 64 x 64 cells of 0.8 m
 # A camera at the LiDAR origin looking along +x (camera z = LiDAR x, camera x = -LiDAR y, y = -z).
@@ -143,57 +141,13 @@ def test_teacher_maps_decode_to_the_box_they_encode():
     col, row = cells[0].tolist()
     heat[3, row, col] = 0.8
     reg[:, row, col] = target[0].numpy()
-    det = decode_map_centres(heat, reg, GRID, score_threshold=0.3)
+    det = decode_probability_maps(heat, reg, GRID, score_threshold=0.3)
     assert len(det) == 1 and det.labels.tolist() == [3]
     np.testing.assert_allclose(det.boxes[0].numpy(), box[0].numpy(), atol=1e-4)
-    assert len(decode_map_centres(heat * 0.2, reg, GRID, score_threshold=0.3)) == 0
+    assert len(decode_probability_maps(heat * 0.2, reg, GRID, score_threshold=0.3)) == 0
 
 
-def _enlarged_cell(image: np.ndarray, factor: int, panel: int, width: int, row: int, col: int) -> np.ndarray:
-    return image[row * factor, panel * (width * factor + 2) + col * factor]
 
-
-def test_training_images_show_student_teacher_and_gt_side_by_side():
-    from student.config import StudentConfig
-
-    cfg = StudentConfig(point_cloud_range=GRID.point_cloud_range, voxel_size=GRID.voxel_size,
-                        out_size_factor=GRID.out_size_factor)
-    h, w = GRID.shape
-    gt = torch.tensor([[6.3, -4.1, -0.7, 4.2, 1.9, 1.6, 0.4, 0.0, 0.0]])
-    col, row = [int(v) for v in box_regression_cell(gt)]
-    teacher_heat = torch.zeros(1, 10, h, w)
-    teacher_heat[0, 0, 7, 9] = 1.0
-    heads = [{"heatmap": torch.full((1, len(t), h, w), -20.0)} for t in cfg.class_setup.tasks]
-    outputs = StudentOutputs(pv_features=torch.zeros(6, 8, 4, 8), depth_logits=torch.zeros(6, 112, 4, 8),
-                             bev_view=torch.zeros(1, 8, h, w), bev_features=torch.randn(1, 8, h, w),
-                             head_outputs=heads)
-    depth = torch.zeros(1, 6, 4, 8)
-    depth[0, 0, 1, 2] = 30.0
-    batch = StudentBatch(images=torch.zeros(1, 6, 3, 64, 128), intrinsics=torch.eye(3).expand(1, 6, 3, 3),
-                         cam2lidar=torch.eye(4).expand(1, 6, 4, 4), ida=torch.eye(3).expand(1, 6, 3, 3),
-                         bda=torch.eye(4)[None], gt_boxes=[gt], gt_labels=[torch.tensor([0])], depth_targets=depth,
-                         teacher=TeacherTargets(bev_features=torch.randn(1, 16, h, w), heatmaps=teacher_heat))
-    images = training_images(outputs, batch, cfg)
-    assert set(images) == {"bev/heatmaps", "bev/features", "depth/camera"}
-    heat = images["bev/heatmaps"]
-    factor = 256 // h
-    assert heat.shape == (h * factor, 3 * w * factor + 4, 3)
-    peak = colorize(np.ones((1, 1)), 0, 1)[0, 0]
-    # Rows are flipped so y points up: BEV row r is picture row (h - 1 - r).
-    assert (_enlarged_cell(heat, factor, 1, w, h - 1 - 7, 9) == peak).all()       # teacher's one hot cell
-    assert (_enlarged_cell(heat, factor, 2, w, h - 1 - row, col) == peak).all()   # GT Gaussian's centre
-    assert not (_enlarged_cell(heat, factor, 0, w, h - 1 - row, col) == peak).all()  # student: nothing yet
-    dep = images["depth/camera"]
-    f = 256 // 4
-    assert (dep[1 * f, (8 * f + 2) + 2 * f] == colorize(np.array([[30.0]]), 0, 58.0, "turbo")[0, 0]).all()
-    assert dep[0, 8 * f + 2].sum() == 0  # no target there: black
-
-
-def box_regression_cell(box: torch.Tensor) -> tuple[int, int]:
-    from detection.centerpoint_coder import encode_boxes
-
-    cells, _, _ = encode_boxes(box, GRID)
-    return tuple(cells[0].tolist())
 
 
 def test_show_draws_a_cached_sample_from_a_local_and_an_fsspec_store(train_cache, synthetic_dataroot, tmp_path):
@@ -203,7 +157,7 @@ def test_show_draws_a_cached_sample_from_a_local_and_an_fsspec_store(train_cache
 
     reader = CacheReader(train_cache)
     sample = reader[0]
-    n = int(sample["gt/count"])
+    n = int(sample.gt.count)
     out = tmp_path / "show"
     r = CliRunner().invoke(main, ["show", train_cache, "--sample", reader.tokens[0], "--dataroot",
                                   str(synthetic_dataroot), "--out", str(out)])
@@ -216,7 +170,7 @@ def test_show_draws_a_cached_sample_from_a_local_and_an_fsspec_store(train_cache
     assert bev.shape == (*view.size, 3)
     # Each GT box inside the grid has its outline drawn where it is.
     r0 = reader.config.grid.point_cloud_range
-    inside = [b for b in sample["gt/boxes"][:n] if r0[0] + 3 < b[0] < r0[3] - 3 and r0[1] + 3 < b[1] < r0[4] - 3]
+    inside = [b for b in sample.gt.boxes[:n] if r0[0] + 3 < b[0] < r0[3] - 3 and r0[1] + 3 < b[1] < r0[4] - 3]
     assert inside
     for b in inside:
         corners = box_corners(b[None])[0][[0, 1, 3, 2], :2]
@@ -224,7 +178,7 @@ def test_show_draws_a_cached_sample_from_a_local_and_an_fsspec_store(train_cache
         assert _is_green(bev, *view.pixel_of(*mid), reach=2), b
     # The cached radar points are drawn where they are (cyan).
     radar = np.asarray(Image.open(out / "bev_radar.png").convert("RGB"))
-    points = sample["radar/points"][:int(sample["radar/count"])]
+    points = sample.radar.points[:int(sample.radar.count)]
     on_grid = [p for p in points if r0[0] + 1 < p[0] < r0[3] - 1 and r0[1] + 1 < p[1] < r0[4] - 1]
     assert on_grid
     cyan = (np.array(RADAR_COLOR) * 255).astype(int)
@@ -255,33 +209,11 @@ def test_show_refuses_a_bad_sample_in_one_line(train_cache, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_train_writes_tensorboard_images_every_k_steps(train_cache, synthetic_dataroot, tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from student.train import load_train_config, train
-    from tests.student.run_paths import TINY_YAML
-
-    cfg = load_train_config(TINY_YAML, ["train.steps=2", "train.image_every=2", "loss.xis.enabled=false"])
-    train(train_cache, synthetic_dataroot, cfg, tmp_path / "run", progress=False)
-    ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0})
-    ea.Reload()
-    assert set(ea.Tags()["images"]) == {"bev/heatmaps", "bev/features", "depth/camera"}
-    events = ea.Images("bev/heatmaps")
-    assert [e.step for e in events] == [2]
-    picture = np.asarray(Image.open(io.BytesIO(events[0].encoded_image_string)))
-    assert picture.shape[0] == events[0].height and picture.std() > 0
-
-    # Off by default.
-    cfg = load_train_config(TINY_YAML, ["train.steps=1", "loss.xis.enabled=false"])
-    train(train_cache, synthetic_dataroot, cfg, tmp_path / "run2", progress=False)
-    ea = EventAccumulator(str(tmp_path / "run2" / "tensorboard"), size_guidance={"images": 0})
-    ea.Reload()
-    assert ea.Tags()["images"] == []
-
 
 def test_eval_render_draws_predictions_and_the_devkit_curves(train_cache, synthetic_dataroot, tmp_path):
     from student.cli import main
-    from student.train import load_train_config, train
+    from student.train_config import load_train_config
+    from student.train import train
     from tests.student.run_paths import TINY_YAML
 
     cfg = load_train_config(TINY_YAML, ["train.steps=1", "loss.xis.enabled=false"])

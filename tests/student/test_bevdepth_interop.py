@@ -5,7 +5,8 @@ from click.testing import CliRunner
 
 from cache_schema.errors import UserInputError
 from student.bevdepth_interop import load_bevdepth_weights, save_as_bevdepth, to_bevdepth_state_dict
-from student.config import StudentConfig, tiny_config
+from student.config import StudentConfig
+from tests.student.configs import small_student_config
 from student.models.student import build_student
 from tests.student.test_xis_and_model import _synthetic_batch
 
@@ -32,7 +33,7 @@ BEVDEPTH_NAMES = (
 
 
 def _bevdepth_like_tiny() -> StudentConfig:
-    d = tiny_config().to_dict()
+    d = small_student_config().to_dict()
     d["key_frames"] = 2
     d["backbone"].update(neck="secondfpn")
     d["depth_net"].update(residual_blocks=3, aspp=True, deformable=True, aggregation=True)
@@ -79,7 +80,7 @@ def test_a_checkpoint_that_does_not_fit_names_its_first_bad_key(tmp_path):
         assert len(str(e.value).splitlines()) == 1 and str(path) in str(e.value)
     # the light student of another config does not fit either
     with pytest.raises(UserInputError, match="BEVDepth checkpoint"):
-        load_bevdepth_weights(build_student(tiny_config()), tmp_path / "shape.ckpt")
+        load_bevdepth_weights(build_student(small_student_config()), tmp_path / "shape.ckpt")
 
 
 def test_convert_then_eval_loads_it_and_training_starts_from_it(tmp_path):
@@ -88,7 +89,8 @@ def test_convert_then_eval_loads_it_and_training_starts_from_it(tmp_path):
     from student.cli import main
     from student.evaluate import load_student
     from student.provenance import describe
-    from student.train import TrainConfig, init_weights
+    from student.train_config import TrainConfig
+    from student.train import init_weights
 
     cfg = _bevdepth_like_tiny()
     source = build_student(cfg)

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from student.config import StudentConfig, tiny_config
+from student.config import StudentConfig
+
+from tests.student.configs import small_student_config
 from student.losses import X3KDLoss, total_loss
 from student.models.bev_encoder import BevEncoder
 from student.models.depth_net import ASPP, DeformConv, DepthAggregation, DepthNet
@@ -79,7 +81,7 @@ def test_defaults_are_bevdepths_student():
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_builds_its_student(path):
-    from student.train import load_train_config
+    from student.train_config import load_train_config
 
     cfg = load_train_config(path)
     model = build_student(cfg.student)
@@ -88,7 +90,7 @@ def test_every_shipped_config_builds_its_student(path):
 
 def test_a_tiny_student_with_every_bevdepth_part_trains():
     torch.manual_seed(0)
-    base = tiny_config().to_dict()
+    base = small_student_config().to_dict()
     base["backbone"].update(neck="secondfpn")
     base["depth_net"].update(residual_blocks=3, aspp=True, deformable=True, aggregation=True)
     base["bev_encoder"].update(neck="secondfpn")

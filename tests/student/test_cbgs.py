@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from cache_schema.views import GroundTruth
 from student.data.cbgs import cbgs_indices
 
 
@@ -38,14 +39,14 @@ def test_without_any_gt_the_epoch_is_the_dataset():
 
 def test_the_dataset_serves_the_balanced_epoch(train_cache, synthetic_dataroot):
     from student.data.dataset import CacheDataset, DataConfig, open_cache
-    from student.train import load_train_config
+    from student.train_config import load_train_config
     from tests.student.run_paths import TINY_YAML
 
     cfg = load_train_config(TINY_YAML).student
     reader = open_cache(train_cache, cfg, dataroot=synthetic_dataroot)
     plain = CacheDataset(reader, synthetic_dataroot, cfg, DataConfig(), seed=0)
     balanced = CacheDataset(reader, synthetic_dataroot, cfg, DataConfig(cbgs=True), seed=0)
-    labels = np.asarray(reader.column("gt/labels"))
+    labels = np.asarray(reader.column(GroundTruth, "labels"))
     assert balanced.indices == [int(i) for i in cbgs_indices(labels, len(cfg.classes), 0)]
     assert set(balanced.indices) <= set(plain.indices) and len(balanced) > len(plain)
     # a sample the epoch repeats gets its own augmentation each time

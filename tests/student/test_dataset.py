@@ -10,9 +10,8 @@ import zarr
 from torch.utils.data import DataLoader
 
 from cache_schema.errors import UserInputError
-from cache_schema.views import CameraSetup
 from student.data.dataset import CacheDataset, collate, needed_groups, open_cache
-from student.train import load_train_config
+from student.train_config import load_train_config
 from tests.student.run_paths import TINY_YAML
 
 
@@ -27,7 +26,7 @@ def test_reads_only_the_groups_the_losses_need(train_cache):
     reader = open_cache(train_cache, cfg.student)
     assert reader.groups == ("meta", "calib", "gt")
     sample = reader[0]
-    assert not any(k.startswith(("lidar_teacher/", "image_teacher/", "depth/")) for k in sample)
+    assert not any(k.startswith(("lidar_teacher/", "image_teacher/", "depth/")) for k in sample.to_arrays())
     full = open_cache(train_cache, _cfg().student)
     assert set(full.groups) == {"meta", "calib", "gt", "depth", "lidar_teacher", "image_teacher"}
 
@@ -45,7 +44,7 @@ def test_sample_tensors_and_batch(train_cache, synthetic_dataroot):
         batch.teacher.inst_masks.max() <= 1
     assert batch.indices == [0, 2]
     # intrinsics of the augmented image = ida @ K of the original.
-    k = torch.from_numpy(np.asarray(ds.reader[0]["calib/cam_intrinsics"])).float()
+    k = torch.from_numpy(np.asarray(ds.reader[0].calib.cam_intrinsics)).float()
     torch.testing.assert_close(batch.intrinsics[0], batch.ida[0] @ k)
     # The same (seed, epoch, index) draws the same augmentation; another epoch another one.
     again = ds[0]
@@ -60,7 +59,7 @@ def test_camera_to_lidar_matches_the_exporters_geometry(train_cache, synthetic_d
     reader = open_cache(train_cache, _cfg().student)
     samples = NuScenesSamples(synthetic_dataroot, "v1.0-mini", "mini_train", num_sweeps=0)
     for i in range(len(reader)):
-        got = CameraSetup.from_cache_sample(reader[i]).camera_to_lidar()
+        got = reader[i].calib.camera_to_lidar()
         info = samples[i]
         want = np.stack([info.camera_to_lidar(c) for c in reader.config.cameras])
         # The reader returns the float64 poses as float32: ~1e-4 m round-off at global coordinates.
@@ -105,7 +104,7 @@ def test_workers_give_the_same_batches_as_the_main_process(train_cache, syntheti
 
 def test_det_targets_built_in_the_workers_equal_the_criterions(train_cache, synthetic_dataroot):
     """The dataset builds CenterPoint targets per sample; merged into a batch they are exactly what
-    the criterion builds from the batch's GT, so the loss is identical."""
+    `build_det_targets` builds from the batch's GT at once, so the loss is identical."""
     from student.losses import X3KDLoss
     from student.models.student import build_student
     from detection.det_targets import build_det_targets
@@ -126,17 +125,18 @@ def test_det_targets_built_in_the_workers_equal_the_criterions(train_cache, synt
         out = model(batch)
         with_targets = criterion(out, batch)["loss_det"]
         from dataclasses import replace
-        without = criterion(out, replace(batch, det_targets=None))["loss_det"]
+        without = criterion(out, replace(batch, det_targets=rebuilt))["loss_det"]
     assert torch.equal(with_targets, without)
 
 
 def test_xis_targets_built_in_the_workers_give_the_criterions_loss(train_cache, synthetic_dataroot):
-    """X-IS pseudo labels selected and pasted per sample in the dataset equal those the criterion
-    builds from the batch's teacher detections: the same loss, bit for bit."""
+    """X-IS pseudo labels selected and pasted per sample in the dataset equal those built for the whole
+    batch from its teacher detections at once: the same loss, bit for bit."""
     from dataclasses import replace
 
     from student.losses import X3KDLoss
     from student.models.student import build_student
+    from student.targets import xis_targets
 
     cfg = _cfg("loss.xfd.enabled=false", "loss.xat.enabled=false", "loss.xod.enabled=false")
     s = cfg.student
@@ -150,6 +150,10 @@ def test_xis_targets_built_in_the_workers_give_the_criterions_loss(train_cache, 
     torch.manual_seed(1)  # the RPN and RoI heads sample anchors and RoIs at random
     with_targets = criterion(out, batch)
     torch.manual_seed(1)
-    without = criterion(out, replace(batch, xis_targets=None))
+    teacher = batch.teacher
+    whole_batch = xis_targets(teacher.inst_boxes.flatten(0, 1), teacher.inst_labels.flatten(0, 1),
+                              teacher.inst_scores.flatten(0, 1), teacher.inst_masks.flatten(0, 1),
+                              batch.ida.flatten(0, 1), tuple(s.image_size), s.losses.xis.score_threshold)
+    without = criterion(out, replace(batch, xis_targets=whole_batch))
     for key in ("loss_xis", "xis/objectness", "xis/classifier", "xis/mask"):
         assert torch.equal(with_targets[key], without[key]), key

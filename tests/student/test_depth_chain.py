@@ -9,7 +9,7 @@ import torch
 from cache_schema.grid import BevGrid
 from student.image_aug import ImageAugParams, image_aug_matrix
 from student.models.view_transform import LSSViewTransform
-from student.depth_targets import depth_bin_onehot, depth_image_to_feature_grid
+from student.targets import depth_bin_onehot, depth_image_to_feature_grid
 from teacher_export.targets import depth_image
 
 

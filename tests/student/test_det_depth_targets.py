@@ -6,7 +6,7 @@ import torch
 
 from cache_schema.grid import ClassSetup
 from student.image_aug import ImageAugParams, image_aug_matrix
-from student.depth_targets import depth_bin_onehot, depth_image_to_feature_grid
+from student.targets import depth_bin_onehot, depth_image_to_feature_grid
 from detection.det_targets import build_det_targets, draw_gaussian, gaussian_radius
 from .student_scenes import TINY_GRID
 

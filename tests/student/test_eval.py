@@ -8,31 +8,34 @@ from click.testing import CliRunner
 
 from cache_schema import CacheReader
 from student.cli import main
-from dataset_access.nuscenes.tables import camera_setup, open_nuscenes, split_sample_tokens
-from student.evaluate import detections_to_results, score_results, write_results
-from student.train import load_train_config, train
+from dataset_access.nuscenes.metrics import score_results
+from dataset_access.nuscenes.results import detections_to_results, write_results
+from dataset_access.nuscenes.samples import NuScenesSamples
+from dataset_access.nuscenes.tables import open_nuscenes, split_sample_tokens
+from student.train_config import load_train_config
+from student.train import train
 from tests.student.run_paths import TINY_YAML
 
 
 def test_gt_boxes_through_the_results_writer_score_ap_one(train_cache, synthetic_dataroot, tmp_path):
     reader = CacheReader(train_cache, groups=("meta", "gt"))
     classes = reader.config.classes.classes
-    nusc = open_nuscenes(synthetic_dataroot, "v1.0-mini")
-    tokens = split_sample_tokens(nusc, "mini_train")
+    dataset = NuScenesSamples(synthetic_dataroot, "v1.0-mini", "mini_train", num_sweeps=0, gt_filter="evaluation")
+    tokens = list(dataset.sample_tokens)
     assert tokens == reader.tokens
     results, present = {}, set()
     for i, token in enumerate(tokens):
         s = reader[i]
-        n = int(s["gt/count"])
-        labels = s["gt/labels"][:n]
+        n = int(s.gt.count)
+        labels = s.gt.labels[:n]
         present |= {classes[k] for k in labels}
         # Scores descending so every GT box is a distinct, confident prediction.
-        results[token] = detections_to_results(token, s["gt/boxes"][:n], np.linspace(0.99, 0.5, n), labels,
-                                               classes, camera_setup(nusc, token).lidar_to_global())
+        results[token] = detections_to_results(token, s.gt.boxes[:n], np.linspace(0.99, 0.5, n), labels,
+                                               classes, dataset[i].lidar_to_global)
     assert present, "the synthetic split should have GT boxes"
     path = write_results(results, tmp_path / "gt_results.json")
     assert json.loads(path.read_text())["meta"]["use_camera"] is True
-    m = score_results(path, synthetic_dataroot, "v1.0-mini", "mini_train", tmp_path / "eval", nusc=nusc)
+    m = score_results(path, dataset, tmp_path / "eval")
     for name in present:
         assert m.label_aps[name] > 0.99, (name, m.label_aps)
         errs = m.label_tp_errors[name]

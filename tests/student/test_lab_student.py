@@ -10,7 +10,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from cache_schema.errors import UserInputError
 from student.config import XISLossConfig
 from student.losses.xis import XISHeads, xis_loss
-from student.models.image_backbone import ImageBackbone, build_resnet
+from detection.resnet import build_resnet
+from student.models.image_backbone import ImageBackbone
 from student.train import per_term_grad_norms
 
 

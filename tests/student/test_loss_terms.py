@@ -353,10 +353,10 @@ def test_xis_rpn_proposals_are_torchvisions_with_the_images_filtered_in_parallel
     from torchvision.models.detection.image_list import ImageList
     from torchvision.models.detection.rpn import RegionProposalNetwork
 
-    from student.config import tiny_config
+    from tests.student.configs import small_student_config
     from student.losses.xis import XISHeads
 
-    cfg = tiny_config().losses.xis
+    cfg = small_student_config().losses.xis
     torch.manual_seed(3)
     heads = XISHeads(32, 10, cfg).eval()
     reference = RegionProposalNetwork.__new__(RegionProposalNetwork)
@@ -389,10 +389,10 @@ def test_xis_losses_and_gradients_equal_torchvisions_mask_rcnn_parts():
     from torchvision.models.detection.rpn import RegionProposalNetwork
     from torchvision.ops import MultiScaleRoIAlign
 
-    from student.config import tiny_config
+    from tests.student.configs import small_student_config
     from student.losses.xis import XISHeads
 
-    cfg = tiny_config().losses.xis
+    cfg = small_student_config().losses.xis
     g = torch.Generator().manual_seed(5)
     torch.manual_seed(5)
     heads = XISHeads(32, 10, cfg).train()

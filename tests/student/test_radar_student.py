@@ -18,7 +18,8 @@ from student.data.dataset import CacheDataset, collate, needed_groups, open_cach
 from student.evaluate import evaluate_checkpoint
 from student.losses import X3KDLoss
 from student.models.student import build_student
-from student.train import TrainConfig, train
+from student.train_config import TrainConfig
+from student.train import train
 
 RADAR_TINY = {
     "model": {"modality": "radar", "point_cloud_range": [-25.6, -25.6, -5.0, 25.6, 25.6, 3.0],

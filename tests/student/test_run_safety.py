@@ -139,9 +139,9 @@ def test_a_corrupt_chunk_stops_training_before_it_starts_and_export_repair_fixes
     url = str(tmp_path / "cache.zarr")
     options = small_export_options(synthetic_dataroot, url)
     export(options, progress=False)
-    original = CacheReader(url)[1]["lidar_teacher/bev_features"]
+    original = CacheReader(url)[1].lidar_teacher.bev_features
     _corrupt_one_chunk(url, "lidar_teacher/bev_features", 1)
-    token = CacheReader(url, groups=["meta"])[1]["meta/token"]
+    token = CacheReader(url, groups=["meta"])[1].token
     line = _one_line(_train(url, synthetic_dataroot, tmp_path / "run"))
     assert token in line and "export --repair" in line
     assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
@@ -158,7 +158,7 @@ def test_a_corrupt_chunk_stops_training_before_it_starts_and_export_repair_fixes
     assert r.exit_code == 0, r.output
     assert "1 corrupt or missing sample(s) to export again" in r.output and "1 samples written" in r.output
     assert CliRunner().invoke(cache_cli, ["validate", url]).exit_code == 0
-    np.testing.assert_array_equal(CacheReader(url)[1]["lidar_teacher/bev_features"], original)
+    np.testing.assert_array_equal(CacheReader(url)[1].lidar_teacher.bev_features, original)
     assert _train(url, synthetic_dataroot, tmp_path / "run").exit_code == 0
 
 

@@ -13,7 +13,9 @@ import torch
 from click.testing import CliRunner
 
 from student.cli import main
-from student.train import load_checkpoint, load_train_config, train
+from student.run_dir import load_checkpoint
+from student.train_config import load_train_config
+from student.train import train
 from tests.student.run_paths import REPO, TINY_YAML
 
 FAST = ["train.deterministic=true", "loss.xis.rpn_pre_nms_top_n=50", "loss.xis.rpn_post_nms_top_n=20"]
@@ -137,7 +139,7 @@ def test_every_shipped_config_loads_and_overrides_are_typed(path):
     assert cfg.student.losses.xfd.weight == 0.5 and isinstance(cfg.student.losses.xfd.weight, float)
     assert cfg.data.augment is False and cfg.optim.betas == (0.8, 0.9)
     # The config round-trips through the checkpoint's plain-dict form.
-    from student.train import TrainConfig
+    from student.train_config import TrainConfig
 
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
@@ -182,7 +184,7 @@ def test_xfd_standardize_uses_the_store_statistics_of_the_training_samples(train
     ckpt = load_checkpoint(train(train_cache, synthetic_dataroot, cfg, tmp_path / "run", progress=False))
     mean, std = ckpt["criterion"]["teacher_mean"].numpy(), ckpt["criterion"]["teacher_std"].numpy()
     reader = CacheReader(train_cache, groups=["lidar_teacher"])
-    feats = np.stack([reader[i]["lidar_teacher/bev_features"] for i in range(len(reader))]).astype(np.float64)
+    feats = np.stack([reader[i].lidar_teacher.bev_features for i in range(len(reader))]).astype(np.float64)
     # The store keeps the features int8-quantised; the statistics come from the teacher's float maps.
     np.testing.assert_allclose(mean, feats.mean(axis=(0, 2, 3)), atol=2e-2 * np.abs(feats).max())
     np.testing.assert_allclose(std, feats.std(axis=(0, 2, 3)), rtol=5e-2, atol=1e-3)

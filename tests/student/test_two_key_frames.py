@@ -4,15 +4,15 @@ import torch
 
 from cache_schema.frames import invert_transform, make_transform, rotation_z
 from cache_schema.grid import BevGrid
-from cache_schema.views import CameraSetup
+from cache_schema.views import Calib, SampleMeta
 from student.models.view_transform import LSSViewTransform
 
 
-def _setup(ego_pose: np.ndarray) -> CameraSetup:
+def _setup(ego_pose: np.ndarray) -> Calib:
     """One forward-looking camera 1.5 m up on an ego whose pose is `ego_pose`; LiDAR at the ego origin."""
     cam_to_ego = make_transform(np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float), [1.0, 0.0, 1.5])
     k = np.array([[100.0, 0, 64], [0, 100.0, 32], [0, 0, 1]], np.float32)
-    return CameraSetup("t", ["cam.jpg"], k[None], cam_to_ego[None], ego_pose[None], np.eye(4), ego_pose)
+    return Calib(["cam.jpg"], k[None], cam_to_ego[None], ego_pose[None], np.eye(4), ego_pose)
 
 
 def test_a_static_point_lands_on_the_same_bev_cell_from_both_frames():
@@ -26,10 +26,10 @@ def test_a_static_point_lands_on_the_same_bev_cell_from_both_frames():
     for setup, ego in ((key, key_pose), (prev, prev_pose)):
         # where each frame's camera sees the point: pixel and depth
         p_cam = invert_transform(ego @ setup.cam_to_ego[0]) @ world
-        u, v = (setup.intrinsics[0] @ p_cam[:3])[:2] / p_cam[2]
+        u, v = (setup.cam_intrinsics[0] @ p_cam[:3])[:2] / p_cam[2]
         vt = LSSViewTransform(grid, (1.0, 60.0, 1.0), (64, 128), 16)
         vt.frustum = torch.tensor([[[[u, v, p_cam[2]]]]], dtype=torch.float32)  # that one frustum point
-        geom = vt.geometry(torch.from_numpy(setup.intrinsics)[None].float(),
+        geom = vt.geometry(torch.from_numpy(setup.cam_intrinsics)[None].float(),
                            torch.from_numpy(setup.camera_to_lidar())[None].float(), torch.eye(4)[None])
         x, y = geom.points[0, 0, 0, 0, 0, :2].double().numpy()
         cells.append((int(np.floor(grid.cell_coords(x, y)[0])), int(np.floor(grid.cell_coords(x, y)[1]))))
@@ -49,17 +49,17 @@ def test_the_previous_key_frame_of_each_sample_and_across_scene_starts(train_cac
         reader = CacheReader(url)
         prev = previous_key_frames(reader)
         assert prev.tolist() == [0] + list(range(len(reader) - 1))  # a scene's first frame is its own previous
-        tokens = reader.select(["meta"]).column("meta/prev_token")
+        tokens = reader.select(["meta"]).column(SampleMeta, "prev_token")
         assert tokens[0] == reader.tokens[0] and tokens[1] == reader.tokens[0]
 
 
 def test_a_two_key_frame_batch_trains_and_evaluates(train_cache, synthetic_dataroot):
     from student.data.dataset import CacheDataset, collate, open_cache
-    from dataset_access.nuscenes.tables import camera_setup, open_nuscenes
+    from dataset_access.nuscenes.samples import NuScenesSamples
     from student.evaluate import _input_batch
     from student.losses import X3KDLoss, total_loss
     from student.models.student import build_student
-    from student.train import load_train_config
+    from student.train_config import load_train_config
     from tests.student.run_paths import TINY_YAML
 
     cfg = load_train_config(TINY_YAML, ["model.key_frames=2"])
@@ -77,9 +77,8 @@ def test_a_two_key_frame_batch_trains_and_evaluates(train_cache, synthetic_datar
     total_loss(crit(out, batch)).backward()
     # the previous frame runs without gradient: only this frame's pixels reach the image backbone
     assert model.image_backbone.stem[0].weight.grad is not None
-    nusc = open_nuscenes(synthetic_dataroot, "v1.0-mini")
-    setup = camera_setup(nusc, reader.tokens[1])
-    batch = _input_batch(cfg, synthetic_dataroot, setup, "cpu", nusc)
+    dataset = NuScenesSamples(synthetic_dataroot, "v1.0-mini", "mini_train", num_sweeps=0)
+    batch = _input_batch(cfg, dataset, dataset.sample(reader.tokens[1]), "cpu")
     assert batch.prev_images.shape == batch.images.shape
     assert len(model.eval().predict(batch)) == 1
 
@@ -87,7 +86,11 @@ def test_a_two_key_frame_batch_trains_and_evaluates(train_cache, synthetic_datar
 def test_two_key_frames_with_cbgs_train_and_resume_exactly(train_cache, synthetic_dataroot, tmp_path):
     import shutil
 
-    from student.train import load_checkpoint, load_train_config, train
+    from student.run_dir import load_checkpoint
+
+    from student.train_config import load_train_config
+
+    from student.train import train
     from tests.student.run_paths import TINY_YAML
 
     before = torch.are_deterministic_algorithms_enabled()

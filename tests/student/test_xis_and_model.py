@@ -7,12 +7,12 @@ import torch
 
 from student.image_aug import ImageAugParams, image_aug_matrix
 from student.batch import StudentBatch, TeacherTargets
-from student.config import tiny_config
+from tests.student.configs import small_student_config
 from student.losses import X3KDLoss, total_loss
-from student.losses.xis import xis_targets
+from student.targets import xis_targets
 from detection.masks import paste_masks
 from student.models.student import build_student
-from student.depth_targets import depth_image_to_feature_grid
+from student.targets import depth_image_to_feature_grid
 
 
 def test_xis_targets_threshold_labels_and_augmented_boxes():
@@ -62,7 +62,7 @@ def _synthetic_batch(cfg, b=1, seed=0):
     m = 3
     inst_boxes = torch.tensor([10.0, 20.0, 120.0, 100.0]).expand(b, n, m, 4).clone()
     inst_boxes[..., 1, :] = torch.tensor([150.0, 30.0, 260.0, 110.0])
-    return StudentBatch(
+    batch = StudentBatch(
         images=torch.randn(b, n, 3, h, w, generator=g), intrinsics=intr, cam2lidar=c2l, ida=ida,
         bda=torch.eye(4).repeat(b, 1, 1),
         gt_boxes=[torch.tensor([[4.0, 1.0, 0.0, 4.0, 1.8, 1.5, 0.3, 2.0, 0.0], [-3.0, -5.0, 0.2, 0.6, 0.6, 1.7, 0.0, 0, 0]])] * b,
@@ -75,6 +75,24 @@ def _synthetic_batch(cfg, b=1, seed=0):
             inst_boxes=inst_boxes, inst_labels=torch.tensor([0, 8, -1]).expand(b, n, m).clone(),
             inst_scores=torch.tensor([0.9, 0.8, 0.0]).expand(b, n, m).clone(),
             inst_masks=torch.rand(b, n, m, 28, 28, generator=g)))
+    return with_targets(batch, cfg)
+
+
+def with_targets(batch: StudentBatch, cfg) -> StudentBatch:
+    """The batch with the targets a dataset worker builds (CenterPoint from its GT, X-IS pseudo labels
+    from its image-teacher detections), built by the same functions for the whole batch at once."""
+    from detection.det_targets import build_det_targets
+
+    det = cfg.losses.det
+    if batch.gt_boxes:
+        batch.det_targets = build_det_targets(batch.gt_boxes, batch.gt_labels, cfg.grid, cfg.class_setup,
+                                              det.gaussian_overlap, det.min_radius)
+    t = batch.teacher
+    if t is not None and t.inst_boxes is not None:
+        batch.xis_targets = xis_targets(t.inst_boxes.flatten(0, 1), t.inst_labels.flatten(0, 1),
+                                        t.inst_scores.flatten(0, 1), t.inst_masks.flatten(0, 1),
+                                        batch.ida.flatten(0, 1), tuple(cfg.image_size), cfg.losses.xis.score_threshold)
+    return batch
 
 
 ALL_TERMS = {"loss_det", "loss_ds", "loss_xfd", "loss_xat", "loss_xod", "loss_xis"}
@@ -82,7 +100,7 @@ ALL_TERMS = {"loss_det", "loss_ds", "loss_xfd", "loss_xat", "loss_xod", "loss_xi
 
 def test_tiny_student_forward_backward_with_every_loss():
     torch.manual_seed(0)
-    cfg = tiny_config()
+    cfg = small_student_config()
     model, crit = build_student(cfg), X3KDLoss(cfg)
     batch = _synthetic_batch(cfg)
     out = model(batch)
@@ -101,7 +119,7 @@ def test_tiny_student_forward_backward_with_every_loss():
 
 def test_kd_only_mode_trains_without_gt_boxes():
     torch.manual_seed(0)
-    cfg = tiny_config(det={"weight": 0.0}, ds={"enabled": False}, xis={"enabled": False})
+    cfg = small_student_config(det={"weight": 0.0}, ds={"enabled": False}, xis={"enabled": False})
     model, crit = build_student(cfg), X3KDLoss(cfg)
     batch = _synthetic_batch(cfg)
     batch.gt_boxes, batch.gt_labels = [], []
@@ -114,7 +132,7 @@ def test_kd_only_mode_trains_without_gt_boxes():
 def test_missing_teacher_maps_with_enabled_kd_is_a_user_error():
     from cache_schema.errors import UserInputError
 
-    cfg = tiny_config(xis={"enabled": False})
+    cfg = small_student_config(xis={"enabled": False})
     model, crit = build_student(cfg), X3KDLoss(cfg)
     batch = _synthetic_batch(cfg)
     batch.teacher = None
@@ -122,12 +140,12 @@ def test_missing_teacher_maps_with_enabled_kd_is_a_user_error():
         crit(model(batch), batch)
     batch = _synthetic_batch(cfg)
     batch.gt_boxes = []
-    with pytest.raises(UserInputError, match="losses.det"):
+    with pytest.raises(UserInputError, match="loss.det"):
         crit(model(batch), batch)
 
 
 def test_xis_heads_are_training_only_inference_model_size_is_unchanged():
-    with_xis, without = tiny_config(), tiny_config(xis={"enabled": False})
+    with_xis, without = small_student_config(), small_student_config(xis={"enabled": False})
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     torch.manual_seed(0)
     assert count(build_student(with_xis)) == count(build_student(without))
@@ -141,7 +159,7 @@ def test_predict_undoes_the_bev_augmentation():
     from detection.centerpoint_coder import decode_detections
 
     torch.manual_seed(0)
-    cfg = tiny_config()
+    cfg = small_student_config()
     model = build_student(cfg).eval()
     batch = _synthetic_batch(cfg, b=2)
     batch.bda[1] = bev_aug_matrix(rotate=90.0, flip_x=True)

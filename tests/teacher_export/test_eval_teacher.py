@@ -26,9 +26,9 @@ def _gt_perfect_copy(cache: str, out: Path) -> None:
     h, w = cfg.grid.shape
     for i in range(len(reader)):
         s = reader[i]
-        n = int(s["gt/count"])
-        boxes = torch.from_numpy(np.asarray(s["gt/boxes"][:n], np.float32))
-        labels = torch.from_numpy(np.asarray(s["gt/labels"][:n], np.int64))
+        n = int(s.gt.count)
+        boxes = torch.from_numpy(np.asarray(s.gt.boxes[:n], np.float32))
+        labels = torch.from_numpy(np.asarray(s.gt.labels[:n], np.int64))
         targets = build_det_targets([boxes], [labels], cfg.grid, cfg.classes)
         heat = np.zeros((cfg.num_classes, h, w), np.float32)
         reg = np.zeros((10, h, w), np.float32)
@@ -76,7 +76,6 @@ def _gt_perfect_image_copy(cache: str, out: Path) -> int:
     masks resampled into their boxes); returns how many GT instances did not fit max_instances."""
     from PIL import Image
 
-    from cache_schema.views import CameraSetup
     from teacher_export.fit.projection import project_boxes
 
     shutil.copytree(cache, out)
@@ -89,15 +88,15 @@ def _gt_perfect_image_copy(cache: str, out: Path) -> int:
     # indices it has read.
     originals = [reader[i] for i in range(len(reader))]
     for i, s in enumerate(originals):
-        n = int(s["gt/count"])
-        to_cams = np.linalg.inv(CameraSetup.from_cache_sample(s).camera_to_lidar())
+        n = int(s.gt.count)
+        to_cams = np.linalg.inv(s.calib.camera_to_lidar())
         boxes = np.zeros((cfg.num_cameras, cfg.max_instances, 4), np.float32)
         labels = np.full((cfg.num_cameras, cfg.max_instances), -1, np.int16)
         scores = np.zeros((cfg.num_cameras, cfg.max_instances), np.float32)
         masks = np.zeros((cfg.num_cameras, cfg.max_instances, cfg.mask_size, cfg.mask_size), np.uint8)
         for c in range(cfg.num_cameras):
-            gt = project_boxes(np.asarray(s["gt/boxes"])[:n], np.asarray(s["gt/labels"])[:n], to_cams[c],
-                               np.asarray(s["calib/cam_intrinsics"][c]), (w, h))
+            gt = project_boxes(np.asarray(s.gt.boxes)[:n], np.asarray(s.gt.labels)[:n], to_cams[c],
+                               np.asarray(s.calib.cam_intrinsics[c]), (w, h))
             dropped += max(0, len(gt.boxes) - cfg.max_instances)
             for k, (box, label, mask) in enumerate(zip(gt.boxes[:cfg.max_instances], gt.labels, gt.masks)):
                 boxes[c, k], labels[c, k], scores[c, k] = box, label, 1.0 - 0.01 * k

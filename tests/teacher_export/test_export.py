@@ -54,17 +54,17 @@ def test_export_writes_a_clean_store_with_everything_the_student_needs(exported)
                    & (info.gt_boxes[:, 1] < r[4]))
         dropped += int((~on_grid).sum())
         n = int(on_grid.sum())
-        assert got["gt/count"] == n
-        np.testing.assert_allclose(got["gt/boxes"][:n], info.gt_boxes[on_grid], rtol=1e-6)
-        assert np.all(got["gt/labels"][n:] == -1)
-        assert got["calib/image_paths"] == [c.image_path for c in info.cameras]
-        np.testing.assert_allclose(got["calib/cam_intrinsics"], np.stack([c.intrinsics for c in info.cameras]), rtol=1e-6)
-        depth = got["depth/depth"]
+        assert got.gt.count == n
+        np.testing.assert_allclose(got.gt.boxes[:n], info.gt_boxes[on_grid], rtol=1e-6)
+        assert np.all(got.gt.labels[n:] == -1)
+        assert got.calib.image_paths == list(info.calib.image_paths)
+        np.testing.assert_allclose(got.calib.cam_intrinsics, info.calib.cam_intrinsics, rtol=1e-6)
+        depth = got.depth.depth
         assert depth.shape == (6, 90 // 4, 160 // 4)
         assert (depth > 0).sum() > 50 and depth.max() < 120
-        heat = got["lidar_teacher/heatmaps"]
+        heat = got.lidar_teacher.heatmaps
         assert heat.shape == (10, 64, 64) and 0 <= heat.min() and heat.max() <= 1
-        labels = got["image_teacher/labels"]
+        labels = got.image_teacher.labels
         assert labels.shape == (6, 4) and set(np.unique(labels)) <= set(range(-1, 10))
     assert dropped > 0  # the synthetic split has objects beyond +-25.6 m: the grid filter ran
 
@@ -77,9 +77,9 @@ def test_cached_teacher_maps_equal_a_direct_teacher_run(exported):
     cached = CacheReader(options.out, groups=["lidar_teacher"])[1]
     # the cache holds exactly the teacher's features, reduced by the store's int8 quantization
     stored, affine = encode(direct.bev_features, "int8")
-    np.testing.assert_allclose(cached["lidar_teacher/bev_features"], decode(stored, "int8", affine), rtol=1e-5, atol=1e-6)
-    assert relative_l2(direct.heatmaps, cached["lidar_teacher/heatmaps"]) < 1e-3  # float16
-    assert relative_l2(direct.regression, cached["lidar_teacher/regression"]) < 1e-3
+    np.testing.assert_allclose(cached.lidar_teacher.bev_features, decode(stored, "int8", affine), rtol=1e-5, atol=1e-6)
+    assert relative_l2(direct.heatmaps, cached.lidar_teacher.heatmaps) < 1e-3  # float16
+    assert relative_l2(direct.regression, cached.lidar_teacher.regression) < 1e-3
 
 
 def test_rerun_writes_nothing(exported):

@@ -54,13 +54,14 @@ def test_gt_centres_of_synthetic_samples_project_inside_their_2d_boxes(synthetic
     kept = 0
     for s in samples:
         for cam in s.cameras:
-            t = project_boxes(s.gt_boxes, s.gt_labels, s.lidar_to_camera(cam.name), cam.intrinsics, cam.image_size)
+            t = project_boxes(s.gt_boxes, s.gt_labels, s.lidar_to_camera(cam.name), s.intrinsics(cam.name),
+                              cam.image_size)
             assert np.array_equal(t.labels, s.gt_labels[t.box_index])
             for k, i in enumerate(t.box_index):
                 c = s.lidar_to_camera(cam.name) @ np.append(s.gt_boxes[i, :3].astype(np.float64), 1.0)
                 if c[2] <= 0.5:
                     continue
-                u, v = (cam.intrinsics @ c[:3])[:2] / c[2]
+                u, v = (s.intrinsics(cam.name) @ c[:3])[:2] / c[2]
                 if not (0 <= u < cam.width and 0 <= v < cam.height):
                     continue  # the centre itself is off-image; the box was kept for its visible part
                 x1, y1, x2, y2 = t.boxes[k]

@@ -183,7 +183,7 @@ def test_voxel_teacher_exports_a_store_that_validates(synthetic_dataroot, tmp_pa
     reader = CacheReader(str(out))
     assert reader.config.bev_channels == 32 and reader.config.grid.shape == (64, 64)
     sample = reader[0]
-    assert np.isfinite(sample["lidar_teacher/bev_features"]).all() and sample["lidar_teacher/bev_features"].std() > 0
+    assert np.isfinite(sample.lidar_teacher.bev_features).all() and sample.lidar_teacher.bev_features.std() > 0
 
 
 def test_fit_teacher_refuses_a_voxel_config_on_cpu_in_one_line(synthetic_dataroot, tmp_path):

@@ -109,7 +109,7 @@ def test_export_with_the_detectron2_teacher_validates(person_weights, synthetic_
     r = CliRunner().invoke(main, ["validate", str(out)])
     assert r.exit_code == 0, r.output
     reader = CacheReader(str(out))
-    labels = np.stack([reader[i]["image_teacher/labels"] for i in range(len(reader))])
+    labels = np.stack([reader[i].image_teacher.labels for i in range(len(reader))])
     assert (labels == NUSCENES_CLASSES.index("pedestrian")).any() and set(np.unique(labels)) <= {-1, 8}
     teacher = reader.meta.provenance["image_teacher"]
     assert teacher["name"] == "detectron2" and teacher["config"]["class_names"][PERSON] == "person"

@@ -1,8 +1,14 @@
-"""Depth-bin targets for depth supervision (DS), from the cached sparse LiDAR depth images, carried into
-the student's feature grid of the augmented image."""
+"""The training targets a dataset worker builds from one cache sample, besides the CenterPoint targets
+(detection.det_targets): the depth targets of depth supervision (DS), carried from the cached sparse
+LiDAR depth images into the student's feature grid of the augmented image, and X-IS's pseudo ground
+truth from the image teacher's cached detections. Built once, in the worker, never in the step."""
 from __future__ import annotations
 
 import torch
+
+from detection.masks import paste_masks
+
+from .image_aug import transform_boxes_2d
 
 
 def depth_image_to_feature_grid(depth: torch.Tensor, ida: torch.Tensor, depth_stride: int,
@@ -44,3 +50,24 @@ def depth_bin_onehot(depth: torch.Tensor, d_bound: tuple[float, float, float]) -
     onehot = torch.nn.functional.one_hot(torch.where(valid, k, 0).long(), n_bins).to(depth.dtype)
     onehot = onehot * valid[..., None].to(depth.dtype)
     return onehot.movedim(-1, -3)
+
+
+def xis_targets(boxes: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, masks: torch.Tensor,
+                ida: torch.Tensor, image_hw: tuple[int, int], score_threshold: float, min_size: float = 2.0
+                ) -> list[dict[str, torch.Tensor]]:
+    """Pseudo ground truth per camera image from the image teacher's cached detections.
+
+    boxes [M_img, k, 4] (original pixels), labels [M_img, k] (-1 = padding), scores [M_img, k],
+    masks [M_img, k, S, S], ida [M_img, 3, 3]. Keeps detections with score >= threshold whose box
+    stays at least `min_size` pixels wide and high inside the augmented image; labels become 1-based
+    (0 is torchvision's background)."""
+    out = []
+    for i in range(boxes.shape[0]):
+        keep = (labels[i] >= 0) & (scores[i] >= score_threshold)
+        moved = transform_boxes_2d(boxes[i][keep].float(), ida[i], image_hw)
+        big = ((moved[:, 2] - moved[:, 0]) >= min_size) & ((moved[:, 3] - moved[:, 1]) >= min_size)
+        src_boxes = boxes[i][keep][big]
+        out.append({"boxes": moved[big],
+                    "labels": labels[i][keep][big].long() + 1,
+                    "masks": paste_masks(masks[i][keep][big], src_boxes, image_hw, ida[i])})
+    return out

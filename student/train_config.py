@@ -1,0 +1,156 @@
+"""The training config file (`x3kd-student train --config`): its five blocks as typed values, and its loader.
+
+    cfg = load_train_config("configs/tiny.yaml", ["loss.xfd.weight=0.5"])
+
+`model:` (every StudentConfig field but `losses`, student/config.py), `loss:` (the loss blocks),
+`data:` (student/data/dataset.py DataConfig), `optim:` (OptimConfig) and `train:` (RunConfig). Unknown
+keys and out-of-range values are one-line user errors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from cache_schema.errors import UserInputError
+
+from .config import StudentConfig, _from_dict
+from .data.dataset import DataConfig
+
+SCHEDULES = ("cosine", "onecycle", "constant", "multistep")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and its learning-rate schedule (`optim:` block)."""
+
+    lr: float = 2e-4
+    weight_decay: float = 1e-7
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 5.0  # max global gradient norm; 0 = no clipping
+    # "cosine" (linear warmup, then cosine), "onecycle", "constant" or "multistep" (BEVDepth's: lr x
+    # `gamma` at each milestone, given as fractions of the run: its 20-epoch MultiStepLR [16, 19] is
+    # (0.8, 0.95), its 24-epoch [19, 23] is (0.7917, 0.9583))
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.01  # cosine ends at lr * min_lr_ratio
+    milestones: tuple[float, ...] = (0.8, 0.95)
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise UserInputError(f"config optim.schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        if not all(0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise UserInputError(f"config optim.milestones: {list(self.milestones)} must be increasing fractions "
+                                 "of the run in (0, 1)")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Length, precision, checkpointing and reproducibility of a run (`train:` block)."""
+
+    steps: int | None = None  # optimizer steps; or
+    epochs: int | None = None  # passes over the samples (each rank sees 1/world of every epoch)
+    seed: int = 0
+    deterministic: bool = False  # deterministic algorithms (exact resume on CPU; slower on GPU)
+    amp: str = "off"  # "off", "bf16" or "fp16": autocast on GPU (ignored on CPU)
+    ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights, used by eval
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
+    keep_checkpoints: int = 3  # most recent step checkpoints kept (the final one always is)
+    log_every: int = 1  # steps between TensorBoard scalars
+    image_every: int = 0  # steps between TensorBoard pictures (student vs teacher vs GT maps, depth); 0 = none
+    # steps between per-term gradient norms: each loss term's gradient on the student's own weights
+    # alone (not the training-only KD modules), one extra backward per term; into TensorBoard
+    # (grad_norm/<term>) and scalars.jsonl. How hard each term pulls, beside its value; 0 = off
+    term_grad_every: int = 0
+    validate_cache: bool = True  # checksum every chunk once before the first training on a (re-)exported store
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda"
+    # weights to start from (not with --resume): an x3kd checkpoint (its model weights) or a BEVDepth
+    # checkpoint under its Lightning names (student.bevdepth_interop), e.g. to start X3KD from BEVDepth
+    init_from: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.steps is None) == (self.epochs is None):
+            raise UserInputError("config train: give exactly one of train.steps and train.epochs")
+        if (self.steps or 1) < 1 or (self.epochs or 1) < 1:
+            raise UserInputError("config train.steps / train.epochs: must be >= 1")
+        if self.amp not in ("off", "bf16", "fp16"):
+            raise UserInputError(f"config train.amp: {self.amp!r} is not off, bf16 or fp16")
+        if not 0 <= self.ema_decay < 1:
+            raise UserInputError(f"config train.ema_decay: must be in [0, 1), got {self.ema_decay}")
+        if self.image_every < 0:
+            raise UserInputError(f"config train.image_every: must be >= 0, got {self.image_every}")
+        if self.term_grad_every < 0:
+            raise UserInputError(f"config train.term_grad_every: must be >= 0, got {self.term_grad_every}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training config file: `model:` (every StudentConfig field but `losses`), `loss:` (the loss
+    blocks), `data:`, `optim:` and `train:`."""
+
+    student: StudentConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: RunConfig = field(default_factory=lambda: RunConfig(steps=1))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise UserInputError(f"{where}: expected a mapping at the top level")
+        unknown = sorted(set(d) - {"model", "loss", "data", "optim", "train"})
+        if unknown:
+            raise UserInputError(f"{where}: unknown top-level key(s) {unknown} (known: model, loss, data, optim, train)")
+        model = dict(d.get("model") or {})
+        if "losses" in model:
+            raise UserInputError(f"{where}: put the loss settings under the top-level `loss:` key, not model.losses")
+        student = _from_dict(StudentConfig, {**model, "losses": d.get("loss") or {}}, f"{where}: model/loss")
+        return cls(student, _from_dict(DataConfig, d.get("data") or {}, f"{where}: data"),
+                   _from_dict(OptimConfig, d.get("optim") or {}, f"{where}: optim"),
+                   _from_dict(RunConfig, d.get("train") or {"steps": 1}, f"{where}: train"))
+
+    def to_dict(self) -> dict[str, Any]:
+        model = self.student.to_dict()
+        loss = model.pop("losses")
+        return {"model": model, "loss": loss, "data": dataclasses.asdict(self.data),
+                "optim": dataclasses.asdict(self.optim), "train": dataclasses.asdict(self.train)}
+
+
+def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """`key.sub=value` overrides onto a raw config dict; each value is parsed as YAML (so `0.5` is a
+    float, `false` a bool, `[1, 2]` a list). Unknown keys are caught when the config is built."""
+    import yaml
+
+    d = json.loads(json.dumps(d))  # deep copy of plain values
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserInputError(f"--set {item!r}: expected key.path=value")
+        parts = key.strip().split(".")
+        node = d
+        for p in parts[:-1]:
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise UserInputError(f"--set {key}: {p!r} is a value, not a block")
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserInputError(f"--set {item!r}: value is not valid YAML") from None
+    return d
+
+
+def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """A TrainConfig from a YAML file plus `--set` overrides; every problem is a one-line UserInputError."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"{p}: config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserInputError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return TrainConfig.from_dict(apply_overrides(raw, overrides), str(p))
