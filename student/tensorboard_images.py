@@ -22,7 +22,7 @@ def training_images(outputs, batch, cfg, sample: int = 0, camera: int = 0) -> di
 
     bev/heatmaps      student | teacher | GT Gaussians (max over classes, magma 0..1; grey = absent)
     bev/features      student BEV features | teacher BEV features (3 principal components each)
-    depth/expected_vs_lidar  the student's expected depth | the LiDAR depth target of one camera (turbo,
+    camera/depth      the student's expected depth | the LiDAR depth target of one camera (turbo,
                       same range; black = no target); camera student only
     BEV maps are drawn with y up, like every BEV picture here."""
     import torch
@@ -67,5 +67,5 @@ def training_images(outputs, batch, cfg, sample: int = 0, camera: int = 0) -> di
             tgt[target <= 0] = 0
         else:
             tgt = np.zeros_like(pred)
-        images["depth/expected_vs_lidar"] = _panel(pred, tgt)
+        images["camera/depth"] = _panel(pred, tgt)
     return images

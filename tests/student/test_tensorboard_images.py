@@ -40,7 +40,7 @@ def test_training_images_show_student_teacher_and_gt_side_by_side():
                          bda=torch.eye(4)[None], gt_boxes=[gt], gt_labels=[torch.tensor([0])], depth_targets=depth,
                          teacher=TeacherTargets(bev_features=torch.randn(1, 16, h, w), heatmaps=teacher_heat))
     images = training_images(outputs, batch, cfg)
-    assert set(images) == {"bev/heatmaps", "bev/features", "depth/expected_vs_lidar"}
+    assert set(images) == {"bev/heatmaps", "bev/features", "camera/depth"}
     heat = images["bev/heatmaps"]
     factor = 256 // h
     assert heat.shape == (h * factor, 3 * w * factor + 4, 3)
@@ -49,7 +49,7 @@ def test_training_images_show_student_teacher_and_gt_side_by_side():
     assert (_enlarged_cell(heat, factor, 1, w, h - 1 - 7, 9) == peak).all()       # teacher's one hot cell
     assert (_enlarged_cell(heat, factor, 2, w, h - 1 - row, col) == peak).all()   # GT Gaussian's centre
     assert not (_enlarged_cell(heat, factor, 0, w, h - 1 - row, col) == peak).all()  # student: nothing yet
-    dep = images["depth/expected_vs_lidar"]
+    dep = images["camera/depth"]
     f = 256 // 4
     assert (dep[1 * f, (8 * f + 2) + 2 * f] == colorize(np.array([[30.0]]), 0, 58.0, "turbo")[0, 0]).all()
     assert dep[0, 8 * f + 2].sum() == 0  # no target there: black
@@ -72,7 +72,7 @@ def test_train_writes_tensorboard_images_every_k_steps(train_cache, synthetic_da
     train(train_cache, synthetic_dataroot, cfg, tmp_path / "run", progress=False)
     ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0})
     ea.Reload()
-    assert set(ea.Tags()["images"]) == {"bev/heatmaps", "bev/features", "depth/expected_vs_lidar"}
+    assert set(ea.Tags()["images"]) == {"bev/heatmaps", "bev/features", "camera/depth"}
     events = ea.Images("bev/heatmaps")
     assert [e.step for e in events] == [2]
     picture = np.asarray(Image.open(io.BytesIO(events[0].encoded_image_string)))
