@@ -27,6 +27,7 @@ from numcodecs import Zstd
 from cache_schema import BevGrid, CacheReader, CacheWriter, StoreConfig
 from cache_schema.quantize import decode, encode, relative_l2
 from cache_schema.statistics import feature_sums
+from cache_schema.views import CacheSample, Calib, GroundTruth, LidarTeacherMaps, SampleMeta
 from cache_schema.store import ZSTD_LEVEL
 
 
@@ -118,14 +119,11 @@ def read_rows(maps: list[np.ndarray], shard_size: int, workdir: Path, repeats: i
     t0 = time.perf_counter()
     with CacheWriter(url, config) as writer:
         for i, m in enumerate(maps):
-            writer.write_sample(i, {
-                "meta/token": f"t{i}", "meta/scene_token": "s", "meta/timestamp": i,
-                "calib/image_paths": [""] * 6, "calib/cam_intrinsics": np.zeros((6, 3, 3)),
-                "calib/cam_to_ego": np.zeros((6, 4, 4)), "calib/cam_ego_pose": np.zeros((6, 4, 4)),
-                "calib/lidar_to_ego": np.eye(4), "calib/ego_pose": np.eye(4),
-                "gt/boxes": np.zeros((1, 9)), "gt/labels": np.full(1, -1), "gt/count": 0,
-                "lidar_teacher/bev_features": m, "lidar_teacher/heatmaps": heads[i][0],
-                "lidar_teacher/regression": heads[i][1], **feature_sums(m)})
+            writer.write_sample(i, CacheSample(
+                SampleMeta(f"t{i}", "s", i, f"t{i}"),
+                Calib([""] * 6, np.zeros((6, 3, 3)), np.zeros((6, 4, 4)), np.zeros((6, 4, 4)), np.eye(4), np.eye(4)),
+                GroundTruth(np.zeros((1, 9)), np.full(1, -1), 0),
+                lidar_teacher=LidarTeacherMaps(m, heads[i][0], heads[i][1], *feature_sums(m))))
     write_s = time.perf_counter() - t0
     reader = CacheReader(url, groups=("lidar_teacher",))
     order = np.random.default_rng(0).integers(0, n, repeats)

@@ -49,14 +49,14 @@ def run(cmd: list[str], log: Path, threads: int = 2) -> None:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(map(str, cmd))}; see {log}")
 
 
-def prepare(work: Path) -> tuple[Path, Path, Path, dict]:
+def prepare(work: Path, size: list[str], teacher_steps: int) -> tuple[Path, Path, Path, dict]:
     data, teachers = work / "data", work / "teachers"
     teachers.mkdir(parents=True, exist_ok=True)
     if not (data / "v1.0-mini" / "scene.json").is_file():
-        run([BIN / "x3kd-cache", "make-synthetic", data, "--preset", "demo", "--samples-per-scene", "30"],
-            work / "make_synthetic.log")
+        run([BIN / "x3kd-cache", "make-synthetic", data, "--preset", "demo", *size], work / "make_synthetic.log")
     if not (teachers / "lidar.pth").is_file():
-        run([BIN / "x3kd-cache", "fit-teacher", "lidar", "--preset", "demo", "--steps", "1200", "--dataroot", data,
+        run([BIN / "x3kd-cache", "fit-teacher", "lidar", "--preset", "demo", "--steps", str(teacher_steps),
+             "--dataroot", data,
              "--version", "v1.0-mini", "--split", "mini_train", "--out", teachers / "lidar.pth",
              "--export-yaml", teachers / "export.yaml"], work / "fit_lidar.log")
     caches = {}
@@ -107,10 +107,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=2, help="Training runs at a time (one thread each).")
+    parser.add_argument("--scenes", type=int, help="scenes of the synthetic data (default: the demo preset's 10; a "
+                                                   "smoke test's few, whose numbers mean nothing)")
+    parser.add_argument("--samples-per-scene", type=int, default=30)
+    parser.add_argument("--teacher-steps", type=int, default=1200, help="fit-teacher lidar steps")
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), help="rows to run (default: all)")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    data, train_cache, _, teacher = prepare(args.work)
-    jobs = [(mode, seed) for mode in MODES for seed in args.seeds]
+    size = [*(["--scenes", str(args.scenes)] if args.scenes else []), "--samples-per-scene", str(args.samples_per_scene)]
+    data, train_cache, _, teacher = prepare(args.work, size, args.teacher_steps)
+    modes = {m: MODES[m] for m in args.modes}
+    jobs = [(mode, seed) for mode in modes for seed in args.seeds]
     with ThreadPoolExecutor(args.parallel) as pool:
         rows = list(pool.map(lambda job: train_and_eval(args.work, data, train_cache, *job, args.steps), jobs))
     print(f"LiDAR teacher (its cached maps decoded, mini_val): mAP {teacher['mAP']:.4f}  NDS {teacher['NDS']:.4f}")
@@ -118,7 +125,7 @@ def main() -> None:
           f"{time.perf_counter() - t0:.0f} s\n")
     print("| radar student | mAP (mean ± std) | NDS (mean ± std) | mAP per seed | NDS per seed | s/step |")
     print("| --- | ---: | ---: | --- | --- | ---: |")
-    for mode, (row, _) in MODES.items():
+    for mode, (row, _) in modes.items():
         rs = [r for r in rows if r["mode"] == mode]
         print(f"| {row} | {_mean_std([r['mAP'] for r in rs])} | {_mean_std([r['NDS'] for r in rs])} | "
               + ", ".join(f"{r['mAP']:.4f}" for r in rs) + " | " + ", ".join(f"{r['NDS']:.4f}" for r in rs)
@@ -128,7 +135,7 @@ def main() -> None:
     print("| radar student | " + " | ".join(classes) + " |")
     print("| --- | " + " | ".join("---:" for _ in classes) + " |")
     print("| LiDAR teacher | " + " | ".join(f"{teacher['per_class_AP'][c]:.3f}" for c in classes) + " |")
-    for mode, (row, _) in MODES.items():
+    for mode, (row, _) in modes.items():
         rs = [r for r in rows if r["mode"] == mode]
         print(f"| {row.split(' (')[0].split(',')[0] + (' (sum H_T)' if mode.endswith('mass') else '')} | "
               + " | ".join(f"{statistics.mean(r['per_class_AP'][c] for r in rs):.3f}" for c in classes) + " |")

@@ -21,6 +21,7 @@ import numpy as np
 
 from cache_schema import BevGrid, CacheReader, CacheWriter, StoreConfig
 from cache_schema.statistics import feature_sums
+from cache_schema.views import CacheSample, Calib, GroundTruth, LidarTeacherMaps, SampleMeta
 
 
 def write_store(url: str, n: int, max_gt_boxes: int) -> None:
@@ -32,15 +33,13 @@ def write_store(url: str, n: int, max_gt_boxes: int) -> None:
     with CacheWriter(url, config) as writer:
         for i in range(n):
             feats = rng.standard_normal((4, h, w)).astype(np.float32)
-            writer.write_sample(i, {
-                "meta/token": f"{i:032x}", "meta/scene_token": "s", "meta/timestamp": i,
-                "calib/image_paths": [f"samples/CAM_{c}/n015-2018-07-24-11-22-45+0800__CAM__{i:016d}.jpg"
-                                      for c in range(6)],
-                "calib/cam_intrinsics": rng.random((6, 3, 3)), "calib/cam_to_ego": rng.random((6, 4, 4)),
-                "calib/cam_ego_pose": rng.random((6, 4, 4)), "calib/lidar_to_ego": np.eye(4), "calib/ego_pose": np.eye(4),
-                "gt/boxes": rng.random((max_gt_boxes, 9)), "gt/labels": np.full(max_gt_boxes, 1), "gt/count": 40,
-                "lidar_teacher/bev_features": feats, "lidar_teacher/heatmaps": rng.random((10, h, w)),
-                "lidar_teacher/regression": rng.random((10, h, w)), **feature_sums(feats)})
+            writer.write_sample(i, CacheSample(
+                SampleMeta(f"{i:032x}", "s", i, f"{max(i - 1, 0):032x}"),
+                Calib([f"samples/CAM_{c}/n015-2018-07-24-11-22-45+0800__CAM__{i:016d}.jpg" for c in range(6)],
+                      rng.random((6, 3, 3)), rng.random((6, 4, 4)), rng.random((6, 4, 4)), np.eye(4), np.eye(4)),
+                GroundTruth(rng.random((max_gt_boxes, 9)), np.full(max_gt_boxes, 1), 40),
+                lidar_teacher=LidarTeacherMaps(feats, rng.random((10, h, w)), rng.random((10, h, w)),
+                                               *feature_sums(feats))))
 
 
 def measure(url: str, n: int, reads: int) -> tuple[float, float]:

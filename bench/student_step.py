@@ -589,6 +589,8 @@ def main() -> None:
                     help="--breakdown: the terms to leave out one at a time (each costs a step per round)")
     ap.add_argument("--profile", type=int, default=0, metavar="ROWS",
                     help="--breakdown: also print torch.profiler's top ROWS ops of one all-KD step")
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES),
+                    help="the columns to time (default: all; no_kd is always run, it is the ratios' base)")
     ap.add_argument("--case", nargs=2, metavar=("CONFIG", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -613,7 +615,7 @@ def main() -> None:
         return
     rows = []
     for config in args.configs:
-        for mode in MODES:
+        for mode in [m for m in MODES if m == "no_kd" or m in args.modes]:
             cmd = [sys.executable, "-m", "bench.student_step", "--case", config, mode, "--steps", str(args.steps),
                    "--batch-size", str(args.batch_size), "--device", args.device, "--threads", str(args.threads)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -80,14 +80,15 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def prepare(work: Path, fit_teachers: bool, threads: int) -> tuple[Path, Path, dict, dict, dict]:
-    """Data, teachers, caches and teacher scores (each skipped when already there)."""
+def prepare(work: Path, fit_teachers: bool, threads: int, size: list[str] = ()) -> tuple[Path, Path, dict, dict, dict]:
+    """Data, teachers, caches and teacher scores (each skipped when already there). `size`: extra
+    make-synthetic options (the smoke test's few scenes)."""
     data = work / "data"
     work.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
     t = time.perf_counter()
     if not (data / VERSION / "scene.json").is_file():
-        run([BIN / "x3kd-cache", "make-synthetic", data, "--preset", "lab"], work / "make_synthetic.log", threads)
+        run([BIN / "x3kd-cache", "make-synthetic", data, "--preset", "lab", *size], work / "make_synthetic.log", threads)
         timing["data_s"] = time.perf_counter() - t
     teachers = work / "teachers" if fit_teachers else TEACHERS
     if fit_teachers:
@@ -227,7 +228,12 @@ def main() -> None:
     parser.add_argument("--curves", action="store_true", help="draw loss and gradient-norm curves into WORK/curves/")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config override for every run")
+    parser.add_argument("--scenes", type=int, help="make a lab of this many scenes instead of the preset's (a smoke "
+                                                   "test's few; the numbers then mean nothing)")
+    parser.add_argument("--samples-per-scene", type=int, help="with --scenes: key frames per scene")
     args = parser.parse_args()
+    size = [*(["--scenes", str(args.scenes)] if args.scenes else []),
+            *(["--samples-per-scene", str(args.samples_per_scene)] if args.samples_per_scene else [])]
     import yaml
 
     steps = args.steps or int(yaml.safe_load(CONFIG.read_text())["train"]["steps"])
@@ -242,7 +248,7 @@ def main() -> None:
                                     switches("ds", term) + [f"loss.{term}.weight={w}"])
     if not rows:
         parser.error("--rows: no rows to run (a bare --rows needs at least one --sweep)")
-    data, cache, teacher, identity, timing = prepare(args.work, args.fit_teachers, threads=args.parallel)
+    data, cache, teacher, identity, timing = prepare(args.work, args.fit_teachers, threads=args.parallel, size=size)
     jobs = [(row, seed) for row in rows for seed in args.seeds]
     with ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(lambda job: train_and_eval(args.work, data, cache, job[0], rows[job[0]][1], job[1],
