@@ -1,6 +1,6 @@
 """x3kd student: the BEVDepth-style camera detector and X3KD's losses.
 
-    cfg = StudentConfig.from_yaml("configs/tiny.yaml")   # the model/loss blocks of a training config
+    cfg = load_train_config("configs/tiny.yaml").student   # student.train_config: the model/loss blocks
     model = build_student(cfg)                             # student.models.student (inference model)
     criterion = X3KDLoss(cfg)                              # student.losses (+ training-only modules)
     losses = criterion(model(batch), batch)                # batch: student.batch.StudentBatch

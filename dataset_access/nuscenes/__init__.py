@@ -1,1 +1,1 @@
-"""x3kd dataset_access/nuscenes."""
+"""nuScenes through nuscenes-devkit: tables and splits, key-frame samples, radar, results and scoring."""
