@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from zarr.core.sync import sync
 
+from .lease import describe_writer
 from .layout import DONE, arrays_for
 from .store import StoreMeta, open_root, read_meta
 
@@ -28,6 +29,7 @@ class StoreSummary:
     meta: StoreMeta
     num_done: int
     groups: list[GroupSize]
+    writer: str = ""  # who holds the store's lease, when a writer does
 
     def format(self) -> str:
         c = self.meta.config
@@ -36,6 +38,7 @@ class StoreSummary:
             f"store          {self.url}",
             f"schema         {self.meta.schema_version} (written by x3kd {self.meta.software_version})",
             f"samples        {self.num_done}/{c.num_samples} done, shards of {c.shard_size}",
+            *([f"writer         {self.writer}"] if self.writer else []),
             f"BEV grid       {h}x{w} cells, range {list(c.grid.point_cloud_range)}, cell {c.grid.cell_size} m",
             f"classes        {', '.join(c.classes.classes)}",
             f"BEV features   {c.bev_channels} channels, {c.bev_quantization}",
@@ -71,7 +74,7 @@ def summarize(url: str, *, storage_options: dict | None = None) -> StoreSummary:
                 decoded += 2 * spec.sample_shape(config)[0] * 4
         on_disk = sync(store.getsize_prefix(f"{prefix}/{group}" if prefix else group))
         groups.append(GroupSize(group, len(specs), int(on_disk), decoded * num_done))
-    return StoreSummary(url, meta, num_done, groups)
+    return StoreSummary(url, meta, num_done, groups, writer=describe_writer(url, storage_options))
 
 
 def _mb(n: int) -> str:

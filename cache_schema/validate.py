@@ -17,6 +17,7 @@ from zarr.core.sync import sync
 from .chunks import chunk_written, read_shard_index, shard_key
 from .sample_values import decode_text
 from .errors import CorruptChunkError
+from .lease import describe_writer
 from .layout import DONE, StoreConfig, affine_key, arrays_for, num_shards, shard_range
 from .store import StoreMeta, open_root, read_meta
 
@@ -44,6 +45,7 @@ class ValidationReport:
     missing: list[SampleProblem] = field(default_factory=list)
     corrupt: list[SampleProblem] = field(default_factory=list)
     incomplete: list[tuple[int, str]] = field(default_factory=list)
+    writer: str = ""  # who holds the store's lease, when a writer does (cache_schema.lease)
 
     @property
     def ok(self) -> bool:
@@ -54,6 +56,8 @@ class ValidationReport:
 
     def summary(self) -> str:
         lines = [f"{self.url}: schema {self.schema_version}, {self.num_done}/{self.num_samples} samples done"]
+        if self.writer:
+            lines.append(f"writer: {self.writer} holds the store: samples it has not finished show as incomplete")
         lines += [f"store: {p}" for p in self.store_problems]
         lines += [f"missing: {p}" for p in self.missing]
         lines += [f"corrupt: {p}" for p in self.corrupt]
@@ -61,6 +65,8 @@ class ValidationReport:
             shown = ", ".join(f"{i} ({t})" for i, t in self.incomplete[:20])
             more = f" and {len(self.incomplete) - 20} more" if len(self.incomplete) > 20 else ""
             lines.append(f"incomplete: {len(self.incomplete)} samples not done: {shown}{more}")
+        if self.missing or self.corrupt:
+            lines.append("repair: `x3kd-cache export --repair` with the export's options writes these samples again")
         lines.append("clean" if self.ok else "NOT clean")
         return "\n".join(lines)
 
@@ -70,7 +76,7 @@ def validate(url: str, *, storage_options: dict | None = None, progress: bool = 
     root = open_root(url, "r", storage_options)
     meta = read_meta(root, url)
     config = meta.config
-    report = ValidationReport(url, meta.schema_version, config.num_samples, 0)
+    report = ValidationReport(url, meta.schema_version, config.num_samples, 0, writer=describe_writer(url, storage_options))
 
     arrays = _check_arrays(root, meta, report)
     if DONE.key not in arrays:

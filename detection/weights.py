@@ -2,8 +2,8 @@
 
 A user's file is data, never code: every read is `torch.load(weights_only=True)`, so a pickle that would
 import or call anything but tensors and plain containers is refused before anything runs. Every problem
-is one `UserInputError` line naming the file. The teachers' loaders (teacher_export may import the
-student side) and the student's checkpoints, backbone weights and resume all come here.
+is one `UserInputError` line naming the file. The teachers' loaders, teacher fitting and the student's checkpoints, backbone weights and resume all
+come here.
 """
 from __future__ import annotations
 

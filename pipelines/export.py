@@ -21,6 +21,7 @@ from typing import Any
 
 from cache_schema import CacheReader, CacheWriter
 from cache_schema.errors import UserInputError
+from cache_schema.lease import Lease
 from pipelines.plan import plan_shards
 from pipelines.worker import Exporter, ExporterFactory, ShardResult, describe_store, export_shard
 from teacher_export.export import ExportOptions, ExportResult, StageTimes, run_record
@@ -38,6 +39,13 @@ def export_on_cluster(options: ExportOptions, client: Any, *, retries: int = 2, 
     if retries < 0:
         raise UserInputError(f"--retries: must be >= 0, got {retries}")
     options = _absolute_paths(options)
+    # The client holds the store's lease for its workers, which write only the shards it gives them.
+    with Lease(options.out, "store", options.storage_options, label=f"--out {options.out}"):
+        return _export_on_cluster(options, client, retries, progress, exporter_factory, cluster_name)
+
+
+def _export_on_cluster(options: ExportOptions, client: Any, retries: int, progress: bool,
+                       exporter_factory: ExporterFactory, cluster_name: str) -> ExportResult:
     started = time.perf_counter()
     run = uuid.uuid4().hex[:8]
 

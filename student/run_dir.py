@@ -24,8 +24,6 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to mix two runs in one directory: without --resume, a directory that holds a run is
     refused (its checkpoints would be deleted by the keep-newest rule, its TensorBoard events mixed)
     unless --overwrite says to delete that run first."""
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"--out {out}: a file is in the way (the run directory must be a directory)")
     if resume:
         if overwrite:
             raise UserInputError("--resume and --overwrite contradict each other; give one")

@@ -42,6 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from cache_schema.errors import UserInputError
+from cache_schema.lease import Lease
 from detection.weights import read_torch_file, save_atomic
 
 from .batch import StudentBatch
@@ -319,7 +320,12 @@ def train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: str | 
     device = _resolve_device(kind, info)
     rc = cfg.train
     was_deterministic = torch.are_deterministic_algorithms_enabled()
+    # One run per directory: rank 0 holds the run directory's lease from before it looks at what the
+    # directory holds until the run ends, so a second `train` into the same --out is refused, not mixed in.
+    lease = Lease(str(out), "run directory", label=f"--out {out}") if info.main else None
     try:
+        if lease is not None:
+            lease.acquire()
         if rc.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
         if info.main:
@@ -329,6 +335,8 @@ def train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: str | 
         return _train(cache, dataroot, cfg, out, resume, storage_options, progress, info, device, quiet)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
+        if lease is not None:
+            lease.release()
 
 
 def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path, resume: bool,

@@ -179,12 +179,17 @@ def run_export_command(config_file, repair: bool, options: dict, runner) -> None
     continue after Ctrl-C, print the summary."""
     from teacher_export.export import forget_bad_samples, options_from
 
+    from cache_schema.lease import Lease
+
     export_options = options_from(config_file, options)
-    if repair:
-        bad = forget_bad_samples(export_options)
-        click.echo(f"{export_options.out}: {len(bad)} corrupt or missing sample(s) to export again")
     try:
-        result = runner(export_options)
+        # one lease from the repair to the end of the export: no other writer gets in between
+        with Lease(export_options.out, "store", export_options.storage_options,
+                   label=f"--out {export_options.out}"):
+            if repair:
+                bad = forget_bad_samples(export_options)
+                click.echo(f"{export_options.out}: {len(bad)} corrupt or missing sample(s) to export again")
+            result = runner(export_options)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: finished shards of {export_options.out} are kept; run the same command again to "
                    "continue (done samples are skipped)", err=True)

@@ -20,6 +20,7 @@ import numpy as np
 from cache_schema import BevGrid, CacheWriter, StoreConfig
 from cache_schema.errors import UserInputError
 from cache_schema.identity import file_sha256, images_fingerprint
+from cache_schema.lease import Lease
 from cache_schema.layout import CAMERA_NAMES, GROUPS, RegressionEncoding
 from cache_schema.statistics import feature_sums
 from cache_schema.views import (CacheSample, DepthTargets, GroundTruth, ImageTeacherDetections, LidarTeacherMaps,
@@ -315,8 +316,14 @@ class ExportResult:
 
 
 def export(options: ExportOptions, *, progress: bool = True, exporter: Exporter | None = None) -> ExportResult:
-    """Export a split into the cache at `options.out`; resumes a store made with the same options."""
-    exporter = exporter or Exporter(options)
+    """Export a split into the cache at `options.out`; resumes a store made with the same options. Holds
+    the store's lease (`cache_schema.lease`) from before the store is created until the export ends: a
+    second writer of the same store is refused (`StoreLeased`), naming this one."""
+    with Lease(options.out, "store", options.storage_options, label=f"--out {options.out}"):
+        return _export(options, progress, exporter or Exporter(options))
+
+
+def _export(options: ExportOptions, progress: bool, exporter: Exporter) -> ExportResult:
     config = exporter.store_config()
     writer = exporter.open_writer()
     todo = [i for i in range(config.num_samples) if not writer.is_done(i)]
@@ -344,16 +351,17 @@ def forget_bad_samples(options: ExportOptions, *, progress: bool = True) -> list
     the unfinished ones) again. A store that does not exist yet has nothing to repair."""
     from cache_schema.validate import validate
 
-    try:
-        report = validate(options.out, storage_options=options.storage_options, progress=progress)
-    except UserInputError:
-        return []
-    bad = sorted({p.index for p in report.corrupt + report.missing})
-    if bad:
-        forget_samples(options.out, bad, options.storage_options)
-        log.warning("%s: %d corrupt or missing sample(s) will be exported again: %s", options.out, len(bad),
-                    ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else ""))
-    return bad
+    with Lease(options.out, "store", options.storage_options, label=f"--out {options.out}"):
+        try:
+            report = validate(options.out, storage_options=options.storage_options, progress=progress)
+        except UserInputError:
+            return []
+        bad = sorted({p.index for p in report.corrupt + report.missing})
+        if bad:
+            forget_samples(options.out, bad, options.storage_options)
+            log.warning("%s: %d corrupt or missing sample(s) will be exported again: %s", options.out, len(bad),
+                        ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else ""))
+        return bad
 
 
 def export_indices(exporter: Exporter, writer: CacheWriter, indices: list[int], times: StageTimes,

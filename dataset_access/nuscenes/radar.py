@@ -1,9 +1,9 @@
 """Multi-sweep radar points of a nuScenes sample, in its LiDAR frame.
 
-One implementation for both sides that read radar from a dataroot: the export (teacher_export's
-reader calls these with its devkit tables and writes the points into the cache's `radar` group, which
-is all the radar student trains on) and evaluation (which reads a split straight from the dataroot, as
-the camera student's evaluation reads its JPEGs). Training never calls them: it needs no devkit.
+The one implementation, behind `NuScenesSamples.load_radar`, which both readers of radar from a dataroot
+use: the export (which writes the points into the cache's `radar` group, all the radar student trains
+on) and evaluation (which reads a split straight from the dataroot, as the camera student's evaluation
+reads its JPEGs). Training never comes here: it needs no devkit.
 
 Per sample and radar: the key-frame scan and the scans before it (`num_sweeps` in all, newest first,
 as mmdet3d's / RadarDistill's multi-sweep radar loading), read with nuscenes-devkit's

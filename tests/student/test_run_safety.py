@@ -47,6 +47,23 @@ def test_an_existing_run_directory_is_refused_unless_resumed_or_overwritten(trai
     assert len(list((out / "tensorboard").iterdir())) == 1  # the old run's events are gone
 
 
+def test_two_trains_racing_into_one_out_one_trains_the_other_is_refused(train_cache, synthetic_dataroot, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "student.cli", "train", "--cache", str(train_cache), "--dataroot",
+           str(synthetic_dataroot), "--config", str(TINY_YAML), "--out", str(out), "--quiet", *QUICK]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    both = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = sorted((p.wait(timeout=300), p.stderr.read()) for p in both)
+    assert [code for code, _ in results] == [0, 2], results
+    refusal = results[1][1].strip().splitlines()
+    assert len(refusal) == 1 and ("another writer holds this run directory" in refusal[0]
+                                  or "already holds a run" in refusal[0]), refusal
+    steps = [json.loads(line) for line in (out / "samples_rank0.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if "indices" in s] == [0]  # one run's one step, not two mixed
+    assert not (out / ".x3kd-lease.json").exists()
+
+
 def test_a_dataroot_with_other_images_is_refused(train_cache, synthetic_dataroot, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(synthetic_dataroot, other)

@@ -164,3 +164,34 @@ def test_another_split_into_an_existing_store_names_the_split_not_a_hash(exporte
 
     with pytest.raises(UserInputError, match=r"dataset\.split: store has 'mini_train', given 'mini_val'"):
         export(replace(options, split="mini_val"), progress=False)
+
+
+def _export_command(dataroot, out) -> list[str]:
+    """The installed `x3kd-cache export` with the small test teacher (what a user's second terminal runs)."""
+    return [sys.executable, "-m", "pipelines.cli", "export", "--dataroot", str(dataroot), "--version", "v1.0-mini",
+            "--split", "mini_train", "--out", str(out), "--lidar-config", str(SMALL_LIDAR_CONFIG),
+            "--image-teacher", "none", "--random-init", "--num-sweeps", "2", "--shard-size", "2"]
+
+
+def test_racing_exports_never_crash_and_exactly_one_writes(synthetic_dataroot, tmp_path):
+    reference = tmp_path / "reference.zarr"
+    done = subprocess.run(_export_command(synthetic_dataroot, reference), cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    expected = raw_arrays(str(reference))
+    for race in range(4):
+        out = tmp_path / f"race{race}.zarr"
+        both = [subprocess.Popen(_export_command(synthetic_dataroot, out), cwd=REPO, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        results = [(p.wait(timeout=300), p.stderr.read()) for p in both]
+        for code, err in results:
+            assert "Traceback" not in err and code in (0, 2), err
+            if code == 2:  # refused in one line, naming the writer that holds the store
+                assert len(err.strip().splitlines()) == 1 and "another writer holds this store" in err, err
+        assert 0 in [code for code, _ in results]
+        runs = CacheReader(str(out)).meta.runs
+        assert len(runs) == 1 and runs[0]["written"] == 3, runs  # one writer wrote every sample, once
+        got = raw_arrays(str(out))  # the store equals a single export's (the random-init teacher is seeded)
+        assert got.keys() == expected.keys()
+        for key in expected:
+            np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+        assert validate(str(out)).ok and not (out / ".x3kd-lease.json").exists()
