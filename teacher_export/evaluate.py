@@ -71,7 +71,7 @@ IMAGE_METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
 def evaluate_cached_image_teacher(cache: str, out_dir: str | Path, *, storage_options: dict[str, Any] | None = None,
                                   progress: bool = True) -> dict[str, Any]:
     """COCO box and mask AP of the image-teacher detections a cache holds, against the instance masks
-    of the cached GT boxes projected into each camera (`teacher_export.fit.projection`, the targets
+    of the cached GT boxes projected into each camera (`dataset_access.projection`, the targets
     `fit-teacher image` trains on), with pycocotools' COCOeval. Writes `metrics.json` into `out_dir`
     and returns {"bbox": {AP, AP50, ...}, "segm": {...}, "images", "gt_instances", "detections"}.
 
@@ -86,7 +86,7 @@ def evaluate_cached_image_teacher(cache: str, out_dir: str | Path, *, storage_op
     from pycocotools.cocoeval import COCOeval
 
     from detection.masks import paste_masks
-    from teacher_export.fit.projection import project_boxes
+    from dataset_access.projection import project_boxes
 
     reader = CacheReader(cache, storage_options=storage_options)
     if ImageTeacherDetections.GROUP not in reader.config.groups:

@@ -24,7 +24,7 @@ from dataset_access.nuscenes.samples import NuScenesSamples
 from teacher_export.fit.options import (
     FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm, shuffled_batches,
 )
-from teacher_export.fit.projection import CameraTargets, project_boxes
+from dataset_access.projection import CameraTargets, project_boxes
 from teacher_export.teachers.maskrcnn import MaskRCNNConfig, build_maskrcnn
 
 log = logging.getLogger(__name__)

@@ -76,7 +76,7 @@ def _gt_perfect_image_copy(cache: str, out: Path) -> int:
     masks resampled into their boxes); returns how many GT instances did not fit max_instances."""
     from PIL import Image
 
-    from teacher_export.fit.projection import project_boxes
+    from dataset_access.projection import project_boxes
 
     shutil.copytree(cache, out)
     reader = CacheReader(str(out))

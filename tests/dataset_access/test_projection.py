@@ -1,11 +1,11 @@
-"""2D instance targets from projected 3D boxes (`teacher_export.fit.projection`)."""
+"""2D instance targets from projected 3D boxes (`dataset_access.projection`)."""
 from __future__ import annotations
 
 import numpy as np
 
 from cache_schema.boxes import box_corners
 from dataset_access.nuscenes.samples import NuScenesSamples
-from teacher_export.fit.projection import project_boxes
+from dataset_access.projection import project_boxes
 
 # A camera at the LiDAR origin looking along +x (camera z = LiDAR x, camera x = -LiDAR y, y = -z).
 LIDAR_TO_CAM = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
