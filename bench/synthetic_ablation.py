@@ -3,6 +3,8 @@
     OMP_NUM_THREADS=1 python -m bench.synthetic_ablation --work lab/ [--seeds 0 1 2] [--parallel 2]
     python -m bench.synthetic_ablation --work lab/ --rows ds all --seeds 0      # a quick look
     python -m bench.synthetic_ablation --work lab/ --rows ds --sweep xod=0.3,3  # a weight sweep
+    python -m bench.synthetic_ablation --work lab/ --rows ds ds_aa --seeds 0 1 2 3 4 --tag random \
+        --set model.backbone.weights=null                                       # the A/A floor, random init
 
 Every step is the CLI a user runs, and a step whose output exists is skipped (re-running resumes; a
 finished run is never trained again, so change --work to measure changed code):
@@ -17,8 +19,12 @@ finished run is never trained again, so change --work to measure changed code):
    train cache, and `x3kd-student eval` on val (nuscenes-devkit DetectionEval, 120 samples); runs go
    `--parallel` at a time with one thread each; every run logs its loss terms and, every 50 steps,
    each term's gradient norm on the student (`train.term_grad_every`) into its scalars.jsonl.
-Prints markdown tables for BENCHMARKS.md (mean ± std over seeds, each seed, per-class AP) and, with
---curves, draws every row's loss and gradient-norm curves (mean over seeds) into work/curves/.
+Prints markdown tables for BENCHMARKS.md: per row mean ± std over seeds, its paired difference to det +
+DS of the same seed with the paired t statistic (bench/paired.py), and beside them the A/A floor (the
+paired spread of det + DS against det + DS with another data order, row `ds_aa`) when that row ran;
+each seed; per-class AP; each term's gradient norm. With --curves, every row's loss and gradient-norm
+curves (mean over seeds) go into work/curves/. Runs go into work/runs/[TAG/], so several budgets or
+backbones (`--tag`, `--set`, `--steps`) share one lab's data and caches.
 """
 from __future__ import annotations
 
@@ -58,6 +64,10 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "xis": ("+ X-IS", switches("ds", "xis")),
     "all": ("all (X3KD)", switches(*TERMS)),
     "kd_only": ("KD-only (DS + X-FD + X-AT + X-OD, no GT boxes)", switches("ds", "xfd", "xat", "xod", det=False)),
+    # the A/A row: det + DS again, same initial weights, another data order and augmentation draw
+    "ds_aa": ("det + DS, another data order (A/A)", switches("ds") + ["train.data_seed={aa_seed}"]),
+    "xis3": ("+ X-IS at weight 3", switches("ds", "xis") + ["loss.xis.weight=3"]),
+    "all_xis3": ("all (X3KD), X-IS at weight 3", switches(*TERMS) + ["loss.xis.weight=3"]),
     # diagnosis
     "ds_no_bev_aug": ("det + DS, no BEV augmentation", switches("ds") + NO_BEV_AUG),
     "all_no_bev_aug": ("all, no BEV augmentation", switches(*TERMS) + NO_BEV_AUG),
@@ -68,10 +78,15 @@ ROWS: dict[str, tuple[str, list[str]]] = {
 DEFAULT_ROWS = ("det", "ds", "xfd", "xfd_xat", "xod", "xis", "all", "kd_only")
 
 
+# A/A runs draw their data order from the seed plus this (their initial weights are the seed's)
+AA_OFFSET = 1000
+
+
 def run(cmd: list, log: Path, threads: int = 2) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     with open(log, "w") as f:
-        done = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env=env)
+        # from the repository root: configs name the committed lab files (teachers/lab/) relative to it
+        done = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     if done.returncode:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(map(str, cmd))}; see {log}")
 
@@ -120,13 +135,13 @@ def prepare(work: Path, fit_teachers: bool, threads: int, size: list[str] = ()) 
     return data, caches[TRAIN], scores, identity, timing
 
 
-def train_and_eval(work: Path, data: Path, cache: Path, row: str, overrides: list[str], seed: int, steps: int,
+def train_and_eval(runs: Path, data: Path, cache: Path, row: str, overrides: list[str], seed: int, steps: int,
                    extra: list[str]) -> dict:
-    out = work / "runs" / f"{row}_seed{seed}"
+    out = runs / f"{row}_seed{seed}"
     metrics = out / "eval" / "metrics.json"
     if not metrics.is_file():
-        sets = [*extra, *overrides, f"train.seed={seed}", f"train.steps={steps}", f"train.checkpoint_every={steps}",
-                "train.term_grad_every=50"]
+        sets = [*extra, *(o.format(aa_seed=seed + AA_OFFSET) for o in overrides), f"train.seed={seed}",
+                f"train.steps={steps}", f"train.checkpoint_every={steps}", "train.term_grad_every=50"]
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         run([BIN / "x3kd-student", "train", "--cache", cache, "--dataroot", data, "--config", CONFIG, "--out", out,
@@ -141,6 +156,34 @@ def train_and_eval(work: Path, data: Path, cache: Path, row: str, overrides: lis
     summary = json.loads((out / "train_summary.json").read_text())
     return {"row": row, "seed": seed, "mAP": result["mAP"], "NDS": result["NDS"], "per_class_AP": result["per_class_AP"],
             "s_per_step": summary["seconds_per_step"], "train_s": result.get("train_seconds", 0.0), "dir": str(out)}
+
+
+def result_table(rows: dict[str, tuple[str, list[str]]], results: list[dict]) -> list[str]:
+    """Markdown: per row mean ± std of mAP and NDS, its paired difference to det + DS of the same seed
+    with the paired t (a seed fixes the initial weights and the data order in every row, so the
+    difference is free of the between-seed spread those cause), and the A/A floor when `ds_aa` ran."""
+    from bench.paired import detectable_effect, paired
+
+    base = {r["seed"]: r["mAP"] for r in results if r["row"] == "ds"}
+    floor = paired({r["seed"]: r["mAP"] for r in results if r["row"] == "ds_aa"}, base)
+    lines = []
+    if floor.n >= 2:
+        lines += [f"A/A floor (det + DS against itself with another data order, same initial weights): paired Δ mAP "
+                  f"{floor.format()}; at this spread n seeds show an effect of "
+                  + ", ".join(f"{detectable_effect(floor.std, n):.3f} (n = {n})" for n in (3, 5, 8)) + "\n"]
+    lines += ["| student | seeds | mAP (mean ± std) | NDS (mean ± std) | Δ mAP vs det + DS, same seed (t) | "
+              "beyond t crit? | mAP per seed | s/step |",
+              "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
+    for row, (label, _) in rows.items():
+        rs = sorted((r for r in results if r["row"] == row), key=lambda r: r["seed"])
+        if not rs:
+            continue
+        delta = paired({r["seed"]: r["mAP"] for r in rs}, base)
+        beyond = ("yes" if delta.beyond_noise else "no") if row != "ds" and delta.n >= 2 else "–"
+        lines.append(f"| {label} | {len(rs)} | {mean_std([r['mAP'] for r in rs])} | {mean_std([r['NDS'] for r in rs])} | "
+                     f"{delta.format() if row != 'ds' else '–'} | {beyond} | "
+                     + ", ".join(f"{r['mAP']:.4f}" for r in rs) + f" | {statistics.mean(r['s_per_step'] for r in rs):.3f} |")
+    return lines
 
 
 def mean_std(values: list[float]) -> str:
@@ -158,6 +201,8 @@ def term_table(rows: dict[str, tuple[str, list[str]]], results: list[dict], firs
     term pulls against det's pull, the evidence for a term that does not move the result."""
     curves = {r["dir"]: read_curves(r["dir"]) for r in results}
     terms = [t for t in ("det", *TERMS) if any(f"grad_norm/{t}" in p for c in curves.values() for p in c)]
+    if not terms:
+        return ["(no gradient norms logged: every run is shorter than train.term_grad_every)"]
     lines = ["| student | " + " | ".join(f"‖∇{t}‖" for t in terms) + " | " + " | ".join(f"loss {t}" for t in terms) + " |",
              "| --- | " + " | ".join("---:" for _ in terms * 2) + " |"]
     for row, (label, _) in rows.items():
@@ -228,6 +273,8 @@ def main() -> None:
     parser.add_argument("--curves", action="store_true", help="draw loss and gradient-norm curves into WORK/curves/")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config override for every run")
+    parser.add_argument("--tag", default="", help="runs go into WORK/runs/TAG/: several budgets or backbones "
+                                                  "(--steps, --set) on one lab's data and caches")
     parser.add_argument("--scenes", type=int, help="make a lab of this many scenes instead of the preset's (a smoke "
                                                    "test's few; the numbers then mean nothing)")
     parser.add_argument("--samples-per-scene", type=int, help="with --scenes: key frames per scene")
@@ -249,11 +296,16 @@ def main() -> None:
     if not rows:
         parser.error("--rows: no rows to run (a bare --rows needs at least one --sweep)")
     data, cache, teacher, identity, timing = prepare(args.work, args.fit_teachers, threads=args.parallel, size=size)
+    runs = args.work / "runs" / args.tag if args.tag else args.work / "runs"
     jobs = [(row, seed) for row in rows for seed in args.seeds]
     with ThreadPoolExecutor(args.parallel) as pool:
-        results = list(pool.map(lambda job: train_and_eval(args.work, data, cache, job[0], rows[job[0]][1], job[1],
+        results = list(pool.map(lambda job: train_and_eval(runs, data, cache, job[0], rows[job[0]][1], job[1],
                                                            steps, args.overrides), jobs))
     lidar, image = teacher["lidar"], teacher["image"]
+    backbone = REPO / "teachers" / "lab" / "backbone.pth"
+    if backbone.is_file():
+        print(f"pretrained backbone (configs/lab.yaml's model.backbone.weights unless --set): sha256 "
+              f"{sha256(backbone)[:12]}")
     print(f"teachers (sha256 lidar {identity['lidar'][:12]}, image {identity['image'][:12]}), on val:")
     print(f"  LiDAR CenterPoint: mAP {lidar['mAP']:.4f}  NDS {lidar['NDS']:.4f}")
     print(f"  image Mask R-CNN: box AP {image['bbox']['AP']:.3f}  AP50 {image['bbox']['AP50']:.3f}; "
@@ -261,20 +313,8 @@ def main() -> None:
     print(f"\n{CONFIG.relative_to(REPO)}, {steps} steps, seeds {args.seeds}, {args.parallel} runs at a time; "
           f"wall time of this invocation {time.perf_counter() - t0:.0f} s"
           + (f" (of which {', '.join(f'{k} {v:.0f}' for k, v in timing.items())})" if timing else "") + "\n")
-    # A seed fixes the initial weights and the data order for every row, so the difference to det + DS
-    # of the same seed is free of the between-seed spread those two cause.
-    baseline = {r["seed"]: r for r in results if r["row"] == "ds"}
-    print("| student | mAP (mean ± std) | NDS (mean ± std) | Δ mAP vs det + DS, same seed | mAP per seed | "
-          "NDS per seed | s/step |")
-    print("| --- | ---: | ---: | ---: | --- | --- | ---: |")
-    for row, (label, _) in rows.items():
-        rs = [r for r in results if r["row"] == row]
-        paired = [r["mAP"] - baseline[r["seed"]]["mAP"] for r in rs if r["seed"] in baseline]
-        delta = f"{statistics.mean(paired):+.4f} ± {statistics.stdev(paired):.4f}" \
-            if row != "ds" and len(paired) > 1 else "–"
-        print(f"| {label} | {mean_std([r['mAP'] for r in rs])} | {mean_std([r['NDS'] for r in rs])} | {delta} | "
-              + ", ".join(f"{r['mAP']:.4f}" for r in rs) + " | " + ", ".join(f"{r['NDS']:.4f}" for r in rs)
-              + f" | {statistics.mean(r['s_per_step'] for r in rs):.3f} |")
+    print(f"runs: {runs}; extra overrides: {args.overrides or 'none'}\n")
+    print("\n".join(result_table(rows, results)) + "\n")
     classes = list(results[0]["per_class_AP"])
     print("\nper-class AP (mean over seeds):\n")
     print("| student | " + " | ".join(classes) + " |")
@@ -287,7 +327,7 @@ def main() -> None:
     print("\nwhat each term pulls with: gradient norm on the student's weights (mean over steps >= 100, every "
           "50 steps, and seeds), weighted loss over the last fifth of training (mean):\n")
     print("\n".join(term_table(rows, results)))
-    (args.work / "ablation.json").write_text(json.dumps({"teachers": teacher, "runs": results}, indent=2))
+    (runs / "ablation.json").write_text(json.dumps({"teachers": teacher, "runs": results}, indent=2))
     if args.curves:
         for path in draw_curves(args.work, results, {r: label for r, (label, _) in rows.items()}):
             print(f"curves: {path}")

@@ -106,6 +106,7 @@ class _Location:
         self.local = isinstance(self.fs, LocalFileSystem)
         self.root = root.rstrip("/")
         self.path = f"{self.root}/{LEASE_NAME}"
+        self.created_root = False  # the lease made the folder: a writer that wrote nothing leaves none
 
     def read(self) -> Holder | None:
         try:
@@ -122,6 +123,7 @@ class _Location:
         """Write the lease only if no lease file exists; whether we wrote it."""
         payload = json.dumps(asdict(holder)).encode()
         if self.local:
+            self.created_root = self.created_root or not os.path.exists(self.root)
             try:
                 os.makedirs(self.root, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
@@ -181,6 +183,11 @@ class _Location:
             self.fs.rm(self.path)
         except FileNotFoundError:
             pass
+        if self.local and self.created_root:
+            try:
+                os.rmdir(self.root)  # only when empty: what a writer wrote there stays
+            except OSError:
+                pass
 
 
 def lease_holder(url: str, storage_options: dict | None = None) -> Holder | None:

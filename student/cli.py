@@ -146,5 +146,48 @@ def convert_bevdepth(checkpoint: str, config_file: str, overrides: tuple[str, ..
     click.echo(f"x3kd checkpoint: {out}")
 
 
+
+@main.command("pretrain-backbone")
+@click.option("--dataroot", required=True, type=click.Path(), help="A dataroot made for pretraining, e.g. "
+              "`x3kd-cache make-synthetic --preset lab --seed 1000` (other worlds than the lab's).")
+@click.option("--version", "version", required=True, help="Its table version, e.g. v1.0-trainval.")
+@click.option("--split", default="train", show_default=True, help="The split whose crops it learns from.")
+@click.option("--val-split", default="val", show_default=True,
+              help="The split whose crops measure held-out accuracy ('none' to skip).")
+@click.option("--config", "config_file", required=True, type=click.Path(),
+              help="The training config whose backbone (model.backbone.depth, base_width) is pretrained.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The backbone weights to write (a torchvision ResNet state dict; model.backbone.weights loads it).")
+@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True, help="Optimizer steps.")
+@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True, help="Crops per step.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True,
+              help="Peak learning rate (AdamW, cosine).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Initialisation, crop sampling and order.")
+@click.option("--crop-size", type=click.IntRange(16), default=64, show_default=True, help="Crop side in pixels.")
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N samples of each split (tests).")
+@exit_2_on_user_error
+def pretrain_backbone(dataroot: str, version: str, split: str, val_split: str, config_file: str, out: str, steps: int,
+                      batch_size: int, lr: float, seed: int, crop_size: int, limit: int | None) -> None:
+    """Pretrain the student's image backbone on generic recognition: object crops of a dataset's camera
+    images classified into the ten detection classes and background (the synthetic lab's ImageNet; see
+    student/pretrain.py). Labels come from the dataset's GT boxes, never from a teacher.
+
+    \b
+    Example (the lab's committed backbone, teachers/lab/README.md):
+      x3kd-cache make-synthetic lab_pretrain/data --preset lab --seed 1000
+      x3kd-student pretrain-backbone --dataroot lab_pretrain/data --version v1.0-trainval \\
+          --config configs/lab.yaml --out teachers/lab/backbone.pth
+    """
+    from .pretrain import PretrainOptions, pretrain_backbone as run
+    from .train_config import load_train_config
+
+    backbone = load_train_config(config_file).student.backbone
+    options = PretrainOptions(dataroot=dataroot, version=version, out=out, depth=backbone.depth,
+                              base_width=backbone.base_width, split=split,
+                              val_split=None if val_split.lower() == "none" else val_split, crop_size=crop_size,
+                              steps=steps, batch_size=batch_size, lr=lr, seed=seed, limit=limit)
+    click.echo(run(options).summary())
+
+
 if __name__ == "__main__":
     main()

@@ -44,7 +44,8 @@ def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use
     TrainConfig, and what it is: {"step", "ema" (whether EMA weights were loaded), "provenance"}."""
     ckpt = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(ckpt["config"], f"{checkpoint}: config")
-    model = build_student(cfg.student)
+    # the checkpoint holds every weight: the pretrained backbone file it started from is not needed
+    model = build_student(replace(cfg.student, backbone=replace(cfg.student.backbone, weights=None)))
     ema = use_ema and ckpt.get("ema") is not None
     model.load_state_dict(ckpt["ema"] if ema else ckpt["model"])
     info = {"step": int(ckpt.get("step", 0)), "ema": ema, "provenance": ckpt.get("provenance")}

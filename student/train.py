@@ -354,8 +354,8 @@ def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path,
 
     reader = open_cache(cache, cfg.student, storage_options=storage_options, dataroot=dataroot)
     provenance = run_provenance(cache, reader, dataroot)
-    dataset = CacheDataset(reader, dataroot, cfg.student, cfg.data, seed=rc.seed)
-    sampler = EpochSampler(len(dataset), info.world, info.rank, rc.seed)
+    dataset = CacheDataset(reader, dataroot, cfg.student, cfg.data, seed=rc.data_order_seed)
+    sampler = EpochSampler(len(dataset), info.world, info.rank, rc.data_order_seed)
     bs = cfg.data.batch_size
     steps_per_epoch = sampler.num_samples // bs
     if steps_per_epoch < 1:
@@ -513,7 +513,7 @@ def _loader(dataset: CacheDataset, sampler: EpochSampler, cfg: TrainConfig, devi
         multiprocessing_context=cfg.data.multiprocessing_context if workers > 0 else None,
         # Its own generator: starting an epoch must not consume the global torch RNG, or a resumed run
         # (which starts its iterator mid-epoch) would diverge from an uninterrupted one.
-        generator=torch.Generator().manual_seed(cfg.train.seed))
+        generator=torch.Generator().manual_seed(cfg.train.data_order_seed))
 
 
 def _optimizer_step(run: _Training, ddp_net: nn.Module, batch: StudentBatch, grad_clip: float,

@@ -53,7 +53,10 @@ class RunConfig:
 
     steps: int | None = None  # optimizer steps; or
     epochs: int | None = None  # passes over the samples (each rank sees 1/world of every epoch)
-    seed: int = 0
+    seed: int = 0  # the initial weights, and (unless data_seed is given) the data order and augmentation draws
+    # the data order and augmentation draws alone: two runs of one seed and two data seeds start from the
+    # same weights and see the samples in another order (the lab's A/A noise floor)
+    data_seed: int | None = None
     deterministic: bool = False  # deterministic algorithms (exact resume on CPU; slower on GPU)
     amp: str = "off"  # "off", "bf16" or "fp16": autocast on GPU (ignored on CPU)
     ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights, used by eval
@@ -70,6 +73,10 @@ class RunConfig:
     # weights to start from (not with --resume): an x3kd checkpoint (its model weights) or a BEVDepth
     # checkpoint under its Lightning names (student.bevdepth_interop), e.g. to start X3KD from BEVDepth
     init_from: str | None = None
+
+    @property
+    def data_order_seed(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
 
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.epochs is None):

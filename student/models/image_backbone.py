@@ -48,9 +48,6 @@ class ImageBackbone(nn.Module):
             raise UserInputError(f"backbone depth {depth}: expected one of {list(RESNET_DEPTHS)}")
         if neck not in NECKS:
             raise UserInputError(f"backbone neck {neck!r}: expected one of {', '.join(NECKS)}")
-        if weights is not None and base_width != 64:
-            raise UserInputError(f"model.backbone.weights: torchvision ResNet weights need base_width 64, the config "
-                                 f"has {base_width}")
         resnet = build_resnet(depth, base_width)
         if weights is not None:
             load_resnet_weights(resnet, weights)

@@ -34,8 +34,16 @@ def test_narrow_resnet_is_torchvisions_network_at_a_fraction_of_the_cost():
     ratio = _flops(b, x) / _flops(a, x)
     assert 0.2 < ratio < 0.35, ratio  # ~a quarter: every conv has half the input and half the output channels
     assert build_resnet(50, 16).layer4[-1].bn3.num_features == 16 * 8 * 4  # Bottleneck expansion kept
-    with pytest.raises(UserInputError, match="base_width 64"):
-        ImageBackbone(18, 32, weights="r18.pth", base_width=32)
+
+
+def test_backbone_weights_of_the_configs_width_load_and_of_another_width_are_refused(tmp_path):
+    narrow = build_resnet(18, 32)
+    torch.save({"state_dict": narrow.state_dict()}, tmp_path / "narrow.pth")
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "wide.pth")
+    loaded = ImageBackbone(18, 32, weights=str(tmp_path / "narrow.pth"), neck="fpn", base_width=32)
+    assert torch.equal(loaded.layer4[1].conv2.weight, narrow.layer4[1].conv2.weight)
+    with pytest.raises(UserInputError, match="wide.pth: not a matching ResNet state dict"):
+        ImageBackbone(18, 32, weights=str(tmp_path / "wide.pth"), neck="fpn", base_width=32)
 
 
 def test_per_term_grad_norms_are_each_terms_own_gradient():
