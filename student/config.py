@@ -133,24 +133,56 @@ class DepthLossConfig:
 
 @dataclass(frozen=True)
 class XFDLossConfig:
-    """Foreground-weighted feature distillation to the cached teacher BEV feature."""
+    """Feature distillation to the cached teacher BEV feature (student/losses/xfd.py). `region` picks
+    which cells count and how: "heatmap" (X3KD as we first defined it: every cell, weighted 1 + fg_weight *
+    max_k H_T), "gt_gaussian" (BEVDistill's: the GT boxes' CenterPoint Gaussians as weights, normalised by
+    their sum) or "gt_boxes" (DistillBEV's split: cells inside GT boxes, each box's cells weighted by
+    sqrt(cell area / box area) so that large boxes do not drown small ones, plus `background_weight` times
+    the mean over the other cells)."""
 
     enabled: bool = True
     weight: float = 1.0
-    fg_weight: float = 5.0  # lambda_fg in w(p) = 1 + lambda_fg * max_k H_T(k, p)
+    fg_weight: float = 5.0  # lambda_fg in w(p) = 1 + lambda_fg * max_k H_T(k, p) ("heatmap")
     feature: str = "encoder"  # "view_transform" or "encoder": which student BEV feature is distilled
     standardize: bool = False  # standardise F_T per channel with the store's statistics
+    region: str = "heatmap"
+    background_weight: float = 0.0  # "gt_boxes": weight of the background cells' mean
+
+    def __post_init__(self) -> None:
+        if self.region not in ("heatmap", "gt_gaussian", "gt_boxes"):
+            raise UserInputError(f"config loss.xfd.region: {self.region!r} is not heatmap, gt_gaussian or gt_boxes")
 
 
 @dataclass(frozen=True)
 class XATLossConfig:
-    """Adversarial BEV feature alignment through a gradient-reversal layer."""
+    """Adversarial BEV feature alignment (student/losses/xat.py). `objective` "grl" is X3KD's: one BCE
+    through a gradient-reversal layer (the student's gradient vanishes once the discriminator wins);
+    "nonsaturating" trains the discriminator on detached features and the student to make its features
+    called real (GAN's non-saturating loss: its gradient is largest where the discriminator is most sure);
+    "least_squares" the same with LSGAN's squared errors. `ramp`: the student's side ramps in with DANN's
+    2 / (1 + exp(-10 p)) - 1 over the run; `region` "foreground" judges only cells where the teacher's
+    heatmap reaches 0.1; `normalize` compares L2-normalised features per cell (the teacher's are >= 0
+    after ReLU, a linear adapter's are not: told apart by their sign alone)."""
 
     enabled: bool = True
     weight: float = 0.1
-    grl_scale: float = 1.0  # lambda_grl
+    grl_scale: float = 1.0  # lambda_grl ("grl")
     # 64 keeps the discriminator at ~5% of an R50 training step on a 128x128 grid (256: ~25%).
     hidden_channels: int = 64
+    objective: str = "grl"
+    ramp: bool = False
+    region: str = "all"
+    normalize: bool = False
+    discriminator_lr_scale: float = 1.0  # the discriminator's learning rate relative to optim.lr
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("grl", "nonsaturating", "least_squares"):
+            raise UserInputError(f"config loss.xat.objective: {self.objective!r} is not grl, nonsaturating or "
+                                 "least_squares")
+        if self.region not in ("all", "foreground"):
+            raise UserInputError(f"config loss.xat.region: {self.region!r} is not all or foreground")
+        if not self.discriminator_lr_scale > 0:
+            raise UserInputError(f"config loss.xat.discriminator_lr_scale: must be > 0, got {self.discriminator_lr_scale}")
 
 
 @dataclass(frozen=True)
@@ -175,12 +207,22 @@ class XODLossConfig:
     # its objects down ~50x, and a KD-only student learns the background and no object (BENCHMARKS.md,
     # radar student: mAP 0.000 with "mass", > 0 with "peaks").
     normalize: str = "peaks"
+    # "per_class" (X3KD's: every class at every cell, so the student learns the teacher's split between
+    # classes too) or "class_agnostic" (UniDistill's: the maximum over classes, the teacher's objectness)
+    classes: str = "per_class"
+    # "all" cells, or only where the GT boxes' Gaussians are (BEVDistill / UniDistill gate response
+    # distillation with GT: the teacher's confusions elsewhere are not taught)
+    region: str = "all"
 
     def __post_init__(self) -> None:
         if self.reg_mask not in ("threshold", "peak", "soft"):
             raise UserInputError(f"config loss.xod.reg_mask: {self.reg_mask!r} is not threshold, peak or soft")
         if self.normalize not in ("peaks", "mass"):
             raise UserInputError(f"config loss.xod.normalize: {self.normalize!r} is not peaks or mass")
+        if self.classes not in ("per_class", "class_agnostic"):
+            raise UserInputError(f"config loss.xod.classes: {self.classes!r} is not per_class or class_agnostic")
+        if self.region not in ("all", "gt"):
+            raise UserInputError(f"config loss.xod.region: {self.region!r} is not all or gt")
 
 
 @dataclass(frozen=True)
@@ -257,6 +299,15 @@ class StudentConfig:
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
             raise UserInputError(f"config model.modality: {self.modality!r} is not one of {', '.join(MODALITIES)}")
+        lc = self.losses
+        gt_gated = []
+        if term_on(lc.xfd) and lc.xfd.region != "heatmap":
+            gt_gated.append(f"loss.xfd.region {lc.xfd.region}")
+        if term_on(lc.xod) and lc.xod.region != "all":
+            gt_gated.append(f"loss.xod.region {lc.xod.region}")
+        if gt_gated and not term_on(lc.det):
+            raise UserInputError(f"config {gt_gated[0]}: gates distillation with the GT boxes, which a run without the "
+                                 "det loss (KD-only) does not read; use the teacher-only default or turn loss.det on")
         if self.modality == "radar":
             for name in ("ds", "xis"):
                 term = getattr(self.losses, name)

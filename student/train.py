@@ -191,7 +191,8 @@ def _validate_once(cache: str, reader: Any, out: Path, storage_options: dict | N
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int
                     ) -> torch.optim.lr_scheduler.LRScheduler:
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total_steps, 2),
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                   total_steps=max(total_steps, 2),
                                                    pct_start=max(cfg.warmup_steps / max(total_steps, 1), 0.01))
 
     def factor(step: int) -> float:
@@ -397,6 +398,7 @@ def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path,
                 run.net.keep_outputs = (logs.writer is not None and rc.image_every > 0
                                         and (run.step + 1) % rc.image_every == 0)
                 term_grads = bool(rc.term_grad_every) and (run.step + 1) % rc.term_grad_every == 0
+                run.criterion.progress = run.step / total
                 losses, loss, grad_norm, lr = _optimizer_step(run, ddp_net, batch, cfg.optim.grad_clip, term_grads)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
@@ -452,9 +454,16 @@ def _build_training(cfg: TrainConfig, reader: Any, cache: str, device: torch.dev
     criterion = X3KDLoss(cfg.student, *teacher_feature_statistics(reader, cfg.student, cache))
     net = StudentWithCriterion(model, criterion).to(device).train()
     params = [p for p in net.parameters() if p.requires_grad]
+    groups: list[dict[str, Any]] = [{"params": params}]
+    disc_scale = cfg.student.losses.xat.discriminator_lr_scale
+    if criterion.discriminator is not None and disc_scale != 1.0:
+        # X-AT's discriminator at its own learning rate (its own Adam state: AdamW's are per parameter anyway)
+        disc = {id(p) for p in criterion.discriminator.parameters()}
+        groups = [{"params": [p for p in params if id(p) not in disc]},
+                  {"params": [p for p in params if id(p) in disc], "lr": cfg.optim.lr * disc_scale}]
     # The fused kernel updates all parameters in one pass: torch's default for-each-tensor AdamW spent
     # ~50 ms of a ~250 ms tiny CPU step (R50: ~130 ms) on per-tensor dispatch (bench/student_step.py).
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
+    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
                                   fused=device.type in ("cpu", "cuda"))
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp) if device.type == "cuda" else None
     return _Training(model, criterion, net, params, optimizer, build_scheduler(optimizer, cfg.optim, total),

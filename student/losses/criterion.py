@@ -17,7 +17,7 @@ from ..models.student import StudentOutputs
 from detection.det_loss import det_loss
 from .ds import ds_loss
 from .xat import BevDiscriminator, xat_loss
-from .xfd import standardize_teacher, xfd_loss
+from .xfd import box_cell_weights, standardize_teacher, xfd_loss
 from .xis import XISHeads, xis_loss
 from .xod import xod_loss
 
@@ -48,6 +48,8 @@ class X3KDLoss(nn.Module):
             raise UserInputError("loss.xfd.standardize is set but the store has no teacher feature statistics")
         self.register_buffer("teacher_mean", teacher_mean if lc.xfd.standardize else None)
         self.register_buffer("teacher_std", teacher_std if lc.xfd.standardize else None)
+        # How far the run is, in [0, 1]: the trainer sets it before each step (X-AT's ramp reads it).
+        self.progress = 1.0
 
     @staticmethod
     def _need(value, what: str, term: str):
@@ -75,18 +77,34 @@ class X3KDLoss(nn.Module):
             s_feat = out.bev_features if lc.xfd.feature == "encoder" else out.bev_view
             adapted = self.adapter(s_feat)
             if term_on(lc.xfd):
-                losses.update(xfd_loss(adapted, t_feat, teacher.heatmaps, lc.xfd, teacher.valid))
+                foreground = None
+                if lc.xfd.region == "gt_gaussian":
+                    foreground = gt_gaussians(batch.det_targets)
+                elif lc.xfd.region == "gt_boxes":
+                    foreground = box_cell_weights(batch.gt_boxes, cfg.grid, t_feat.device)
+                losses.update(xfd_loss(adapted, t_feat, teacher.heatmaps, lc.xfd, teacher.valid, foreground))
             if term_on(lc.xat):
-                losses.update(xat_loss(self.discriminator, adapted, t_feat, lc.xat, teacher.valid))
+                losses.update(xat_loss(self.discriminator, adapted, t_feat, lc.xat, teacher.valid, teacher.heatmaps,
+                                       self.progress))
         if term_on(lc.xod):
             hm = self._need(teacher and teacher.heatmaps, "teacher heatmaps", "xod")
             reg = self._need(teacher.regression, "teacher regression maps", "xod")
+            region = gt_gaussians(batch.det_targets) > 0 if lc.xod.region == "gt" else None
             losses.update(xod_loss(out.head_outputs, hm, reg, cfg.class_setup, lc.xod, teacher.valid,
-                                   teacher.reg_task))
+                                   teacher.reg_task, region))
         if term_on(lc.xis) and self.training:
             targets = self._need(batch.xis_targets, "X-IS pseudo labels (the dataset builds them)", "xis")
             losses.update(xis_loss(self.xis_heads, out.pv_features, batch.images.flatten(0, 1), targets, lc.xis))
         return losses
+
+
+def gt_gaussians(det_targets: list | None) -> torch.Tensor:
+    """[B, 1, H, W]: the GT boxes' CenterPoint Gaussians (the det targets the dataset built), max over
+    every class: the foreground the GT-gated KD variants use."""
+    if det_targets is None:
+        raise UserInputError("a GT-gated KD variant (loss.xfd.region gt_*, loss.xod.region gt) needs the det targets, "
+                             "which the dataset builds when loss.det is on")
+    return torch.cat([t.heatmap for t in det_targets], 1).amax(1, keepdim=True)
 
 
 def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:

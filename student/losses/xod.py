@@ -6,7 +6,12 @@ regression: sum_p w(p) * sum_c |S_reg - T_reg| / sum_p w(p),  w(p) = max_k H_T(k
 
 The teacher's regression at a cell comes from its task group with the highest heatmap there; the
 student's regression is read from the same task group (chosen by the teacher's heatmap), so both sides
-describe the same object hypothesis."""
+describe the same object hypothesis.
+
+Variants (`loss.xod`): `classes: class_agnostic` distils max_k over the classes on both sides instead of
+every class (UniDistill's: the teacher's objectness, not its split between classes, e.g. truck against
+the other large vehicles); `region: gt` multiplies both terms' weights by where the GT boxes'
+CenterPoint Gaussians are (BEVDistill and UniDistill gate response distillation with GT)."""
 from __future__ import annotations
 
 import torch
@@ -61,14 +66,24 @@ def heatmap_normalizer(h_t: torch.Tensor, mask: torch.Tensor | None, cfg: XODLos
 
 def xod_loss(head_outputs: list[dict[str, torch.Tensor]], teacher_heatmaps: torch.Tensor,
              teacher_regression: torch.Tensor, classes: ClassSetup, cfg: XODLossConfig,
-             valid: torch.Tensor | None = None, reg_task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+             valid: torch.Tensor | None = None, reg_task: torch.Tensor | None = None,
+             gt_region: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """teacher_heatmaps [B, K, H, W] probabilities, teacher_regression [B, 10, H, W]; valid [B, 1, H, W]
     leaves out the cells the BEV augmentation filled with zeros (no teacher answer there); reg_task
-    [B, H, W] is the task group of each teacher regression cell (`augment.warp_task_map`)."""
+    [B, H, W] is the task group of each teacher regression cell (`detection.centerpoint_coder.warp_task_map`);
+    gt_region [B, 1, H, W], where the GT Gaussians are (`region: gt`)."""
     h_t = teacher_heatmaps.float().detach()
     logits = class_order_heatmaps(head_outputs, classes).float()
     mask = None if valid is None else valid.float()
-    hm = soft_focal_loss(logits, h_t, cfg.gamma, mask) / heatmap_normalizer(h_t, mask, cfg)
+    if cfg.region == "gt":
+        if gt_region is None:
+            raise ValueError("loss.xod.region gt needs the GT region")
+        mask = gt_region.float() if mask is None else mask * gt_region.float()
+    heat_t, heat_s = h_t, logits
+    if cfg.classes == "class_agnostic":
+        # sigmoid is monotone: the student's most likely class at a cell is its largest logit
+        heat_t, heat_s = h_t.amax(1, keepdim=True), logits.amax(1, keepdim=True)
+    hm = soft_focal_loss(heat_s, heat_t, cfg.gamma, mask) / heatmap_normalizer(heat_t, mask, cfg)
 
     student_reg = torch.stack([join_regression(o) for o in head_outputs], 1).float()  # [B, T, 10, H, W]
     # The task group each teacher regression cell was written from: warped with the regression itself
