@@ -1,6 +1,7 @@
 """`CacheReader`: random access to the samples of a store, as float32 numpy (and str for text fields)."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Iterable
 
@@ -14,6 +15,8 @@ from .layout import DONE, ArraySpec, affine_key, arrays_for
 from .store import StoreMeta, open_root, read_meta
 from .views import CacheSample, SampleMeta
 
+
+log = logging.getLogger(__name__)
 
 _TOKEN_KEY = f"{SampleMeta.GROUP}/token"
 
@@ -117,6 +120,24 @@ class CacheReader:
     def select(self, groups: Iterable[str]) -> "CacheReader":
         """A reader of the same store that reads only `groups`."""
         return CacheReader(self.url, groups=groups, storage_options=self.storage_options)
+
+    def check_dataroot(self, dataroot: str | os.PathLike, option: str = "--dataroot") -> None:
+        """The store names its JPEGs relative to the dataroot; another dataroot with the same file names
+        would pair other pictures with this store's calibration and teacher outputs. Compares the
+        fingerprint of the image paths and sizes the export recorded; a mismatch is a one-line error."""
+        from .identity import images_fingerprint
+        from .views import Calib
+
+        recorded = self.meta.provenance.get("dataset", {}).get("images_sha256")
+        if recorded is None:
+            log.warning("%s: made before stores recorded their images; cannot check %s %s", self.url, option, dataroot)
+            return
+        if not self.done_mask.all():
+            return  # an unfinished store: refused where it matters (training)
+        relative = [p for row in self.select([Calib.GROUP]).column(Calib, "image_paths") for p in row]
+        if images_fingerprint(dataroot, relative) != recorded:
+            raise UserInputError(f"{option} {dataroot}: its camera images are not the ones {self.url} was exported "
+                                 "from (their paths and sizes differ); give the dataroot the export read")
 
     def index_of(self, token: str) -> int:
         if self._token_index is None:

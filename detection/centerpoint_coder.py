@@ -15,6 +15,7 @@ vx, vy): CenterPoint regresses the gravity-centre height, so no shift is needed 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
@@ -55,6 +56,11 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         if self.nms_type not in ("rotate", "circle"):
             raise UserInputError(f"config model.test.nms_type: {self.nms_type!r} is not 'rotate' or 'circle'")
+
+
+# metres: decoded box sizes are clamped to it (the longest nuScenes objects, articulated buses and
+# trailers, are ~20 m)
+MAX_BOX_SIZE = 40.0
 
 
 @dataclass
@@ -189,8 +195,9 @@ def decode_task(out: Mapping[str, Tensor], cfg: BoxCoderConfig) -> list[Detectio
     yaw = torch.atan2(rot[..., 0:1], rot[..., 1:2])
     hei = _gather(out["height"], inds)
     dim = _gather(out["dim"], inds)
-    if cfg.norm_bbox:
-        dim = dim.exp()
+    # A young or diverged head can predict any log size: exp() of it gave boxes of 1e10 m, which no
+    # metric or picture survives. Nothing on a road is larger than MAX_BOX_SIZE.
+    dim = dim.clamp(max=math.log(MAX_BOX_SIZE)).exp() if cfg.norm_bbox else dim.clamp(0.0, MAX_BOX_SIZE)
     xs, ys = cfg.grid.metric_coords(xs, ys)
     parts = [xs, ys, hei, dim, yaw]
     if "vel" in out:

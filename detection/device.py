@@ -1,5 +1,6 @@
 """One check for every `--device` option (export, teachers, train, eval): a device that is not there is
-a one-line user error, not a CUDA traceback from deep inside a model."""
+a one-line user error, not a CUDA traceback from deep inside a model; "auto" picks the GPU when there is
+one."""
 from __future__ import annotations
 
 import torch
@@ -20,3 +21,10 @@ def torch_device(name: str | torch.device, option: str = "--device") -> torch.de
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserInputError(f"{option} {name}: this machine has {torch.cuda.device_count()} GPU(s)")
     return device
+
+
+def resolve_device(name: str | torch.device, option: str = "--device") -> torch.device:
+    """`torch_device`, where "auto" is cuda when a GPU is available and cpu otherwise."""
+    if str(name) == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch_device(name, option)

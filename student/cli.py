@@ -58,8 +58,13 @@ def train(cache: str, dataroot: str | None, config_file: str, out: str, override
     from .train import train as run_training
 
     cfg = load_train_config(config_file, overrides)
+    if click.get_current_context().find_root().params.get("verbose"):
+        import yaml
+
+        click.echo("resolved config (the file with every --set applied):\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     try:
-        final = run_training(cache, dataroot, cfg, out, resume=resume, overwrite=overwrite, quiet=quiet)
+        final = run_training(cache, dataroot, cfg, out, resume=resume, overwrite=overwrite, quiet=quiet,
+                             report=click.echo)
     except TrainingInterrupted as e:
         click.echo(str(e), err=True)
         sys.exit(128 + int(e.signum) if e.signum in (signal.SIGINT, signal.SIGTERM) else 1)
@@ -72,7 +77,8 @@ def train(cache: str, dataroot: str | None, config_file: str, out: str, override
 @click.option("--version", required=True, help="nuScenes version, e.g. v1.0-trainval or v1.0-mini.")
 @click.option("--split", required=True, help="nuScenes split, e.g. val or mini_val.")
 @click.option("--out", required=True, type=click.Path(), help="Directory for results_nusc.json and metrics.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda when a GPU is available), cpu, cuda, "
+                                                                   "cuda:1, ...")
 @click.option("--score-threshold", type=float, default=None,
               help="Keep detections above this score (default: the box coder's, 0.1).")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights even when the run kept an EMA.")
@@ -100,11 +106,9 @@ def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str,
     """
     from .evaluate import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(checkpoint, dataroot, version, split, out, device=device, use_ema=not no_ema,
-                                  score_threshold=score_threshold, render=render, render_threshold=render_threshold,
-                                  other_dataroot=other_dataroot, limit=limit)
-    click.echo(metrics.about)
-    click.echo(metrics.table())
+    evaluate_checkpoint(checkpoint, dataroot, version, split, out, device=device, use_ema=not no_ema,
+                        score_threshold=score_threshold, render=render, render_threshold=render_threshold,
+                        other_dataroot=other_dataroot, limit=limit, report=click.echo)
     click.echo(f"results and metrics: {out}")
     if render:
         click.echo(f"pictures: {out}/render (samples), {out}/plots (PR and TP-error curves)")

@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def check_range(key: str, value: float, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """A one-line UserInputError naming `key` (e.g. "loss.xfd.weight") when `value` is outside the range."""
+    bad = ((low is not None and (value <= low if low_open else value < low))
+           or (high is not None and (value >= high if high_open else value > high)))
+    if bad:
+        left = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        right = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+        raise UserInputError(f"config {key}: must be {' and '.join(s for s in (left, right) if s)}, got {value!r}")
+
+
 def term_on(term: Any) -> bool:
     """Whether a loss term block (`loss.<term>`) runs: enabled and with a non-zero weight."""
     return bool(term.enabled) and term.weight != 0
@@ -264,6 +275,22 @@ class LossConfig:
     xod: XODLossConfig = field(default_factory=XODLossConfig)
     xis: XISLossConfig = field(default_factory=XISLossConfig)
 
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            term = getattr(self, f.name)
+            check_range(f"loss.{f.name}.weight", term.weight, 0)
+        check_range("loss.det.heatmap_weight", self.det.heatmap_weight, 0)
+        check_range("loss.det.reg_weight", self.det.reg_weight, 0)
+        check_range("loss.xfd.fg_weight", self.xfd.fg_weight, 0)
+        check_range("loss.xfd.background_weight", self.xfd.background_weight, 0)
+        check_range("loss.xat.grl_scale", self.xat.grl_scale, 0)
+        check_range("loss.xat.hidden_channels", self.xat.hidden_channels, 1)
+        check_range("loss.xod.heatmap_weight", self.xod.heatmap_weight, 0)
+        check_range("loss.xod.reg_weight", self.xod.reg_weight, 0)
+        check_range("loss.xod.gamma", self.xod.gamma, 0)
+        check_range("loss.xod.reg_threshold", self.xod.reg_threshold, 0, 1)
+        check_range("loss.xis.score_threshold", self.xis.score_threshold, 0, 1)
+
 
 MODALITIES = ("camera", "radar")
 
@@ -317,16 +344,16 @@ class StudentConfig:
         if self.key_frames not in (1, 2):
             raise UserInputError(f"config model.key_frames: {self.key_frames} is not 1 or 2")
         if self.backbone.depth not in (18, 34, 50, 101):
-            raise UserInputError(f"config backbone.depth: {self.backbone.depth} is not one of 18, 34, 50, 101")
+            raise UserInputError(f"config model.backbone.depth: {self.backbone.depth} is not one of 18, 34, 50, 101")
         if self.xfd_feature not in ("view_transform", "encoder"):
             raise UserInputError(f"config loss.xfd.feature: {self.xfd_feature!r} is not 'view_transform' or 'encoder'")
         try:
             self.class_setup  # noqa: B018  (validates the task grouping)
         except ValueError as e:
-            raise UserInputError(f"config tasks: {e}") from None
+            raise UserInputError(f"config model.tasks: {e}") from None
         h, w = self.image_size
         if h % 16 or w % 16:
-            raise UserInputError(f"config image_size: {self.image_size} must be divisible by the feature stride 16")
+            raise UserInputError(f"config model.image_size: {self.image_size} must be divisible by the feature stride 16")
 
     @property
     def xfd_feature(self) -> str:
@@ -416,7 +443,11 @@ def _from_dict(cls: type[T], d: Any, where: str) -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise UserInputError(f"{where}: unknown key(s) {unknown} in {cls.__name__} (known: {sorted(names)})")
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
+        hint = f"did you mean {where}.{close[0]}?" if close else f"known: {', '.join(sorted(names))}"
+        raise UserInputError(f"{where}.{unknown[0]}: unknown key ({hint})")
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in d.items()}
     return cls(**kwargs)
 

@@ -16,19 +16,19 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from cache_schema.errors import UserInputError
 from cache_schema.views import Calib
-from dataset_access.nuscenes.metrics import EvalMetrics, score_results
+from dataset_access.nuscenes.metrics import EvalMetrics, render_devkit, score_results
 from dataset_access.nuscenes.results import RADAR_RESULTS_META, RESULTS_META, detections_to_results, write_results
 from dataset_access.nuscenes.samples import NuScenesSamples, SampleInfo
 from detection.center_head import concat_task_heatmaps
 from detection.centerpoint_coder import Detections
-from detection.device import torch_device
+from detection.device import resolve_device
 
 from .batch import StudentBatch
 from .data.cameras import load_camera_inputs, previous_frame_inputs
@@ -93,44 +93,55 @@ def predict_split(model: BevStudent, cfg: Any, dataset: NuScenesSamples, samples
 @torch.no_grad()
 def render_predictions(model: BevStudent, cfg: Any, dataset: NuScenesSamples, samples: Sequence[SampleInfo],
                        out_dir: str | Path, device: str | torch.device = "cpu", score_threshold: float = 0.3
-                       ) -> list[Path]:
+                       ) -> list[str]:
     """Pictures of the student's predictions on `samples` (detection.pictures.render_prediction): BEV
     over its own heatmap and the cameras, GT as the devkit's evaluation keeps it (the reader's
-    "evaluation" filter)."""
+    "evaluation" filter). Returns one line per sample whose pictures could not be drawn."""
     from detection.pictures import render_prediction
 
-    written = []
+    problems = []
     for i, sample in enumerate(samples):
         batch = _input_batch(cfg, dataset, sample, device)
         outputs = model(batch)
         heat = concat_task_heatmaps(outputs.head_outputs)[0].sigmoid().cpu().numpy()
         det = model.predict(batch)[0]
-        written += render_prediction(out_dir, f"{i:03d}_{sample.token}", sample.calib, dataset.dataroot,
-                                     cfg.student.grid, model.head.class_names, det.boxes.cpu().numpy(),
-                                     det.scores.cpu().numpy(), det.labels.cpu().numpy(), sample.gt_boxes,
-                                     list(sample.gt_names), heatmap=heat, score_threshold=score_threshold,
-                                     camera_names=[c.name for c in sample.cameras],
-                                     radar_points=(batch.radar_points[0].cpu().numpy()
-                                                   if batch.radar_points is not None else None))
-    return written
+        try:
+            render_prediction(out_dir, f"{i:03d}_{sample.token}", sample.calib, dataset.dataroot, cfg.student.grid,
+                              model.head.class_names, det.boxes.cpu().numpy(), det.scores.cpu().numpy(),
+                              det.labels.cpu().numpy(), sample.gt_boxes, list(sample.gt_names), heatmap=heat,
+                              score_threshold=score_threshold, camera_names=[c.name for c in sample.cameras],
+                              radar_points=(batch.radar_points[0].cpu().numpy()
+                                            if batch.radar_points is not None else None))
+        except Exception as e:  # noqa: BLE001  (a picture never fails an evaluation whose scores are written)
+            problems.append(f"pictures: sample {sample.token} could not be drawn ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:160] if str(e) else ''})")
+    return problems
 
 
 def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: str, split: str, out_dir: str | Path,
                         *, device: str = "cpu", use_ema: bool = True, score_threshold: float | None = None,
                         progress: bool = True, render: int = 0, render_threshold: float = 0.3,
-                        other_dataroot: bool = False, limit: int | None = None) -> EvalMetrics:
+                        other_dataroot: bool = False, limit: int | None = None,
+                        report: Callable[[str], None] = log.info) -> EvalMetrics:
     """Predict a split with a checkpoint, write `results_nusc.json`, score it and write `metrics.json`
     (+ DetectionEval's own files) into `out_dir`. `render` > 0 also draws the first `render` samples
-    (`render/`, predictions above `render_threshold`) and the devkit's curves (`plots/`)."""
+    (`render/`, the top predictions, fainter below `render_threshold`) and the devkit's curves (`plots/`).
+
+    `report` gets, in this order: what is scored (the checkpoint, what it was distilled from, and a
+    warning when the split is the one it was trained on), the metrics table once they are written, and
+    one line per picture that could not be drawn (pictures never fail the evaluation)."""
     if render < 0:
         raise UserInputError(f"--render: must be >= 0, got {render}")
-    from .provenance import check_eval_dataroot, describe
+    from .provenance import check_eval_dataroot, describe, trained_on
 
-    torch_device(device)
+    device = resolve_device(device)
     model, cfg, info = load_student(checkpoint, device, use_ema)
     check_eval_dataroot(info["provenance"], dataroot, version, other_dataroot)
-    about = (f"scored: {checkpoint} (step {info['step']}, {'EMA' if info['ema'] else 'raw'} weights)\n"
-             f"{describe(info['provenance'])}")
+    about = (f"scored: {checkpoint} (step {info['step']}, {'EMA' if info['ema'] else 'raw'} weights) on {version} "
+             f"{split}\n{describe(info['provenance'])}")
+    if trained_on(info["provenance"]) == (version, split):
+        about += (f"\nwarning: {split} is the split this student was trained on: these scores are on its training "
+                  "data, not held-out data")
     if score_threshold is not None:
         if not 0 <= score_threshold < 1:
             raise UserInputError(f"--score-threshold: must be in [0, 1), got {score_threshold}")
@@ -144,15 +155,13 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
         if limit < 1:
             raise UserInputError(f"--limit: must be >= 1, got {limit}")
         about += f"\nscored on the first {min(limit, n)} of the split's {n} samples (--limit)"
+    report(about)
     samples = [dataset[i] for i in range(min(limit or n, n))]
     results = predict_split(model, cfg, dataset, samples, device, progress)
     out = Path(out_dir)
     path = write_results(results, out / "results_nusc.json", RADAR_RESULTS_META if radar else RESULTS_META)
     shown = samples[:render]
-    metrics = score_results(path, dataset, out, render_tokens=[s.token for s in shown],
-                            only_tokens=[s.token for s in samples] if limit is not None else None)
-    if shown:
-        render_predictions(model, cfg, dataset, shown, out / "render", device, render_threshold)
+    metrics = score_results(path, dataset, out, only_tokens=[s.token for s in samples] if limit is not None else None)
     metrics.about = about
     (out / "metrics.json").write_text(json.dumps(
         {"checkpoint": str(checkpoint), "step": info["step"], "ema_weights": info["ema"],
@@ -160,4 +169,9 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
          "mAP": metrics.mean_ap,
          "NDS": metrics.nd_score, "per_class_AP": metrics.label_aps, "tp_errors": metrics.tp_errors,
          "per_class_tp_errors": metrics.label_tp_errors}, indent=2))
+    report(metrics.table())
+    if shown:
+        for problem in render_devkit(metrics, [s.token for s in shown], out) + \
+                render_predictions(model, cfg, dataset, shown, out / "render", device, render_threshold):
+            report(problem)
     return metrics

@@ -82,7 +82,11 @@ def check_resume_config(old: dict[str, Any], new: dict[str, Any], step: int, che
     the keys named."""
     a, b = _flatten(old), _flatten(new)
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    refused = [k for k in changed if k not in RESUMABLE_KEYS]
+    # the model's identity first: a run of another modality or backbone is the decisive difference, not
+    # the dozens of keys that follow from it
+    refused = sorted((k for k in changed if k not in RESUMABLE_KEYS), key=lambda k: (not k.startswith(
+        ("model.modality", "model.backbone", "model.image_size", "model.point_cloud_range")),
+        not k.startswith("model."), k))
     if refused:
         shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in refused[:4])
         more = f" and {len(refused) - 4} more" if len(refused) > 4 else ""
@@ -115,6 +119,14 @@ def describe(provenance: dict[str, Any] | None) -> str:
     return (f"distilled from: {', '.join(teachers) if teachers else 'no teacher (GT only)'}; "
             f"cache {provenance.get('cache_url')} ({ds.get('version')} {ds.get('split')}, {cache.get('num_samples')} "
             f"samples); x3kd {sw.get('x3kd')}{' (git ' + commit[:10] + ')' if commit else ''}")
+
+
+def trained_on(provenance: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(version, split) of the cache a student was trained on, when its checkpoint recorded it."""
+    dataset = (provenance or {}).get("cache", {}).get("dataset", {})
+    if dataset.get("version") and dataset.get("split"):
+        return dataset["version"], dataset["split"]
+    return None
 
 
 def check_eval_dataroot(provenance: dict[str, Any] | None, dataroot: str | Path, version: str,

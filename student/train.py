@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -304,12 +304,14 @@ class TrainingInterrupted(Exception):
 
 def train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: str | Path, *, resume: bool = False,
           overwrite: bool = False, storage_options: dict | None = None, progress: bool = True,
-          quiet: bool = False) -> Path:
+          quiet: bool = False, report: Callable[[str], None] = log.info) -> Path:
     """Train the student on the cache at `cache`; returns the final checkpoint's path.
 
     `out` must not hold another run unless `resume` (continue it) or `overwrite` (delete it first).
     `dataroot` holds the camera student's JPEGs; the radar student reads nothing but the cache (None).
-    SIGINT/SIGTERM write a checkpoint of the step reached and raise `TrainingInterrupted`."""
+    SIGINT/SIGTERM write a checkpoint of the step reached and raise `TrainingInterrupted`. `report` gets
+    one paragraph before the first step: the device, the samples and steps, the run directory, and on
+    `resume` the step it continues from."""
     out = Path(out)
     if dataroot is None and cfg.student.modality == "camera":
         raise UserInputError("--dataroot: required for the camera student, which reads the camera JPEGs from it")
@@ -333,7 +335,7 @@ def train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: str | 
             prepare_run_dir(out, resume, overwrite)
         if info.world > 1:
             dist.barrier()
-        return _train(cache, dataroot, cfg, out, resume, storage_options, progress, info, device, quiet)
+        return _train(cache, dataroot, cfg, out, resume, storage_options, progress, info, device, quiet, report)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         if lease is not None:
@@ -342,7 +344,7 @@ def train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: str | 
 
 def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path, resume: bool,
            storage_options: dict | None, progress: bool, info: DistInfo, device: torch.device,
-           quiet: bool = False) -> Path:
+           quiet: bool = False, report: Callable[[str], None] = log.info) -> Path:
     """One training run, in eight steps: open the cache and its dataset; build the student, its
     criterion and optimiser; resume the run in `out`; validate the cache once; wrap for DDP and write
     the run's config; open its logs; run the steps (checkpoints every `checkpoint_every`, and on a stop
@@ -367,6 +369,13 @@ def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path,
     run = _build_training(cfg, reader, cache, device, total)
     if resume:
         _resume(run, out, cfg, provenance, info)
+    if info.main:
+        s = cfg.student
+        report(f"training the {s.modality} student on {device}"
+               + (f" ({info.world} processes)" if info.world > 1 else "") + f": {len(dataset)} samples of {cache}, "
+               f"{total} steps of batch {bs}{' per process' if info.world > 1 else ''} "
+               f"({total / steps_per_epoch:.1f} epochs); run directory {out}"
+               + (f"\ncontinuing from step {run.step} of {total} (--resume)" if resume else ""))
     if rc.validate_cache:  # after the cheap refusals above, before any training step
         _validate_once(cache, reader, out, storage_options, info, progress and sys.stderr.isatty())
 

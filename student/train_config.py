@@ -16,9 +16,10 @@ from typing import Any, Sequence
 
 from cache_schema.errors import UserInputError
 
-from .config import StudentConfig, _from_dict
+from .config import LossConfig, StudentConfig, _from_dict, check_range
 from .data.dataset import DataConfig
 
+BLOCKS = ("model", "loss", "data", "optim", "train")  # a training config's top-level keys
 SCHEDULES = ("cosine", "onecycle", "constant", "multistep")
 
 
@@ -42,6 +43,14 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise UserInputError(f"config optim.schedule: {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        check_range("optim.lr", self.lr, 0, low_open=True)
+        check_range("optim.weight_decay", self.weight_decay, 0)
+        check_range("optim.grad_clip", self.grad_clip, 0)
+        check_range("optim.warmup_steps", self.warmup_steps, 0)
+        check_range("optim.min_lr_ratio", self.min_lr_ratio, 0, 1)
+        check_range("optim.gamma", self.gamma, 0, 1, low_open=True)
+        for i, beta in enumerate(self.betas):
+            check_range(f"optim.betas[{i}]", beta, 0, 1, high_open=True)
         if not all(0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise UserInputError(f"config optim.milestones: {list(self.milestones)} must be increasing fractions "
                                  "of the run in (0, 1)")
@@ -79,6 +88,9 @@ class RunConfig:
         return self.seed if self.data_seed is None else self.data_seed
 
     def __post_init__(self) -> None:
+        check_range("train.log_every", self.log_every, 1)
+        check_range("train.checkpoint_every", self.checkpoint_every, 0)
+        check_range("train.keep_checkpoints", self.keep_checkpoints, 0)
         if (self.steps is None) == (self.epochs is None):
             raise UserInputError("config train: give exactly one of train.steps and train.epochs")
         if (self.steps or 1) < 1 or (self.epochs or 1) < 1:
@@ -105,18 +117,28 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "config") -> "TrainConfig":
+        """From the parsed YAML; a problem is one line, `where` (the file, or `--set key=value`), then the
+        user's key (e.g. loss.xfd.weight) and what is wrong with it."""
+        try:
+            return cls._from_dict(d)
+        except UserInputError as e:
+            raise UserInputError(f"{where}: {str(e).removeprefix('config ')}") from None
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         if not isinstance(d, dict):
-            raise UserInputError(f"{where}: expected a mapping at the top level")
-        unknown = sorted(set(d) - {"model", "loss", "data", "optim", "train"})
+            raise UserInputError("expected a mapping at the top level")
+        unknown = sorted(set(d) - set(BLOCKS))
         if unknown:
-            raise UserInputError(f"{where}: unknown top-level key(s) {unknown} (known: model, loss, data, optim, train)")
+            raise UserInputError(f"{unknown[0]}: unknown top-level key (known: {', '.join(BLOCKS)})")
         model = dict(d.get("model") or {})
         if "losses" in model:
-            raise UserInputError(f"{where}: put the loss settings under the top-level `loss:` key, not model.losses")
-        student = _from_dict(StudentConfig, {**model, "losses": d.get("loss") or {}}, f"{where}: model/loss")
-        return cls(student, _from_dict(DataConfig, d.get("data") or {}, f"{where}: data"),
-                   _from_dict(OptimConfig, d.get("optim") or {}, f"{where}: optim"),
-                   _from_dict(RunConfig, d.get("train") or {"steps": 1}, f"{where}: train"))
+            raise UserInputError("model.losses: put the loss settings under the top-level `loss:` key")
+        losses = _from_dict(LossConfig, d.get("loss") or {}, "loss")
+        student = _from_dict(StudentConfig, {**model, "losses": losses}, "model")
+        return cls(student, _from_dict(DataConfig, d.get("data") or {}, "data"),
+                   _from_dict(OptimConfig, d.get("optim") or {}, "optim"),
+                   _from_dict(RunConfig, d.get("train") or {"steps": 1}, "train"))
 
     def to_dict(self) -> dict[str, Any]:
         model = self.student.to_dict()
@@ -160,4 +182,13 @@ def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainC
         raw = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise UserInputError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return TrainConfig.from_dict(apply_overrides(raw, overrides), str(p))
+    cfg = TrainConfig.from_dict(raw, str(p))
+    for i, item in enumerate(overrides):
+        # one override at a time: a bad one is named, not the file
+        key = item.partition("=")[0].strip()
+        try:
+            cfg = TrainConfig._from_dict(apply_overrides(raw, overrides[:i + 1]))
+        except UserInputError as e:
+            problem = str(e).removeprefix("config ")
+            raise UserInputError(f"--set {item}: {problem.removeprefix(key + ': ')}") from None
+    return cfg

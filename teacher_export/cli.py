@@ -96,6 +96,8 @@ def show(store: str, which: str, out: Path, dataroot: str | None, score_threshol
 
     reader = CacheReader(store)
     index = _sample_index(reader, store, which)
+    if dataroot is not None:
+        reader.check_dataroot(dataroot)
     for path in render_cache_sample(reader[index], reader.config, out, dataroot=dataroot,
                                     score_threshold=score_threshold, scale=scale):
         click.echo(str(path))

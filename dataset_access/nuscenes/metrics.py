@@ -7,7 +7,7 @@ import contextlib
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -29,6 +29,8 @@ class EvalMetrics:
     raw: dict[str, Any]
     # What was scored: checkpoint, step, EMA or raw weights, what the student was distilled from.
     about: str = ""
+    # the devkit's evaluation (DetectionEval, its metrics and details), kept for its pictures
+    devkit: Any = field(default=None, repr=False, compare=False)
 
     def table(self) -> str:
         """A markdown table: one row per class (AP and TP errors), then mAP / NDS and the mean errors."""
@@ -47,12 +49,11 @@ def _fmt(v: float | None) -> str:
 
 
 def score_results(results_path: str | Path, dataset: "NuScenesSamples", out_dir: str | Path,
-                  render_tokens: Sequence[str] = (), only_tokens: Sequence[str] | None = None) -> EvalMetrics:
-    """Score a results JSON on `dataset`'s split with DetectionEval; writes DetectionEval's metrics_summary.json and
-    metrics_details.json into `out_dir`. With `render_tokens`, also the devkit's pictures: its PR and
-    TP-error curves (`plots/*.png`) and its BEV view of GT and predictions over the LiDAR points for
-    each of those samples (`render/<i>_<token>_devkit.png`). `only_tokens` scores those samples of the
-    split alone (`eval --limit`)."""
+                  only_tokens: Sequence[str] | None = None) -> EvalMetrics:
+    """Score a results JSON on `dataset`'s split with DetectionEval; writes DetectionEval's
+    metrics_summary.json and metrics_details.json into `out_dir`. `only_tokens` scores those samples of
+    the split alone (`eval --limit`). The devkit's pictures come after, from the returned metrics
+    (`render_devkit`)."""
     from nuscenes.eval.common.config import config_factory
     from nuscenes.eval.detection.evaluate import DetectionEval
 
@@ -68,15 +69,14 @@ def score_results(results_path: str | Path, dataset: "NuScenesSamples", out_dir:
             de = _samples_eval_class()(nusc, config_factory(EVAL_CONFIG), str(results_path), split, str(out),
                                        only_tokens)
         metrics, details = de.evaluate()
-        if render_tokens:
-            _render_devkit(de, nusc, metrics, details, render_tokens, out)
     summary = metrics.serialize()
     (out / "metrics_summary.json").write_text(json.dumps(summary, indent=2))
     (out / "metrics_details.json").write_text(json.dumps(details.serialize(), indent=2))
     return EvalMetrics(float(summary["mean_ap"]), float(summary["nd_score"]),
                        {k: float(v) for k, v in summary["mean_dist_aps"].items()},
                        {k: float(v) for k, v in summary["tp_errors"].items()},
-                       {k: {e: float(x) for e, x in v.items()} for k, v in summary["label_tp_errors"].items()}, summary)
+                       {k: {e: float(x) for e, x in v.items()} for k, v in summary["label_tp_errors"].items()}, summary,
+                       devkit=(de, metrics, details))
 
 
 def _samples_eval_class():
@@ -104,6 +104,21 @@ def _samples_eval_class():
             self.sample_tokens = self.gt_boxes.sample_tokens
 
     return SamplesEval
+
+
+def render_devkit(scored: EvalMetrics, tokens: Sequence[str], out_dir: str | Path) -> list[str]:
+    """The devkit's pictures of a scoring run: its PR and TP-error curves (`plots/*.png`) and its BEV view
+    of GT and predictions over the LiDAR points for each of `tokens` (`render/<i>_<token>_devkit.png`).
+    A picture that cannot be drawn is one line in the returned list, never an exception: the scores are
+    written by then and stand."""
+    de, metrics, details = scored.devkit
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            _render_devkit(de, de.nusc, metrics, details, tokens, Path(out_dir))
+    except Exception as e:  # noqa: BLE001  (matplotlib and the devkit raise many kinds)
+        return [f"pictures: the devkit's curves or BEV views could not be drawn ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:160] if str(e) else ''})"]
+    return []
 
 
 def _render_devkit(de, nusc, metrics, details, tokens: Sequence[str], out: Path) -> None:

@@ -21,7 +21,6 @@ from torch.utils.data import Dataset
 
 from cache_schema import CacheReader
 from cache_schema.errors import UserInputError
-from cache_schema.identity import images_fingerprint
 
 from ..batch import StudentBatch, TeacherTargets
 from detection.bev_aug import BevAugConfig, augment_boxes, augment_radar_points, sample_bev_aug, teacher_validity
@@ -64,6 +63,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UserInputError(f"config data.batch_size: must be >= 1, got {self.batch_size}")
+        if self.prefetch_factor < 1:
+            raise UserInputError(f"config data.prefetch_factor: must be >= 1, got {self.prefetch_factor}")
         if self.num_workers < 0:
             raise UserInputError(f"config data.num_workers: must be >= 0, got {self.num_workers}")
         if self.multiprocessing_context not in (None, "fork", "spawn", "forkserver"):
@@ -88,6 +89,11 @@ def needed_groups(cfg: StudentConfig) -> tuple[str, ...]:
     return tuple(groups)
 
 
+# the loss terms that read each optional cache group: what to switch off when a store lacks it
+_SWITCHES = {GroundTruth.GROUP: ("loss.det",), DepthTargets.GROUP: ("loss.ds",),
+             LidarTeacherMaps.GROUP: ("loss.xfd", "loss.xat", "loss.xod"), ImageTeacherDetections.GROUP: ("loss.xis",)}
+
+
 def open_cache(url: str, cfg: StudentConfig, indices: Sequence[int] | None = None,
                storage_options: dict | None = None, dataroot: str | Path | None = None) -> CacheReader:
     """Open the cache for training `cfg`: check grid, classes, cameras, teacher width and that the
@@ -96,12 +102,15 @@ def open_cache(url: str, cfg: StudentConfig, indices: Sequence[int] | None = Non
     reader = CacheReader(url, storage_options=storage_options)
     cfg.check_store(reader.config, url)
     if dataroot is not None and cfg.modality == "camera":
-        check_dataroot(reader, url, dataroot)
+        reader.check_dataroot(dataroot)
     groups = needed_groups(cfg)
     missing = [g for g in groups if g not in reader.config.groups]
     if missing:
-        raise UserInputError(f"{url}: the enabled losses need cache group(s) {missing}, which this store lacks "
-                             "(switch those losses off or export with the teacher)")
+        switches = sorted({s for g in missing for s in _SWITCHES.get(g, ())})
+        raise UserInputError(f"{url}: this store has no {', '.join(missing)} group, which "
+                             f"{' and '.join(switches) or 'the student'} read; set "
+                             + " ".join(f"{s}.enabled=false" for s in switches)
+                             + " (--set), or export with what they need")
     done = reader.done_mask
     used = np.arange(len(reader)) if indices is None else np.asarray(indices, dtype=np.int64)
     if used.size and (used.min() < 0 or used.max() >= len(reader)):
@@ -111,22 +120,6 @@ def open_cache(url: str, cfg: StudentConfig, indices: Sequence[int] | None = Non
         raise UserInputError(f"{url}: {not_done.size} of {used.size} samples are not exported yet (first: "
                              f"index {int(not_done[0])}); finish the export (it resumes) before training")
     return reader.select(groups)
-
-
-def check_dataroot(reader: CacheReader, url: str, dataroot: str | Path) -> None:
-    """The cache names its JPEGs relative to the dataroot; another dataroot with the same file names
-    would train on other pictures with this cache's calibration. Compare the fingerprint of the image
-    paths and sizes the export recorded."""
-    recorded = reader.meta.provenance.get("dataset", {}).get("images_sha256")
-    if recorded is None:
-        log.warning("%s: made before stores recorded their images; cannot check --dataroot %s", url, dataroot)
-        return
-    if not reader.done_mask.all():
-        return  # an unfinished store is refused by the caller anyway
-    relative = [p for row in reader.select([Calib.GROUP]).column(Calib, "image_paths") for p in row]
-    if images_fingerprint(dataroot, relative) != recorded:
-        raise UserInputError(f"--dataroot {dataroot}: its camera images are not the ones {url} was exported from "
-                             "(their paths and sizes differ); give the dataroot the export read")
 
 
 def previous_key_frames(reader: CacheReader) -> np.ndarray:
