@@ -136,19 +136,30 @@ class BevView:
 
 
 def draw_bev_boxes(ax, boxes: np.ndarray, color=GT_COLOR, labels: Sequence[str] | None = None,
-                   linewidth: float = 1.5, linestyle: str = "-") -> None:
-    """Outlines of (M, >=7) boxes seen from above, with a line from the centre to the front face."""
+                   linewidth: float = 1.5, linestyle: str = "-", alpha: float = 1.0) -> None:
+    """Outlines of (M, >=7) boxes seen from above, with a line from the centre to the front face, and
+    `labels` beside them where they do not cover a label already on the picture (dense scenes keep
+    the first ones: the caller orders boxes by what matters most, e.g. by score)."""
     boxes = np.asarray(boxes, np.float64)
     if boxes.size == 0:
         return
     boxes = np.atleast_2d(boxes)
+    placed = getattr(ax, "_x3kd_label_pixels", [])
     for i, corners in enumerate(box_corners(boxes)):
         ring = corners[[0, 1, 3, 2, 0], :2]
-        ax.plot(ring[:, 0], ring[:, 1], color=color, linewidth=linewidth, linestyle=linestyle)
+        ax.plot(ring[:, 0], ring[:, 1], color=color, linewidth=linewidth, linestyle=linestyle, alpha=alpha)
         front = corners[[1, 3], :2].mean(0)
-        ax.plot([boxes[i, 0], front[0]], [boxes[i, 1], front[1]], color=color, linewidth=linewidth)
+        ax.plot([boxes[i, 0], front[0]], [boxes[i, 1], front[1]], color=color, linewidth=linewidth, alpha=alpha)
         if labels is not None:
-            ax.text(corners[:4, 0].max(), corners[:4, 1].max(), labels[i], color=color, fontsize=6)
+            at = (corners[:4, 0].max(), corners[:4, 1].max())
+            px, py = ax.transData.transform(at)
+            # a 6-point label is ~8 px high and ~4 px per character wide at 100 dpi
+            width = 4.2 * len(labels[i])
+            if any(abs(py - qy) < 9 and px < qx + qw and qx < px + width for qx, qy, qw in placed):
+                continue
+            placed.append((px, py, width))
+            ax.text(*at, labels[i], color=color, fontsize=6, alpha=alpha)
+    ax._x3kd_label_pixels = placed
 
 
 def draw_bev_centres(ax, centres: np.ndarray, color=TEACHER_COLOR) -> None:
@@ -178,7 +189,11 @@ def camera_picture(image: np.ndarray) -> Picture:
     return pic
 
 
-def draw_depth_points(ax, depth: np.ndarray, stride: int, max_depth: float = 60.0, cmap: str = "turbo") -> None:
+DEPTH_RANGE_M = 60.0  # depth pictures colour 0..60 m
+
+
+def draw_depth_points(ax, depth: np.ndarray, stride: int, max_depth: float = DEPTH_RANGE_M, cmap: str = "turbo"
+                      ) -> None:
     """The cached sparse LiDAR depth targets as dots coloured by depth. Cell (r, c) of a stride-s map
     covers pixels [r*s, (r+1)*s) x [c*s, (c+1)*s), so its dot sits at the centre of that block."""
     rows, cols = np.nonzero(np.asarray(depth) > 0)
@@ -274,6 +289,64 @@ def caption(pic: Picture, text: str) -> None:
                 bbox={"facecolor": "black", "alpha": 0.5, "linewidth": 0, "pad": 1})
 
 
+# BEV pictures are drawn at least this many pixels wide by default: labels of a dense scene fit, titles fit
+DEFAULT_BEV_PIXELS = 640
+EGO_COLOR = (1.0, 1.0, 1.0)
+EGO_SIZE = (1.9, 4.6)  # width (x), length (y) in metres: a nuScenes car; LIDAR_TOP looks along +y
+
+
+def default_scale(grid: BevGrid) -> int:
+    """Pixels per BEV cell for a picture at least DEFAULT_BEV_PIXELS wide (at least 4)."""
+    return max(4, -(-DEFAULT_BEV_PIXELS // max(grid.shape)))
+
+
+def bev_furniture(pic: Picture, view: BevView, legend: Sequence[tuple[str, tuple, str]] = ()) -> None:
+    """What makes a BEV picture readable on its own: the ego car at the origin (white, its front the
+    triangle, driving up the picture), a metre scale bar at the lower left, and a legend (label, colour,
+    line style: "-" a line, "--" dashed, "x" a marker, "o" a dot) at the upper right."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Polygon, Rectangle
+
+    ax = pic.ax
+    w, length = EGO_SIZE
+    ax.add_patch(Rectangle((-w / 2, -length / 2), w, length, fill=False, edgecolor=EGO_COLOR, linewidth=1.2))
+    ax.add_patch(Polygon([(-w / 2, length / 2 - 1.0), (w / 2, length / 2 - 1.0), (0.0, length / 2)], closed=True,
+                         facecolor=EGO_COLOR, edgecolor=EGO_COLOR))
+    x0, x1, y0, y1 = view.extent
+    span = x1 - x0
+    bar = 10.0 if span >= 40 else 5.0 if span >= 15 else 1.0
+    bx, by = x0 + 0.04 * span, y0 + 0.04 * (y1 - y0)
+    ax.plot([bx, bx + bar], [by, by], color=EGO_COLOR, linewidth=2.0, solid_capstyle="butt")
+    ax.text(bx + bar / 2, by + 0.01 * (y1 - y0), f"{bar:g} m", color=EGO_COLOR, fontsize=7,
+            horizontalalignment="center", verticalalignment="bottom")
+    if legend:
+        handles = [Line2D([], [], color=c, linestyle="none" if s in ("x", "o") else s,
+                          marker=s if s in ("x", "o") else None, label=label) for label, c, s in legend]
+        ax.legend(handles=handles, loc="upper right", fontsize=6, framealpha=0.6, facecolor="black",
+                  labelcolor="white", edgecolor="none")
+
+
+def colour_bar(width: int, vmax: float, cmap: str, unit: str, label: str, height: int = 44) -> np.ndarray:
+    """(height, width, 3) uint8: a horizontal colour bar from 0 to `vmax` with ticks in `unit` and a
+    label, to put under a mosaic of pictures coloured by `cmap` over that range."""
+    pic = Picture(width, height)
+    pic.figure.patch.set_facecolor("black")
+    ax = pic.ax
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    left, right = 0.08 * width, 0.92 * width
+    ax.imshow(np.linspace(0, 1, 256)[None], cmap=cmap, aspect="auto", extent=(left, right, 16, 4))
+    step = 10.0 if vmax >= 40 else 5.0 if vmax >= 10 else 1.0
+    for v in np.arange(0, vmax + 1e-9, step):
+        x = left + (right - left) * v / vmax
+        ax.plot([x, x], [16, 19], color="white", linewidth=0.8)
+        ax.text(x, 20, f"{v:g}", color="white", fontsize=7, horizontalalignment="center", verticalalignment="top")
+    ax.text(right + 6, 10, unit, color="white", fontsize=7, verticalalignment="center")
+    ax.text(width / 2, height - 2, label, color="white", fontsize=7, horizontalalignment="center",
+            verticalalignment="bottom")
+    return pic.pixels()
+
+
 
 # ------------------------------------------------------------------------------ whole pictures ---
 
@@ -287,7 +360,7 @@ def _read_rgb(dataroot: str | Path | None, relative: str, image_hw: tuple[int, i
 
 
 def render_cache_sample(sample: CacheSample, config, out_dir: str | Path, dataroot: str | Path | None = None,
-                        score_threshold: float = 0.3, scale: int = 4) -> list[Path]:
+                        score_threshold: float = 0.3, scale: int | None = None) -> list[Path]:
     """PNGs of one cached sample (`CacheReader[i]` with every group) into `out_dir`:
 
     bev_teacher_heatmap.png   teacher class heatmaps (max over classes), GT boxes (green), boxes decoded
@@ -296,18 +369,21 @@ def render_cache_sample(sample: CacheSample, config, out_dir: str | Path, dataro
     bev_gt.png                GT boxes alone (a store without a LiDAR teacher)
     bev_radar.png             the cached multi-sweep radar points (cyan, lines = 0.5 s of compensated
                               Doppler velocity) over the teacher heatmap, GT green (stores with radar)
-    cameras_depth.png         each camera with its cached LiDAR depth targets (turbo: near blue, far red)
+    cameras_depth.png         each camera with its cached LiDAR depth targets (turbo: near blue, far
+                              red; the colour bar under the cameras is in metres)
     cameras_teacher.png       each camera with the image teacher's masks, boxes, classes and scores and
                               the GT boxes projected (green)
     `sample` is `CacheReader[i]` with every group. Camera pictures show the JPEGs when `dataroot` is
-    given, a grey canvas otherwise."""
+    given, a grey canvas otherwise. BEV pictures carry the ego car, a metre scale and a legend; `scale`
+    (pixels per cell) defaults to a picture ~640 pixels wide."""
     out = Path(out_dir)
     grid, classes = config.grid, config.classes.classes
-    view = BevView(grid, scale)
+    view = BevView(grid, scale or default_scale(grid))
     gt, gt_labels = sample.gt.present()
     gt_names = [classes[int(k)] for k in gt_labels]
     written = []
     teacher = sample.lidar_teacher
+    gt_entry = (f"GT ({len(gt)})", GT_COLOR, "-")
     if teacher is not None:
         heat = np.asarray(teacher.heatmaps)
         pic = view.picture(colorize(heat.max(0), 0.0, 1.0))
@@ -315,24 +391,29 @@ def render_cache_sample(sample: CacheSample, config, out_dir: str | Path, dataro
         dets = decode_probability_maps(heat, teacher.regression, grid, score_threshold)
         draw_bev_boxes(pic.ax, dets.boxes.numpy(), TEACHER_COLOR, linestyle="--")
         draw_bev_centres(pic.ax, dets.boxes[:, :2].numpy())
-        caption(pic, f"teacher heatmap (max over classes), GT green, {len(dets)} teacher boxes >= "
-                     f"{score_threshold:g} magenta")
+        caption(pic, "teacher heatmap, max over classes (0..1)")
+        bev_furniture(pic, view, [gt_entry, (f"teacher boxes >= {score_threshold:g} ({len(dets)})", TEACHER_COLOR,
+                                             "--")])
         written.append(pic.save(out / "bev_teacher_heatmap.png"))
         pic = view.picture(feature_rgb(np.asarray(teacher.bev_features)))
         draw_bev_boxes(pic.ax, gt, GT_COLOR)
-        caption(pic, "teacher BEV features (3 principal components as RGB), GT green")
+        caption(pic, "teacher BEV features, 3 principal components as RGB")
+        bev_furniture(pic, view, [gt_entry])
         written.append(pic.save(out / "bev_teacher_features.png"))
     else:
         pic = view.picture()
         draw_bev_boxes(pic.ax, gt, GT_COLOR, gt_names)
         caption(pic, "GT boxes (the store has no LiDAR teacher)")
+        bev_furniture(pic, view, [gt_entry])
         written.append(pic.save(out / "bev_gt.png"))
     if sample.radar is not None:
         radar = sample.radar.present()
         pic = view.picture(colorize(np.asarray(teacher.heatmaps).max(0), 0.0, 1.0) if teacher is not None else None)
         draw_bev_boxes(pic.ax, gt, GT_COLOR)
         draw_bev_radar(pic.ax, radar)
-        caption(pic, f"{len(radar)} radar points (cyan, 0.5 s of Doppler velocity), GT green")
+        caption(pic, "radar points over the teacher heatmap" if teacher is not None else "radar points")
+        bev_furniture(pic, view, [gt_entry, (f"radar points ({len(radar)}), line: 0.5 s of Doppler", RADAR_COLOR,
+                                             "o")])
         written.append(pic.save(out / "bev_radar.png"))
 
     calib = sample.calib
@@ -354,7 +435,9 @@ def render_cache_sample(sample: CacheSample, config, out_dir: str | Path, dataro
         caption(pic, f"{name}: image teacher, GT green")
         teacher_tiles[name] = pic.pixels()
     if depth_tiles:
-        written.append(save_png(mosaic(depth_tiles)[0], out / "cameras_depth.png"))
+        tiles = mosaic(depth_tiles)[0]
+        bar = colour_bar(tiles.shape[1], DEPTH_RANGE_M, "turbo", "m", "LiDAR depth target")
+        written.append(save_png(np.concatenate([tiles, bar]), out / "cameras_depth.png"))
     written.append(save_png(mosaic(teacher_tiles)[0], out / "cameras_teacher.png"))
     return written
 
@@ -362,22 +445,34 @@ def render_cache_sample(sample: CacheSample, config, out_dir: str | Path, dataro
 def render_prediction(out_dir: str | Path, stem: str, calib: Calib, dataroot: str | Path, grid: BevGrid,
                       class_names: Sequence[str], pred_boxes: np.ndarray, pred_scores: np.ndarray,
                       pred_labels: np.ndarray, gt_boxes: np.ndarray, gt_names: Sequence[str],
-                      heatmap: np.ndarray | None = None, score_threshold: float = 0.3, scale: int = 4,
-                      camera_names: Sequence[str] | None = None, radar_points: np.ndarray | None = None
-                      ) -> list[Path]:
-    """`<stem>_bev.png` (the student's heatmap, GT green, predictions >= `score_threshold` blue with class
-    and score, a radar student's input points cyan) and `<stem>_cameras.png` (each camera with GT and
-    predicted boxes projected) of one sample; boxes in the sample's LiDAR frame."""
+                      heatmap: np.ndarray | None = None, score_threshold: float = 0.3, scale: int | None = None,
+                      camera_names: Sequence[str] | None = None, radar_points: np.ndarray | None = None,
+                      top: int = 20) -> list[Path]:
+    """`<stem>_bev.png` (the student's heatmap, GT green, its `top` predictions by score blue with class
+    and score, those below `score_threshold` dotted and fainter, a radar student's input points cyan)
+    and `<stem>_cameras.png` (each camera with GT and the predictions >= `score_threshold` projected) of
+    one sample; boxes in the sample's LiDAR frame. A young student whose every score is below the
+    threshold still shows what it predicts."""
     out = Path(out_dir)
-    keep = np.asarray(pred_scores) >= score_threshold
-    boxes, scores, labels = (np.asarray(v)[keep] for v in (pred_boxes, pred_scores, pred_labels))
-    view = BevView(grid, scale)
+    order = np.argsort(-np.asarray(pred_scores))[:top]
+    boxes, scores, labels = (np.asarray(v)[order] for v in (pred_boxes, pred_scores, pred_labels))
+    above = scores >= score_threshold
+    view = BevView(grid, scale or default_scale(grid))
     pic = view.picture(None if heatmap is None else colorize(np.asarray(heatmap).max(0), 0.0, 1.0))
     draw_bev_boxes(pic.ax, gt_boxes, GT_COLOR)
     if radar_points is not None:
         draw_bev_radar(pic.ax, radar_points)
-    draw_bev_boxes(pic.ax, boxes, PRED_COLOR, [f"{class_names[int(k)]} {s:.2f}" for k, s in zip(labels, scores)])
-    caption(pic, f"student heatmap, GT green ({len(gt_boxes)}), predictions >= {score_threshold:g} blue ({len(boxes)})")
+    text = [f"{class_names[int(k)]} {s:.2f}" for k, s in zip(labels, scores)]
+    draw_bev_boxes(pic.ax, boxes[above], PRED_COLOR, [s for s, a in zip(text, above) if a])
+    draw_bev_boxes(pic.ax, boxes[~above], PRED_COLOR, [s for s, a in zip(text, above) if not a], linewidth=1.0,
+                   linestyle=":", alpha=0.55)
+    caption(pic, "student heatmap, max over classes (0..1)" if heatmap is not None else "student predictions")
+    legend = [(f"GT ({len(gt_boxes)})", GT_COLOR, "-"), (f"predictions >= {score_threshold:g} ({int(above.sum())})",
+                                                          PRED_COLOR, "-"),
+              (f"below {score_threshold:g}, top {top} ({int((~above).sum())})", PRED_COLOR, ":")]
+    if radar_points is not None:
+        legend.append((f"radar points ({len(radar_points)})", RADAR_COLOR, "o"))
+    bev_furniture(pic, view, legend)
     written = [pic.save(out / f"{stem}_bev.png")]
     lidar_to_cams = np.linalg.inv(calib.camera_to_lidar())
     names = list(camera_names) if camera_names is not None else [f"CAM_{i}" for i in range(calib.num_cameras)]
@@ -386,8 +481,8 @@ def render_prediction(out_dir: str | Path, stem: str, calib: Calib, dataroot: st
         image = _read_rgb(dataroot, calib.image_paths[i], (0, 0))
         pic = camera_picture(image)
         draw_camera_boxes(pic.ax, gt_boxes, lidar_to_cams[i], calib.cam_intrinsics[i], GT_COLOR)
-        draw_camera_boxes(pic.ax, boxes, lidar_to_cams[i], calib.cam_intrinsics[i], PRED_COLOR)
-        caption(pic, f"{name}: GT green, predictions blue")
+        draw_camera_boxes(pic.ax, boxes[above], lidar_to_cams[i], calib.cam_intrinsics[i], PRED_COLOR)
+        caption(pic, f"{name}: GT green, predictions >= {score_threshold:g} blue")
         tiles[name] = pic.pixels()
     shapes = {t.shape for t in tiles.values()}
     if len(shapes) == 1:
@@ -395,5 +490,3 @@ def render_prediction(out_dir: str | Path, stem: str, calib: Calib, dataroot: st
     else:  # cameras of different sizes cannot share a mosaic
         written += [save_png(t, out / f"{stem}_{name}.png") for name, t in tiles.items()]
     return written
-
-

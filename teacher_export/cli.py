@@ -73,19 +73,23 @@ def validate(store: str, quiet: bool) -> None:
               help="The dataroot the store was exported from, to draw on the camera JPEGs (grey canvas without it).")
 @click.option("--score-threshold", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True,
               help="Teacher heatmap peaks above this are decoded into boxes (magenta).")
-@click.option("--scale", type=click.IntRange(1, 16), default=4, show_default=True, help="BEV pixels per grid cell.")
+@click.option("--scale", type=click.IntRange(1, 32), default=None,
+              help="BEV pixels per grid cell.  [default: a picture ~640 pixels wide]")
 @exit_2_on_user_error
-def show(store: str, which: str, out: Path, dataroot: str | None, score_threshold: float, scale: int) -> None:
+def show(store: str, which: str, out: Path, dataroot: str | None, score_threshold: float, scale: int | None) -> None:
     """Draw one cached sample of STORE (a path or fsspec URL) as PNGs in --out.
 
     \b
     bev_teacher_heatmap.png   teacher class heatmaps (max over classes), GT boxes (green), the boxes
                               decoded from the teacher's heatmaps + regression maps (magenta, x = centre)
     bev_teacher_features.png  teacher BEV features, 3 principal components as RGB, GT boxes
-    cameras_depth.png         the six cameras with the cached LiDAR depth targets (near blue, far red)
-    cameras_teacher.png       the six cameras with the image teacher's masks, boxes, classes, scores
+    bev_radar.png             the cached radar points (cyan, lines: 0.5 s of Doppler), GT (stores with radar)
+    bev_gt.png                GT boxes alone (a store without a LiDAR teacher)
+    cameras_depth.png         the cameras with the cached LiDAR depth targets, a colour bar in metres
+    cameras_teacher.png       the cameras with the image teacher's masks, boxes, classes, scores
                               and the GT boxes projected (green)
-    BEV pictures show x to the right and y up (the ego drives up the picture).
+    BEV pictures show x to the right and y up: the ego car (white, at the origin) drives up the
+    picture; a scale bar gives metres and a legend the colours.
 
     \b
     Example:

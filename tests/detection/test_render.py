@@ -14,8 +14,9 @@ from cache_schema import CacheReader
 from cache_schema.boxes import box_corners
 from cache_schema.grid import BevGrid
 from detection.centerpoint_coder import decode_probability_maps
-from detection.pictures import (GT_COLOR, RADAR_COLOR, BevView, camera_picture, colorize, draw_bev_boxes, draw_camera_boxes,
-                                draw_depth_points, draw_instances, mosaic)
+from detection.pictures import (GT_COLOR, PRED_COLOR, RADAR_COLOR, BevView, bev_furniture, camera_picture, colorize,
+                                colour_bar, default_scale, draw_bev_boxes, draw_camera_boxes, draw_depth_points,
+                                draw_instances, mosaic)
 
 GRID = BevGrid((-25.6, -25.6, -5.0, 25.6, 25.6, 3.0), (0.2, 0.2, 8.0), 4)  # 64 x 64 cells of 0.8 m
 # A camera at the LiDAR origin looking along +x (camera z = LiDAR x, camera x = -LiDAR y, y = -z).
@@ -166,7 +167,7 @@ def test_show_draws_a_cached_sample_from_a_local_and_an_fsspec_store(train_cache
              "bev_radar.png"}
     assert {p.name for p in out.iterdir()} == names
     bev = np.asarray(Image.open(out / "bev_teacher_heatmap.png").convert("RGB"))
-    view = BevView(reader.config.grid, 4)
+    view = BevView(reader.config.grid, default_scale(reader.config.grid))  # show's default: ~640 px
     assert bev.shape == (*view.size, 3)
     # Each GT box inside the grid has its outline drawn where it is.
     r0 = reader.config.grid.point_cloud_range
@@ -230,3 +231,60 @@ def test_eval_render_draws_predictions_and_the_devkit_curves(train_cache, synthe
     bev = np.asarray(Image.open(next((out / "render").glob("000_*_bev.png"))).convert("RGB"))
     target = (np.array(GT_COLOR) * 255).astype(int)
     assert (np.abs(bev.astype(int) - target).max(-1) < 60).sum() > 20
+
+
+def _near(pixels: np.ndarray, row: int, col: int, colour, reach: int = 1, tol: int = 60) -> bool:
+    patch = pixels[max(row - reach, 0):row + reach + 1, max(col - reach, 0):col + reach + 1].astype(int)
+    return bool((np.abs(patch - (np.array(colour) * 255).astype(int)).max(-1) < tol).any())
+
+
+def test_a_bev_picture_carries_the_ego_car_a_metre_scale_and_a_legend():
+    view = BevView(GRID, default_scale(GRID))
+    assert view.size == (640, 640)  # the default: labels and titles fit
+    pic = view.picture()
+    bev_furniture(pic, view, [("GT (3)", GT_COLOR, "-"), ("teacher", (1.0, 0.25, 0.85), "--")])
+    px = pic.pixels()
+    white = (1.0, 1.0, 1.0)
+    # the ego car's outline at the origin (its sides at x = +-0.95 m) and its front (the triangle's tip at +y)
+    assert _near(px, *view.pixel_of(0.95, 0.0), white) and _near(px, *view.pixel_of(-0.95, 0.0), white)
+    assert _near(px, *view.pixel_of(0.0, 2.0), white) and not _near(px, *view.pixel_of(0.0, -2.0), white, reach=0)
+    # the 10 m scale bar at the lower left: white along its length
+    x0, y0 = GRID.point_cloud_range[0] + 0.04 * 51.2, GRID.point_cloud_range[1] + 0.04 * 51.2
+    assert all(_near(px, *view.pixel_of(x0 + d, y0), white) for d in (0.5, 5.0, 9.5))
+    assert not _near(px, *view.pixel_of(x0 + 11.0, y0), white, reach=0)
+    # the legend at the upper right shows the GT colour
+    assert (np.abs(px[:60, 540:].astype(int) - (np.array(GT_COLOR) * 255).astype(int)).max(-1) < 60).any()
+
+
+def test_labels_that_would_cover_each_other_are_left_out():
+    view = BevView(GRID, default_scale(GRID))
+    pic = view.picture()
+    boxes = np.stack([_box(0.0, 10.0), _box(0.3, 10.1), _box(-15.0, -15.0)])
+    draw_bev_boxes(pic.ax, boxes, GT_COLOR, ["car", "car", "pedestrian"])
+    assert len(pic.ax.texts) == 2  # the second car's label would sit on the first's
+
+
+def test_the_depth_colour_bar_runs_from_near_blue_to_far_red_in_metres():
+    bar = colour_bar(400, 60.0, "turbo", "m", "LiDAR depth target")
+    assert bar.shape == (44, 400, 3)
+    near, far = bar[10, int(0.08 * 400) + 2].astype(int), bar[10, int(0.92 * 400) - 2].astype(int)
+    assert near[2] > near[0] and far[0] > far[2]  # turbo: blue at 0 m, red at 60 m
+
+
+def test_eval_pictures_show_the_top_predictions_below_the_threshold_fainter(tmp_path):
+    from cache_schema.views import Calib
+    from detection.pictures import render_prediction
+
+    calib = Calib(["cam.jpg"], K[None], np.linalg.inv(LIDAR_TO_CAM)[None], np.eye(4)[None], np.eye(4), np.eye(4))
+    Image.new("RGB", (160, 90), (90, 90, 90)).save(tmp_path / "cam.jpg")
+    preds = np.stack([_box(10.0, 10.0), _box(-10.0, -10.0)])
+    written = render_prediction(tmp_path / "out", "s", calib, tmp_path, GRID, ["car"], preds, np.array([0.6, 0.12]),
+                                np.array([0, 0]), np.zeros((0, 9)), [], score_threshold=0.3)
+    px = np.asarray(Image.open(written[0]).convert("RGB"))
+    view = BevView(GRID, default_scale(GRID))
+    strong, faint = view.pixel_of(10.0, 12.0), view.pixel_of(-10.0, -8.0)  # the boxes' front ends (+y sides)
+    assert _near(px, *view.pixel_of(11.0, 10.0), PRED_COLOR, reach=2, tol=40)
+    # the 0.12 box is drawn (dotted, fainter), not left out: some blue-ish pixels along its side
+    side = px[faint[0] - 2:faint[0] + 30, faint[1] - 30:faint[1] + 30].astype(int)
+    assert ((side[..., 2] - side[..., 0]) > 40).sum() > 10
+    assert strong != faint
