@@ -297,7 +297,8 @@ def main() -> None:
         parser.error("--rows: no rows to run (a bare --rows needs at least one --sweep)")
     data, cache, teacher, identity, timing = prepare(args.work, args.fit_teachers, threads=args.parallel, size=size)
     runs = args.work / "runs" / args.tag if args.tag else args.work / "runs"
-    jobs = [(row, seed) for row in rows for seed in args.seeds]
+    # seed by seed: each finished seed is a complete paired comparison of every row
+    jobs = [(row, seed) for seed in args.seeds for row in rows]
     with ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(lambda job: train_and_eval(runs, data, cache, job[0], rows[job[0]][1], job[1],
                                                            steps, args.overrides), jobs))
