@@ -45,7 +45,7 @@ fi
 step "2/6 the lab teachers: LiDAR CenterPoint and image Mask R-CNN fitted by fit-teacher --preset lab"
 (cd "$TEACHERS" && sha256sum --check --quiet SHA256SUMS) \
   || { echo "demo: $TEACHERS/*.pth do not match $TEACHERS/SHA256SUMS (see $TEACHERS/README.md to re-fit them)" >&2; exit 2; }
-echo "$TEACHERS/lidar.pth, $TEACHERS/image.pth: sha256 match $TEACHERS/SHA256SUMS"
+echo "$TEACHERS/lidar.pth, image.pth and the students' pretrained backbone.pth: sha256 match $TEACHERS/SHA256SUMS"
 
 step "3/6 export the train and val caches side by side (each teacher runs once per sample)"
 EXPORT="$BIN/x3kd-cache export --config $TEACHERS/export.yaml --dataroot $DATA --version $VERSION \

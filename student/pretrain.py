@@ -259,5 +259,7 @@ def pretrain_backbone(options: PretrainOptions, progress: bool = True) -> Pretra
                             np.bincount(train.labels, minlength=BACKGROUND + 1).tolist(), options.steps,
                             time.perf_counter() - started, accuracy(model, train),
                             accuracy(model, val) if val is not None else None, float(loss.item()), asdict(options))
-    save_atomic({"state_dict": model.resnet.state_dict(), "pretraining": asdict(result)}, options.out)
+    # float16 on disk: half the bytes of a committed file; loading casts back to the model's float32
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.resnet.state_dict().items()}
+    save_atomic({"state_dict": state, "pretraining": asdict(result)}, options.out)
     return result
