@@ -53,7 +53,7 @@ from .models.student import BevStudent, StudentOutputs, build_student
 from .provenance import check_resume_config, check_same_cache, run_provenance
 from .run_dir import (CHECKPOINT_DIR, checkpoint_path, latest_checkpoint, load_checkpoint, prepare_run_dir,
                       rng_state, set_rng_state)
-from .train_config import OptimConfig, TrainConfig
+from .train_config import OptimConfig, RunConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +285,13 @@ def _resolve_device(kind: str, info: DistInfo) -> torch.device:
     return torch.device(kind)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU. The trainer's only host sync outside
+    what a step's own values need, taken on logging steps."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -381,9 +388,11 @@ def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path,
 
     ddp_net: nn.Module = run.net
     if info.world > 1:
-        # X-IS heads may see no positive RoI in a step: tolerate parameters without gradients.
+        # The search for unused parameters walks the graph every step; skip it where the config
+        # guarantees every parameter a gradient.
         ddp_net = nn.parallel.DistributedDataParallel(
-            run.net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+            run.net, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=not run.criterion.reaches_every_parameter)
     if info.main:
         (out / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
         import yaml
@@ -409,8 +418,10 @@ def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path,
                 term_grads = bool(rc.term_grad_every) and (run.step + 1) % rc.term_grad_every == 0
                 run.criterion.progress = run.step / total
                 losses, loss, grad_norm, lr = _optimizer_step(run, ddp_net, batch, cfg.optim.grad_clip, term_grads)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
+                if logs.logs_at(run.step, total, cfg.train, term_grads):
+                    # the one host sync: a logging step's times and values; between them the host queues
+                    # the next step while the device works
+                    synchronize(device)
                 clock.step_done(run.step)
                 logs.after_step(run, batch, cfg, losses, loss, grad_norm, lr, clock, total)
                 if run.step == total or (rc.checkpoint_every and run.step % rc.checkpoint_every == 0):
@@ -650,7 +661,8 @@ class _RunLogs:
                    total: int) -> None:
         step = run.step
         term_grads = any(k.startswith("grad_norm/") for k in losses)
-        if self.writer is not None and (step % cfg.train.log_every == 0 or step == total or term_grads):
+        logging_step = self.logs_at(step, total, cfg.train, term_grads)
+        if self.writer is not None and logging_step:
             for k, v in losses.items():
                 self.writer.add_scalar(f"loss/{k}" if k.startswith("loss_") else k, v.item(), step)
             self.writer.add_scalar("loss/total", loss.item(), step)
@@ -668,10 +680,17 @@ class _RunLogs:
         if self.writer is not None and run.net.outputs is not None:
             _log_images(self.writer, run.net, batch, cfg.student, step)
         if self.bar is not None:
-            # every term, not only the sum: a flat det/heatmap under a falling total is the first thing to see
-            self.bar.set_postfix(loss=f"{loss.item():.3f}", **{k[5:]: f"{v.item():.3f}" for k, v in losses.items()
-                                                               if k.startswith("loss_")}, lr=f"{lr:.1e}")
+            if logging_step:  # reading a value waits for the device: only where the step syncs anyway
+                # every term, not only the sum: a flat det/heatmap under a falling total is the first thing to see
+                self.bar.set_postfix(loss=f"{loss.item():.3f}", **{k[5:]: f"{v.item():.3f}" for k, v in losses.items()
+                                                                   if k.startswith("loss_")}, lr=f"{lr:.1e}")
             self.bar.update(1)
+
+    @staticmethod
+    def logs_at(step: int, total: int, rc: RunConfig, term_grads: bool = False) -> bool:
+        """Whether step `step` logs its values (and so syncs with the device): every `log_every`
+        steps, the last, and where the per-term gradient norms were taken."""
+        return step % rc.log_every == 0 or step == total or term_grads
 
     def close(self) -> None:
         self.samples.close()

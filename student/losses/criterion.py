@@ -51,6 +51,15 @@ class X3KDLoss(nn.Module):
         # How far the run is, in [0, 1]: the trainer sets it before each step (X-AT's ramp reads it).
         self.progress = 1.0
 
+    @property
+    def reaches_every_parameter(self) -> bool:
+        """Whether every step's loss has a gradient path to every trainable parameter of student and
+        criterion, so data parallelism need not search for unused ones. The detection head is reached only
+        through det and X-OD; each enabled term connects its own modules even when it has nothing to
+        learn from (X-IS on images without pseudo-labels)."""
+        lc = self.cfg.losses
+        return term_on(lc.det) or term_on(lc.xod)
+
     @staticmethod
     def _need(value, what: str, term: str):
         if value is None:

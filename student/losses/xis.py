@@ -372,11 +372,13 @@ def xis_loss(heads: XISHeads, pv_features: torch.Tensor, images: torch.Tensor,
     out, so X-IS learns only from what the teacher saw; "background" keeps it, so its every anchor and
     proposal is trained as background, which a weak or conservative teacher's silence does not justify
     (a teacher that puts nothing above its threshold would train "no object anywhere" on the features
-    the detector needs). With no image to learn from, the term is a zero that keeps the graph."""
+    the detector needs). With no image to learn from, the term is a zero that keeps the graph: the PV
+    features and every head parameter get a (zero) gradient, so data parallelism needs no search for
+    unused parameters (and the heads' weight decay runs as in any other step)."""
     if cfg.empty_images == "skip":
         keep = [i for i, t in enumerate(targets) if len(t["boxes"])]
         if not keep:
-            zero = pv_features.sum() * 0.0
+            zero = (pv_features.sum() + sum(p.sum() for p in heads.parameters())) * 0.0
             return {"loss_xis": zero, "xis/images": zero.detach()}
         if len(keep) < len(targets):
             index = torch.tensor(keep, device=pv_features.device)

@@ -89,8 +89,11 @@ def test_xis_skips_images_without_pseudo_labels():
     feats.grad = None
     nothing = xis_loss(heads, feats, images, [empty, empty, empty], cfg)
     assert nothing["loss_xis"].item() == 0.0 and nothing["loss_xis"].requires_grad
+    heads.zero_grad(set_to_none=True)
     nothing["loss_xis"].backward()
     assert feats.grad.abs().sum() == 0
+    # still connected to every head parameter: data parallelism sees a gradient for each
+    assert all(p.grad is not None and p.grad.abs().sum() == 0 for p in heads.parameters())
 
     feats.grad = None
     background = XISLossConfig(**{**cfg.__dict__, "empty_images": "background"})

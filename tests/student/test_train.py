@@ -209,3 +209,17 @@ def test_xfd_standardize_on_a_store_without_statistics_is_one_line(train_cache, 
                                   str(TINY_YAML), "--out", str(tmp_path / "run2"), "--set", "train.steps=1",
                                   "--set", "loss.xis.enabled=false"])
     assert r.exit_code == 0, r.output
+
+
+def test_the_host_waits_for_the_device_only_on_logging_steps(train_cache, synthetic_dataroot, tmp_path, monkeypatch):
+    import student.train as train_module
+
+    synced_at = []
+    real = train_module.synchronize
+    monkeypatch.setattr(train_module, "synchronize", lambda device: (synced_at.append(device), real(device)))
+    cfg = load_train_config(TINY_YAML, [*FAST, "train.steps=5", "train.log_every=2"])
+    train(train_cache, synthetic_dataroot, cfg, tmp_path / "run", progress=False)
+    # steps 2 and 4 (log_every) and 5 (the last): three waits in five steps, not five
+    assert len(synced_at) == 3
+    logged = [json.loads(ln)["step"] for ln in (tmp_path / "run" / "scalars.jsonl").read_text().splitlines()]
+    assert logged == [2, 4, 5]

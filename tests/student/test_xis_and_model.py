@@ -117,6 +117,21 @@ def test_tiny_student_forward_backward_with_every_loss():
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters()), name
 
 
+@pytest.mark.parametrize("terms, reaches", [({}, True), ({"det": {"weight": 0.0}, "xod": {"enabled": False}}, False)])
+def test_the_criterion_knows_whether_every_parameter_gets_a_gradient(terms, reaches):
+    # what data-parallel training relies on to skip its search for unused parameters
+    torch.manual_seed(0)
+    cfg = small_student_config(**terms)
+    model, crit = build_student(cfg), X3KDLoss(cfg)
+    batch = _synthetic_batch(cfg)
+    if not reaches:
+        batch.gt_boxes, batch.gt_labels = [], []
+    total_loss(crit(model(batch), batch)).backward()
+    trainable = [p for m in (model, crit) for p in m.parameters() if p.requires_grad]
+    assert crit.reaches_every_parameter == reaches
+    assert all(p.grad is not None for p in trainable) == reaches
+
+
 def test_kd_only_mode_trains_without_gt_boxes():
     torch.manual_seed(0)
     cfg = small_student_config(det={"weight": 0.0}, ds={"enabled": False}, xis={"enabled": False})
