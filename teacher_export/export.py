@@ -190,7 +190,7 @@ class Exporter:
         """Teacher and dataset identity: a store is only ever filled by one of these. Computed once
         (every shard task of a worker opens a writer with it)."""
         if self._provenance is None:
-            self._provenance = self._describe()
+            self._provenance = self._as_stored(self._describe())
         return self._provenance
 
     def _describe(self) -> dict[str, Any]:
@@ -203,10 +203,10 @@ class Exporter:
                                             "images_sha256": images_fingerprint(o.dataroot, images)}}
         if self.lidar_teacher is not None:
             prov["lidar_teacher"] = {"name": o.lidar_teacher, "checkpoint_sha256": _sha256_or_none(o.lidar_checkpoint),
-                                     "config": self.lidar_teacher.config}
+                                     "config": _without_paths(self.lidar_teacher.config)}
         if self.image_teacher is not None:
             prov["image_teacher"] = {"name": o.image_teacher, "checkpoint_sha256": _sha256_or_none(o.image_checkpoint),
-                                     "config": self.image_teacher.config}
+                                     "config": _without_paths(self.image_teacher.config)}
         return prov
 
     def sample_tokens(self) -> list[str]:
@@ -215,6 +215,20 @@ class Exporter:
     def open_writer(self, create: bool = True, rows: range | None = None) -> CacheWriter:
         return CacheWriter(self.options.out, self.store_config(), self.provenance(),
                            storage_options=self.options.storage_options, create=create, rows=rows)
+
+    def _as_stored(self, ours: dict[str, Any]) -> dict[str, Any]:
+        """Ours, or an existing store's that differs from ours only in the teachers' checkpoint paths,
+        which earlier stores recorded (a path, relative or absolute, is not an identity: the checkpoint's
+        sha256 is)."""
+        from cache_schema.store import open_root, read_meta
+
+        try:
+            stored = read_meta(open_root(self.options.out, "r", self.options.storage_options), self.options.out).provenance
+        except UserInputError:
+            return ours
+        as_now = {k: {**v, "config": _without_paths(v["config"])} if isinstance(v, dict) and "config" in v else v
+                  for k, v in stored.items()}
+        return stored if as_now == ours else ours
 
     # -- the work ------------------------------------------------------------------------------------
     def compute(self, indices: Iterable[int], config: StoreConfig, times: StageTimes | None = None
@@ -290,6 +304,13 @@ def _radar_points(info: SampleInfo, points: np.ndarray, config: StoreConfig) -> 
     padded = np.zeros((config.max_radar_points, points.shape[1]), np.float32)
     padded[:len(points)] = points
     return RadarPoints(padded, np.int32(len(points)))
+
+
+def _without_paths(teacher_config: dict[str, Any]) -> dict[str, Any]:
+    """A teacher's config as the store's identity records it: without where its checkpoint file was
+    (the same weights from another folder, or through --cluster's absolute paths, are the same teacher;
+    the checkpoint's sha256 is recorded beside it)."""
+    return {k: v for k, v in teacher_config.items() if k != "checkpoint"}
 
 
 def _sha256_or_none(path: str | None) -> str | None:
