@@ -4,6 +4,8 @@ teacher_export's commands and leaves teacher_export's group (the single-process 
 teacher_export never imports pipelines."""
 from __future__ import annotations
 
+import inspect
+
 import click
 
 from cache_schema.errors import exit_2_on_user_error
@@ -12,10 +14,10 @@ from teacher_export.cli import main as single_process_main
 from teacher_export.cli import run_export_command
 
 CLUSTER_OPTIONS = [
-    click.Option(["--cluster"], help="Run on Dask: local[:N] (N single-threaded worker processes, default one per "
-                                     "core), slurm or pbs (batch jobs through dask-jobqueue). Default: one process."),
+    click.Option(["--cluster"], help="Run on Dask: local[:N] (N single-threaded worker processes; without N one per "
+                                     "core), slurm or pbs (batch jobs through dask-jobqueue).  [default: one process]"),
     click.Option(["--scheduler"], help="Run on an existing Dask cluster: its scheduler address, tcp://HOST:8786."),
-    click.Option(["--jobs"], type=int, help="slurm/pbs: number of batch jobs (default 1)."),
+    click.Option(["--jobs"], type=int, help="slurm/pbs: number of batch jobs.  [default: 1]"),
     click.Option(["--cores"], type=int, help="slurm/pbs: cores per job, one worker process each."),
     click.Option(["--memory"], help="slurm/pbs: memory per job, e.g. 64GB."),
     click.Option(["--walltime"], help="slurm/pbs: time limit per job, e.g. 04:00:00."),
@@ -44,17 +46,22 @@ def _export(config_file, repair, cluster, scheduler, jobs, cores, memory, wallti
     run_export_command(config_file, repair, options, runner)
 
 
-export = click.Command(
-    "export", callback=_export, params=[*single_process_export.params, *CLUSTER_OPTIONS],
-    help=single_process_export.help + """
-    With --cluster or --scheduler the shards are exported by Dask workers, each building the
-    teachers once; a failed shard task is retried, and re-running the command resumes.
+CLUSTER_HELP = """
 
-    \\b
-      x3kd-cache export ... --cluster local:4
-      x3kd-cache export ... --out s3://bucket/train.zarr --cluster slurm --jobs 8 --cores 8 \\\\
-          --memory 64GB --walltime 04:00:00 --queue gpu
-    """)
+With --cluster or --scheduler the shards are exported by Dask workers, each building the teachers
+once; a failed shard task is retried, and re-running the command resumes.
+
+\b
+Examples:
+  x3kd-cache export --config teachers/lab/export.yaml --lidar-checkpoint teachers/lab/lidar.pth \\
+      --image-checkpoint teachers/lab/image.pth --dataroot demo_out/data --version v1.0-trainval \\
+      --split train --out demo_out/cache_train.zarr --cluster local:2
+  x3kd-cache export ... --out s3://bucket/train.zarr --cluster slurm --jobs 8 --cores 8 \\
+      --memory 64GB --walltime 04:00:00 --queue gpu
+"""
+
+export = click.Command("export", callback=_export, params=[*single_process_export.params, *CLUSTER_OPTIONS],
+                       help=inspect.cleandoc(single_process_export.help or "") + CLUSTER_HELP)
 
 main = click.Group(
     single_process_main.name, callback=single_process_main.callback, params=single_process_main.params,

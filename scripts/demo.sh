@@ -13,6 +13,7 @@ OUT=${OUT:-demo_out}
 # 800-step table is in BENCHMARKS.md ("The synthetic lab").
 STEPS=${STEPS:-260}
 SCENES=${SCENES:-25}
+SAMPLES=${SAMPLES:-10}   # key frames per scene (tests/e2e run this script with a few of each)
 TEACHERS=teachers/lab
 DATA="$OUT/data"
 VERSION=v1.0-trainval
@@ -35,11 +36,11 @@ both() {
 # a command, or `true` where its result ($1/metrics.json) is already there
 unless_scored() { if [ -f "$1/metrics.json" ]; then echo true; else echo "$2"; fi; }
 
-step "1/6 synthetic lab dataset (nuScenes tables, LiDAR + 6 cameras + 5 radars; $SCENES scenes x 10 samples)"
+step "1/6 synthetic lab dataset (nuScenes tables, LiDAR + 6 cameras + 5 radars; $SCENES scenes x $SAMPLES samples)"
 if [ ! -f "$DATA/$VERSION/scene.json" ]; then
   rm -rf "$DATA"
   # a subset of the lab the committed teachers were fitted on: its val scenes are unseen by them
-  "$BIN/x3kd-cache" make-synthetic "$DATA" --preset lab --scenes "$SCENES"
+  "$BIN/x3kd-cache" make-synthetic "$DATA" --preset lab --scenes "$SCENES" --samples-per-scene "$SAMPLES"
 fi
 
 step "2/6 the lab teachers: LiDAR CenterPoint and image Mask R-CNN fitted by fit-teacher --preset lab"
@@ -115,6 +116,6 @@ students:     $OUT/student_det_ds, $OUT/student_x3kd (checkpoints, logs; TensorB
 results:      $OUT/eval_det_ds, $OUT/eval_x3kd (results_nusc.json, metrics, PR curves)
 pictures:     $OUT/pictures/cache (what the teachers cached for sample 0), $OUT/eval_x3kd/render (the X3KD
               student's boxes on 4 val samples), TensorBoard's IMAGES tab (every 50 steps)
-Two students of $STEPS steps on a train split of $((SCENES - (SCENES + 2) / 5))0 samples are noisy: one seed decides nothing. The lab's table
+Two students of $STEPS steps on a train split of $(( (SCENES - (SCENES + 2) / 5) * SAMPLES )) samples are noisy: one seed decides nothing. The lab's table
 (800 steps, 480 samples, 3 seeds per row, every term) is in BENCHMARKS.md, "The synthetic lab".
 DONE

@@ -9,7 +9,8 @@
 
 From the command line (student.train, student.evaluate):
 
-    x3kd-student train --cache cache.zarr --dataroot D --config configs/tiny.yaml --out runs/tiny
-    x3kd-student eval --checkpoint runs/tiny/checkpoints/step_0000200.pt --dataroot D \
-        --version v1.0-mini --split mini_val --out runs/tiny/eval
+    x3kd-student train --cache demo_out/cache_train.zarr --dataroot demo_out/data --config configs/lab.yaml \
+        --out runs/lab
+    x3kd-student eval --checkpoint runs/lab/checkpoints/step_0000800.pt --dataroot demo_out/data \
+        --version v1.0-trainval --split val --out runs/lab/eval
 """

@@ -26,7 +26,9 @@ def main(verbose: int) -> None:
 @click.option("--config", "config_file", required=True, type=click.Path(), help="Training config YAML (configs/*.yaml).")
 @click.option("--out", required=True, type=click.Path(), help="Run directory: checkpoints, TensorBoard logs.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value, e.g. --set loss.xfd.weight=0.5 (value parsed as YAML). Repeatable.")
+              help="Override a config value, e.g. --set loss.xfd.weight=0.5 (the value is parsed as YAML). The keys are "
+                   "the config file's blocks (model, loss, data, optim, train), documented field by field in "
+                   "student/config.py and student/train_config.py; -v prints the resolved config. Repeatable.")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out (same cache; only length, "
                                               "logging and checkpointing settings may change).")
 @click.option("--overwrite", is_flag=True, help="Delete the run already in --out and start anew (without it such an "
@@ -43,11 +45,11 @@ def train(cache: str, dataroot: str | None, config_file: str, out: str, override
     checkpoint; the same command with --resume continues exactly.
 
     \b
-    Example:
+    Examples (on `make demo`'s outputs):
       x3kd-student train --cache demo_out/cache_train.zarr --dataroot demo_out/data \\
-          --config configs/tiny_pillar02.yaml --out runs/tiny --set model.teacher_bev_channels=48
-      x3kd-student train --cache demo_out/cache_train.zarr --config configs/radar_pillar02.yaml \\
-          --out runs/radar_kd --set loss.det.weight=0    # radar, distillation only (no GT read)
+          --config configs/lab.yaml --out runs/lab --set train.steps=300
+      x3kd-student train --cache demo_out/cache_train.zarr --config configs/radar_lab.yaml \\
+          --out runs/radar_kd --set loss.det.weight=0 --set train.steps=400  # radar, KD only: no GT read
     """
     import signal
     import sys
@@ -80,7 +82,7 @@ def train(cache: str, dataroot: str | None, config_file: str, out: str, override
 @click.option("--device", default="auto", show_default=True, help="auto (cuda when a GPU is available), cpu, cuda, "
                                                                    "cuda:1, ...")
 @click.option("--score-threshold", type=float, default=None,
-              help="Keep detections above this score (default: the box coder's, 0.1).")
+              help="Keep detections above this score.  [default: the config's model.test, 0.1]")
 @click.option("--no-ema", is_flag=True, help="Use the raw weights even when the run kept an EMA.")
 @click.option("--render", type=click.IntRange(min=0), default=0, show_default=True,
               help="Draw the first N samples of the split (OUT/render/: BEV over the student's heatmap and the "
@@ -100,9 +102,9 @@ def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str,
     (mAP, NDS).
 
     \b
-    Example:
-      x3kd-student eval --checkpoint runs/tiny/checkpoints/step_0000300.pt --dataroot demo_out/data \\
-          --version v1.0-mini --split mini_val --out runs/tiny/eval --render 4
+    Example (on `make demo`'s outputs, after `train`'s example):
+      x3kd-student eval --checkpoint runs/lab/checkpoints/step_0000300.pt --dataroot demo_out/data \\
+          --version v1.0-trainval --split val --out runs/lab/eval --render 4
     """
     from .evaluate import evaluate_checkpoint
 

@@ -34,8 +34,8 @@ def inspect(store: str) -> None:
     """Summarise STORE (a path or fsspec URL): samples done, groups, bytes, teachers.
 
     \b
-    Example:
-      x3kd-cache inspect cache.zarr
+    Example (on `make demo`'s outputs):
+      x3kd-cache inspect demo_out/cache_train.zarr
     """
     from cache_schema.summary import summarize
 
@@ -53,8 +53,9 @@ def validate(store: str, quiet: bool) -> None:
     is clean, 1 when it is not, 2 when STORE is not a readable x3kd cache.
 
     \b
-    Example:
-      x3kd-cache validate s3://bucket/nuscenes-trainval.zarr
+    Examples:
+      x3kd-cache validate demo_out/cache_train.zarr
+      x3kd-cache validate s3://bucket/nuscenes-trainval.zarr      # any fsspec URL
     """
     from cache_schema.validate import validate as run_validate
 
@@ -133,30 +134,30 @@ def _sample_index(reader, store: str, which: str) -> int:
 @click.option("--version", "version", help="Dataset version, e.g. v1.0-trainval, v1.0-mini.")
 @click.option("--split", help="Split to export: train, val, mini_train, mini_val, ...")
 @click.option("--out", help="Cache to create or resume: a path or an fsspec URL (s3://...).")
-@click.option("--lidar-teacher", help="LiDAR teacher: centerpoint-pillar02 (default), centerpoint-voxel01, "
+@click.option("--lidar-teacher", help="LiDAR teacher: centerpoint-pillar02, centerpoint-voxel01, "
                                       "centerpoint-voxel0075 (need spconv), mmdet3d-centerpoint (needs the mmdet3d "
-                                      "extra), or none.")
+                                      "extra), or none.  [default: centerpoint-pillar02]")
 @click.option("--lidar-checkpoint", type=click.Path(exists=True, dir_okay=False),
               help="mmdet3d CenterPoint checkpoint file for the LiDAR teacher.")
 @click.option("--lidar-config", type=click.Path(exists=True, dir_okay=False),
               help="Another CenterPoint (pillar or voxel) for the built-in teacher: its mmdet3d model dict as "
                    "JSON; for mmdet3d-centerpoint: an mmdet3d config file (.py).")
-@click.option("--image-teacher", help="Image teacher: maskrcnn (default), detectron2, or none.")
+@click.option("--image-teacher", help="Image teacher: maskrcnn, detectron2, or none.  [default: maskrcnn]")
 @click.option("--image-checkpoint", type=click.Path(exists=True, dir_okay=False),
               help="Mask R-CNN weights file (torchvision state_dict).")
 @click.option("--random-init", is_flag=True, default=None,
               help="Allow teachers without checkpoints (random weights: tests and demos only).")
-@click.option("--device", help="cpu (default), cuda, cuda:1, ...")
-@click.option("--batch-size", type=int, help="Samples per teacher batch (default 1).")
+@click.option("--device", help="cpu, cuda, cuda:1, ...  [default: cpu]")
+@click.option("--batch-size", type=int, help="Samples per teacher batch.  [default: 1]")
 @click.option("--limit", type=int, help="Export only the first N samples of the split (the store holds N).")
-@click.option("--num-sweeps", type=int, help="LiDAR sweeps merged into each key frame (default 9).")
+@click.option("--num-sweeps", type=int, help="LiDAR sweeps merged into each key frame.  [default: 9]")
 @click.option("--radar-sweeps", type=int, help="Scans per radar (the key frame's and those before it) merged into the "
-                                            "cache's radar group for the radar student (default 6; 0: no radar group).")
-@click.option("--max-radar-points", type=int, help="Radar points a sample may have (default 4096).")
-@click.option("--shard-size", type=int, help="Samples per cache shard, the unit of writing and of Dask tasks (default 16).")
+                                            "cache's radar group for the radar student; 0: no radar group.  [default: 6]")
+@click.option("--max-radar-points", type=int, help="Radar points a sample may have.  [default: 4096]")
+@click.option("--shard-size", type=int, help="Samples per cache shard, the unit of writing and of Dask tasks.  [default: 16]")
 @click.option("--bev-quantization", type=click.Choice(["int8", "float16"]),
-              help="Storage of the teacher BEV features (default int8, see BENCHMARKS.md).")
-@click.option("--depth-stride", type=int, help="Depth targets per N x N image pixels (default 4).")
+              help="Storage of the teacher BEV features (see BENCHMARKS.md).  [default: int8]")
+@click.option("--depth-stride", type=int, help="Depth targets per N x N image pixels.  [default: 4]")
 @click.option("--repair", is_flag=True,
               help="First read every chunk of an existing --out (as `validate` does) and export again the samples "
                    "it finds corrupt or missing, with the same options as the first export.")
@@ -169,7 +170,10 @@ def export(config_file, repair, **options) -> None:
     --random-init is given.
 
     \b
-    Example:
+    Examples (the first on `make demo`'s outputs: the val cache is complete, so it writes nothing):
+      x3kd-cache export --config teachers/lab/export.yaml --lidar-checkpoint teachers/lab/lidar.pth \\
+          --image-checkpoint teachers/lab/image.pth --dataroot demo_out/data --version v1.0-trainval \\
+          --split val --out demo_out/cache_val.zarr
       x3kd-cache export --dataroot data/nuscenes --version v1.0-trainval --split train \\
           --out cache/train.zarr --lidar-checkpoint centerpoint_pillar02.pth \\
           --image-checkpoint maskrcnn_nuimages.pth --device cuda --batch-size 4
@@ -210,19 +214,20 @@ def run_export_command(config_file, repair: bool, options: dict, runner) -> None
 @click.option("--split", required=True, help="Split to fit on, e.g. mini_train (never the split you evaluate on).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Checkpoint to write (lidar: mmdet3d-format CenterPoint; image: torchvision state_dict).")
-@click.option("--preset", help="Named defaults from teacher_export/fit/presets.py, e.g. demo.")
-@click.option("--config", help="lidar: CenterPoint config name (centerpoint-pillar02-small [default], "
+@click.option("--preset", type=click.Choice(["demo", "lab"]),
+              help="Named defaults (teacher_export/fit/presets.py): demo (minutes), lab (the committed teachers/lab/).")
+@click.option("--config", help="lidar: CenterPoint config name (centerpoint-pillar02-small, "
                                 "centerpoint-pillar02; voxel configs train on a GPU only) or an mmdet3d model dict "
-                                "as .json.")
+                                "as .json.  [default: centerpoint-pillar02-small]")
 @click.option("--backbone", type=click.Choice(["resnet18", "resnet34", "resnet50"]),
-              help="image: Mask R-CNN backbone (default resnet50).")
+              help="image: Mask R-CNN backbone.  [default: resnet50]")
 @click.option("--steps", type=int, help="Optimizer steps (or give --epochs).")
 @click.option("--epochs", type=int, help="Passes over the split (lidar: samples; image: camera images with GT).")
-@click.option("--lr", type=float, help="Peak learning rate of the one-cycle schedule (default 2e-3).")
-@click.option("--batch-size", type=int, help="Samples (lidar) or images (image) per step (default 2).")
-@click.option("--seed", type=int, help="Initialisation and sample order (default 0); same seed, same weights on CPU.")
-@click.option("--device", help="cpu (default), cuda, ...")
-@click.option("--num-sweeps", type=int, help="lidar: LiDAR sweeps merged into each key frame (default 9).")
+@click.option("--lr", type=float, help="Peak learning rate of the one-cycle schedule.  [default: 2e-3]")
+@click.option("--batch-size", type=int, help="Samples (lidar) or images (image) per step.  [default: 2]")
+@click.option("--seed", type=int, help="Initialisation and sample order; same seed, same weights on CPU.  [default: 0]")
+@click.option("--device", help="cpu, cuda, ...  [default: cpu]")
+@click.option("--num-sweeps", type=int, help="lidar: LiDAR sweeps merged into each key frame.  [default: 9]")
 @click.option("--limit", type=int, help="Use only the first N samples of the split.")
 @click.option("--augment/--no-augment", default=None,
               help="lidar: augment each step's points and boxes as CenterPoint does (x/y flips, +-22.5 deg, "
@@ -241,13 +246,13 @@ def fit_teacher(kind: str, preset: str | None, backbone: str | None, export_yaml
     3D boxes projected into each camera. Both start from random weights.
 
     \b
-    Example (--preset demo fits in minutes; --preset lab, ~1 hour of one core each):
-      x3kd-cache fit-teacher lidar --preset demo --dataroot data/demo --version v1.0-mini \\
-          --split mini_train --out teachers/lidar.pth --export-yaml teachers/export.yaml
-      x3kd-cache fit-teacher image --preset demo --dataroot data/demo --version v1.0-mini \\
-          --split mini_train --out teachers/image.pth --export-yaml teachers/export.yaml
-      x3kd-cache export --config teachers/export.yaml --dataroot data/demo --version v1.0-mini \\
-          --split mini_train --out cache/train.zarr
+    Example (on `make demo`'s data; --preset lab is ~1 hour of one core each, --steps 200 a few minutes):
+      x3kd-cache fit-teacher lidar --preset lab --dataroot demo_out/data --version v1.0-trainval \\
+          --split train --out demo_out/teachers/lidar.pth --export-yaml demo_out/teachers/export.yaml
+      x3kd-cache fit-teacher image --preset lab --dataroot demo_out/data --version v1.0-trainval \\
+          --split train --out demo_out/teachers/image.pth --export-yaml demo_out/teachers/export.yaml
+      x3kd-cache export --config demo_out/teachers/export.yaml --dataroot demo_out/data \\
+          --version v1.0-trainval --split train --out demo_out/cache_own_teachers.zarr
     """
     from teacher_export.fit.options import FitOptions
     from teacher_export.fit.presets import fit_preset
@@ -303,10 +308,10 @@ def eval_teacher(kind: str, cache: str, dataroot: str | None, version: str | Non
     cached GT boxes projected into each camera as instance masks: COCO box and mask AP by pycocotools.
 
     \b
-    Examples:
-      x3kd-cache eval-teacher lidar --cache cache/val.zarr --dataroot data/nuscenes \\
-          --version v1.0-trainval --split val --out eval/lidar_teacher
-      x3kd-cache eval-teacher image --cache cache/val.zarr --out eval/image_teacher
+    Examples (on `make demo`'s outputs):
+      x3kd-cache eval-teacher lidar --cache demo_out/cache_val.zarr --dataroot demo_out/data \\
+          --version v1.0-trainval --split val --out demo_out/teacher_lidar
+      x3kd-cache eval-teacher image --cache demo_out/cache_val.zarr --out demo_out/teacher_image
     """
     if kind == "lidar":
         missing = [f"--{k}" for k, v in (("dataroot", dataroot), ("version", version), ("split", split)) if not v]
@@ -350,10 +355,11 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 @click.option("--sweeps", "sweeps_per_sample", type=int, help="LiDAR sweeps before each key frame.  "
                                                               "[default: from preset]")
 @click.option("--objects", "objects_per_scene", type=int, help="Objects per scene.  [default: from preset]")
-@click.option("--radar-sweeps", "radar_sweeps_per_sample", type=int,
-              help="Scans of each of the five radars before each key-frame scan (13 Hz).  [default: 5]")
+@click.option("--radar-sweeps", type=click.IntRange(1),
+              help="Scans of each of the five radars per key frame (13 Hz), the key frame's included, as "
+                   "`export --radar-sweeps` counts them.  [default: 6]")
 @click.option("--max-object-range", type=float,
-              help="Keep every object within this many metres of the ego car (default: each class's devkit "
+              help="Keep every object within this many metres of the ego car (unset: each class's devkit "
                    "evaluation range; lab: 24, all on a +-25.6 m grid).  [default: from preset]")
 @click.option("--class-mix", type=click.Choice(["nuscenes", "uniform"]),
               help="Class frequencies: nuScenes-like, or every detection class equally often.  [default: from preset]")
@@ -363,7 +369,7 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 @exit_2_on_user_error
 def make_synthetic(out: Path, preset: str, scenes: int | None, samples_per_scene: int | None, seed: int,
                    image_size: str | None, sweeps_per_sample: int | None, objects_per_scene: int | None,
-                   radar_sweeps_per_sample: int | None, max_object_range: float | None, class_mix: str | None,
+                   radar_sweeps: int | None, max_object_range: float | None, class_mix: str | None,
                    version: str | None) -> None:
     """Write a synthetic nuScenes-format dataroot to OUT (new or empty directory).
 
@@ -377,7 +383,9 @@ def make_synthetic(out: Path, preset: str, scenes: int | None, samples_per_scene
     from dataset_access.synthetic import PRESETS, write_dataset
 
     overrides = {"scenes": scenes, "samples_per_scene": samples_per_scene, "sweeps_per_sample": sweeps_per_sample,
-                 "objects_per_scene": objects_per_scene, "radar_sweeps_per_sample": radar_sweeps_per_sample,
+                 "objects_per_scene": objects_per_scene,
+                 # the generator counts the scans before the key frame's
+                 "radar_sweeps_per_sample": radar_sweeps - 1 if radar_sweeps is not None else None,
                  "image_size": _parse_image_size(image_size) if image_size else None,
                  "max_object_range": max_object_range, "class_mix": class_mix, "version": version}
     spec = replace(PRESETS[preset], seed=seed, **{k: v for k, v in overrides.items() if v is not None})

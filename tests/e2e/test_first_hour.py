@@ -145,3 +145,24 @@ def test_validate_names_the_repair(train_cache, tmp_path):
     shard.write_bytes(bytes(data))
     r = CliRunner().invoke(cache_cli, ["validate", str(copy)])
     assert r.exit_code == 1 and "x3kd-cache export --repair" in r.output, r.output
+
+
+def test_help_speaks_one_style():
+    import click
+
+    from pipelines.cli import main as installed_cache_cli
+
+    texts = {}
+    for group in (installed_cache_cli, student_cli):
+        for name, command in group.commands.items():
+            with click.Context(command, info_name=name) as ctx:
+                texts[name] = command.get_help(ctx)
+    for name, text in texts.items():
+        assert "(default" not in text, name       # defaults are click's "[default: ...]"
+        assert "\\b" not in text, name            # a paragraph marker that leaked into the text
+    assert "[demo|lab]" in texts["fit-teacher"]   # --preset lists its choices
+    assert "bev_radar.png" in texts["show"]
+    assert "auto" in texts["eval"] and "documented" in texts["train"]  # eval --device auto; where --set keys live
+    # --radar-sweeps counts the key frame's scan in make-synthetic as in export
+    assert "key frame's included" in " ".join(texts["make-synthetic"].split())
+    assert "key frame's" in " ".join(texts["export"].split())

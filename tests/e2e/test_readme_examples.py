@@ -1,31 +1,53 @@
-"""The README is the truth: every shell example in it that works on `make demo`'s outputs (demo_out/,
-runs/) runs as written, on a small stand-in for those outputs, with only the run lengths shortened."""
+"""The README and every command's --help are the truth: each of their examples that works on `make demo`'s
+outputs (demo_out/, and the runs/ its examples train) runs as written on what `scripts/demo.sh` itself
+made, at a tiny size (its own SCENES, SAMPLES and STEPS), with only run lengths shortened. The data is
+made the way the demo makes it, so the two cannot drift apart."""
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
-# make demo's order: teachers, cache, looking at it, training, scoring
-ORDER = {"fit-teacher": 0, "export": 1, "inspect": 2, "validate": 2, "show": 2, "train": 3, "eval": 4}
+# make demo's order: teachers, caches, looking at them, scoring teachers, training, scoring students
+ORDER = {"fit-teacher": 0, "export": 1, "inspect": 2, "validate": 2, "show": 2, "eval-teacher": 3, "train": 4,
+         "eval": 5}
+DEMO_PATHS = ("demo_out/", "runs/lab", "runs/radar_kd")
+
+
+def _commands_in(text: str) -> list[str]:
+    """x3kd command lines of a text (continuations joined, comments dropped) that work on demo outputs."""
+    commands = []
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.split("  #")[0].strip()
+        if (line.startswith(("x3kd-cache ", "x3kd-student ")) and any(p in line for p in DEMO_PATHS)
+                and "..." not in line):
+            commands.append(re.sub(r"\s+", " ", line))
+    return commands
 
 
 def readme_demo_commands() -> list[str]:
-    """Shell lines of the README's code blocks that run x3kd on demo outputs (continuations joined,
-    comments dropped, placeholders like `...` skipped)."""
     text = (REPO / "README.md").read_text()
+    blocks = [b for lang, b in re.findall(r"```(\w*)\n(.*?)```", text, flags=re.S) if lang in ("", "bash", "sh")]
+    return [c for b in blocks for c in _commands_in(b)]
+
+
+def help_demo_commands() -> list[str]:
+    from pipelines.cli import main as cache_cli
+    from student.cli import main as student_cli
+
     commands = []
-    for language, block in re.findall(r"```(\w*)\n(.*?)```", text, flags=re.S):
-        if language not in ("", "bash", "sh"):
-            continue
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.split("  #")[0].strip()
-            if line.startswith(("x3kd-cache ", "x3kd-student ")) and "demo_out/" in line and "..." not in line:
-                commands.append(re.sub(r"\s+", " ", line))
+    for group in (cache_cli, student_cli):
+        for name, command in group.commands.items():
+            with click.Context(command, info_name=name) as ctx:
+                commands += _commands_in(command.get_help(ctx).replace("\\\n", " "))
     return commands
 
 
@@ -35,33 +57,56 @@ def shortened(command: str) -> list[str]:
     if sub == "fit-teacher":
         args += ["--steps", "2"]
     if sub == "train":
-        args = [a.replace("train.steps=300", "train.steps=2") for a in args]
+        args = [re.sub(r"train\.steps=\d+", "train.steps=2", a) for a in args]
+        if not any(a.startswith("train.steps=") for a in args):
+            args += ["--set", "train.steps=2"]
+        args += ["--overwrite"]  # the README and --help train the same run directories
     if sub == "eval":
-        args = [a.replace("step_0000300.pt", "step_0000002.pt") for a in args]
+        args = [re.sub(r"step_\d{7}\.pt", "step_0000002.pt", a) for a in args]
     return args
 
 
-def test_the_readme_has_demo_examples_for_every_stage():
-    subs = {shlex.split(c)[1] for c in readme_demo_commands()}
+def test_the_readme_and_the_help_have_demo_examples_for_every_stage():
+    subs = {shlex.split(c)[1] for c in readme_demo_commands() + help_demo_commands()}
     assert set(ORDER) <= subs, set(ORDER) - subs
+    helps = {shlex.split(c)[1] for c in help_demo_commands()}
+    assert {"inspect", "validate", "show", "export", "fit-teacher", "eval-teacher", "train", "eval"} <= helps
 
 
-def test_readme_examples_run_as_written(tmp_path, monkeypatch):
+def test_readme_and_help_examples_run_as_written_on_what_the_demo_made(tmp_path):
+    for name in ("configs", "teachers"):
+        (tmp_path / name).symlink_to(REPO / name)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OUT": str(tmp_path / "demo_out"), "SCENES": "2", "SAMPLES": "2",
+           "STEPS": "2", "BIN": str(Path(sys.executable).parent)}
+    demo = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert "students on val" in demo.stdout
+
+    from pipelines.cli import main as cache_cli
     from student.cli import main as student_cli
-    from teacher_export.cli import main as cache_cli
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    (tmp_path / "configs").symlink_to(REPO / "configs")
+    commands = sorted(dict.fromkeys(readme_demo_commands() + help_demo_commands()),
+                      key=lambda c: ORDER.get(shlex.split(c)[1], 9))
     runner = CliRunner()
-    r = runner.invoke(cache_cli, ["make-synthetic", "demo_out/data"])  # the test preset: 2 scenes x 3 samples
-    assert r.exit_code == 0, r.output
-    commands = sorted(readme_demo_commands(), key=lambda c: ORDER.get(shlex.split(c)[1], 9))
-    for command in commands:
-        args = shortened(command)
-        cli = cache_cli if args[0] == "x3kd-cache" else student_cli
-        r = runner.invoke(cli, args[1:])
-        assert r.exit_code == 0, f"README example failed: {command}\n{r.output[-2000:]}"
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for command in commands:
+            args = shortened(command)
+            cli = cache_cli if args[0] == "x3kd-cache" else student_cli
+            r = runner.invoke(cli, args[1:])
+            assert r.exit_code == 0, f"example failed: {command}\n{r.output[-2000:]}"
+    finally:
+        os.chdir(cwd)
     assert (tmp_path / "demo_out" / "pictures" / "cache" / "bev_teacher_heatmap.png").is_file()
-    assert (tmp_path / "runs" / "tiny" / "checkpoints" / "step_0000002.pt").is_file()
-    assert (tmp_path / "runs" / "tiny" / "eval" / "metrics.json").is_file()
+    assert (tmp_path / "runs" / "lab" / "eval" / "metrics.json").is_file()
+    assert (tmp_path / "runs" / "radar_kd" / "eval" / "metrics.json").is_file()
+    assert (tmp_path / "demo_out" / "cache_own_teachers.zarr").is_dir()
+
+
+@pytest.mark.parametrize("command", ["x3kd-student train --config configs/lab.yaml --set train.steps=800",
+                                     "x3kd-student eval --checkpoint runs/lab/checkpoints/step_0000800.pt"])
+def test_shortening_keeps_the_example_and_changes_only_its_length(command):
+    args = shortened(command)
+    assert "train.steps=2" in args or "runs/lab/checkpoints/step_0000002.pt" in args
