@@ -110,15 +110,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.parametrize("pseudo_labels", [True, False])
 def test_torchrun_two_processes_share_the_data_and_end_with_the_same_weights(train_cache, synthetic_dataroot,
-                                                                             tmp_path):
+                                                                             tmp_path, pseudo_labels):
+    # Without pseudo-labels X-IS is a connected zero: DDP (which runs without searching for unused
+    # parameters) must still find a gradient for every X-IS head parameter on every rank.
     run = tmp_path / "ddp"
+    overrides = [*FAST, "train.steps=2", *([] if pseudo_labels else ["loss.xis.score_threshold=1.0"])]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "student.cli", "train", "--cache", train_cache,
            "--dataroot", str(synthetic_dataroot), "--config", str(TINY_YAML), "--out", str(run),
-           *[a for s in [*FAST, "train.steps=2"] for a in ("--set", s)]]
+           *[a for s in overrides for a in ("--set", s)]]
     out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=400)
     assert out.returncode == 0, out.stderr[-3000:]
+    last = json.loads((run / "scalars.jsonl").read_text().splitlines()[-1])
+    assert (last["xis/images"] > 0) == pseudo_labels
     records = {r: [json.loads(ln) for ln in (run / f"samples_rank{r}.jsonl").read_text().splitlines()]
                for r in (0, 1)}
     finals = {r: [x for x in recs if "final_weights_sha256" in x] for r, recs in records.items()}
