@@ -26,7 +26,7 @@ from pipelines.cluster import local_cluster
 from pipelines.export import export_on_cluster
 from pipelines.worker import describe_store
 from dataset_access.synthetic import generate_synthetic
-from teacher_export.export import ExportOptions
+from teacher_export.export import ExportOptions, SplitSummary, split_samples
 
 SMALL_LIDAR_CONFIG = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "centerpoint_pillar02_small_config.json"
 
@@ -53,7 +53,8 @@ def main() -> None:
             with local_cluster(workers, dashboard_address=":0") as cluster, Client(cluster) as client:
                 client.wait_for_workers(workers)
                 t = time.perf_counter()
-                client.run(describe_store, options)  # every worker builds its teachers now, untimed
+                # every worker builds its teachers now, untimed
+                client.run(describe_store, options, SplitSummary.of(split_samples(options), options))
                 build = time.perf_counter() - t
                 result = export_on_cluster(options, client, progress=False)
             rows.append((workers, result.written, build, result.seconds))

@@ -8,12 +8,18 @@ import torch
 from cache_schema.errors import UserInputError
 
 
-def torch_device(name: str | torch.device, option: str = "--device") -> torch.device:
-    """`name` ("cpu", "cuda", "cuda:1", ...) as a torch.device that exists on this machine."""
+def parse_device(name: str | torch.device, option: str = "--device") -> torch.device:
+    """`name` ("cpu", "cuda", "cuda:1", ...) as a torch.device, whether or not this machine has it (a
+    Dask client names the device its workers use)."""
     try:
-        device = torch.device(name)
+        return torch.device(name)
     except (RuntimeError, TypeError):
         raise UserInputError(f"{option} {name!r}: not a device name (cpu, cuda, cuda:1, ...)") from None
+
+
+def torch_device(name: str | torch.device, option: str = "--device") -> torch.device:
+    """`name` ("cpu", "cuda", "cuda:1", ...) as a torch.device that exists on this machine."""
+    device = parse_device(name, option)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserInputError(f"{option} {name}: no CUDA GPU is available here (torch.cuda.is_available() is "

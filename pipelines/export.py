@@ -1,10 +1,13 @@
 """The export as a Dask job: one task per cache shard, teachers built once per worker.
 
-The client asks one worker for the store layout (so the client itself never builds a teacher or
-needs the accelerator the workers use), creates the store, submits a task for every shard that still
-has work, follows them with a progress bar, then checks that every sample is done and records the
-run in the store attributes. Each task is `pipelines.worker.export_shard`, i.e. the single-process
-export's own loop (`teacher_export.export.export_indices`) over one shard.
+The client reads the dataset's tables (once: no worker opens them) and summarises the split, asks one
+worker for the store layout (so the client itself never builds a teacher or needs the accelerator the
+workers use), creates the store, and submits the shards that still have work, each with its samples
+built (a few KB each), a bounded number ahead of the workers so that neither client nor scheduler holds
+the whole split's; it follows them with a progress bar, then checks that every sample is done and records
+the run in the store attributes. Each task is `pipelines.worker.export_shard`, i.e. the single-process
+export's own loop (`teacher_export.export.export_indices`) over one shard. With a GPU device every
+task asks for a worker's `GPU` resource (`pipelines.cluster`), so it runs only where a GPU is pinned.
 
 Failures: a task that raises is retried `retries` times (Dask's `retries=`); a killed worker's task is
 rescheduled by Dask; either way the retried task skips the samples an earlier attempt finished and the
@@ -22,9 +25,10 @@ from typing import Any
 from cache_schema import CacheReader, CacheWriter
 from cache_schema.errors import UserInputError
 from cache_schema.lease import Lease
-from pipelines.plan import plan_shards
+from pipelines.cluster import GPU_RESOURCE
+from pipelines.plan import ShardTask, plan_shards
 from pipelines.worker import Exporter, ExporterFactory, ShardResult, describe_store, export_shard
-from teacher_export.export import ExportOptions, ExportResult, StageTimes, run_record
+from teacher_export.export import ExportOptions, ExportResult, SplitSummary, StageTimes, run_record, split_samples
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +53,34 @@ def _export_on_cluster(options: ExportOptions, client: Any, retries: int, progre
     started = time.perf_counter()
     run = uuid.uuid4().hex[:8]
 
+    resources = gpu_task_resources(options.device)
+    if resources:
+        _require_gpu_workers(client)
+    log.info("reading the dataset's tables for the split (here, once)")
+    samples = split_samples(options)
+    split = SplitSummary.of(samples, options)
     log.info("building the teachers on a worker for the store layout (waits for the first worker)")
-    layout = client.submit(describe_store, options, exporter_factory, key=f"x3kd-describe-store-{run}",
-                           retries=retries, pure=False).result()
+    layout = client.submit(describe_store, options, split, exporter_factory, key=f"x3kd-describe-store-{run}",
+                           retries=retries, pure=False, resources=resources).result()
     writer = CacheWriter(options.out, layout.config, layout.provenance, storage_options=options.storage_options,
                          create=True)
     config = layout.config
-    tasks = plan_shards(config, writer.done_mask)
+    done_mask = writer.done_mask
+    tasks = plan_shards(config, done_mask)
     todo = sum(t.todo for t in tasks)
     log.info("%s: %d of %d samples to export in %d shard tasks", options.out, todo, config.num_samples, len(tasks))
 
-    futures = {client.submit(export_shard, options, t.shard, exporter_factory, key=f"{t.key}-{run}",
-                             retries=retries, pure=False): t for t in tasks}
+    waiting = list(tasks)
+    futures: dict[Any, ShardTask] = {}
+
+    def submit_next() -> Any:
+        task = waiting.pop(0)
+        rows = [i for i in task.indices if not done_mask[i]]
+        future = client.submit(export_shard, options, task.shard, split, samples.subset(rows), exporter_factory,
+                               key=f"{task.key}-{run}", retries=retries, pure=False, resources=resources)
+        futures[future] = task
+        return future
+
     times = StageTimes()
     bar = None
     if progress and todo:
@@ -70,7 +90,8 @@ def _export_on_cluster(options: ExportOptions, client: Any, retries: int, progre
     try:
         from distributed import as_completed
 
-        for future in as_completed(futures):
+        running = as_completed([submit_next() for _ in range(min(len(waiting), _tasks_ahead(client)))])
+        for future in running:
             result: ShardResult = future.result()  # re-raises the task's error once its retries are spent
             times.add(result.times)
             if bar is not None:
@@ -78,6 +99,9 @@ def _export_on_cluster(options: ExportOptions, client: Any, retries: int, progre
                 bar.update(futures[future].todo)
             log.debug("shard %d: %d samples in %.1f s on %s", result.shard, result.written, result.seconds,
                       result.worker)
+            del futures[future]
+            while waiting and len(futures) < _tasks_ahead(client):
+                running.add(submit_next())
     except BaseException:
         # What finished is on disk with its done flags; the same command resumes from there.
         client.cancel(list(futures))
@@ -97,6 +121,29 @@ def _export_on_cluster(options: ExportOptions, client: Any, retries: int, progre
         writer.record_run(run_record(todo, seconds, options.device, cluster=cluster_name or "dask",
                                      workers=workers, shards=len(tasks), retries=retries))
     return ExportResult(options.out, config.num_samples, todo, config.num_samples - todo, seconds, times)
+
+
+def _tasks_ahead(client: Any) -> int:
+    """Shard tasks kept submitted: two per worker (one running, one queued so that none waits for the
+    client), at least four; re-read as batch jobs' workers arrive."""
+    workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+    return max(4, 2 * workers)
+
+
+def _require_gpu_workers(client: Any) -> None:
+    """A CUDA export's tasks wait for a worker with a GPU resource: refuse a cluster whose workers (if
+    any have joined yet) offer none, rather than wait for ever."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    if workers and not any(w.get("resources", {}).get(GPU_RESOURCE) for w in workers.values()):
+        raise UserInputError(f"--device cuda: none of the cluster's {len(workers)} workers offers a {GPU_RESOURCE} "
+                             f"resource; start GPU workers with `dask worker ... --resources {GPU_RESOURCE}=1` (one "
+                             "per GPU, CUDA_VISIBLE_DEVICES set) or `python -m pipelines.gpu_worker`")
+
+
+def gpu_task_resources(device: str) -> dict[str, int] | None:
+    """The Dask resources an export task on `device` asks for: a worker's GPU for a CUDA device (only
+    GPU workers offer it), nothing on the CPU."""
+    return {GPU_RESOURCE: 1} if str(device).startswith("cuda") else None
 
 
 def _absolute_paths(options: ExportOptions) -> ExportOptions:

@@ -2,7 +2,9 @@
 
 `Exporter` holds what is expensive (the dataset index and the teachers, built on first use) and turns
 sample indices into cache samples; `export()` drives it over a split with a progress bar, skipping
-samples that are already done. `pipelines` runs the same `Exporter` per Dask worker over shards.
+samples that are already done. `pipelines` runs the same `Exporter` per Dask worker over shards, with
+the split summarised (`SplitSummary`) and each shard's samples built (`SampleSubset`) by the client, so
+that no worker holds the dataset's tables.
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ from cache_schema.views import (CacheSample, DepthTargets, GroundTruth, ImageTea
 from cache_schema.store import refuse_volatile, software_version
 from cache_schema.writer import forget_samples
 from dataset_access.images import read_rgb
-from detection.device import torch_device
-from dataset_access.nuscenes.samples import NuScenesSamples, SampleInfo
+from detection.device import parse_device, torch_device
+from dataset_access.nuscenes.samples import NuScenesSamples, SampleInfo, SampleSubset
 from teacher_export.targets import depth_images
 from teacher_export.teachers.image_protocol import ImageTeacher, pad_instances
 from teacher_export.teachers.lidar_protocol import LidarTeacher
@@ -83,7 +85,8 @@ class ExportOptions:
                 raise UserInputError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
             raise UserInputError(f"--limit: must be >= 1, got {self.limit}")
-        torch_device(self.device)
+        # only the name: a Dask client need not have the GPU its workers use (the Exporter checks)
+        parse_device(self.device)
         if self.lidar_teacher is None and self.image_teacher is None:
             log.warning("no teacher selected: the cache will hold only the index, calibration, GT and depth")
 
@@ -108,11 +111,48 @@ class StageTimes:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-class Exporter:
-    """Dataset index + teachers for one export configuration; build once per process (or Dask worker)."""
+def split_samples(options: ExportOptions) -> NuScenesSamples:
+    """The split's samples, through the dataset's tables (all of them in memory: open once per export)."""
+    return NuScenesSamples(options.dataroot, options.version, options.split, num_sweeps=options.num_sweeps,
+                           num_radar_sweeps=options.radar_sweeps)
 
-    def __init__(self, options: ExportOptions):
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """What the store's layout and identity need of the split: its size, its first sample (cameras,
+    image size, radar) and the dataset part of the provenance. Computed once where the tables are open
+    (the single process, or a Dask client), so that export workers never open them: they get this and,
+    per task, the `SampleSubset` of their shard."""
+
+    num_samples: int
+    first: SampleInfo
+    provenance: dict[str, Any]
+
+    @classmethod
+    def of(cls, samples: NuScenesSamples, options: ExportOptions) -> "SplitSummary":
+        n = min(len(samples), options.limit) if options.limit else len(samples)
+        if n == 0:
+            raise UserInputError(f"{options.dataroot}: split {options.split!r} of {options.version} has no samples")
+        images = [path for i in range(n) for path in samples[i].calib.image_paths]
+        provenance = {"version": options.version, "split": options.split, "limit": options.limit,
+                      "num_sweeps": options.num_sweeps, "radar_sweeps": options.radar_sweeps,
+                      "sample_tokens_sha256": _sha256_text(",".join(samples.sample_tokens[:n])),
+                      # train refuses a dataroot whose images differ from these
+                      "images_sha256": images_fingerprint(options.dataroot, images)}
+        return cls(n, samples[0], provenance)
+
+
+class Exporter:
+    """Teachers (and, in one process, the dataset's tables) for one export configuration; build once
+    per process or Dask worker.
+
+    Given a `split` (a Dask worker), it never opens the tables: `compute` then reads the samples it is
+    handed. Without one it opens them on first use and summarises the split itself."""
+
+    def __init__(self, options: ExportOptions, split: SplitSummary | None = None):
         self.options = options
+        self._split = split
+        self._tables_allowed = split is None
         self._samples: NuScenesSamples | None = None
         self._lidar: LidarTeacher | None = None
         self._image: ImageTeacher | None = None
@@ -121,11 +161,19 @@ class Exporter:
     # -- lazily built, expensive parts ---------------------------------------------------------------
     @property
     def samples(self) -> NuScenesSamples:
+        """All of the split's samples, through the tables (the single-process export)."""
         if self._samples is None:
-            o = self.options
-            self._samples = NuScenesSamples(o.dataroot, o.version, o.split, num_sweeps=o.num_sweeps,
-                                            num_radar_sweeps=o.radar_sweeps)
+            if not self._tables_allowed:
+                raise RuntimeError("this Exporter was given its split summary and reads only the samples it is "
+                                   "handed; it does not open the dataset's tables")
+            self._samples = split_samples(self.options)
         return self._samples
+
+    @property
+    def split(self) -> SplitSummary:
+        if self._split is None:
+            self._split = SplitSummary.of(self.samples, self.options)
+        return self._split
 
     @property
     def lidar_teacher(self) -> LidarTeacher | None:
@@ -133,6 +181,7 @@ class Exporter:
         if self._lidar is None and o.lidar_teacher:
             from teacher_export.teachers.registry import build_lidar_teacher
 
+            torch_device(o.device)  # where the teacher runs (a worker's own GPU)
             extra = {"config": o.lidar_config} if o.lidar_config else {}
             self._lidar = build_lidar_teacher(o.lidar_teacher, checkpoint=o.lidar_checkpoint, device=o.device,
                                               random_init=o.random_init, **extra)
@@ -144,6 +193,7 @@ class Exporter:
         if self._image is None and o.image_teacher:
             from teacher_export.teachers.registry import build_image_teacher
 
+            torch_device(o.device)
             options = {"checkpoint": o.image_checkpoint, "random_init": o.random_init, "device": o.device,
                        "max_instances": o.max_instances, **o.image_options}
             self._image = build_image_teacher(o.image_teacher, **options)
@@ -151,12 +201,11 @@ class Exporter:
 
     # -- what the store looks like -------------------------------------------------------------------
     def num_samples(self) -> int:
-        n = len(self.samples)
-        return min(n, self.options.limit) if self.options.limit else n
+        return self.split.num_samples
 
     def store_config(self) -> StoreConfig:
         o = self.options
-        first = self.samples[0]
+        first = self.split.first
         cams = tuple(c.name for c in first.cameras)
         if cams != CAMERA_NAMES:
             raise UserInputError(f"{o.dataroot}: sample {first.token} has cameras {cams}, expected {CAMERA_NAMES}")
@@ -195,12 +244,7 @@ class Exporter:
 
     def _describe(self) -> dict[str, Any]:
         o = self.options
-        images = [path for i in range(self.num_samples()) for path in self.samples[i].calib.image_paths]
-        prov: dict[str, Any] = {"dataset": {"version": o.version, "split": o.split, "limit": o.limit,
-                                            "num_sweeps": o.num_sweeps, "radar_sweeps": o.radar_sweeps,
-                                            "sample_tokens_sha256": _sha256_text(",".join(self.sample_tokens())),
-                                            # train refuses a dataroot whose images differ from these
-                                            "images_sha256": images_fingerprint(o.dataroot, images)}}
+        prov: dict[str, Any] = {"dataset": dict(self.split.provenance)}
         if self.lidar_teacher is not None:
             prov["lidar_teacher"] = {"name": o.lidar_teacher, "checkpoint_sha256": _sha256_or_none(o.lidar_checkpoint),
                                      "config": _without_paths(self.lidar_teacher.config)}
@@ -208,9 +252,6 @@ class Exporter:
             prov["image_teacher"] = {"name": o.image_teacher, "checkpoint_sha256": _sha256_or_none(o.image_checkpoint),
                                      "config": _without_paths(self.image_teacher.config)}
         return prov
-
-    def sample_tokens(self) -> list[str]:
-        return list(self.samples.sample_tokens[: self.num_samples()])
 
     def open_writer(self, create: bool = True, rows: range | None = None) -> CacheWriter:
         return CacheWriter(self.options.out, self.store_config(), self.provenance(),
@@ -231,17 +272,21 @@ class Exporter:
         return stored if as_now == ours else ours
 
     # -- the work ------------------------------------------------------------------------------------
-    def compute(self, indices: Iterable[int], config: StoreConfig, times: StageTimes | None = None
-                ) -> Iterator[tuple[int, CacheSample]]:
-        """Run the teachers on `indices` in batches of `batch_size`; yield (index, cache sample)."""
+    def compute(self, indices: Iterable[int], config: StoreConfig, times: StageTimes | None = None,
+                samples: SampleSubset | None = None) -> Iterator[tuple[int, CacheSample]]:
+        """Run the teachers on `indices` in batches of `batch_size`; yield (index, cache sample).
+
+        `samples` holds those indices' samples (a Dask task's shard); default: the split's, through
+        the tables."""
         times = times if times is not None else StageTimes()
+        source = samples if samples is not None else self.samples
         indices = list(indices)
         batch = self.options.batch_size
         for start in range(0, len(indices), batch):
             chunk = indices[start:start + batch]
             t0 = time.perf_counter()
-            infos = [self.samples[i] for i in chunk]
-            points = [self.samples.load_points(info) for info in infos]
+            infos = [source[i] for i in chunk]
+            points = [source.load_points(info) for info in infos]
             images = [[read_rgb(Path(self.options.dataroot) / path, (cam.height, cam.width))
                        for path, cam in zip(info.calib.image_paths, info.cameras)] for info in infos] \
                 if self.image_teacher else None
@@ -262,7 +307,7 @@ class Exporter:
                     image = ImageTeacherDetections(padded.boxes, padded.labels, padded.scores,
                                                    np.rint(np.clip(padded.masks, 0, 1) * 255).astype(np.uint8))
                 if RadarPoints.GROUP in config.groups:
-                    radar = _radar_points(info, self.samples.load_radar(info), config)
+                    radar = _radar_points(info, source.load_radar(info), config)
                 yield index, _index_and_targets(info, points[b], config, lidar, image, radar)
             t4 = time.perf_counter()
             times.read += t1 - t0
@@ -386,14 +431,15 @@ def forget_bad_samples(options: ExportOptions, *, progress: bool = True) -> list
 
 
 def export_indices(exporter: Exporter, writer: CacheWriter, indices: list[int], times: StageTimes,
-                   on_sample: Callable[[int], Any] | None = None) -> None:
+                   on_sample: Callable[[int], Any] | None = None, samples: SampleSubset | None = None) -> None:
     """Run the teachers on `indices` and write them through `writer`, which is closed at the end.
 
     The one loop behind `export()` and the Dask shard tasks of `pipelines`. On an exception the writer
     still writes the shards that are complete (and partial ones, whose missing samples stay not-done).
-    `on_sample(1)` is called after each sample is handed to the writer (a progress bar's `update`)."""
+    `on_sample(1)` is called after each sample is handed to the writer (a progress bar's `update`);
+    `samples`, if given, holds the samples of `indices` (see `Exporter.compute`)."""
     with writer:
-        for index, sample in exporter.compute(indices, writer.config, times):
+        for index, sample in exporter.compute(indices, writer.config, times, samples):
             t = time.perf_counter()
             writer.write_sample(index, sample)
             times.write += time.perf_counter() - t

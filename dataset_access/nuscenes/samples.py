@@ -16,7 +16,7 @@ the LiDAR), so LiDAR -> camera goes through the global frame:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +164,47 @@ def _read_pcd_bin(path: Path) -> np.ndarray:
     return np.fromfile(path, dtype=np.float32).reshape(-1, 5)
 
 
-class NuScenesSamples(Sequence[SampleInfo]):
+class _SampleFiles:
+    """Reading a built sample's sensor files: needs the dataroot, never the tables."""
+
+    dataroot: Path
+    num_sweeps: int
+
+    def load_points(self, sample: SampleInfo, num_sweeps: int | None = None) -> np.ndarray:
+        """Key-frame points plus `num_sweeps` (default: this reader's) motion-compensated sweeps; see
+        `load_points`."""
+        return load_points(self.dataroot, sample, self.num_sweeps if num_sweeps is None else num_sweeps)
+
+    def load_radar(self, sample: SampleInfo) -> np.ndarray:
+        """(N, 7) radar points of the sample's `radar_sweeps` in its LiDAR frame (`dataset_access.nuscenes.radar`)."""
+        return radar_points(self.dataroot, sample.radar_sweeps, sample.lidar_to_global, sample.timestamp)
+
+
+@dataclass(frozen=True, eq=False)
+class SampleSubset(_SampleFiles):
+    """Some samples of a split, built, keyed by their index in the split (`NuScenesSamples.subset`).
+
+    What a process that must not hold the dataset's tables (a Dask export worker) is sent: a few KB per
+    sample, picklable, reading the same files as the `NuScenesSamples` it came from."""
+
+    dataroot: Path
+    num_sweeps: int
+    infos: dict[int, SampleInfo]
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def __getitem__(self, index: int) -> SampleInfo:
+        try:
+            return self.infos[index]
+        except KeyError:
+            raise IndexError(f"sample {index} is not in this subset (it holds {sorted(self.infos)[:5]}...)") from None
+
+    def __iter__(self) -> Iterator[SampleInfo]:
+        return iter(self.infos.values())
+
+
+class NuScenesSamples(_SampleFiles, Sequence[SampleInfo]):
     """The key-frame samples of one split of a nuScenes dataroot, in scene order (the split's scene
     list), then by timestamp.
 
@@ -234,14 +274,9 @@ class NuScenesSamples(Sequence[SampleInfo]):
         """Position of the sample with `token` (faster than Sequence.index, which builds every sample)."""
         return self._tokens.index(token)
 
-    def load_points(self, sample: SampleInfo, num_sweeps: int | None = None) -> np.ndarray:
-        """Key-frame points plus `num_sweeps` (default: this reader's) motion-compensated sweeps; see
-        `load_points`."""
-        return load_points(self.dataroot, sample, self.num_sweeps if num_sweeps is None else num_sweeps)
-
-    def load_radar(self, sample: SampleInfo) -> np.ndarray:
-        """(N, 7) radar points of the sample's `radar_sweeps` in its LiDAR frame (`dataset_access.nuscenes.radar`)."""
-        return radar_points(self.dataroot, sample.radar_sweeps, sample.lidar_to_global, sample.timestamp)
+    def subset(self, indices: Iterable[int]) -> SampleSubset:
+        """The samples at `indices`, built, without the tables (to send to another process)."""
+        return SampleSubset(self.dataroot, self.num_sweeps, {int(i): self[int(i)] for i in indices})
 
     # -- building one sample --------------------------------------------------------------------------
 

@@ -286,3 +286,18 @@ def test_training_gt_keeps_objects_beyond_the_evaluation_ranges(synthetic_dataro
     info_t, info_e = training[training.index(sample["token"])], evaluation[evaluation.index(sample["token"])]
     assert "far-cone" in info_t.gt_tokens and "far-cone" not in info_e.gt_tokens
     assert set(info_e.gt_tokens) <= set(info_t.gt_tokens)
+
+
+def test_a_subset_travels_without_the_tables_and_reads_the_same_files(synthetic_dataroot: Path) -> None:
+    import pickle
+
+    reader = NuScenesSamples(synthetic_dataroot, "v1.0-mini", "mini_train", num_sweeps=2)
+    last = len(reader) - 1
+    assert last >= 2
+    subset = pickle.loads(pickle.dumps(reader.subset([last, 1])))
+    assert len(subset) == 2 and [s.token for s in subset] == [reader[last].token, reader[1].token]
+    assert subset[1].token == reader[1].token
+    np.testing.assert_array_equal(subset.load_points(subset[last]), reader.load_points(reader[last]))
+    assert not any(isinstance(v, NuScenes) for v in vars(subset).values())
+    with pytest.raises(IndexError, match="sample 0 is not in this subset"):
+        subset[0]

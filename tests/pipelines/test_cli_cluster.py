@@ -45,7 +45,9 @@ def test_cli_cluster_option_errors_are_one_line_exit_2(synthetic_dataroot, tmp_p
             "--out", str(tmp_path / "x.zarr")]
     for extra, words in ((["--cluster", "local", "--scheduler", "tcp://localhost:8786"], "one of them"),
                          (["--cluster", "local:2", "--jobs", "3"], "--jobs"),
-                         (["--cluster", "yarn"], "expected local")):
+                         (["--cluster", "yarn"], "expected local"),
+                         (["--cluster", "local", "--gpus", "0,1"], "only with --device cuda"),
+                         (["--cluster", "slurm", "--device", "cuda:1"], "its own GPU")):
         result = CliRunner().invoke(main, base + extra)
         assert result.exit_code == 2, result.output
         assert words in result.output and len(result.output.strip().splitlines()) == 1

@@ -10,31 +10,13 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from distributed import Client
 
 from cache_schema import CacheReader, validate
 from cache_schema.errors import UserInputError
-from pipelines.cluster import local_cluster
 from pipelines.export import export_on_cluster
 from teacher_export.export import export
 from tests.cache_schema.test_resume import raw_arrays
-from tests.pipelines.exporters import CountingExporter, FlakyExporter, SlowExporter
-from tests.teacher_export.exports import small_export_options
-
-NUM_SAMPLES = 8  # one mini_train scene of 8 key frames; shards of 2 -> 4 shard tasks
-
-
-@pytest.fixture(scope="module")
-def dataroot(tmp_path_factory):
-    from dataset_access.synthetic import generate_synthetic
-
-    return generate_synthetic(tmp_path_factory.mktemp("pipelines") / "nuscenes", scenes=2,
-                              samples_per_scene=NUM_SAMPLES, seed=5)
-
-
-def options(dataroot, out, **changes):
-    return small_export_options(dataroot, out, image_teacher=None, shard_size=2, **changes)
-
+from tests.pipelines.exporters import NUM_SAMPLES, CountingExporter, FlakyExporter, SlowExporter, options
 
 @pytest.fixture(scope="module")
 def reference(dataroot, tmp_path_factory):
@@ -47,13 +29,6 @@ def reference(dataroot, tmp_path_factory):
         torch.set_num_threads(threads)
     assert result.num_samples == NUM_SAMPLES
     return raw_arrays(str(out))
-
-
-@pytest.fixture(scope="module")
-def client():
-    with local_cluster(2, dashboard_address=":0") as cluster, Client(cluster) as client:
-        client.wait_for_workers(2)
-        yield client
 
 
 def assert_equals_reference(out, reference, storage_options=None):

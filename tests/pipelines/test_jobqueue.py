@@ -37,3 +37,17 @@ def test_pbs_job_script():
         assert directive in script
     command = worker_command(script)
     assert "--nthreads 1" in command and "--nworkers 4" in command
+
+
+@pytest.mark.parametrize("kind, request_line", [("slurm", "#SBATCH --gres=gpu:2"), ("pbs", "ngpus=2")])
+def test_gpu_jobs_request_their_gpus_and_pin_a_worker_to_each(kind, request_line):
+    spec = ClusterSpec.parse(kind, jobs=2, cores=8, memory="64GB", device="cuda", gpus_per_job=2,
+                             workers_per_gpu=2)
+    with jobqueue_cluster(spec, dashboard_address=":0") as cluster:
+        script = cluster.job_script()
+    assert request_line in script
+    (command,) = [line for line in script.splitlines() if "-m pipelines.gpu_worker" in line]
+    assert command.startswith(sys.executable)
+    # four single-threaded workers per job (2 GPUs x 2), each with a quarter of the job's memory
+    assert "--nworkers 4" in command and "--workers-per-gpu 2" in command and "--nthreads 2" in command
+    assert " tcp://" in command and "--memory-limit 16.00GB" in command
