@@ -190,7 +190,7 @@ def jobqueue_cluster(spec: ClusterSpec, *, dashboard_address: str | None = ":878
            # one single-threaded worker process per core, as with --cluster local:N
            "processes": spec.cores, "job_name": "x3kd-export"}
     if spec.gpus_per_job:
-        job.update(_gpu_job_options(spec, cls.config_name))
+        job.update(_gpu_job_options(spec, spec.kind))
     job = {k: v for k, v in job.items() if v is not None}
     scheduler_options = {"dashboard_address": dashboard_address, **kwargs.pop("scheduler_options", {})}
     try:

@@ -50,4 +50,4 @@ def test_gpu_jobs_request_their_gpus_and_pin_a_worker_to_each(kind, request_line
     assert command.startswith(sys.executable)
     # four single-threaded workers per job (2 GPUs x 2), each with a quarter of the job's memory
     assert "--nworkers 4" in command and "--workers-per-gpu 2" in command and "--nthreads 2" in command
-    assert " tcp://" in command and "--memory-limit 16.00GB" in command
+    assert " tcp://" in command and "--memory-limit 14.90GiB" in command  # 64 GB / 4
