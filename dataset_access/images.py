@@ -15,7 +15,9 @@ def read_rgb(path: str | Path, expected_hw: tuple[int, int] | None = None) -> np
     or (with `expected_hw`) wrongly sized file is a `UserInputError` naming it."""
     try:
         with Image.open(path) as im:
-            rgb = np.array(im.convert("RGB"))  # a copy: torch warns on read-only arrays
+            # np.array copies (torch warns on read-only arrays); convert only what is not RGB already,
+            # since PIL's convert copies a full-size RGB image once more
+            rgb = np.array(im if im.mode == "RGB" else im.convert("RGB"))
     except FileNotFoundError:
         raise UserInputError(f"{path}: camera image not found (is --dataroot the one the cache was made from?)") \
             from None

@@ -36,26 +36,58 @@ def paste_masks(masks: torch.Tensor | np.ndarray, boxes: torch.Tensor | np.ndarr
         raise ValueError(f"paste_masks: expected (M, m, m) masks and (M, 4) boxes, got {tuple(masks_t.shape)} "
                          f"and {tuple(boxes_t.shape)}")
     h, w = int(image_hw[0]), int(image_hw[1])
+    out = masks_t.new_zeros(masks_t.shape[0], h, w)
     if masks_t.shape[0] == 0:
-        out = masks_t.new_zeros(0, h, w)
         return out.cpu().numpy() if as_numpy else out
-    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64, device=masks_t.device),
-                          torch.arange(w, dtype=torch.float64, device=masks_t.device), indexing="ij")
-    pix = torch.stack([u, v, torch.ones_like(u)], -1)
+    ida_t = inv = None
     if ida is not None:
-        inv = torch.linalg.inv(torch.as_tensor(ida, dtype=torch.float64, device=masks_t.device))
-        pix = pix @ inv.T
-        pix = pix / pix[..., 2:]
-    # ida works on pixel-centre-at-integer coordinates, boxes on continuous ones (centre at +0.5).
-    x = (pix[..., 0] + 0.5).float()[None]
-    y = (pix[..., 1] + 0.5).float()[None]
-    bx1, by1, bx2, by2 = (boxes_t[:, i, None, None] for i in range(4))
-    gx = 2 * (x - bx1) / (bx2 - bx1).clamp_min(1e-6) - 1
-    gy = 2 * (y - by1) / (by2 - by1).clamp_min(1e-6) - 1
-    inside = (x >= bx1) & (x < bx2) & (y >= by1) & (y < by2)
-    # align_corners=False puts mask cell k's centre at box fraction (k + 0.5) / m; "border" holds the
-    # values beyond the outer cell centres.
-    pasted = F.grid_sample(masks_t[:, None], torch.stack([gx, gy], -1), mode="bilinear",
-                           padding_mode="border", align_corners=False)[:, 0]
-    pasted = pasted * inside
-    return pasted.cpu().numpy() if as_numpy else pasted
+        ida_t = torch.as_tensor(ida, dtype=torch.float64, device=masks_t.device)
+        inv = torch.linalg.inv(ida_t)
+    # Only the pixels near each box can be inside it: the window of target pixels around the hull of
+    # its four corners (moved by ida), a pixel wider on every side than rounding could need. Every
+    # pixel of it gets the value the whole image would give it, every pixel outside stays 0.
+    for m, (window_rows, window_cols) in enumerate(_box_windows(boxes_t, ida_t, h, w)):
+        if window_rows.numel() == 0 or window_cols.numel() == 0:
+            continue
+        v, u = torch.meshgrid(window_rows, window_cols, indexing="ij")
+        pix = torch.stack([u, v, torch.ones_like(u)], -1)
+        if inv is not None:
+            pix = pix @ inv.T
+            pix = pix / pix[..., 2:]
+        # ida works on pixel-centre-at-integer coordinates, boxes on continuous ones (centre at +0.5).
+        x = (pix[..., 0] + 0.5).float()
+        y = (pix[..., 1] + 0.5).float()
+        bx1, by1, bx2, by2 = boxes_t[m]
+        gx = 2 * (x - bx1) / (bx2 - bx1).clamp_min(1e-6) - 1
+        gy = 2 * (y - by1) / (by2 - by1).clamp_min(1e-6) - 1
+        inside = (x >= bx1) & (x < bx2) & (y >= by1) & (y < by2)
+        # align_corners=False puts mask cell k's centre at box fraction (k + 0.5) / m; "border" holds the
+        # values beyond the outer cell centres.
+        pasted = F.grid_sample(masks_t[m, None, None], torch.stack([gx, gy], -1)[None], mode="bilinear",
+                               padding_mode="border", align_corners=False)[0, 0]
+        out[m, int(window_rows[0]):int(window_rows[-1]) + 1, int(window_cols[0]):int(window_cols[-1]) + 1] = \
+            pasted * inside
+    return out.cpu().numpy() if as_numpy else out
+
+
+def _box_windows(boxes: torch.Tensor, ida: torch.Tensor | None, h: int, w: int
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per box, the float64 row and column indices of the target pixels that may lie inside it."""
+    x1, y1, x2, y2 = boxes.double().unbind(-1)
+    # corners in pixel-centre coordinates (ida's), in the target image
+    corners = torch.stack([torch.stack([x1, y1], -1), torch.stack([x2, y1], -1), torch.stack([x2, y2], -1),
+                           torch.stack([x1, y2], -1)], 1) - 0.5
+    if ida is not None:
+        moved = torch.cat([corners, torch.ones_like(corners[..., :1])], -1) @ ida.T
+        corners = moved[..., :2] / moved[..., 2:]
+    lo = torch.floor(corners.amin(1)) - 1
+    hi = torch.ceil(corners.amax(1)) + 1
+    windows = []
+    device = boxes.device
+    for (c_lo, r_lo), (c_hi, r_hi) in zip(lo.tolist(), hi.tolist()):
+        c0, c1 = max(0, int(c_lo)), min(w - 1, int(c_hi))
+        r0, r1 = max(0, int(r_lo)), min(h - 1, int(r_hi))
+        # a box wholly outside the image gets empty ranges
+        windows.append((torch.arange(r0, max(r0, r1 + 1), dtype=torch.float64, device=device),
+                        torch.arange(c0, max(c0, c1 + 1), dtype=torch.float64, device=device)))
+    return windows

@@ -89,14 +89,18 @@ def image_aug_matrix(params: ImageAugParams, original_hw: tuple[int, int]) -> to
 
 
 def augment_image(image: torch.Tensor, params: ImageAugParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply `params` to `image` [C, H0, W0] (float). Returns (augmented [C, H, W], ida [3, 3]).
+    """Apply `params` to `image` [C, H0, W0] (uint8 or float). Returns (augmented [C, H, W] float32,
+    ida [3, 3]).
 
     The resize is an antialiased interpolation; crop, flip and rotation are one exact warp of the
-    resized image, so the returned matrix is what the pixels actually went through."""
+    resized image, so the returned matrix is what the pixels actually went through. A uint8 image is
+    resized as uint8 (torch's fixed-point kernel, several times faster than converting the full-size
+    image to float first; it rounds the resized pixels to whole levels, within one level of the float
+    result) and only the resized image becomes float."""
     original_hw = (image.shape[-2], image.shape[-1])
     rh, rw = _resized_hw(original_hw, params.resize)
-    resized = F.interpolate(image[None].float(), size=(rh, rw), mode="bilinear", align_corners=False,
-                            antialias=True)[0]
+    resized = F.interpolate(image[None], size=(rh, rw), mode="bilinear", align_corners=False,
+                            antialias=True)[0].float()
     ida = image_aug_matrix(params, original_hw)
     # The warp applies what is left after the resize: crop, flip, rotation.
     rest_inv = torch.linalg.inv(ida.double() @ torch.linalg.inv(_resize_matrix(original_hw, params.resize))).float()

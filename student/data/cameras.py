@@ -38,8 +38,9 @@ class CameraInputs:
 
 
 def read_image(dataroot: str | Path, relative: str) -> torch.Tensor:
-    """One JPEG as float32 [3, H, W] RGB in 0..255."""
-    return torch.from_numpy(read_rgb(Path(dataroot) / relative)).permute(2, 0, 1).float()
+    """One JPEG as uint8 [3, H, W] RGB (a channels-last view of the decoded pixels: the resize reads
+    them in that layout, and it is the resized image, a quarter of the size, that becomes float)."""
+    return torch.from_numpy(read_rgb(Path(dataroot) / relative)).permute(2, 0, 1)
 
 
 def load_camera_inputs(dataroot: str | Path, calib: Calib, aug: ImageAugConfig, rng: np.random.Generator | None,

@@ -68,3 +68,40 @@ def test_empty_and_bad_input():
     assert paste_masks(np.zeros((0, 28, 28), np.float32), np.zeros((0, 4), np.float32), (8, 9)).shape == (0, 8, 9)
     with pytest.raises(ValueError):
         paste_masks(np.zeros((2, 28, 28), np.float32), np.zeros((3, 4), np.float32), (8, 9))
+
+
+def _paste_over_the_whole_image(masks, boxes, image_hw, ida):
+    """The definition, evaluated at every pixel of the target image (what paste_masks computes only in
+    a window around each box)."""
+    h, w = image_hw
+    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    pix = torch.stack([u, v, torch.ones_like(u)], -1) @ torch.linalg.inv(ida.double()).T
+    x = (pix[..., 0] / pix[..., 2] + 0.5).float()[None]
+    y = (pix[..., 1] / pix[..., 2] + 0.5).float()[None]
+    bx1, by1, bx2, by2 = (boxes[:, i, None, None] for i in range(4))
+    grid = torch.stack([2 * (x - bx1) / (bx2 - bx1).clamp_min(1e-6) - 1, 2 * (y - by1) / (by2 - by1).clamp_min(1e-6) - 1], -1)
+    inside = (x >= bx1) & (x < bx2) & (y >= by1) & (y < by2)
+    return torch.nn.functional.grid_sample(masks[:, None], grid, mode="bilinear", padding_mode="border",
+                                           align_corners=False)[:, 0] * inside
+
+
+@pytest.mark.parametrize("flip, rotate", [(False, 0.0), (True, 0.0), (True, 5.4), (False, -4.0)])
+def test_pasting_near_each_box_equals_pasting_over_the_whole_image(flip, rotate):
+    g = torch.Generator().manual_seed(3)
+    x1 = torch.rand(12, generator=g) * 220 - 20  # some boxes reach outside the 200x120 image
+    y1 = torch.rand(12, generator=g) * 130 - 10
+    boxes = torch.stack([x1, y1, x1 + 1 + torch.rand(12, generator=g) * 60, y1 + 1 + torch.rand(12, generator=g) * 40], 1)
+    boxes[0] = torch.tensor([250.0, 10, 300, 40])  # wholly outside
+    masks = torch.rand(12, 28, 28, generator=g)
+    # resize by 0.6, crop at (7, 11), flip, rotate about the centre of the 96x64 result
+    a = math.radians(rotate)
+    rot = torch.tensor([[math.cos(a), math.sin(a), 0], [-math.sin(a), math.cos(a), 0], [0, 0, 1]], dtype=torch.float64)
+    centre = torch.tensor([[1, 0, 47.5], [0, 1, 31.5], [0, 0, 1]], dtype=torch.float64)
+    mirror = torch.tensor([[-1, 0, 95], [0, 1, 0], [0, 0, 1]], dtype=torch.float64) if flip else torch.eye(3).double()
+    crop_resize = torch.tensor([[0.6, 0, 0.3 - 0.5 - 7], [0, 0.6, 0.3 - 0.5 - 11], [0, 0, 1]], dtype=torch.float64)
+    ida = (centre @ rot @ torch.linalg.inv(centre) @ mirror @ crop_resize).float()
+    pasted = paste_masks(masks, boxes, (64, 96), ida)
+    reference = _paste_over_the_whole_image(masks, boxes, (64, 96), ida)
+    assert (reference > 0).sum() > 300  # the comparison covers pasted pixels, not only zeros
+    torch.testing.assert_close(pasted, reference, rtol=0, atol=1e-6)
+    assert pasted[0].abs().sum() == 0

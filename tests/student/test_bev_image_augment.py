@@ -122,3 +122,15 @@ def test_regression_fix_decodes_to_the_augmented_box_for_any_rotation_and_scale(
         decoded = torch.tensor([r[0] + (j + c[0]) * 0.8, r[1] + (i + c[1]) * 0.8, c[2], *c[3:6].exp(),
                                 math.atan2(c[6], c[7]), c[8], c[9]])
         assert torch.allclose(decoded, box, atol=1e-4), (decoded, box)
+
+
+def test_a_decoded_uint8_image_is_augmented_within_one_level_of_its_float_copy():
+    # the loader's input: decoded HWC pixels viewed as [3, H, W]; noise is the worst case for rounding
+    hwc = torch.randint(0, 256, (90, 160, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    image = hwc.permute(2, 0, 1)
+    params = ImageAugParams(resize=0.45, crop=(3, 5), flip=True, rotate=3.0, final_size=(32, 64))
+    fast, ida = augment_image(image, params)
+    reference, reference_ida = augment_image(image.float(), params)
+    assert fast.dtype == torch.float32 and torch.equal(ida, reference_ida)
+    difference = (fast - reference).abs()
+    assert difference.max() <= 1.0 and 0 < difference.mean() < 0.4
