@@ -102,14 +102,15 @@ def augment_image(image: torch.Tensor, params: ImageAugParams) -> tuple[torch.Te
     resized = F.interpolate(image[None], size=(rh, rw), mode="bilinear", align_corners=False,
                             antialias=True)[0].float()
     ida = image_aug_matrix(params, original_hw)
-    # The warp applies what is left after the resize: crop, flip, rotation.
-    rest_inv = torch.linalg.inv(ida.double() @ torch.linalg.inv(_resize_matrix(original_hw, params.resize))).float()
+    # The warp applies what is left after the resize (crop, flip, rotation), as one affine map from the
+    # output's normalised coordinates (grid_sample's, align_corners=False) to the resized image's.
+    rest_inv = torch.linalg.inv(ida.double() @ torch.linalg.inv(_resize_matrix(original_hw, params.resize)))
     fh, fw = params.final_size
-    v, u = torch.meshgrid(torch.arange(fh, dtype=torch.float32), torch.arange(fw, dtype=torch.float32),
-                          indexing="ij")
-    src = torch.stack([u, v, torch.ones_like(u)], -1) @ rest_inv.T
-    grid = torch.stack([(2 * src[..., 0] + 1) / rw - 1, (2 * src[..., 1] + 1) / rh - 1], -1)
-    out = F.grid_sample(resized[None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    from_output = torch.tensor([[fw / 2, 0, (fw - 1) / 2], [0, fh / 2, (fh - 1) / 2], [0, 0, 1]], dtype=torch.float64)
+    to_input = torch.tensor([[2 / rw, 0, 1 / rw - 1], [0, 2 / rh, 1 / rh - 1], [0, 0, 1]], dtype=torch.float64)
+    theta = (to_input @ rest_inv @ from_output)[:2].float()
+    grid = F.affine_grid(theta[None], [1, image.shape[0], fh, fw], align_corners=False)
+    out = F.grid_sample(resized[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     return out, ida
 
 
