@@ -109,8 +109,12 @@ def augment_image(image: torch.Tensor, params: ImageAugParams) -> tuple[torch.Te
     from_output = torch.tensor([[fw / 2, 0, (fw - 1) / 2], [0, fh / 2, (fh - 1) / 2], [0, 0, 1]], dtype=torch.float64)
     to_input = torch.tensor([[2 / rw, 0, 1 / rw - 1], [0, 2 / rh, 1 / rh - 1], [0, 0, 1]], dtype=torch.float64)
     theta = (to_input @ rest_inv @ from_output)[:2].float()
-    grid = F.affine_grid(theta[None], [1, image.shape[0], fh, fw], align_corners=False)
-    out = F.grid_sample(resized[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    # affine_grid's own kernel is slower on the CPU than these two outer sums
+    xs = (2 * torch.arange(fw, dtype=torch.float32) + 1) / fw - 1
+    ys = ((2 * torch.arange(fh, dtype=torch.float32) + 1) / fh - 1)[:, None]
+    grid = torch.stack([theta[0, 0] * xs + (theta[0, 1] * ys + theta[0, 2]),
+                        theta[1, 0] * xs + (theta[1, 1] * ys + theta[1, 2])], -1)
+    out = F.grid_sample(resized[None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     return out, ida
 
 
