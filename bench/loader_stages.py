@@ -4,7 +4,8 @@ One DataLoader worker's work for one sample is `CacheDataset.__getitem__`; this 
 (torch threads 1, CPU time of this thread) for a BEVDepth config, with its stages attributed by
 wrapping the functions the dataset calls (the same code, timed where it is called): the cache read,
 JPEG decoding and image augmentation of the key frame's and (2-key) the previous frame's cameras,
-teacher-map warps, CenterPoint and depth targets, X-IS pseudo labels.
+CenterPoint and depth targets, X-IS pseudo labels, and, in commits before the LiDAR-teacher maps
+travelled as cached to be warped in the step, the teacher-map warps.
 
 Without --cache it makes (in --work, kept for the next run) a synthetic dataroot of 1600x900 JPEGs,
 nuScenes' size, and exports it with the full CenterPoint pillar02 and Mask R-CNN R50 teachers at random

@@ -487,6 +487,8 @@ def data_side_costs(cfg, batch_size: int, repeats: int = 5) -> dict[str, float]:
     bda = sample_bev_aug(BevAugConfig(), np.random.default_rng(0))
     h, w = cfg.image_size
     work = {
+        # in the step since the maps travel as cached (StudentBatch.with_teacher_in_augmented_frame); here
+        # per sample on the CPU, as the loader workers did it before
         "teacher maps: warp (features, heatmaps, regression), validity, task map": lambda: (
             augment_teacher_maps(bda, cfg.grid, t.bev_features[0], t.heatmaps[0], t.regression[0]),
             teacher_validity(bda, cfg.grid),

@@ -412,7 +412,8 @@ def _train(cache: str, dataroot: str | Path | None, cfg: TrainConfig, out: Path,
             for batch in loader:
                 clock.data_arrived()
                 logs.samples.write(json.dumps({"step": run.step, "epoch": epoch, "indices": batch.indices}) + "\n")
-                batch = batch.to(device)
+                # the teacher maps are warped here, on the device, so that the step and its pictures see them
+                batch = batch.to(device).with_teacher_in_augmented_frame(cfg.student.grid, cfg.student.class_setup)
                 run.net.keep_outputs = (logs.writer is not None and rc.image_every > 0
                                         and (run.step + 1) % rc.image_every == 0)
                 term_grads = bool(rc.term_grad_every) and (run.step + 1) % rc.term_grad_every == 0

@@ -23,12 +23,11 @@ from cache_schema import CacheReader
 from cache_schema.errors import UserInputError
 
 from ..batch import StudentBatch, TeacherTargets
-from detection.bev_aug import BevAugConfig, augment_boxes, augment_radar_points, sample_bev_aug, teacher_validity
+from detection.bev_aug import BevAugConfig, augment_boxes, augment_radar_points, sample_bev_aug
 from ..config import StudentConfig, term_on
 from detection.det_targets import build_det_targets, merge_det_targets
 from ..image_aug import ImageAugConfig
 from ..targets import depth_image_to_feature_grid, xis_targets
-from detection.centerpoint_coder import augment_teacher_maps, teacher_task_map, warp_task_map
 from cache_schema.views import (Calib, DepthTargets, GroundTruth, ImageTeacherDetections, LidarTeacherMaps,
                                 RadarPoints, SampleMeta)
 
@@ -208,12 +207,11 @@ class CacheDataset(Dataset):
                 FEATURE_STRIDE)
         teacher = s.lidar_teacher
         if teacher is not None:
-            feats, heat, reg = (torch.from_numpy(np.asarray(m, dtype=np.float32))
-                                for m in (teacher.bev_features, teacher.heatmaps, teacher.regression))
-            task = warp_task_map(teacher_task_map(heat, self.cfg.class_setup)[None], bda[None], self.cfg.grid)[0]
-            feats, heat, reg = augment_teacher_maps(bda, self.cfg.grid, feats, heat, reg)
-            out.update(bev_features=feats, heatmaps=heat, regression=reg, valid=teacher_validity(bda, self.cfg.grid),
-                       reg_task=task)
+            # as cached: the step moves them into the augmented frame on its device, for the whole batch
+            # (StudentBatch.with_teacher_in_augmented_frame)
+            out.update({name: torch.from_numpy(np.asarray(m, dtype=np.float32)) for name, m in
+                        (("bev_features", teacher.bev_features), ("heatmaps", teacher.heatmaps),
+                         ("regression", teacher.regression))})
         inst = s.image_teacher
         if inst is not None:
             out.update(inst_boxes=torch.from_numpy(np.asarray(inst.boxes, dtype=np.float32)),
@@ -231,8 +229,8 @@ class CacheDataset(Dataset):
         return out
 
 
-_TEACHER_KEYS = ("bev_features", "heatmaps", "regression", "inst_boxes", "inst_labels", "inst_scores", "inst_masks",
-                 "valid", "reg_task")
+_TEACHER_KEYS = ("bev_features", "heatmaps", "regression", "inst_boxes", "inst_labels", "inst_scores", "inst_masks")
+_LIDAR_TEACHER_KEYS = ("bev_features", "heatmaps", "regression")
 
 
 def collate(samples: list[dict[str, Any]]) -> StudentBatch:
@@ -242,7 +240,8 @@ def collate(samples: list[dict[str, Any]]) -> StudentBatch:
 
     teacher = None
     if any(k in samples[0] for k in _TEACHER_KEYS):
-        teacher = TeacherTargets(**{k: stack(k) for k in _TEACHER_KEYS})
+        teacher = TeacherTargets(**{k: stack(k) for k in _TEACHER_KEYS},
+                                 in_augmented_frame=not any(k in samples[0] for k in _LIDAR_TEACHER_KEYS))
     has_gt = "gt_boxes" in samples[0]
     return StudentBatch(
         images=stack("images"), intrinsics=stack("intrinsics"), cam2lidar=stack("cam2lidar"), ida=stack("ida"),

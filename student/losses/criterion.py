@@ -69,6 +69,7 @@ class X3KDLoss(nn.Module):
 
     def forward(self, out: StudentOutputs, batch: StudentBatch) -> dict[str, torch.Tensor]:
         lc, cfg = self.cfg.losses, self.cfg
+        batch = batch.with_teacher_in_augmented_frame(cfg.grid, cfg.class_setup)  # the trainer has, usually
         losses: dict[str, torch.Tensor] = {}
         if term_on(lc.det):
             if len(batch.gt_boxes) != batch.batch_size or len(batch.gt_labels) != batch.batch_size:

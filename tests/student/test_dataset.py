@@ -157,3 +157,41 @@ def test_xis_targets_built_in_the_workers_give_the_criterions_loss(train_cache, 
     without = criterion(out, replace(batch, xis_targets=whole_batch))
     for key in ("loss_xis", "xis/objectness", "xis/classifier", "xis/mask"):
         assert torch.equal(with_targets[key], without[key]), key
+
+
+def test_teacher_maps_move_into_the_augmented_frame_batched_as_each_sample_would(train_cache, synthetic_dataroot):
+    """The loader hands the LiDAR-teacher maps over as cached; the step warps the whole batch at once.
+    That equals warping each sample with its own BEV augmentation, and the criterion gives the same
+    losses whether it gets the batch moved or unmoved."""
+    from dataclasses import replace
+
+    from detection.bev_aug import teacher_validity
+    from detection.centerpoint_coder import augment_teacher_maps, teacher_task_map, warp_task_map
+    from student.losses import X3KDLoss
+    from student.models.student import build_student
+
+    cfg = _cfg("loss.xis.enabled=false")
+    s = cfg.student
+    ds = CacheDataset(open_cache(train_cache, s), synthetic_dataroot, s, cfg.data, seed=4)
+    batch = collate([ds[(0, 0)], ds[(0, 1)]])
+    assert not batch.teacher.in_augmented_frame and batch.teacher.valid is None
+    assert not torch.equal(batch.bda[0], torch.eye(4))  # a real augmentation moves the maps
+    moved = batch.with_teacher_in_augmented_frame(s.grid, s.class_setup)
+    t, m = batch.teacher, moved.teacher
+    assert m.in_augmented_frame and moved.with_teacher_in_augmented_frame(s.grid, s.class_setup) is moved
+    for b in range(2):
+        one = augment_teacher_maps(batch.bda[b], s.grid, t.bev_features[b], t.heatmaps[b], t.regression[b])
+        for got, want in zip((m.bev_features[b], m.heatmaps[b], m.regression[b]), one):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+        assert not torch.equal(m.heatmaps[b], t.heatmaps[b])
+        assert torch.equal(m.valid[b], teacher_validity(batch.bda[b], s.grid))
+        task = warp_task_map(teacher_task_map(t.heatmaps[b], s.class_setup)[None], batch.bda[b][None], s.grid)[0]
+        assert torch.equal(m.reg_task[b], task)
+    torch.manual_seed(0)
+    model, criterion = build_student(s).eval(), X3KDLoss(s).eval()
+    with torch.no_grad():
+        out = model(batch)
+        unmoved_losses, moved_losses = criterion(out, batch), criterion(out, moved)
+    for key in ("loss_xfd", "loss_xat", "loss_xod"):
+        assert torch.equal(unmoved_losses[key], moved_losses[key]), key
+    assert replace(batch, teacher=None).with_teacher_in_augmented_frame(s.grid, s.class_setup).teacher is None
