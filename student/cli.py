@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
@@ -114,6 +115,28 @@ def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str,
     click.echo(f"results and metrics: {out}")
     if render:
         click.echo(f"pictures: {out}/render (samples), {out}/plots (PR and TP-error curves)")
+
+
+@main.command("release")
+@click.option("--checkpoint", required=True, type=click.Path(), help="A checkpoint written by `train`.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The released file to write (.pt).")
+@click.option("--no-ema", is_flag=True, help="Release the raw weights even when the run kept an EMA.")
+@exit_2_on_user_error
+def release(checkpoint: str, out: str, no_ema: bool) -> None:
+    """Write a trained student as it ships: inference weights only (EMA when kept) in float16, with its
+    config, step and provenance; `eval` and `train --set train.init_from=...` read it like a checkpoint.
+
+    \b
+    Example (on `make demo`'s outputs):
+      x3kd-student release --checkpoint demo_out/student_x3kd/checkpoints/step_0000260.pt \\
+          --out demo_out/student_x3kd.pt
+    """
+    from .run_dir import release_checkpoint
+
+    released = release_checkpoint(checkpoint, out, use_ema=not no_ema)
+    size = Path(out).stat().st_size / 2**20
+    click.echo(f"{out}: step {released['step']}, {'EMA' if released['released_from']['ema'] else 'raw'} weights, "
+               f"float16, {size:.1f} MB")
 
 
 @main.command("convert-bevdepth")

@@ -47,7 +47,8 @@ def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use
     # the checkpoint holds every weight: the pretrained backbone file it started from is not needed
     model = build_student(replace(cfg.student, backbone=replace(cfg.student.backbone, weights=None)))
     ema = use_ema and ckpt.get("ema") is not None
-    model.load_state_dict(ckpt["ema"] if ema else ckpt["model"])
+    model.load_state_dict(ckpt["ema"] if ema else ckpt["model"])  # a released file's float16 is cast back
+    ema = ema or bool((ckpt.get("released_from") or {}).get("ema"))
     info = {"step": int(ckpt.get("step", 0)), "ema": ema, "provenance": ckpt.get("provenance")}
     return model.to(device).eval(), cfg, info
 

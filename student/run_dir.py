@@ -87,3 +87,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def _tuples(v: Any) -> Any:
     """random.setstate wants the nested tuples getstate gave (a checkpoint may hand back lists)."""
     return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def release_checkpoint(checkpoint: str | Path, out: str | Path, use_ema: bool = True) -> dict[str, Any]:
+    """Write what a trained student is, without what resuming its run needs: its inference weights (the
+    EMA's when the run kept one) in float16, its config, step and provenance, and where it came from.
+    `x3kd-student eval` and `train.init_from` read it like any checkpoint; it is a fraction of the size
+    (no optimizer state, no training-only heads). Returns the written dict."""
+    from cache_schema.identity import file_sha256
+    from detection.weights import save_atomic
+
+    ckpt = load_checkpoint(checkpoint)
+    ema = use_ema and ckpt.get("ema") is not None
+    weights = ckpt["ema"] if ema else ckpt["model"]
+    # floating weights in half precision; integer buffers (BatchNorm's batch counts) as they are
+    half = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    released = {"model": half, "ema": None, "step": int(ckpt.get("step", 0)), "config": ckpt["config"],
+                "provenance": ckpt.get("provenance"),
+                "released_from": {"path": Path(checkpoint).name, "sha256": file_sha256(checkpoint), "ema": ema}}
+    save_atomic(released, out)
+    return released

@@ -120,3 +120,34 @@ def test_eval_and_export_select_a_custom_split_from_splits_json(synthetic_dataro
     assert list(NuScenesSamples(root, "v1.0-mini", "night_drive", num_sweeps=0).sample_tokens) == tokens
     with pytest.raises(UserInputError, match="splits.json"):
         split_sample_tokens(nusc, "day_drive")
+
+
+def test_a_released_student_is_smaller_and_predicts_what_its_checkpoint_does(train_cache, synthetic_dataroot,
+                                                                            tmp_path):
+    import torch
+
+    from student.evaluate import _input_batch, load_student
+    from student.run_dir import load_checkpoint
+
+    cfg = load_train_config(TINY_YAML, ["train.steps=1", "train.ema_decay=0.5"])
+    ckpt = train(train_cache, synthetic_dataroot, cfg, tmp_path / "run", progress=False)
+    released = tmp_path / "student.pt"
+    result = CliRunner().invoke(main, ["release", "--checkpoint", str(ckpt), "--out", str(released)])
+    assert result.exit_code == 0, result.output
+    assert "EMA weights, float16" in result.stdout
+    assert released.stat().st_size < ckpt.stat().st_size / 2  # no optimizer state, no X-IS heads, half precision
+    data = load_checkpoint(released)
+    assert data["released_from"]["ema"] and data["config"] == load_checkpoint(ckpt)["config"]
+    assert all(v.dtype in (torch.float16, torch.int64) for v in data["model"].values())
+    original, cfg_a, _ = load_student(ckpt)
+    shipped, cfg_b, info = load_student(released)
+    assert info["ema"] and cfg_a == cfg_b
+    samples = NuScenesSamples(synthetic_dataroot, "v1.0-mini", "mini_val", num_sweeps=0)
+    batch = _input_batch(cfg_a, samples, samples[0], "cpu")
+    with torch.no_grad():
+        a, b = original(batch).head_outputs, shipped(batch).head_outputs
+    for task_a, task_b in zip(a, b):
+        for key in task_a:
+            torch.testing.assert_close(task_b[key], task_a[key], rtol=2e-2, atol=2e-2)
+    r = CliRunner().invoke(main, ["release", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(released)])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
