@@ -75,7 +75,9 @@ def train(cache: str, dataroot: str | None, config_file: str, out: str, override
 
 
 @main.command("eval")
-@click.option("--checkpoint", required=True, type=click.Path(), help="A checkpoint written by `train`.")
+@click.option("--checkpoint", type=click.Path(), help="A checkpoint written by `train` (or `release`).")
+@click.option("--onnx", "onnx_file", type=click.Path(), help="Or a student exported by `export-onnx`, run by "
+              "onnxruntime.")
 @click.option("--dataroot", required=True, type=click.Path(), help="nuScenes dataroot.")
 @click.option("--version", required=True, help="nuScenes version, e.g. v1.0-trainval or v1.0-mini.")
 @click.option("--split", required=True, help="nuScenes split, e.g. val or mini_val.")
@@ -96,8 +98,8 @@ def train(cache: str, dataroot: str | None, config_file: str, out: str, override
 @click.option("--other-dataroot", is_flag=True,
               help="Evaluate on a dataroot whose tables differ from the training dataroot's (refused otherwise).")
 @exit_2_on_user_error
-def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str, device: str,
-             score_threshold: float | None, no_ema: bool, render: int, render_threshold: float,
+def evaluate(checkpoint: str | None, onnx_file: str | None, dataroot: str, version: str, split: str, out: str,
+             device: str, score_threshold: float | None, no_ema: bool, render: int, render_threshold: float,
              other_dataroot: bool, limit: int | None) -> None:
     """Run the student on a split's camera images (or radar scans) and score it with nuscenes-devkit
     (mAP, NDS).
@@ -109,12 +111,86 @@ def evaluate(checkpoint: str, dataroot: str, version: str, split: str, out: str,
     """
     from .evaluate import evaluate_checkpoint
 
+    checkpoint = _one_student(checkpoint, onnx_file)
     evaluate_checkpoint(checkpoint, dataroot, version, split, out, device=device, use_ema=not no_ema,
                         score_threshold=score_threshold, render=render, render_threshold=render_threshold,
                         other_dataroot=other_dataroot, limit=limit, report=click.echo)
     click.echo(f"results and metrics: {out}")
     if render:
         click.echo(f"pictures: {out}/render (samples), {out}/plots (PR and TP-error curves)")
+
+
+def _one_student(checkpoint: str | None, onnx_file: str | None) -> str:
+    """The student file of --checkpoint or --onnx (exactly one of them)."""
+    from cache_schema.errors import UserInputError
+
+    if bool(checkpoint) == bool(onnx_file):
+        raise UserInputError("--checkpoint or --onnx: give exactly one student")
+    if onnx_file and Path(onnx_file).suffix != ".onnx":
+        raise UserInputError(f"--onnx {onnx_file}: expected an .onnx file written by export-onnx")
+    if checkpoint and Path(checkpoint).suffix == ".onnx":
+        raise UserInputError(f"--checkpoint {checkpoint}: an ONNX file; pass it as --onnx")
+    return checkpoint or onnx_file
+
+
+@main.command("predict")
+@click.option("--checkpoint", type=click.Path(), help="A checkpoint written by `train` (or `release`).")
+@click.option("--onnx", "onnx_file", type=click.Path(), help="Or a student exported by `export-onnx`.")
+@click.option("--dataroot", required=True, type=click.Path(), help="nuScenes dataroot.")
+@click.option("--version", required=True, help="nuScenes version, e.g. v1.0-test.")
+@click.option("--split", required=True, help="nuScenes split, e.g. test.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The results JSON to write.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--score-threshold", type=float, default=None,
+              help="Keep detections above this score.  [default: the config's model.test, 0.1]")
+@click.option("--no-ema", is_flag=True, help="Use the raw weights even when the run kept an EMA.")
+@exit_2_on_user_error
+def predict(checkpoint: str | None, onnx_file: str | None, dataroot: str, version: str, split: str, out: str,
+            device: str, score_threshold: float | None, no_ema: bool) -> None:
+    """Write the student's detections on a split as a nuScenes submission (results JSON with its meta
+    block), without scoring: for a split without annotations, such as v1.0-test.
+
+    \b
+    Example (on `make demo`'s outputs):
+      x3kd-student predict --checkpoint demo_out/student_x3kd/checkpoints/step_0000260.pt \\
+          --dataroot demo_out/data --version v1.0-trainval --split val --out demo_out/submission.json
+    """
+    from .evaluate import predict_to_file
+
+    path, count = predict_to_file(_one_student(checkpoint, onnx_file), dataroot, version, split, out, device=device,
+                                  use_ema=not no_ema, score_threshold=score_threshold)
+    click.echo(f"{path}: detections for {count} samples of {version} {split}")
+
+
+@main.command("export-onnx")
+@click.option("--checkpoint", required=True, type=click.Path(), help="A checkpoint written by `train` (or `release`).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The ONNX file to write.")
+@click.option("--opset", type=int, help="ONNX opset.  [default: the lowest the student needs: 16, or 19 with a "
+                                        "deformable conv]")
+@click.option("--no-ema", is_flag=True, help="Export the raw weights even when the run kept an EMA.")
+@click.option("--no-check", is_flag=True, help="Skip running the file with onnxruntime beside PyTorch.")
+@exit_2_on_user_error
+def export_onnx_command(checkpoint: str, out: str, opset: int | None, no_ema: bool, no_check: bool) -> None:
+    """Export the camera student to ONNX (one sample of the config's cameras and image size; inputs: the
+    images and camera parameters, outputs: the head's maps; decoding stays in x3kd's coder). Then run it
+    with onnxruntime beside PyTorch on example inputs and print the largest difference.
+
+    \b
+    Example (on `make demo`'s outputs):
+      x3kd-student export-onnx --checkpoint demo_out/student_x3kd/checkpoints/step_0000260.pt \\
+          --out demo_out/student_x3kd.onnx
+      x3kd-student eval --onnx demo_out/student_x3kd.onnx --dataroot demo_out/data --version v1.0-trainval \\
+          --split val --out demo_out/eval_x3kd_onnx
+    """
+    from .deploy import export_onnx
+
+    result = export_onnx(checkpoint, out, opset=opset, use_ema=not no_ema, check=not no_check)
+    size = Path(out).stat().st_size / 2**20
+    click.echo(f"{out}: opset {result['opset']}, {size:.1f} MB, inputs {', '.join(result['inputs'])}; "
+               f"{len(result['outputs'])} head maps")
+    if "max_abs_diff" in result:
+        click.echo(f"onnxruntime vs PyTorch on example inputs: largest difference {result['max_abs_diff']:.2e} "
+                   f"(outputs up to {result['max_abs_value']:.2f})")
 
 
 @main.command("release")

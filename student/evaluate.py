@@ -41,16 +41,35 @@ log = logging.getLogger(__name__)
 def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = True
                  ) -> tuple[BevStudent, Any, dict[str, Any]]:
     """The inference model of a training checkpoint (EMA weights when the run kept them), its
-    TrainConfig, and what it is: {"step", "ema" (whether EMA weights were loaded), "provenance"}."""
+    TrainConfig, and what it is: {"step", "ema" (whether EMA weights were loaded), "provenance"}. An
+    `.onnx` file (`x3kd-student export-onnx`) loads as an `OnnxStudent` run by onnxruntime."""
+    if Path(checkpoint).suffix == ".onnx":
+        from .deploy import OnnxStudent
+
+        runtime = OnnxStudent(checkpoint, device)
+        return runtime, runtime.config, {"step": runtime.step, "ema": runtime.ema, "provenance": runtime.provenance}
     ckpt = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(ckpt["config"], f"{checkpoint}: config")
     # the checkpoint holds every weight: the pretrained backbone file it started from is not needed
     model = build_student(replace(cfg.student, backbone=replace(cfg.student.backbone, weights=None)))
     ema = use_ema and ckpt.get("ema") is not None
-    model.load_state_dict(ckpt["ema"] if ema else ckpt["model"])  # a released file's float16 is cast back
+    try:
+        model.load_state_dict(ckpt["ema"] if ema else ckpt["model"])  # a released file's float16 is cast back
+    except RuntimeError as e:
+        raise UserInputError(f"{checkpoint}: its weights do not fit the student its config describes "
+                             f"({' '.join(str(e).split())[:200]})") from None
     ema = ema or bool((ckpt.get("released_from") or {}).get("ema"))
     info = {"step": int(ckpt.get("step", 0)), "ema": ema, "provenance": ckpt.get("provenance")}
     return model.to(device).eval(), cfg, info
+
+
+def set_score_threshold(model: BevStudent, score_threshold: float | None) -> None:
+    """`--score-threshold`: keep the model's decoded detections above it (None: the config's)."""
+    if score_threshold is None:
+        return
+    if not 0 <= score_threshold < 1:
+        raise UserInputError(f"--score-threshold: must be in [0, 1), got {score_threshold}")
+    model.box_coder = replace(model.box_coder, score_threshold=score_threshold, coder_score_threshold=score_threshold)
 
 
 def _input_batch(cfg: Any, dataset: NuScenesSamples, sample: SampleInfo, device: str | torch.device
@@ -77,7 +96,7 @@ def predict_split(model: BevStudent, cfg: Any, dataset: NuScenesSamples, samples
                   device: str | torch.device = "cpu", progress: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Run `model` on every sample of `samples` (test-time image transform, no BEV augmentation) and
     return the nuScenes result records per sample token (empty lists for samples without detections)."""
-    class_names = model.head.class_names
+    class_names = model.class_names
     results: dict[str, list[dict[str, Any]]] = {}
     it = samples
     if progress:
@@ -108,7 +127,7 @@ def render_predictions(model: BevStudent, cfg: Any, dataset: NuScenesSamples, sa
         det = model.predict(batch)[0]
         try:
             render_prediction(out_dir, f"{i:03d}_{sample.token}", sample.calib, dataset.dataroot, cfg.student.grid,
-                              model.head.class_names, det.boxes.cpu().numpy(), det.scores.cpu().numpy(),
+                              model.class_names, det.boxes.cpu().numpy(), det.scores.cpu().numpy(),
                               det.labels.cpu().numpy(), sample.gt_boxes, list(sample.gt_names), heatmap=heat,
                               score_threshold=score_threshold, camera_names=[c.name for c in sample.cameras],
                               radar_points=(batch.radar_points[0].cpu().numpy()
@@ -143,11 +162,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
     if trained_on(info["provenance"]) == (version, split):
         about += (f"\nwarning: {split} is the split this student was trained on: these scores are on its training "
                   "data, not held-out data")
-    if score_threshold is not None:
-        if not 0 <= score_threshold < 1:
-            raise UserInputError(f"--score-threshold: must be in [0, 1), got {score_threshold}")
-        model.box_coder = replace(model.box_coder, score_threshold=score_threshold,
-                                  coder_score_threshold=score_threshold)
+    set_score_threshold(model, score_threshold)
     radar = cfg.student.modality == "radar"
     dataset = NuScenesSamples(dataroot, version, split, num_sweeps=0, gt_filter="evaluation",
                               num_radar_sweeps=cfg.student.radar.sweeps if radar else 0)
@@ -176,3 +191,21 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
                 render_predictions(model, cfg, dataset, shown, out / "render", device, render_threshold):
             report(problem)
     return metrics
+
+
+def predict_to_file(checkpoint: str | Path, dataroot: str | Path, version: str, split: str, out: str | Path, *,
+                    device: str = "cpu", use_ema: bool = True, score_threshold: float | None = None,
+                    progress: bool = True) -> tuple[Path, int]:
+    """The student's detections on every sample of a split, written as a nuScenes results file (its meta
+    block says which sensors were used); nothing is scored, so the split needs no annotations.
+    Returns (the file, the number of samples)."""
+    device = resolve_device(device)
+    model, cfg, _ = load_student(checkpoint, device, use_ema)
+    set_score_threshold(model, score_threshold)
+    radar = cfg.student.modality == "radar"
+    dataset = NuScenesSamples(dataroot, version, split, num_sweeps=0,
+                              num_radar_sweeps=cfg.student.radar.sweeps if radar else 0)
+    samples = list(dataset)
+    results = predict_split(model, cfg, dataset, samples, device, progress)
+    path = write_results(results, Path(out), RADAR_RESULTS_META if radar else RESULTS_META)
+    return path, len(samples)

@@ -42,6 +42,11 @@ class BevStudent(nn.Module):
     def forward(self, batch: StudentBatch) -> StudentOutputs:
         raise NotImplementedError
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes `predict`'s labels index (the head's task groups, concatenated)."""
+        return self.head.class_names
+
     @torch.no_grad()
     def predict(self, batch: StudentBatch) -> list[Detections]:
         """Detections per sample in the un-augmented LiDAR frame; labels index the head's class list."""

@@ -32,6 +32,21 @@ class FrustumGeometry:
     cell: torch.Tensor
 
 
+def inverse_3x3(m: torch.Tensor) -> torch.Tensor:
+    """Inverse of [..., 3, 3] matrices by their adjugate: elementwise ops that every runtime has (ONNX
+    has no matrix inverse), as exact as an LU solve for the well-conditioned camera matrices here."""
+    a, b, c = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    d, e, f = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    g, h, i = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    co_a, co_b, co_c = e * i - f * h, f * g - d * i, d * h - e * g
+    det = a * co_a + b * co_b + c * co_c
+    adjugate = torch.stack([
+        torch.stack([co_a, c * h - b * i, b * f - c * e], -1),
+        torch.stack([co_b, a * i - c * g, c * d - a * f], -1),
+        torch.stack([co_c, b * g - a * h, a * e - b * d], -1)], -2)
+    return adjugate / det[..., None, None]
+
+
 class LSSViewTransform(nn.Module):
     """Lift-Splat voxel pooling into `grid` for images of `image_size` features at `feature_stride`;
     with `aggregation_channels`, BEVDepth's depth aggregation runs on the frustum features first."""
@@ -63,7 +78,7 @@ class LSSViewTransform(nn.Module):
         f = self.frustum
         # Pixel (u, v) at depth d -> camera point K^-1 (u d, v d, d); ida is already inside K.
         pix = torch.stack([f[..., 0] * f[..., 2], f[..., 1] * f[..., 2], f[..., 2]], -1)
-        k_inv = torch.linalg.inv(intrinsics.float())
+        k_inv = inverse_3x3(intrinsics.float())
         cam = torch.einsum("bnij,dhwj->bndhwi", k_inv, pix)
         to_bev = bda[:, None].float() @ cam2lidar.float()  # [B, N, 4, 4]
         pts = torch.einsum("bnij,bndhwj->bndhwi", to_bev[..., :3, :3], cam) + to_bev[..., None, None, None, :3, 3]
@@ -88,7 +103,13 @@ class LSSViewTransform(nn.Module):
         if self.depth_aggregation is not None:
             feats = self.depth_aggregation(feats.flatten(0, 1)).reshape(feats.shape)
         feats = feats.reshape(-1, c)[geom.keep]
-        bev = feats.new_zeros(b * hh * ww, c).index_add_(0, geom.cell, feats)
+        bev = feats.new_zeros(b * hh * ww, c)
+        if torch.onnx.is_in_onnx_export():
+            # the same sum as ONNX knows it (ScatterElements, reduction add); torch exports index_add_
+            # and an accumulating index_put as scatters that overwrite
+            bev = bev.scatter_add(0, geom.cell[:, None].expand(-1, c), feats)
+        else:
+            bev = bev.index_add_(0, geom.cell, feats)
         return bev.view(b, hh, ww, c).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, depth_logits: torch.Tensor, context: torch.Tensor, intrinsics: torch.Tensor,
