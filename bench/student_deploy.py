@@ -33,7 +33,7 @@ def main() -> None:
 
     from detection.weights import save_atomic
     from student.deploy import _ExportedStudent, example_inputs, export_onnx
-    from student.evaluate import load_student
+    from student.deploy import load_student
     from student.models.student import build_student
     from student.train_config import load_train_config
 

@@ -1,4 +1,5 @@
-"""The camera student without PyTorch: export to ONNX, and run an exported file where a student runs.
+"""A trained student as it ships: load one for inference (a checkpoint, a released file or an ONNX
+file), export the camera student to ONNX, and run an exported file where a student runs.
 
 `export_onnx` writes the inference model (image backbone -> depth net -> Lift-Splat pooling -> BEV
 encoder -> head; no teacher, no training-only module) for one sample of the config's cameras and image
@@ -25,6 +26,7 @@ Needs the optional extra `onnx` (onnx, onnxruntime).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,9 @@ from cache_schema.errors import UserInputError
 
 from .batch import StudentBatch
 from .models.base import BevStudent, StudentOutputs
+from .models.student import build_student
+from .run_dir import load_checkpoint
+from .train_config import TrainConfig
 
 DEFORMABLE_OPSET = 19  # ONNX's DeformConv
 MIN_OPSET = 16  # ScatterElements with reduction "add"
@@ -109,6 +114,29 @@ def _register_deform_conv(opset: int) -> None:
     register_custom_op_symbolic("torchvision::deform_conv2d", deform_conv, opset)
 
 
+def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = True
+                 ) -> tuple[BevStudent, Any, dict[str, Any]]:
+    """The inference model of a training checkpoint (EMA weights when the run kept them), its
+    TrainConfig, and what it is: {"step", "ema" (whether EMA weights were loaded), "provenance"}. An
+    `.onnx` file (`x3kd-student export-onnx`) loads as an `OnnxStudent` run by onnxruntime."""
+    if Path(checkpoint).suffix == ".onnx":
+        runtime = OnnxStudent(checkpoint, device)
+        return runtime, runtime.config, {"step": runtime.step, "ema": runtime.ema, "provenance": runtime.provenance}
+    ckpt = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(ckpt["config"], f"{checkpoint}: config")
+    # the checkpoint holds every weight: the pretrained backbone file it started from is not needed
+    model = build_student(replace(cfg.student, backbone=replace(cfg.student.backbone, weights=None)))
+    ema = use_ema and ckpt.get("ema") is not None
+    try:
+        model.load_state_dict(ckpt["ema"] if ema else ckpt["model"])  # a released file's float16 is cast back
+    except RuntimeError as e:
+        raise UserInputError(f"{checkpoint}: its weights do not fit the student its config describes "
+                             f"({' '.join(str(e).split())[:200]})") from None
+    ema = ema or bool((ckpt.get("released_from") or {}).get("ema"))
+    info = {"step": int(ckpt.get("step", 0)), "ema": ema, "provenance": ckpt.get("provenance")}
+    return model.to(device).eval(), cfg, info
+
+
 def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int | None = None, use_ema: bool = True,
                 check: bool = True) -> dict[str, Any]:
     """Export the camera student of `checkpoint` to `out` (ONNX, opset `opset`, default the lowest its
@@ -116,8 +144,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, opset: int | None = 
     example inputs beside PyTorch; the returned dict holds the largest difference of any output
     (`max_abs_diff`), the opset and the output names."""
     onnx = _require("onnx")
-    from .evaluate import load_student
-
     model, cfg, info = load_student(checkpoint, "cpu", use_ema)
     if cfg.student.modality != "camera":
         raise UserInputError(f"{checkpoint}: a {cfg.student.modality} student; export-onnx exports camera students")
@@ -173,8 +199,6 @@ class OnnxStudent(BevStudent):
         super().__init__()
         onnx_runtime = _require("onnxruntime")
         from detection.centerpoint_coder import BoxCoderConfig
-
-        from .train_config import TrainConfig
 
         path = Path(path)
         if not path.is_file():

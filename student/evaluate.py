@@ -32,36 +32,10 @@ from detection.device import resolve_device
 
 from .batch import StudentBatch
 from .data.cameras import load_camera_inputs, previous_frame_inputs
-from .models.student import BevStudent, build_student
-from .run_dir import load_checkpoint
-from .train_config import TrainConfig
+from .models.student import BevStudent
+from .deploy import load_student
 
 log = logging.getLogger(__name__)
-
-def load_student(checkpoint: str | Path, device: str | torch.device = "cpu", use_ema: bool = True
-                 ) -> tuple[BevStudent, Any, dict[str, Any]]:
-    """The inference model of a training checkpoint (EMA weights when the run kept them), its
-    TrainConfig, and what it is: {"step", "ema" (whether EMA weights were loaded), "provenance"}. An
-    `.onnx` file (`x3kd-student export-onnx`) loads as an `OnnxStudent` run by onnxruntime."""
-    if Path(checkpoint).suffix == ".onnx":
-        from .deploy import OnnxStudent
-
-        runtime = OnnxStudent(checkpoint, device)
-        return runtime, runtime.config, {"step": runtime.step, "ema": runtime.ema, "provenance": runtime.provenance}
-    ckpt = load_checkpoint(checkpoint)
-    cfg = TrainConfig.from_dict(ckpt["config"], f"{checkpoint}: config")
-    # the checkpoint holds every weight: the pretrained backbone file it started from is not needed
-    model = build_student(replace(cfg.student, backbone=replace(cfg.student.backbone, weights=None)))
-    ema = use_ema and ckpt.get("ema") is not None
-    try:
-        model.load_state_dict(ckpt["ema"] if ema else ckpt["model"])  # a released file's float16 is cast back
-    except RuntimeError as e:
-        raise UserInputError(f"{checkpoint}: its weights do not fit the student its config describes "
-                             f"({' '.join(str(e).split())[:200]})") from None
-    ema = ema or bool((ckpt.get("released_from") or {}).get("ema"))
-    info = {"step": int(ckpt.get("step", 0)), "ema": ema, "provenance": ckpt.get("provenance")}
-    return model.to(device).eval(), cfg, info
-
 
 def set_score_threshold(model: BevStudent, score_threshold: float | None) -> None:
     """`--score-threshold`: keep the model's decoded detections above it (None: the config's)."""

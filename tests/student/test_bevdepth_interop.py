@@ -87,7 +87,7 @@ def test_convert_then_eval_loads_it_and_training_starts_from_it(tmp_path):
     import yaml
 
     from student.cli import main
-    from student.evaluate import load_student
+    from student.deploy import load_student
     from student.provenance import describe
     from student.train_config import TrainConfig
     from student.train import init_weights

@@ -126,7 +126,8 @@ def test_a_released_student_is_smaller_and_predicts_what_its_checkpoint_does(tra
                                                                             tmp_path):
     import torch
 
-    from student.evaluate import _input_batch, load_student
+    from student.deploy import load_student
+    from student.evaluate import _input_batch
     from student.run_dir import load_checkpoint
 
     cfg = load_train_config(TINY_YAML, ["train.steps=1", "train.ema_decay=0.5"])
