@@ -6,6 +6,15 @@ with torchvision's detection recipe (e.g. on nuImages, 10 classes + background) 
 ResNet-34/18 backbones (`backbone` option, torchvision's `resnet_fpn_backbone` + `MaskRCNN`) are for
 teachers fitted on a CPU (`x3kd-cache fit-teacher image`, the demo). Nothing is ever downloaded.
 
+mmdetection's Mask R-CNN ResNet-50-FPN checkpoints (mmdet3d's nuImages ones, `configs/nuimages/
+mask-rcnn_r50_fpn_*_nuim.py`, and any mmdet `mask-rcnn_r50_fpn` file) load as they are: their names are
+mapped onto torchvision's, mmdet's background-last class layout is turned background-first (class names
+from the file's metadata), and the model then runs as mmdet does (`flavor: mmdet`): anchors without
+torchvision's rounding, box deltas clamped on both sides, RoIAlign with `aligned=True` and adaptive
+sampling on the level mmdet's `finest_scale` rule picks. Parity with mmdet itself is tested where the
+`mmdet3d` extra is installed. Not covered: caffe-style ResNets (`mask-rcnn_r50_caffe_fpn`: the stride on
+the 1x1 conv, BGR input), and Cascade / HTC heads (use `--image-teacher mmdet`).
+
 We run the model's parts ourselves (transform → backbone → RPN → RoI heads) instead of `model(images)`
 because torchvision's final `transform.postprocess` pastes every mask into a full-resolution image; the
 RoI heads' output in eval mode is exactly what the cache keeps: boxes in the resized image, and the
@@ -15,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +86,8 @@ class MaskRCNNConfig:
     base_width: resnet18/34 only: channels of the backbone's stem and first stage (doubling per
         stage); 64 is torchvision's, narrower is the same network cheaper and smaller (the synthetic
         lab's teacher: 24, a checkpoint of a few MB).
+    flavor: "torchvision" or "mmdet" (anchors, delta clamping and RoIAlign as mmdet runs them, for
+        mmdet-trained weights); None: "mmdet" for an mmdet checkpoint, else "torchvision".
     """
 
     checkpoint: str | None = None
@@ -98,6 +109,7 @@ class MaskRCNNConfig:
     rpn_post_nms_top_n: int = 1000
     fpn_channels: int = 256
     base_width: int = 64
+    flavor: str | None = None
 
 
 def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -109,6 +121,152 @@ def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     # torchvision's train.py also pickles its argparse args: such a file is refused (weights-only), and the
     # message says to save the state_dict alone.
     return state_dict_in(read_torch_file(path, "image checkpoint"), path, "image checkpoint")
+
+
+# ---------------------------------------------------------------------------------- mmdet checkpoints
+
+MMDET_KEY = "roi_head.bbox_head.fc_cls.weight"
+
+
+def is_mmdet_maskrcnn(state_dict: dict[str, torch.Tensor]) -> bool:
+    return MMDET_KEY in state_dict and "backbone.conv1.weight" in state_dict
+
+
+def mmdet_meta(path: str | Path) -> dict[str, Any]:
+    """What an mmdet checkpoint records beside its weights (mmengine's `meta`: dataset_meta, cfg)."""
+    raw = read_torch_file(path, "image checkpoint")
+    meta = raw.get("meta") if isinstance(raw, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def mmdet_class_names(meta: dict[str, Any]) -> tuple[str, ...] | None:
+    """The class names an mmdet checkpoint's meta records (mmengine's dataset_meta.classes, mmdet 2's
+    CLASSES), if any."""
+    classes = (meta.get("dataset_meta") or {}).get("classes") or meta.get("CLASSES")
+    return tuple(str(c) for c in classes) if classes else None
+
+
+def check_mmdet_flavour(meta: dict[str, Any], path: str | Path) -> None:
+    """Refuse what the weights alone cannot tell apart: a caffe-style ResNet has the same parameter
+    names and shapes as a pytorch-style one but strides its 1x1 convs and reads BGR images."""
+    cfg = str(meta.get("cfg") or meta.get("config") or "")
+    if "style='caffe'" in cfg.replace('"', "'").replace(" ", ""):
+        raise UserInputError(f"image checkpoint {path}: an mmdet caffe-style ResNet (style='caffe'); the built-in "
+                             "Mask R-CNN runs pytorch-style ones: use --image-teacher mmdet with its config")
+
+
+def from_mmdet(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An mmdet Mask R-CNN R50-FPN state_dict under torchvision's names and class layout: mmdet's
+    classifier puts the background last and its box and mask layers have no background row;
+    torchvision's has it first, everywhere."""
+    out: dict[str, torch.Tensor] = {}
+    renames = [("backbone.", "backbone.body."), ("neck.lateral_convs.", "backbone.fpn.inner_blocks."),
+               ("neck.fpn_convs.", "backbone.fpn.layer_blocks."), ("rpn_head.rpn_conv.", "rpn.head.conv.0.0."),
+               ("rpn_head.rpn_cls.", "rpn.head.cls_logits."), ("rpn_head.rpn_reg.", "rpn.head.bbox_pred."),
+               ("roi_head.bbox_head.shared_fcs.0.", "roi_heads.box_head.fc6."),
+               ("roi_head.bbox_head.shared_fcs.1.", "roi_heads.box_head.fc7."),
+               ("roi_head.mask_head.upsample.", "roi_heads.mask_predictor.conv5_mask.")]
+    for key, value in state_dict.items():
+        if key.startswith(("roi_head.bbox_head.fc_", "roi_head.mask_head.conv_logits.")):
+            continue
+        name = key
+        if key.startswith(("neck.lateral_convs.", "neck.fpn_convs.")):
+            name = key.replace(".conv.", ".0.")
+        elif key.startswith("roi_head.mask_head.convs."):
+            index, rest = key.removeprefix("roi_head.mask_head.convs.").split(".conv.")
+            name = f"roi_heads.mask_head.{index}.0.{rest}"
+        for old, new in renames:
+            if name.startswith(old):
+                name = new + name[len(old):]
+                break
+        out[name] = value
+    head = "roi_head.bbox_head."
+    for part in ("weight", "bias"):
+        cls = state_dict[f"{head}fc_cls.{part}"]
+        out[f"roi_heads.box_predictor.cls_score.{part}"] = torch.cat([cls[-1:], cls[:-1]])
+        reg = state_dict[f"{head}fc_reg.{part}"]
+        out[f"roi_heads.box_predictor.bbox_pred.{part}"] = torch.cat([reg.new_zeros((4, *reg.shape[1:])), reg])
+        logits = state_dict[f"roi_head.mask_head.conv_logits.{part}"]
+        out[f"roi_heads.mask_predictor.mask_fcn_logits.{part}"] = torch.cat(
+            [logits.new_zeros((1, *logits.shape[1:])), logits])
+    return out
+
+
+class _UnroundedAnchors(AnchorGenerator):
+    """mmdet's anchors: torchvision's sizes, ratios and order, without rounding the base anchors, and
+    at each level's nominal stride (torchvision derives it from the padded image, e.g. 736 // 12 = 61
+    instead of 64 on the top level of a 1280x720 image)."""
+
+    def __init__(self, sizes, aspect_ratios, strides: tuple[int, ...] = (4, 8, 16, 32, 64)):
+        super().__init__(sizes, aspect_ratios)
+        self.strides = strides
+
+    def forward(self, image_list, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        grid_sizes = [list(f.shape[-2:]) for f in feature_maps]
+        device = feature_maps[0].device
+        self.set_cell_anchors(feature_maps[0].dtype, device)
+        strides = [[torch.tensor(s, device=device), torch.tensor(s, device=device)] for s in self.strides]
+        anchors = torch.cat(self.grid_anchors(grid_sizes, strides))
+        return [anchors for _ in image_list.image_sizes]
+
+    def generate_anchors(self, scales, aspect_ratios, dtype=torch.float32, device=torch.device("cpu")):
+        scales = torch.as_tensor(scales, dtype=dtype, device=device)
+        aspect_ratios = torch.as_tensor(aspect_ratios, dtype=dtype, device=device)
+        h_ratios = torch.sqrt(aspect_ratios)
+        w_ratios = 1 / h_ratios
+        ws = (w_ratios[:, None] * scales[None, :]).view(-1)
+        hs = (h_ratios[:, None] * scales[None, :]).view(-1)
+        return torch.stack([-ws, -hs, ws, hs], dim=1) / 2
+
+
+class _TwoSidedClampBoxCoder(torchvision.models.detection._utils.BoxCoder):
+    """mmdet's DeltaXYWHBBoxCoder: log-size deltas clamped to +-log(1000/16), not only from above."""
+
+    def decode_single(self, rel_codes: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        rel_codes = rel_codes.clone()
+        wx, wy, ww, wh = self.weights
+        rel_codes[:, 2::4] = rel_codes[:, 2::4].clamp(min=-self.bbox_xform_clip * ww)
+        rel_codes[:, 3::4] = rel_codes[:, 3::4].clamp(min=-self.bbox_xform_clip * wh)
+        return super().decode_single(rel_codes, boxes)
+
+
+class _MmdetRoIAlign(nn.Module):
+    """mmdet's SingleRoIExtractor over FPN levels "0".."3": level floor(log2(sqrt(area) / 56 + 1e-6))
+    clamped to 0..3, `roi_align(aligned=True, sampling_ratio=0)` (mmcv's RoIAlign) at 1 / stride."""
+
+    def __init__(self, output_size: int, strides: tuple[int, ...] = (4, 8, 16, 32), finest_scale: float = 56.0):
+        super().__init__()
+        self.output_size = output_size
+        self.strides = strides
+        self.finest_scale = finest_scale
+
+    def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        rois = torch.cat([torch.cat([b.new_full((len(b), 1), i), b], 1) for i, b in enumerate(proposals)])
+        feats = [features[str(level)] for level in range(len(self.strides))]
+        out = feats[0].new_zeros((len(rois), feats[0].shape[1], self.output_size, self.output_size))
+        if len(rois) == 0:
+            return out
+        scale = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
+        levels = torch.floor(torch.log2(scale / self.finest_scale + 1e-6)).clamp(0, len(feats) - 1).long()
+        for level, (feature, stride) in enumerate(zip(feats, self.strides)):
+            index = torch.nonzero(levels == level).squeeze(1)
+            if index.numel():
+                out[index] = torchvision.ops.roi_align(feature, rois[index], self.output_size, 1.0 / stride,
+                                                       sampling_ratio=0, aligned=True)
+        return out
+
+
+def _as_mmdet_runs(model: MaskRCNN) -> MaskRCNN:
+    """Swap in the parts where mmdet's Mask R-CNN computes differently from torchvision's."""
+    generator = model.rpn.anchor_generator
+    model.rpn.anchor_generator = _UnroundedAnchors(generator.sizes, generator.aspect_ratios)
+    model.rpn.box_coder = _TwoSidedClampBoxCoder(model.rpn.box_coder.weights)
+    model.rpn.min_size = 1e-12  # mmdet keeps proposals of positive width and height
+    model.roi_heads.box_coder = _TwoSidedClampBoxCoder(model.roi_heads.box_coder.weights)
+    model.roi_heads.box_roi_pool = _MmdetRoIAlign(7)
+    model.roi_heads.mask_roi_pool = _MmdetRoIAlign(14)
+    return model
 
 
 def build_maskrcnn(config: MaskRCNNConfig, num_classes: int, **train_options: Any) -> MaskRCNN:
@@ -133,11 +291,16 @@ def build_maskrcnn(config: MaskRCNNConfig, num_classes: int, **train_options: An
         kwargs["rpn_anchor_generator"] = AnchorGenerator(tuple((a,) for a in sizes), ((0.5, 1.0, 2.0),) * 5)
     kwargs.update(train_options)
     c = int(config.fpn_channels)
+    if config.flavor not in (None, "torchvision", "mmdet"):
+        raise UserInputError(f"image teacher flavor {config.flavor!r}: use torchvision or mmdet")
     if config.backbone == "resnet50":
         if c != 256:
             raise UserInputError("fpn_channels: resnet50 keeps torchvision's 256 (its checkpoints' shapes)")
         # Exactly torchvision's model and parameter names, so its COCO file and nuImages checkpoints load.
-        return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **kwargs)
+        model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **kwargs)
+        return _as_mmdet_runs(model) if config.flavor == "mmdet" else model
+    if config.flavor == "mmdet":
+        raise UserInputError("flavor mmdet: only with backbone resnet50 (mmdet's Mask R-CNN R50-FPN)")
     if c < 8:
         raise UserInputError(f"fpn_channels {c}: must be >= 8")
     # Without pretrained weights torchvision trains every layer with ordinary BatchNorm (what
@@ -177,6 +340,19 @@ class MaskRCNNTeacher:
         if config.checkpoint is not None:
             state_dict = load_checkpoint_state_dict(config.checkpoint)
             self.checkpoint_sha256 = file_sha256(config.checkpoint)
+            if is_mmdet_maskrcnn(state_dict):
+                meta = mmdet_meta(config.checkpoint)
+                check_mmdet_flavour(meta, config.checkpoint)
+                state_dict = from_mmdet(state_dict)
+                config = self.cfg = replace(config, flavor=config.flavor or "mmdet")
+                if config.class_names == "coco":  # the default: take the classes the file records
+                    recorded = mmdet_class_names(meta)
+                    n = int(state_dict[_NUM_CLASSES_KEY].shape[0])
+                    if recorded and len(recorded) == n - 1:
+                        config = self.cfg = replace(config, class_names=["__background__", *recorded])
+                    elif n == len(NUIMAGES_CLASSES) + 1:
+                        config = self.cfg = replace(config, class_names="nuimages")
+                log.info("image teacher maskrcnn: mmdet checkpoint %s (%s flavour)", config.checkpoint, config.flavor)
         elif not config.random_init:
             raise UserInputError("image teacher maskrcnn has no weights: pass --image-checkpoint or --random-init")
 
