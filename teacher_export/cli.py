@@ -142,9 +142,12 @@ def _sample_index(reader, store: str, which: str) -> int:
 @click.option("--lidar-config", type=click.Path(exists=True, dir_okay=False),
               help="Another CenterPoint (pillar or voxel) for the built-in teacher: its mmdet3d model dict as "
                    "JSON; for mmdet3d-centerpoint: an mmdet3d config file (.py).")
-@click.option("--image-teacher", help="Image teacher: maskrcnn, detectron2, or none.  [default: maskrcnn]")
+@click.option("--image-teacher",
+              help="Image teacher: maskrcnn (built-in: torchvision's or mmdet's Mask R-CNN R50-FPN files), mmdet "
+                   "(any mmdet instance-segmentation model run by mmdet, e.g. Cascade or HTC; its config in the "
+                   "export YAML's image_options.config_file), detectron2, or none.  [default: maskrcnn]")
 @click.option("--image-checkpoint", type=click.Path(exists=True, dir_okay=False),
-              help="Mask R-CNN weights file (torchvision state_dict).")
+              help="The image teacher's weights file (maskrcnn: a torchvision state_dict or an mmdet checkpoint).")
 @click.option("--random-init", is_flag=True, default=None,
               help="Allow teachers without checkpoints (random weights: tests and demos only).")
 @click.option("--device", help="cpu, cuda, cuda:1, ...  [default: cpu]")

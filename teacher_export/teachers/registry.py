@@ -4,7 +4,7 @@
 A LiDAR entry is called as `factory(checkpoint=..., device=..., random_init=...)` and returns a
 `LidarTeacher` (`lidar_protocol`); the mmdet3d adapter also takes `config=` (an mmdet3d config file).
 An image teacher is built from its config dataclass's fields and returns an `ImageTeacher`
-(`image_protocol`). Implementations are imported when chosen, so the optional ones (mmdet3d, detectron2,
+(`image_protocol`). Implementations are imported when chosen, so the optional ones (mmdet3d, mmdet, detectron2,
 spconv) cost nothing until asked for, and no implementation imports this module back.
 """
 from __future__ import annotations
@@ -56,16 +56,18 @@ def build_lidar_teacher(name: str, checkpoint: str | Path | None = None, device:
 
 
 def build_image_teacher(name: str, **options: Any) -> ImageTeacher:
-    """The image teacher called `name` ("maskrcnn" or "detectron2"), built from keyword options
-    (the fields of `MaskRCNNConfig` or `Detectron2Config`)."""
+    """The image teacher called `name` ("maskrcnn", "mmdet" or "detectron2"), built from keyword options
+    (the fields of `MaskRCNNConfig`, `MmdetConfig` or `Detectron2Config`)."""
     if name == "maskrcnn":
         from teacher_export.teachers.maskrcnn import MaskRCNNConfig as config_cls, MaskRCNNTeacher as teacher_cls
+    elif name == "mmdet":
+        from teacher_export.teachers.mmdet_adapter import MmdetConfig as config_cls, MmdetTeacher as teacher_cls
     elif name == "detectron2":
         from teacher_export.teachers.detectron2_adapter import (
             Detectron2Config as config_cls, Detectron2Teacher as teacher_cls,
         )
     else:
-        raise UserInputError(f"--image-teacher: unknown image teacher {name!r}; choose maskrcnn or detectron2")
+        raise UserInputError(f"--image-teacher: unknown image teacher {name!r}; choose maskrcnn, mmdet or detectron2")
     known = {f.name for f in fields(config_cls)}
     unknown = sorted(set(options) - known)
     if unknown:

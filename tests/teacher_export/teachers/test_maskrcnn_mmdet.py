@@ -148,3 +148,86 @@ def test_a_caffe_style_mmdet_checkpoint_is_refused(mmdet_model, tmp_path):
     torch.save({"meta": meta, "state_dict": mmdet_model.state_dict()}, path)
     with pytest.raises(UserInputError, match="caffe"):
         MaskRCNNTeacher(MaskRCNNConfig(checkpoint=str(path)))
+
+
+def test_the_mmdet_teacher_gives_what_the_builtin_gives_on_the_same_file(checkpoint):
+    """`--image-teacher mmdet` runs the config through mmdet; on a Mask R-CNN its detections and 28x28
+    masks are the built-in teacher's (which matches mmdet, above)."""
+    from teacher_export.teachers.registry import build_image_teacher
+
+    img = scene(226, 400)
+    theirs = build_image_teacher("mmdet", config_file="nuimages/mask-rcnn_r50_fpn_1x_nuim.py",
+                                 checkpoint=str(checkpoint), score_threshold=0.05, max_instances=100)
+    assert theirs.class_names == list(NUIM_CLASSES)
+    a = theirs([img])[0]
+    b = MaskRCNNTeacher(MaskRCNNConfig(checkpoint=str(checkpoint), score_threshold=0.05, max_instances=100))([img])[0]
+    assert len(a) == len(b) > 20
+    order = same_order(b.scores, b.boxes, a.scores, a.boxes)
+    np.testing.assert_array_equal(b.labels, a.labels[order])
+    np.testing.assert_allclose(b.boxes, a.boxes[order], atol=1e-3)
+    np.testing.assert_allclose(b.masks, a.masks[order], atol=1e-4)
+
+
+@pytest.mark.parametrize("config", ["nuimages/cascade-mask-rcnn_r50_fpn_1x_nuim.py", "nuimages/htc_r50_fpn_1x_nuim.py"])
+def test_cascade_and_htc_run_through_the_mmdet_teacher(config, tmp_path):
+    """Random weights, a checkpoint round trip, and the image-teacher protocol: boxes inside the image,
+    nuScenes labels, sorted scores, 28x28 probabilities; the masks are the last stage's (mmdet's
+    average over stages), not pasted images."""
+    from teacher_export.teachers.image_protocol import pad_instances
+    from teacher_export.teachers.registry import build_image_teacher
+
+    options = dict(config_file=config, score_threshold=0.0, max_instances=16)
+    teacher = build_image_teacher("mmdet", random_init=True, **options)
+    path = tmp_path / "model.pth"
+    torch.save({"meta": {"dataset_meta": {"classes": NUIM_CLASSES}}, "state_dict": teacher.model.state_dict()}, path)
+    reloaded = build_image_teacher("mmdet", checkpoint=str(path), **options)
+    img = scene(160, 288)
+    out, again = teacher([img])[0], reloaded([img])[0]
+    assert 0 < len(out) <= 16
+    np.testing.assert_array_equal(out.scores, again.scores)
+    assert np.all(np.diff(out.scores) <= 0)
+    assert out.masks.shape == (len(out), 28, 28) and 0 <= out.masks.min() and out.masks.max() <= 1
+    assert np.all((out.boxes >= -1e-3) & (out.boxes <= np.array([288, 160, 288, 160]) + 1e-3))
+    assert set(out.labels.tolist()) <= set(range(len(NUSCENES_CLASSES)))
+    assert pad_instances([out], 16).boxes.shape == (1, 16, 4)
+
+
+def test_the_mmdet_teacher_refuses_what_it_cannot_run(tmp_path):
+    from teacher_export.teachers.registry import build_image_teacher
+
+    with pytest.raises(UserInputError, match="config_file"):
+        build_image_teacher("mmdet", random_init=True)
+    with pytest.raises(UserInputError, match="neither a file nor a config"):
+        build_image_teacher("mmdet", config_file="nuimages/no_such.py", random_init=True)
+    boxes_only = tmp_path / "boxes_only.py"
+    boxes_only.write_text(f"_base_ = ['{CONFIG}']\nmodel = dict(roi_head=dict(mask_roi_extractor=None, mask_head=None))\n")
+    with pytest.raises(UserInputError, match="no mask head"):
+        build_image_teacher("mmdet", config_file=str(boxes_only), random_init=True)
+    bad = tmp_path / "other.pth"
+    torch.save({"state_dict": {"conv.weight": torch.zeros(1)}}, bad)
+    with pytest.raises(UserInputError, match="does not fit"):
+        build_image_teacher("mmdet", config_file="nuimages/mask-rcnn_r50_fpn_1x_nuim.py", checkpoint=str(bad))
+
+
+def test_an_export_through_the_mmdet_teacher_validates(checkpoint, synthetic_dataroot, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from cache_schema import CacheReader
+    from teacher_export.cli import main
+
+    config = tmp_path / "export.yaml"
+    config.write_text(yaml.safe_dump({"image_teacher": "mmdet", "image_checkpoint": str(checkpoint),
+                                      "image_options": {"config_file": "nuimages/mask-rcnn_r50_fpn_1x_nuim.py",
+                                                        "score_threshold": 0.05},
+                                      "lidar_teacher": "none", "max_instances": 4}))
+    out = tmp_path / "mmdet.zarr"
+    r = CliRunner().invoke(main, ["export", "--config", str(config), "--dataroot", str(synthetic_dataroot),
+                                  "--version", "v1.0-mini", "--split", "mini_train", "--out", str(out), "--limit", "1"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["validate", str(out)])
+    assert r.exit_code == 0, r.output
+    sample = CacheReader(str(out))[0].image_teacher
+    assert (sample.labels >= 0).any()
+    provenance = CacheReader(str(out)).meta.provenance["image_teacher"]
+    assert provenance["name"] == "mmdet" and provenance["config"]["class_names"] == list(NUIM_CLASSES)
