@@ -209,7 +209,7 @@ def test_the_mmdet_teacher_refuses_what_it_cannot_run(tmp_path):
         build_image_teacher("mmdet", config_file="nuimages/mask-rcnn_r50_fpn_1x_nuim.py", checkpoint=str(bad))
 
 
-def test_an_export_through_the_mmdet_teacher_validates(checkpoint, synthetic_dataroot, tmp_path):
+def test_an_export_through_the_mmdet_teacher_runs_a_random_init_cascade_and_validates(synthetic_dataroot, tmp_path):
     import yaml
     from click.testing import CliRunner
 
@@ -217,13 +217,14 @@ def test_an_export_through_the_mmdet_teacher_validates(checkpoint, synthetic_dat
     from teacher_export.cli import main
 
     config = tmp_path / "export.yaml"
-    config.write_text(yaml.safe_dump({"image_teacher": "mmdet", "image_checkpoint": str(checkpoint),
-                                      "image_options": {"config_file": "nuimages/mask-rcnn_r50_fpn_1x_nuim.py",
-                                                        "score_threshold": 0.05},
+    config.write_text(yaml.safe_dump({"image_teacher": "mmdet",
+                                      "image_options": {"config_file": "nuimages/cascade-mask-rcnn_r50_fpn_1x_nuim.py",
+                                                        "score_threshold": 0.0},
                                       "lidar_teacher": "none", "max_instances": 4}))
     out = tmp_path / "mmdet.zarr"
-    r = CliRunner().invoke(main, ["export", "--config", str(config), "--dataroot", str(synthetic_dataroot),
-                                  "--version", "v1.0-mini", "--split", "mini_train", "--out", str(out), "--limit", "1"])
+    r = CliRunner().invoke(main, ["export", "--config", str(config), "--random-init", "--dataroot",
+                                  str(synthetic_dataroot), "--version", "v1.0-mini", "--split", "mini_train",
+                                  "--out", str(out), "--limit", "1"])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["validate", str(out)])
     assert r.exit_code == 0, r.output
