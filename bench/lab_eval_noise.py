@@ -36,10 +36,14 @@ def score(run: Path, dataroot: Path | None) -> dict | None:
         checkpoints = sorted((run / "checkpoints").glob("step_*.pt"))
         if not checkpoints:
             return None
-        with open(run / f"eval_{dataroot.name}.log", "w") as log:
-            subprocess.run([BIN / "x3kd-student", "eval", "--checkpoint", checkpoints[-1], "--dataroot", dataroot,
-                            "--version", "v1.0-trainval", "--split", "val", "--out", out],
-                           stdout=log, stderr=subprocess.STDOUT, check=True)
+        log = run / f"eval_{dataroot.name}.log"
+        with open(log, "w") as stream:
+            # --other-dataroot: scoring on scenes the run's provenance does not name is the point here
+            done = subprocess.run([BIN / "x3kd-student", "eval", "--checkpoint", checkpoints[-1], "--dataroot",
+                                   dataroot, "--other-dataroot", "--version", "v1.0-trainval", "--split", "val",
+                                   "--out", out], stdout=stream, stderr=subprocess.STDOUT)
+        if done.returncode:
+            sys.exit(f"{log}: eval failed ({log.read_text().strip().splitlines()[-1]})")
     return json.loads(metrics.read_text())
 
 

@@ -71,3 +71,30 @@ def test_student_step_breakdown():
 def test_lab_benches(tmp_path, module, args, row):
     out = bench(module, "--work", tmp_path / "work", *args, "--steps", 2, "--seeds", 0, "--parallel", 1, timeout=600)
     assert row in out
+
+
+def test_export_worker_memory():
+    out = bench("export_worker_memory", "--copies", 1, 2, "--limit", 1)
+    assert out.count("\n| ") >= 2
+
+
+def test_loader_stages(train_cache, synthetic_dataroot):
+    out = bench("loader_stages", "--cache", train_cache, "--dataroot", synthetic_dataroot,
+                "--config", REPO / "configs" / "tiny.yaml", "--epochs", 2)
+    assert "JPEG" in out or "decode" in out
+
+
+def test_student_deploy():
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    out = bench("student_deploy", "--configs", "tiny", "--repeats", 1, "--threads", 1)
+    assert "| tiny |" in out
+
+
+def test_lab_eval_noise(tmp_path):
+    """The A/A rows of a two-step lab, scored again on the lab's own data as the 'second' val set."""
+    work = tmp_path / "work"
+    bench("synthetic_ablation", "--work", work, "--scenes", 2, "--samples-per-scene", 2, "--rows", "ds", "ds_aa",
+          "--steps", 2, "--seeds", 0, "--parallel", 1, timeout=600)
+    out = bench("lab_eval_noise", "--runs", work / "runs", "--dataroot", work / "data", "--rows", "ds", "ds_aa",
+                "--seeds", 0)
+    assert "| ds_seed0 |" in out and "| ds_aa_seed0 |" in out
