@@ -36,19 +36,19 @@ both() {
 # a command, or `true` where its result ($1/metrics.json) is already there
 unless_scored() { if [ -f "$1/metrics.json" ]; then echo true; else echo "$2"; fi; }
 
-step "1/6 synthetic lab dataset (nuScenes tables, LiDAR + 6 cameras + 5 radars; $SCENES scenes x $SAMPLES samples)"
+step "1/7 synthetic lab dataset (nuScenes tables, LiDAR + 6 cameras + 5 radars; $SCENES scenes x $SAMPLES samples)"
 if [ ! -f "$DATA/$VERSION/scene.json" ]; then
   rm -rf "$DATA"
   # a subset of the lab the committed teachers were fitted on: its val scenes are unseen by them
   "$BIN/x3kd-cache" make-synthetic "$DATA" --preset lab --scenes "$SCENES" --samples-per-scene "$SAMPLES"
 fi
 
-step "2/6 the lab teachers: LiDAR CenterPoint and image Mask R-CNN fitted by fit-teacher --preset lab"
+step "2/7 the lab teachers: LiDAR CenterPoint and image Mask R-CNN fitted by fit-teacher --preset lab"
 (cd "$TEACHERS" && sha256sum --check --quiet SHA256SUMS) \
   || { echo "demo: $TEACHERS/*.pth do not match $TEACHERS/SHA256SUMS (see $TEACHERS/README.md to re-fit them)" >&2; exit 2; }
 echo "$TEACHERS/lidar.pth, image.pth and the students' pretrained backbone.pth: sha256 match $TEACHERS/SHA256SUMS"
 
-step "3/6 export the train and val caches side by side (each teacher runs once per sample)"
+step "3/7 export the train and val caches side by side (each teacher runs once per sample)"
 EXPORT="$BIN/x3kd-cache export --config $TEACHERS/export.yaml --dataroot $DATA --version $VERSION \
   --lidar-checkpoint $TEACHERS/lidar.pth --image-checkpoint $TEACHERS/image.pth"
 both "$OUT/export_train.log" "$EXPORT --split train --out $OUT/cache_train.zarr" \
@@ -58,13 +58,13 @@ both "$OUT/export_train.log" "$EXPORT --split train --out $OUT/cache_train.zarr"
 # What the teachers cached for one sample: heatmaps, BEV features, depth targets, instance masks.
 "$BIN/x3kd-cache" show "$OUT/cache_train.zarr" --sample 0 --dataroot "$DATA" --out "$OUT/pictures/cache"
 
-step "4/6 the teachers' own scores on val, from what they cached"
+step "4/7 the teachers' own scores on val, from what they cached"
 both "$OUT/eval_teacher_lidar.log" "$(unless_scored "$OUT/teacher_lidar" "$BIN/x3kd-cache eval-teacher lidar \
        --cache $OUT/cache_val.zarr --dataroot $DATA --version $VERSION --split val --out $OUT/teacher_lidar")" \
      "$OUT/eval_teacher_image.log" "$(unless_scored "$OUT/teacher_image" "$BIN/x3kd-cache eval-teacher image \
        --cache $OUT/cache_val.zarr --out $OUT/teacher_image")"
 
-step "5/6 train two students side by side from the train cache, $STEPS steps each (configs/lab.yaml)"
+step "5/7 train two students side by side from the train cache, $STEPS steps each (configs/lab.yaml)"
 train_cmd() {  # name, then the loss switches
   local name=$1; shift
   local sets="--set train.steps=$STEPS --set train.checkpoint_every=50 --set train.image_every=50"
@@ -83,7 +83,7 @@ both "$OUT/train_det_ds.log" "$(train_cmd student_det_ds $TERMS_DS)" \
      "$OUT/train_x3kd.log" "$(train_cmd student_x3kd $TERMS_ALL)"
 grep -h "^train $STEPS/" "$OUT/train_det_ds.log" "$OUT/train_x3kd.log" || true
 
-step "6/6 score both students on val with nuscenes-devkit's DetectionEval"
+step "6/7 score both students on val with nuscenes-devkit's DetectionEval"
 FINAL=checkpoints/step_$(printf %07d "$STEPS").pt
 both "$OUT/eval_det_ds.log" "$(unless_scored "$OUT/eval_det_ds" "$BIN/x3kd-student eval \
        --checkpoint $OUT/student_det_ds/$FINAL --dataroot $DATA --version $VERSION --split val --out $OUT/eval_det_ds")" \
@@ -91,7 +91,19 @@ both "$OUT/eval_det_ds.log" "$(unless_scored "$OUT/eval_det_ds" "$BIN/x3kd-stude
        --checkpoint $OUT/student_x3kd/$FINAL --dataroot $DATA --version $VERSION --split val --out $OUT/eval_x3kd \
        --render 4")"
 
-"$BIN/python" - "$OUT" "$STEPS" <<'PY'
+step "7/7 score the lab's two committed students (800 steps, one seed each) on the same val split"
+# trained on the full lab's train scenes (this subset's val scenes are the lab's val scenes: unseen by them)
+ZOO="$TEACHERS/students"
+(cd "$ZOO" && sha256sum --check --quiet SHA256SUMS) \
+  || { echo "demo: $ZOO/*.pt do not match $ZOO/SHA256SUMS" >&2; exit 2; }
+both "$OUT/eval_lab_det_ds.log" "$(unless_scored "$OUT/eval_lab_det_ds" "$BIN/x3kd-student eval \
+       --checkpoint $ZOO/det_ds.pt --dataroot $DATA --version $VERSION --split val --other-dataroot \
+       --out $OUT/eval_lab_det_ds")" \
+     "$OUT/eval_lab_x3kd.log" "$(unless_scored "$OUT/eval_lab_x3kd" "$BIN/x3kd-student eval \
+       --checkpoint $ZOO/x3kd.pt --dataroot $DATA --version $VERSION --split val --other-dataroot \
+       --out $OUT/eval_lab_x3kd")"
+
+"$BIN/python" - "$OUT" "$STEPS" "$ZOO" <<'PY'
 import json, sys
 from pathlib import Path
 out, steps = Path(sys.argv[1]), sys.argv[2]
@@ -105,6 +117,16 @@ rows = [("det + DS (BEVDepth)", load("eval_det_ds")), ("all X3KD terms", load("e
 print(f"  {'student':<22}{'mAP':>8}{'NDS':>8}   " + " ".join(f"{c[:6]:>6}" for c in rows[0][1]["per_class_AP"]))
 for name, m in rows:
     print(f"  {name:<22}{m['mAP']:8.4f}{m['NDS']:8.4f}   " + " ".join(f"{v:6.3f}" for v in m["per_class_AP"].values()))
+zoo = json.loads((Path(sys.argv[3]) / "zoo.json").read_text())
+print(f"\nthe lab's committed students on the same val split ({zoo['steps']} steps on the full lab's "
+      f"{zoo['train_samples']} train samples, seed {zoo['seed']}; {sys.argv[3]}/README.md):")
+for key, name in (("det_ds", "det + DS (BEVDepth)"), ("x3kd", zoo["x3kd"]["label"])):
+    m = load(f"eval_lab_{key}")
+    print(f"  {name:<22}{m['mAP']:8.4f}{m['NDS']:8.4f}   " + " ".join(f"{v:6.3f}" for v in m["per_class_AP"].values()))
+d = zoo["x3kd"]["paired_delta_mAP"]
+print(f"  behind their difference: {d['seeds']} seeds of each row on the lab's val, paired Δ mAP {d['mean']:+.3f} "
+      f"± {d['std']:.3f} (t = {d['t']:.1f}; the A/A floor: ± {zoo['aa_floor_std']:.3f}); "
+      "BENCHMARKS.md, 'The synthetic lab'")
 PY
 
 cat <<DONE
@@ -113,9 +135,11 @@ dataset:      $DATA
 teachers:     $TEACHERS/{lidar,image}.pth (scores: $OUT/teacher_lidar, $OUT/teacher_image)
 caches:       $OUT/cache_train.zarr, $OUT/cache_val.zarr
 students:     $OUT/student_det_ds, $OUT/student_x3kd (checkpoints, logs; TensorBoard: $BIN/tensorboard --logdir $OUT)
-results:      $OUT/eval_det_ds, $OUT/eval_x3kd (results_nusc.json, metrics, PR curves)
+results:      $OUT/eval_det_ds, $OUT/eval_x3kd (results_nusc.json, metrics, PR curves); the lab's students:
+              $OUT/eval_lab_det_ds, $OUT/eval_lab_x3kd
 pictures:     $OUT/pictures/cache (what the teachers cached for sample 0), $OUT/eval_x3kd/render (the X3KD
               student's boxes on 4 val samples), TensorBoard's IMAGES tab (every 50 steps)
 Two students of $STEPS steps on a train split of $(( (SCENES - (SCENES + 2) / 5) * SAMPLES )) samples are noisy: one seed decides nothing. The lab's table
-(800 steps, 480 samples, 3 seeds per row, every term) is in BENCHMARKS.md, "The synthetic lab".
+(800 steps, 480 samples, 5 seeds of det + DS and the X-IS rows, paired differences beside the A/A floor)
+is in BENCHMARKS.md, "The synthetic lab".
 DONE

@@ -87,6 +87,9 @@ def test_readme_and_help_examples_run_as_written_on_what_the_demo_made(tmp_path)
                           text=True, timeout=900)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "students on val" in demo.stdout
+    # the lab's committed students, scored beside the demo's own, with the seeds behind their difference
+    assert "the lab's committed students on the same val split" in demo.stdout and "seeds of each row" in demo.stdout
+    assert (tmp_path / "demo_out" / "eval_lab_x3kd" / "metrics.json").is_file()
 
     from pipelines.cli import main as cache_cli
     from student.cli import main as student_cli
