@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from cache_schema.errors import UserInputError
-from cache_schema.grid import NUSCENES_CLASSES
-from teacher_export.teachers.image_classes import label_table, select_instances
+from teacher_export.teachers.image_classes import adapter_class_names, label_table, select_instances
 from teacher_export.teachers.image_protocol import ImageTeacherOutput
 
 _MISSING = ("detectron2 is not installed and is not on the package registry: build it from source "
@@ -76,8 +75,9 @@ class Detectron2Teacher:
         if not d2cfg.MODEL.MASK_ON:
             raise UserInputError(f"detectron2 config {config.config_file}: MODEL.MASK_ON is false; the image teacher "
                                  "needs a Mask R-CNN (instance masks)")
-        names, default_map = _class_names(config.class_names, int(d2cfg.MODEL.ROI_HEADS.NUM_CLASSES),
-                                          config.config_file)
+        names, default_map = adapter_class_names(
+            config.class_names, int(d2cfg.MODEL.ROI_HEADS.NUM_CLASSES), teacher="detectron2",
+            where=f"{config.config_file} (MODEL.ROI_HEADS.NUM_CLASSES)", coco_names=_coco_names)
         self.class_names = names
         self.label_table = label_table(names, config.class_map or default_map, source="image teacher class table")
         d2cfg.MODEL.DEVICE = config.device
@@ -129,31 +129,8 @@ def _config_path(name: str) -> str:
     return str(bundled)
 
 
-def _class_names(given: str | list[str] | None, num_classes: int, config_file: str) -> tuple[list[str], dict[str, str]]:
-    """The model's class names in label order and the default map to nuScenes classes."""
-    from teacher_export.teachers.image_classes import COCO_TO_NUSCENES, NUIMAGES_CLASSES
+def _coco_names() -> list[str]:
+    from detectron2.data import MetadataCatalog
+    import detectron2.data.datasets  # noqa: F401  (registers the builtin datasets' metadata)
 
-    if given is None:
-        given = {80: "coco", len(NUIMAGES_CLASSES): "nuimages"}.get(num_classes)
-        if given is None:
-            raise UserInputError(f"image teacher detectron2: {config_file} has {num_classes} classes "
-                                 "(MODEL.ROI_HEADS.NUM_CLASSES); name them with image_options.class_names")
-    if isinstance(given, str):
-        if given == "coco":
-            from detectron2.data import MetadataCatalog
-            import detectron2.data.datasets  # noqa: F401  (registers the builtin datasets' metadata)
-
-            names = list(MetadataCatalog.get("coco_2017_train").thing_classes)
-            default_map = dict(COCO_TO_NUSCENES)
-        elif given == "nuimages":
-            names, default_map = list(NUIMAGES_CLASSES), {c: c for c in NUIMAGES_CLASSES}
-        else:
-            raise UserInputError(f"image teacher detectron2: class_names {given!r} is not 'coco', 'nuimages' or a list")
-    else:
-        names = [str(c) for c in given]
-        default_map = {c: c for c in names if c in NUSCENES_CLASSES}
-    if len(names) != num_classes:
-        raise UserInputError(f"image teacher detectron2: {config_file} has {num_classes} classes "
-                             f"(MODEL.ROI_HEADS.NUM_CLASSES) but class_names has {len(names)}; name the model's "
-                             "classes in label order, or use 'coco' / 'nuimages'")
-    return names, default_map
+    return list(MetadataCatalog.get("coco_2017_train").thing_classes)

@@ -2,7 +2,7 @@
 selection of its detections that the cache keeps (mapped, above threshold, best first)."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -65,3 +65,32 @@ def select_instances(boxes: np.ndarray, model_labels: np.ndarray, scores: np.nda
         scores=scores[keep].astype(np.float32),
         masks=masks[keep].astype(np.float32).reshape(-1, MASK_SIZE, MASK_SIZE),
     )
+
+
+def adapter_class_names(given: str | Sequence[str] | None, num_classes: int, *, teacher: str, where: str,
+                        coco_names: Callable[[], Sequence[str]], recorded: Sequence[str] | None = None
+                        ) -> tuple[list[str], dict[str, str]]:
+    """An external image teacher's class names in label order (no background label) and the default map to
+    nuScenes classes. `given`: "coco", "nuimages" or the names; None takes `recorded` (what the weights
+    file records) when it has `num_classes` names, else "coco" for 80 classes and "nuimages" for 10.
+    `coco_names` gives the framework's own COCO names (only called for "coco"); `where` names the
+    model's class count in errors (its config file and key)."""
+    if given is None:
+        given = list(recorded) if recorded and len(recorded) == num_classes else \
+            {80: "coco", len(NUIMAGES_CLASSES): "nuimages"}.get(num_classes)
+        if given is None:
+            raise UserInputError(f"image teacher {teacher}: {where} has {num_classes} classes; name them with "
+                                 "image_options.class_names")
+    if given == "coco":
+        names, default_map = [str(c) for c in coco_names()], dict(COCO_TO_NUSCENES)
+    elif given == "nuimages":
+        names, default_map = list(NUIMAGES_CLASSES), {c: c for c in NUIMAGES_CLASSES}
+    elif isinstance(given, str):
+        raise UserInputError(f"image teacher {teacher}: class_names {given!r} is not 'coco', 'nuimages' or a list")
+    else:
+        names = [str(c) for c in given]
+        default_map = {c: c for c in names if c in NUSCENES_CLASSES}
+    if len(names) != num_classes:
+        raise UserInputError(f"image teacher {teacher}: {where} has {num_classes} classes but class_names has "
+                             f"{len(names)}; name the model's classes in label order, or use 'coco' / 'nuimages'")
+    return names, default_map

@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from cache_schema.errors import UserInputError
-from cache_schema.grid import NUSCENES_CLASSES
 from detection.weights import read_torch_file, state_dict_in
-from teacher_export.teachers.image_classes import COCO_TO_NUSCENES, NUIMAGES_CLASSES, label_table, select_instances
+from teacher_export.teachers.image_classes import adapter_class_names, label_table, select_instances
 from teacher_export.teachers.image_protocol import ImageTeacherOutput
 from teacher_export.teachers.maskrcnn import mmdet_class_names
 
@@ -107,7 +106,9 @@ class MmdetTeacher:
         self.model.eval().to(self.device)
 
         num_classes = _num_classes(model_cfg)
-        names, default_map = _class_names(config.class_names, mmdet_class_names(meta), num_classes, config.config_file)
+        names, default_map = adapter_class_names(config.class_names, num_classes, teacher="mmdet",
+                                                 where=f"{config.config_file} (its mask head's num_classes)",
+                                                 coco_names=_coco_names, recorded=mmdet_class_names(meta))
         self.class_names = names
         self.label_table = label_table(names, config.class_map or default_map, source="image teacher class table")
         heads = self.model.roi_head.mask_head
@@ -208,28 +209,7 @@ def _num_classes(model_cfg: Any) -> int:
     return int(head["num_classes"])
 
 
-def _class_names(given: str | list[str] | None, recorded: tuple[str, ...] | None, num_classes: int,
-                 config_file: str) -> tuple[list[str], dict[str, str]]:
-    if given is None:
-        if recorded and len(recorded) == num_classes:
-            given = list(recorded)
-        else:
-            given = {80: "coco", len(NUIMAGES_CLASSES): "nuimages"}.get(num_classes)
-        if given is None:
-            raise UserInputError(f"image teacher mmdet: {config_file} has {num_classes} classes and the checkpoint "
-                                 "records none; name them with image_options.class_names")
-    if given == "coco":
-        from mmdet.datasets import CocoDataset
+def _coco_names() -> list[str]:
+    from mmdet.datasets import CocoDataset
 
-        names, default_map = list(CocoDataset.METAINFO["classes"]), dict(COCO_TO_NUSCENES)
-    elif given == "nuimages":
-        names, default_map = list(NUIMAGES_CLASSES), {c: c for c in NUIMAGES_CLASSES}
-    elif isinstance(given, str):
-        raise UserInputError(f"image teacher mmdet: class_names {given!r} is not 'coco', 'nuimages' or a list")
-    else:
-        names = [str(c) for c in given]
-        default_map = {c: c for c in names if c in NUSCENES_CLASSES}
-    if len(names) != num_classes:
-        raise UserInputError(f"image teacher mmdet: {config_file} has {num_classes} classes but class_names has "
-                             f"{len(names)}; name the model's classes in label order, or use 'coco' / 'nuimages'")
-    return names, default_map
+    return list(CocoDataset.METAINFO["classes"])
