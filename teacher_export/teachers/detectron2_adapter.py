@@ -13,14 +13,13 @@ nuimages). A class list whose length differs from the model's is refused in one 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from cache_schema.errors import UserInputError
 from teacher_export.teachers.image_classes import adapter_class_names, label_table, select_instances
-from teacher_export.teachers.image_protocol import ImageTeacherOutput
+from teacher_export.teachers.image_protocol import FrameworkImageTeacher, ImageTeacherOutput
 
 _MISSING = ("detectron2 is not installed and is not on the package registry: build it from source "
             "(https://detectron2.readthedocs.io/en/latest/tutorials/install.html) to use --image-teacher detectron2")
@@ -45,10 +44,11 @@ class Detectron2Config:
     device: str = "cpu"
 
 
-class Detectron2Teacher:
+class Detectron2Teacher(FrameworkImageTeacher):
     """A detectron2 GeneralizedRCNN with a mask head as an `ImageTeacher`."""
 
     name = "detectron2"
+    config_example = "a detectron2 Mask R-CNN YAML, e.g. COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
 
     def __init__(self, config: Detectron2Config) -> None:
         try:
@@ -58,13 +58,7 @@ class Detectron2Teacher:
             from detectron2.modeling import build_model
         except ImportError as e:
             raise UserInputError(_MISSING) from e
-        if config.config_file is None:
-            raise UserInputError("image teacher detectron2: needs image_options.config_file (a detectron2 Mask R-CNN "
-                                 "YAML, e.g. COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml)")
-        if config.checkpoint is None and not config.random_init:
-            raise UserInputError("image teacher detectron2 has no weights: pass --image-checkpoint or --random-init")
-        self.cfg = config
-        self.max_instances = int(config.max_instances)
+        self._accept(config)
         config_path = _config_path(config.config_file)
         d2cfg = get_cfg()
         try:
@@ -89,12 +83,6 @@ class Detectron2Teacher:
                 DetectionCheckpointer(self.model).load(config.checkpoint)
             except Exception as e:
                 raise UserInputError(f"image checkpoint {config.checkpoint}: detectron2 cannot load it ({e})") from e
-
-    @property
-    def config(self) -> dict[str, Any]:
-        d = asdict(self.cfg)
-        d["class_names"] = list(self.class_names)
-        return d
 
     def __call__(self, images: list[np.ndarray]) -> list[ImageTeacherOutput]:
         import torch

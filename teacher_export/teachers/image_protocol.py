@@ -10,7 +10,7 @@ would dominate the cache size.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -96,3 +96,29 @@ class ImageTeacher(Protocol):
     def config(self) -> dict[str, Any]: ...
 
     def __call__(self, images: list[np.ndarray]) -> list[ImageTeacherOutput]: ...
+
+
+class FrameworkImageTeacher:
+    """What the image teachers that run another framework's model (detectron2, mmdet) share: a config
+    file naming the model, weights or an explicit random init, and the config they record in the store's
+    provenance (with the class names resolved)."""
+
+    name: str
+    config_example: str  # shown when no config file is given
+    class_names: list[str]
+
+    def _accept(self, config: Any) -> None:
+        from cache_schema.errors import UserInputError
+
+        if config.config_file is None:
+            raise UserInputError(f"image teacher {self.name}: needs image_options.config_file ({self.config_example})")
+        if config.checkpoint is None and not config.random_init:
+            raise UserInputError(f"image teacher {self.name} has no weights: pass --image-checkpoint or --random-init")
+        self.cfg = config
+        self.max_instances = int(config.max_instances)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        d = asdict(self.cfg)
+        d["class_names"] = list(self.class_names)
+        return d

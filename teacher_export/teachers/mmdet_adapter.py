@@ -15,7 +15,7 @@ metadata records, else "nuimages" for 10 classes and "coco" for 80.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import torch
 from cache_schema.errors import UserInputError
 from detection.weights import read_torch_file, state_dict_in
 from teacher_export.teachers.image_classes import adapter_class_names, label_table, select_instances
-from teacher_export.teachers.image_protocol import ImageTeacherOutput
+from teacher_export.teachers.image_protocol import FrameworkImageTeacher, ImageTeacherOutput
 from teacher_export.teachers.maskrcnn import mmdet_class_names
 
 _MISSING = "mmdet is not installed: install the mmdet3d extra (see README 'Optional extras') to use --image-teacher mmdet"
@@ -50,10 +50,11 @@ class MmdetConfig:
     seed: int = 0
 
 
-class MmdetTeacher:
+class MmdetTeacher(FrameworkImageTeacher):
     """An mmdet two-stage detector with a mask head as an `ImageTeacher`."""
 
     name = "mmdet"
+    config_example = "an mmdet instance-segmentation config, e.g. nuimages/htc_r50_fpn_1x_nuim.py"
 
     def __init__(self, config: MmdetConfig) -> None:
         try:
@@ -62,13 +63,7 @@ class MmdetTeacher:
             from mmdet.utils import register_all_modules
         except ImportError as e:
             raise UserInputError(_MISSING) from e
-        if config.config_file is None:
-            raise UserInputError("image teacher mmdet: needs image_options.config_file (an mmdet instance-segmentation "
-                                 "config, e.g. nuimages/htc_r50_fpn_1x_nuim.py)")
-        if config.checkpoint is None and not config.random_init:
-            raise UserInputError("image teacher mmdet has no weights: pass --image-checkpoint or --random-init")
-        self.cfg = config
-        self.max_instances = int(config.max_instances)
+        self._accept(config)
         register_all_modules()
         path = _config_path(config.config_file)
         try:
@@ -125,12 +120,6 @@ class MmdetTeacher:
                             activate_map=activate_map)
 
         self._mask_head.predict_by_feat = capture
-
-    @property
-    def config(self) -> dict[str, Any]:
-        d = asdict(self.cfg)
-        d["class_names"] = list(self.class_names)
-        return d
 
     def __call__(self, images: list[np.ndarray]) -> list[ImageTeacherOutput]:
         from mmdet.structures import DetDataSample
