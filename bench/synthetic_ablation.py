@@ -154,9 +154,12 @@ def prepare(work: Path, fit_teachers: bool, threads: int, size: list[str] = ()) 
 
 
 def train_and_eval(runs: Path, data: Path, cache: Path, row: str, overrides: list[str], seed: int, steps: int,
-                   extra: list[str]) -> dict:
+                   extra: list[str], train: bool = True) -> dict | None:
+    """The run's result, trained and scored first unless it was (None when `train` is off and it was not)."""
     out = runs / f"{row}_seed{seed}"
     metrics = out / "eval" / "metrics.json"
+    if not metrics.is_file() and not train:
+        return None
     if not metrics.is_file():
         sets = [*extra, *(o.format(aa_seed=seed + AA_OFFSET) for o in overrides), f"train.seed={seed}",
                 f"train.steps={steps}", f"train.checkpoint_every={steps}", "train.term_grad_every=50"]
@@ -296,6 +299,8 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, help="make a lab of this many scenes instead of the preset's (a smoke "
                                                    "test's few; the numbers then mean nothing)")
     parser.add_argument("--samples-per-scene", type=int, help="with --scenes: key frames per scene")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: print the tables of the runs already scored (e.g. while the lab runs)")
     args = parser.parse_args()
     size = [*(["--scenes", str(args.scenes)] if args.scenes else []),
             *(["--samples-per-scene", str(args.samples_per_scene)] if args.samples_per_scene else [])]
@@ -319,7 +324,11 @@ def main() -> None:
     jobs = [(row, seed) for seed in args.seeds for row in rows]
     with ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(lambda job: train_and_eval(runs, data, cache, job[0], rows[job[0]][1], job[1],
-                                                           steps, args.overrides), jobs))
+                                                           steps, args.overrides, not args.report_only), jobs))
+    missing = [f"{row}_seed{seed}" for (row, seed), r in zip(jobs, results) if r is None]
+    results = [r for r in results if r is not None]
+    if not results:
+        sys.exit(f"{runs}: none of these runs has been scored yet")
     lidar, image = teacher["lidar"], teacher["image"]
     backbone = REPO / "teachers" / "lab" / "backbone.pth"
     if backbone.is_file():
@@ -332,7 +341,8 @@ def main() -> None:
     print(f"\n{CONFIG.relative_to(REPO)}, {steps} steps, seeds {args.seeds}, {args.parallel} runs at a time; "
           f"wall time of this invocation {time.perf_counter() - t0:.0f} s"
           + (f" (of which {', '.join(f'{k} {v:.0f}' for k, v in timing.items())})" if timing else "") + "\n")
-    print(f"runs: {runs}; extra overrides: {args.overrides or 'none'}\n")
+    print(f"runs: {runs}; extra overrides: {args.overrides or 'none'}"
+          + (f"; not scored yet, left out: {', '.join(missing)}" if missing else "") + "\n")
     print("\n".join(result_table(rows, results)) + "\n")
     classes = list(results[0]["per_class_AP"])
     print("\nper-class AP (mean over seeds):\n")
@@ -341,6 +351,8 @@ def main() -> None:
     print("| LiDAR teacher | " + " | ".join(f"{lidar['per_class_AP'][c]:.3f}" for c in classes) + " |")
     for row, (label, _) in rows.items():
         rs = [r for r in results if r["row"] == row]
+        if not rs:
+            continue
         print(f"| {label} | " + " | ".join(f"{statistics.mean(r['per_class_AP'][c] for r in rs):.3f}"
                                            for c in classes) + " |")
     print("\nwhat each term pulls with: gradient norm on the student's weights (mean over steps >= 100, every "

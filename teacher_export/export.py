@@ -269,7 +269,7 @@ class Exporter:
             return ours
         as_now = {k: {**v, "config": _without_paths(v["config"])} if isinstance(v, dict) and "config" in v else v
                   for k, v in stored.items()}
-        return stored if as_now == ours else ours
+        return stored if as_now == _without_new_unset_options(ours, as_now) else ours
 
     # -- the work ------------------------------------------------------------------------------------
     def compute(self, indices: Iterable[int], config: StoreConfig, times: StageTimes | None = None,
@@ -356,6 +356,19 @@ def _without_paths(teacher_config: dict[str, Any]) -> dict[str, Any]:
     (the same weights from another folder, or through --cluster's absolute paths, are the same teacher;
     the checkpoint's sha256 is recorded beside it)."""
     return {k: v for k, v in teacher_config.items() if k != "checkpoint"}
+
+
+def _without_new_unset_options(ours: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """Ours without the teacher options a stored config does not know that are unset (None): an option
+    added to a teacher later (e.g. the Mask R-CNN's `flavor`) whose unset value runs the teacher as before
+    must not make an existing store look like another teacher's."""
+    out = dict(ours)
+    for key, value in ours.items():
+        theirs = stored.get(key)
+        if isinstance(value, dict) and isinstance(theirs, dict) and isinstance(theirs.get("config"), dict):
+            config = {k: v for k, v in value["config"].items() if k in theirs["config"] or v is not None}
+            out[key] = {**value, "config": config}
+    return out
 
 
 def _sha256_or_none(path: str | None) -> str | None:

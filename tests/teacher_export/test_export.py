@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import zarr
 from click.testing import CliRunner
 
@@ -195,3 +196,30 @@ def test_racing_exports_never_crash_and_exactly_one_writes(synthetic_dataroot, t
         for key in expected:
             np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
         assert validate(str(out)).ok and not (out / ".x3kd-lease.json").exists()
+
+
+def test_a_store_of_an_earlier_version_resumes(synthetic_dataroot, tmp_path):
+    """A store whose recorded teacher config holds its checkpoint's path (as earlier stores did) and lacks
+    an option added since with an unset default is the same teachers' store: re-running the export
+    resumes it instead of refusing it."""
+    from cache_schema.store import ATTRS_KEY, open_root
+    from teacher_export.teachers.registry import build_image_teacher
+
+    image = tmp_path / "image.pth"
+    teacher = build_image_teacher("maskrcnn", random_init=True, class_names="nuimages")
+    torch.save(teacher.model.state_dict(), image)
+    out = tmp_path / "cache.zarr"
+    export(small_export_options(synthetic_dataroot, out, image_checkpoint=str(image)), progress=False)
+    root = open_root(str(out), "r+")
+    attrs = root.attrs.asdict()[ATTRS_KEY]
+    config = attrs["provenance"]["image_teacher"]["config"]
+    assert config.pop("flavor", "absent") is None  # an option this version added, unset
+    config["checkpoint"] = "/elsewhere/image.pth"  # what earlier versions recorded
+    root.attrs[ATTRS_KEY] = attrs
+    export(small_export_options(synthetic_dataroot, out, image_checkpoint=str(image)), progress=False)
+    assert CacheReader(str(out)).meta.provenance["image_teacher"]["config"]["checkpoint"] == "/elsewhere/image.pth"
+    changed = small_export_options(synthetic_dataroot, out, image_checkpoint=str(image),
+                                   image_options={"class_names": "nuimages", "score_threshold": 0.5,
+                                                  "detections_per_img": 4})
+    with pytest.raises(UserInputError, match="different teachers"):
+        export(changed, progress=False)
