@@ -179,20 +179,23 @@ def train_and_eval(runs: Path, data: Path, cache: Path, row: str, overrides: lis
             "s_per_step": summary["seconds_per_step"], "train_s": result.get("train_seconds", 0.0), "dir": str(out)}
 
 
-def result_table(rows: dict[str, tuple[str, list[str]]], results: list[dict]) -> list[str]:
-    """Markdown: per row mean ± std of mAP and NDS, its paired difference to det + DS of the same seed
-    with the paired t (a seed fixes the initial weights and the data order in every row, so the
-    difference is free of the between-seed spread those cause), and the A/A floor when `ds_aa` ran."""
+def result_table(rows: dict[str, tuple[str, list[str]]], results: list[dict], base_row: str = "ds") -> list[str]:
+    """Markdown: per row mean ± std of mAP and NDS, its paired difference to `base_row` (det + DS unless
+    told) of the same seed with the paired t (a seed fixes the initial weights and the data order in every
+    row, so the difference is free of the between-seed spread those cause), and the A/A floor (ds_aa
+    against ds) when both ran."""
     from bench.paired import detectable_effect, paired
 
-    base = {r["seed"]: r["mAP"] for r in results if r["row"] == "ds"}
-    floor = paired({r["seed"]: r["mAP"] for r in results if r["row"] == "ds_aa"}, base)
+    base = {r["seed"]: r["mAP"] for r in results if r["row"] == base_row}
+    base_label = rows[base_row][0] if base_row in rows else base_row
+    floor = paired({r["seed"]: r["mAP"] for r in results if r["row"] == "ds_aa"},
+                   {r["seed"]: r["mAP"] for r in results if r["row"] == "ds"})
     lines = []
     if floor.n >= 2:
         lines += [f"A/A floor (det + DS against itself with another data order, same initial weights): paired Δ mAP "
                   f"{floor.format()}; at this spread n seeds show an effect of "
                   + ", ".join(f"{detectable_effect(floor.std, n):.3f} (n = {n})" for n in (3, 5, 8)) + "\n"]
-    lines += ["| student | seeds | mAP (mean ± std) | NDS (mean ± std) | Δ mAP vs det + DS, same seed (t) | "
+    lines += [f"| student | seeds | mAP (mean ± std) | NDS (mean ± std) | Δ mAP vs {base_label}, same seed (t) | "
               "beyond t crit? | mAP per seed | s/step |",
               "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
     for row, (label, _) in rows.items():
@@ -200,9 +203,9 @@ def result_table(rows: dict[str, tuple[str, list[str]]], results: list[dict]) ->
         if not rs:
             continue
         delta = paired({r["seed"]: r["mAP"] for r in rs}, base)
-        beyond = ("yes" if delta.beyond_noise else "no") if row != "ds" and delta.n >= 2 else "–"
+        beyond = ("yes" if delta.beyond_noise else "no") if row != base_row and delta.n >= 2 else "–"
         lines.append(f"| {label} | {len(rs)} | {mean_std([r['mAP'] for r in rs])} | {mean_std([r['NDS'] for r in rs])} | "
-                     f"{delta.format() if row != 'ds' else '–'} | {beyond} | "
+                     f"{delta.format() if row != base_row else '–'} | {beyond} | "
                      + ", ".join(f"{r['mAP']:.4f}" for r in rs) + f" | {statistics.mean(r['s_per_step'] for r in rs):.3f} |")
     return lines
 
@@ -299,6 +302,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, help="make a lab of this many scenes instead of the preset's (a smoke "
                                                    "test's few; the numbers then mean nothing)")
     parser.add_argument("--samples-per-scene", type=int, help="with --scenes: key frames per scene")
+    parser.add_argument("--base", default="ds", help="the row every other row is paired against (default: det + DS)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: print the tables of the runs already scored (e.g. while the lab runs)")
     args = parser.parse_args()
@@ -343,7 +347,9 @@ def main() -> None:
           + (f" (of which {', '.join(f'{k} {v:.0f}' for k, v in timing.items())})" if timing else "") + "\n")
     print(f"runs: {runs}; extra overrides: {args.overrides or 'none'}"
           + (f"; not scored yet, left out: {', '.join(missing)}" if missing else "") + "\n")
-    print("\n".join(result_table(rows, results)) + "\n")
+    if args.base not in rows:
+        parser.error(f"--base {args.base}: not one of the rows run ({', '.join(rows)})")
+    print("\n".join(result_table(rows, results, args.base)) + "\n")
     classes = list(results[0]["per_class_AP"])
     print("\nper-class AP (mean over seeds):\n")
     print("| student | " + " | ".join(classes) + " |")
