@@ -2,7 +2,7 @@
 heatmap peaks and decoded boxes land on the GT centres of a training sample (issue 4's check).
 
 Why the check is deterministic and justified: the fit runs on CPU from seed 0 for FIT_STEPS steps over the
-3 mini_train samples (every step sees all 3), so it is the same computation every run, and after it the
+3 mini_train samples (every step sees all 3) on one thread, so it is the same computation every run, and after it the
 network has fitted exactly these samples: a heatmap peak away from a GT centre, or a box decoded away
 from it, means the targets, the loss or the teacher's decoding disagree on the box encoding (cell
 offsets, axes, gravity-centre z, log sizes, sin/cos yaw). The grid is coarser than the demo's (0.4 m
@@ -56,7 +56,9 @@ def config_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fitted(synthetic_dataroot, config_file):
+def fitted(synthetic_dataroot, config_file, one_torch_thread):
+    # one thread whatever an earlier test in this worker left set: the fit's sums, and so its result,
+    # depend on the thread count
     out = config_file.parent / "centerpoint.pth"
     opts = FitOptions(str(synthetic_dataroot), "v1.0-mini", "mini_train", str(out), config=str(config_file),
                       steps=FIT_STEPS, lr=FIT_LR, batch_size=3, seed=SEED)
@@ -89,7 +91,7 @@ def test_teacher_heatmap_peaks_and_boxes_land_on_gt_centres(fitted, synthetic_da
             assert window.max() > 3 * np.median(hm), (window.max(), np.median(hm))
             same = out.labels == label
             dist = np.hypot(out.boxes[same, 0] - box[0], out.boxes[same, 1] - box[1])
-            assert dist.size and dist.min() < 1.0, (sample.token, label, box[:2])  # under a cell (1.6 m)
+            assert dist.size and dist.min() < min(cx, cy), (sample.token, label, box[:2])  # under a cell (1.6 m)
             checked += 1
     assert checked >= 10
 

@@ -19,8 +19,12 @@ def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module", params=["small", "full"])
 def run(request):
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    return (request.param, *run_fixture(FIXTURES[request.param]))
+    try:
+        return (request.param, *run_fixture(FIXTURES[request.param]))
+    finally:
+        torch.set_num_threads(threads)  # later tests in this worker keep their thread count
 
 
 def test_state_dict_keys_and_shapes_are_mmdet3ds(run):

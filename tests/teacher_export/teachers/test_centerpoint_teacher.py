@@ -35,10 +35,14 @@ def ckpt(fx, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def teacher_out(fx, ckpt):
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    teacher = CenterPointTeacher(ckpt, config=fx["model_config"])
-    pts = fx["points"].numpy()
-    return teacher, teacher([pts, pts[: len(pts) // 3]])
+    try:
+        teacher = CenterPointTeacher(ckpt, config=fx["model_config"])
+        pts = fx["points"].numpy()
+        return teacher, teacher([pts, pts[: len(pts) // 3]])
+    finally:
+        torch.set_num_threads(threads)  # later tests in this worker keep their thread count
 
 
 def test_teacher_follows_protocol(teacher_out):
