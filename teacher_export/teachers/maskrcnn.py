@@ -112,17 +112,6 @@ class MaskRCNNConfig:
     flavor: str | None = None
 
 
-def load_checkpoint_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A torchvision-style Mask R-CNN state_dict from `path`; UserInputError naming the file otherwise.
-
-    Accepts a bare state_dict (torchvision's COCO file) or one wrapped under "model"/"state_dict" (what
-    training scripts save), with DDP's "module." prefix stripped.
-    """
-    # torchvision's train.py also pickles its argparse args: such a file is refused (weights-only), and the
-    # message says to save the state_dict alone.
-    return state_dict_in(read_torch_file(path, "image checkpoint"), path, "image checkpoint")
-
-
 # ---------------------------------------------------------------------------------- mmdet checkpoints
 
 MMDET_KEY = "roi_head.bbox_head.fc_cls.weight"
@@ -132,9 +121,8 @@ def is_mmdet_maskrcnn(state_dict: dict[str, torch.Tensor]) -> bool:
     return MMDET_KEY in state_dict and "backbone.conv1.weight" in state_dict
 
 
-def mmdet_meta(path: str | Path) -> dict[str, Any]:
+def mmdet_meta(raw: Any) -> dict[str, Any]:
     """What an mmdet checkpoint records beside its weights (mmengine's `meta`: dataset_meta, cfg)."""
-    raw = read_torch_file(path, "image checkpoint")
     meta = raw.get("meta") if isinstance(raw, dict) else None
     return meta if isinstance(meta, dict) else {}
 
@@ -338,10 +326,13 @@ class MaskRCNNTeacher:
         state_dict = None
         self.checkpoint_sha256: str | None = None
         if config.checkpoint is not None:
-            state_dict = load_checkpoint_state_dict(config.checkpoint)
+            # read once (weights and mmdet's meta); weights only: torchvision's train.py also pickles its
+            # argparse args, and such a file is refused with a message to save the state_dict alone
+            raw = read_torch_file(config.checkpoint, "image checkpoint")
+            state_dict = state_dict_in(raw, config.checkpoint, "image checkpoint")
             self.checkpoint_sha256 = file_sha256(config.checkpoint)
             if is_mmdet_maskrcnn(state_dict):
-                meta = mmdet_meta(config.checkpoint)
+                meta = mmdet_meta(raw)
                 check_mmdet_flavour(meta, config.checkpoint)
                 state_dict = from_mmdet(state_dict)
                 config = self.cfg = replace(config, flavor=config.flavor or "mmdet")
