@@ -369,20 +369,44 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 @click.option("--version", type=click.Choice(["v1.0-mini", "v1.0-trainval"]),
               help="Table version; scene names come from its train/val splits (v1.0-mini: at most 10 scenes).  "
                    "[default: from preset: v1.0-mini, lab v1.0-trainval]")
+@click.option("--format", "data_format", type=click.Choice(["nuscenes", "waymo"]), default="nuscenes",
+              show_default=True,
+              help="nuscenes: a nuScenes dataroot; waymo: a Waymo Open Dataset v2 Parquet tree (OUT/training, "
+                   "OUT/validation; scenes are segments, samples 10 Hz frames, --image-size the front camera's).")
 @exit_2_on_user_error
 def make_synthetic(out: Path, preset: str, scenes: int | None, samples_per_scene: int | None, seed: int,
                    image_size: str | None, sweeps_per_sample: int | None, objects_per_scene: int | None,
                    radar_sweeps: int | None, max_object_range: float | None, class_mix: str | None,
-                   version: str | None) -> None:
-    """Write a synthetic nuScenes-format dataroot to OUT (new or empty directory).
+                   version: str | None, data_format: str) -> None:
+    """Write a synthetic dataset to OUT (new or empty directory).
 
-    nuscenes-devkit loads it like the real thing (NuScenes(version, dataroot=OUT)); val scenes carry
-    v1.0-mini's mini_val names, so DetectionEval runs with eval_set='mini_val'. Sensors: LIDAR_TOP
+    nuscenes: nuscenes-devkit loads it like the real thing (NuScenes(version, dataroot=OUT)); val scenes
+    carry v1.0-mini's mini_val names, so DetectionEval runs with eval_set='mini_val'. Sensors: LIDAR_TOP
     (key frames and sweeps), the six cameras (key frames) and the five radars (key frames and
     sweeps, nuScenes' 18-field .pcd that RadarPointCloud.from_file reads).
+
+    waymo: the same worlds through a Waymo rig, in the v2 Parquet layout with the dataset's schema: five
+    cameras, the 64-beam TOP LiDAR as range images (two returns, per-pixel pose), LiDAR and camera-synced
+    boxes of types vehicle, pedestrian, cyclist and sign.
     """
     from dataclasses import replace
 
+    if data_format == "waymo":
+        from dataset_access.synthetic.waymo import PRESETS as WAYMO_PRESETS, write_waymo_dataset
+
+        ignored = [flag for flag, value in (("--sweeps", sweeps_per_sample), ("--radar-sweeps", radar_sweeps),
+                                            ("--version", version)) if value is not None]
+        if ignored:
+            raise UserInputError(f"{', '.join(ignored)}: not a Waymo option (the TOP LiDAR spins once per frame, "
+                                 "there are no radars and no table versions)")
+        overrides = {"segments": scenes, "frames_per_segment": samples_per_scene,
+                     "objects_per_segment": objects_per_scene, "max_object_range": max_object_range,
+                     "class_mix": class_mix,
+                     "front_width": _parse_image_size(image_size)[0] if image_size else None}
+        spec = replace(WAYMO_PRESETS[preset], seed=seed, **{k: v for k, v in overrides.items() if v is not None})
+        path = write_waymo_dataset(out, spec)
+        click.echo(f"wrote {spec.segments} Waymo v2 segments x {spec.frames_per_segment} frames to {path}")
+        return
     from dataset_access.synthetic import PRESETS, write_dataset
 
     overrides = {"scenes": scenes, "samples_per_scene": samples_per_scene, "sweeps_per_sample": sweeps_per_sample,
