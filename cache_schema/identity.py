@@ -25,12 +25,14 @@ def file_sha256(path: str | Path) -> str:
 
 def images_fingerprint(dataroot: str | Path, relative_paths: Iterable[str]) -> str:
     """sha256 over each image's path relative to the dataroot and its size in bytes (a stat each, no
-    reading: a few seconds for nuScenes trainval's 170k camera images). A missing file counts as -1."""
+    reading: a few seconds for nuScenes trainval's 170k camera images). A missing file counts as -1. A
+    path with a `#fragment` names a part of a file (a Waymo image inside its Parquet file): the file is
+    stat'ed."""
     root = Path(dataroot)
     h = hashlib.sha256()
     for rel in relative_paths:
         try:
-            size = os.stat(root / rel).st_size
+            size = os.stat(root / rel.partition("#")[0]).st_size
         except OSError:
             size = -1
         h.update(f"{rel}\t{size}\n".encode())

@@ -26,6 +26,8 @@ from cache_schema.views import Calib
 from dataset_access.nuscenes.metrics import EvalMetrics, render_devkit, score_results
 from dataset_access.nuscenes.results import RADAR_RESULTS_META, RESULTS_META, detections_to_results, write_results
 from dataset_access.nuscenes.samples import NuScenesSamples, SampleInfo
+from dataset_access.open import open_split
+from dataset_access.waymo.samples import is_waymo_version
 from detection.center_head import concat_task_heatmaps
 from detection.centerpoint_coder import Detections
 from detection.device import resolve_device
@@ -138,8 +140,8 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
                   "data, not held-out data")
     set_score_threshold(model, score_threshold)
     radar = cfg.student.modality == "radar"
-    dataset = NuScenesSamples(dataroot, version, split, num_sweeps=0, gt_filter="evaluation",
-                              num_radar_sweeps=cfg.student.radar.sweeps if radar else 0)
+    dataset = open_split(dataroot, version, split, num_sweeps=0, gt_filter="evaluation",
+                         num_radar_sweeps=cfg.student.radar.sweeps if radar else 0)
     n = len(dataset)
     if limit is not None:
         if limit < 1:
@@ -147,6 +149,9 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
         about += f"\nscored on the first {min(limit, n)} of the split's {n} samples (--limit)"
     report(about)
     samples = [dataset[i] for i in range(min(limit or n, n))]
+    if is_waymo_version(version):
+        return _evaluate_waymo(model, cfg, dataset, samples, Path(out_dir), info, checkpoint, version, split, limit,
+                               about, device, progress, report)
     results = predict_split(model, cfg, dataset, samples, device, progress)
     out = Path(out_dir)
     path = write_results(results, out / "results_nusc.json", RADAR_RESULTS_META if radar else RESULTS_META)
@@ -164,6 +169,34 @@ def evaluate_checkpoint(checkpoint: str | Path, dataroot: str | Path, version: s
         for problem in render_devkit(metrics, [s.token for s in shown], out) + \
                 render_predictions(model, cfg, dataset, shown, out / "render", device, render_threshold):
             report(problem)
+    return metrics
+
+
+@torch.no_grad()
+def _evaluate_waymo(model: BevStudent, cfg: Any, dataset, samples: Sequence[SampleInfo], out: Path, info: dict,
+                    checkpoint, version: str, split: str, limit: int | None, about: str, device, progress: bool,
+                    report: Callable[[str], None]):
+    """Waymo: the detections (vehicle frame) written as JSON and scored with Waymo's metrics (3D AP/APH,
+    camera-only LET-3D-AP/APL; dataset_access.waymo.evaluation)."""
+    from dataset_access.waymo.evaluation import score_detections, write_detections
+
+    detections = {}
+    it = samples
+    if progress:
+        from cache_schema.progress import progress as progress_bar
+
+        it = progress_bar(samples, desc="eval", unit="frame")
+    for sample in it:
+        det: Detections = model.predict(_input_batch(cfg, dataset, sample, device))[0]
+        detections[sample.token] = (det.boxes.cpu().numpy(), det.scores.cpu().numpy(), det.labels.cpu().numpy())
+    write_detections(detections, model.class_names, out / "detections_waymo.json")
+    metrics = score_detections(samples, detections, model.class_names)
+    metrics.about = about
+    (out / "metrics.json").write_text(json.dumps(
+        {"checkpoint": str(checkpoint), "step": info["step"], "ema_weights": info["ema"],
+         "provenance": info["provenance"], "version": version, "split": split, "limit": limit,
+         **metrics.to_json()}, indent=2))
+    report(metrics.table())
     return metrics
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from cache_schema import BevGrid, CacheWriter, StoreConfig
+from cache_schema.grid import NUSCENES_CLASSES, ClassSetup
 from cache_schema.errors import UserInputError
 from cache_schema.identity import file_sha256, images_fingerprint
 from cache_schema.lease import Lease
@@ -32,6 +33,8 @@ from cache_schema.writer import forget_samples
 from dataset_access.images import read_rgb
 from detection.device import parse_device, torch_device
 from dataset_access.nuscenes.samples import NuScenesSamples, SampleInfo, SampleSubset
+from dataset_access.open import open_split
+from dataset_access.waymo.samples import WaymoSamples, is_waymo_version
 from teacher_export.targets import depth_images
 from teacher_export.teachers.image_protocol import ImageTeacher, pad_instances
 from teacher_export.teachers.lidar_protocol import LidarTeacher
@@ -70,6 +73,9 @@ class ExportOptions:
     radar_sweeps: int = 6
     max_radar_points: int = 4096
     storage_options: dict[str, Any] | None = None
+    # The BEV grid of a store without a LiDAR teacher (with one, the teacher's grid is the store's):
+    # {point_cloud_range: [6 floats], voxel_size: [3 floats], out_size_factor: int}; None: BevGrid's default.
+    bev_grid: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         refuse_volatile(str(self.out))
@@ -87,6 +93,12 @@ class ExportOptions:
             raise UserInputError(f"--limit: must be >= 1, got {self.limit}")
         # only the name: a Dask client need not have the GPU its workers use (the Exporter checks)
         parse_device(self.device)
+        if self.bev_grid is not None:
+            try:
+                BevGrid(**self.bev_grid)
+            except (TypeError, ValueError) as e:
+                raise UserInputError(f"bev_grid {self.bev_grid}: expected point_cloud_range, voxel_size, "
+                                     f"out_size_factor ({e})") from None
         if self.lidar_teacher is None and self.image_teacher is None:
             log.warning("no teacher selected: the cache will hold only the index, calibration, GT and depth")
 
@@ -111,10 +123,10 @@ class StageTimes:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-def split_samples(options: ExportOptions) -> NuScenesSamples:
+def split_samples(options: ExportOptions) -> NuScenesSamples | WaymoSamples:
     """The split's samples, through the dataset's tables (all of them in memory: open once per export)."""
-    return NuScenesSamples(options.dataroot, options.version, options.split, num_sweeps=options.num_sweeps,
-                           num_radar_sweeps=options.radar_sweeps)
+    return open_split(options.dataroot, options.version, options.split, num_sweeps=options.num_sweeps,
+                      num_radar_sweeps=options.radar_sweeps)
 
 
 @dataclass(frozen=True)
@@ -127,9 +139,10 @@ class SplitSummary:
     num_samples: int
     first: SampleInfo
     provenance: dict[str, Any]
+    classes: ClassSetup = field(default_factory=ClassSetup)  # the dataset's detection classes and tasks
 
     @classmethod
-    def of(cls, samples: NuScenesSamples, options: ExportOptions) -> "SplitSummary":
+    def of(cls, samples: NuScenesSamples | WaymoSamples, options: ExportOptions) -> "SplitSummary":
         n = min(len(samples), options.limit) if options.limit else len(samples)
         if n == 0:
             raise UserInputError(f"{options.dataroot}: split {options.split!r} of {options.version} has no samples")
@@ -139,7 +152,7 @@ class SplitSummary:
                       "sample_tokens_sha256": _sha256_text(",".join(samples.sample_tokens[:n])),
                       # train refuses a dataroot whose images differ from these
                       "images_sha256": images_fingerprint(options.dataroot, images)}
-        return cls(n, samples[0], provenance)
+        return cls(n, samples[0], provenance, getattr(samples, "class_setup", ClassSetup()))
 
 
 class Exporter:
@@ -207,8 +220,12 @@ class Exporter:
         o = self.options
         first = self.split.first
         cams = tuple(c.name for c in first.cameras)
-        if cams != CAMERA_NAMES:
+        if not is_waymo_version(o.version) and cams != CAMERA_NAMES:
             raise UserInputError(f"{o.dataroot}: sample {first.token} has cameras {cams}, expected {CAMERA_NAMES}")
+        classes = self.split.classes
+        if self.lidar_teacher is not None and set(classes.classes) != set(NUSCENES_CLASSES):
+            raise UserInputError(f"--lidar-teacher {o.lidar_teacher}: it predicts nuScenes' classes, the data has "
+                                 f"{list(classes.classes)}; export {o.version} with --lidar-teacher none")
         sizes = {(c.height, c.width) for c in first.cameras}
         if len(sizes) != 1:
             raise UserInputError(f"{o.dataroot}: cameras of sample {first.token} differ in size {sorted(sizes)}")
@@ -224,7 +241,8 @@ class Exporter:
             log.info("%s: no radar data in sample %s; the cache gets no radar group", o.dataroot, first.token)
         try:
             return StoreConfig(
-                num_samples=self.num_samples(), grid=lidar.grid if lidar else BevGrid(),
+                num_samples=self.num_samples(), grid=self._grid(), classes=classes,
+                cameras=cams,
                 image_size=sizes.pop(), depth_stride=o.depth_stride,
                 bev_channels=lidar.bev_channels if lidar else 1, bev_quantization=o.bev_quantization,
                 max_gt_boxes=o.max_gt_boxes, max_instances=o.max_instances, shard_size=o.shard_size,
@@ -234,6 +252,15 @@ class Exporter:
                 radar_sweeps=max(o.radar_sweeps, 1), max_radar_points=o.max_radar_points)
         except ValueError as e:
             raise UserInputError(f"export options: {e}") from None
+
+    def _grid(self) -> BevGrid:
+        chosen = BevGrid(**self.options.bev_grid) if self.options.bev_grid else None
+        if self.lidar_teacher is None:
+            return chosen or BevGrid()
+        if chosen is not None and chosen != self.lidar_teacher.grid:
+            raise UserInputError(f"bev_grid {self.options.bev_grid}: the LiDAR teacher's grid is "
+                                 f"{self.lidar_teacher.grid.to_json()}; a store with a teacher takes its grid")
+        return self.lidar_teacher.grid
 
     def provenance(self) -> dict[str, Any]:
         """Teacher and dataset identity: a store is only ever filled by one of these. Computed once
@@ -338,6 +365,9 @@ def _index_and_targets(info: SampleInfo, points: np.ndarray, config: StoreConfig
     lidar_to_cams = np.stack([calib.lidar_to_camera(i) for i in range(calib.num_cameras)])
     depth = depth_images(key_points[:, :3], lidar_to_cams, calib.cam_intrinsics, config.image_size,
                          config.depth_stride)
+    for i, cam in enumerate(info.cameras):
+        if cam.valid_height is not None:  # below it the image is padding: no pixel, so no depth target
+            depth[i, -(-cam.valid_height // config.depth_stride):] = 0
     return CacheSample(SampleMeta(info.token, info.scene_token, np.int64(info.timestamp), info.prev_token or info.token),
                        calib, GroundTruth(boxes, labels, np.int32(n)), DepthTargets(depth), lidar, image, radar)
 

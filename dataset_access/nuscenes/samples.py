@@ -42,6 +42,9 @@ class CameraImage:
     timestamp: int
     width: int
     height: int
+    # Rows that are the camera's own, when the image is padded at the bottom to stack with taller cameras
+    # (Waymo's side cameras); None: all of them.
+    valid_height: int | None = None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -89,6 +92,10 @@ class SampleInfo:
     gt_tokens: tuple[str, ...]
     radar_sweeps: tuple[RadarSweep, ...] = ()
     prev_token: str = ""  # the previous key frame of the scene; the sample's own token for a scene's first
+    # Datasets that grade boxes (Waymo: LEVEL_1 / LEVEL_2) and keep camera-synced copies of them (the
+    # camera-only track's ground truth, same rows as gt_boxes, NaN where a box has none); None elsewhere.
+    gt_difficulty: np.ndarray | None = None
+    gt_synced_boxes: np.ndarray | None = None
 
     def _camera_index(self, name: str) -> int:
         for i, cam in enumerate(self.cameras):

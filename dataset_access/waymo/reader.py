@@ -174,14 +174,23 @@ class WaymoV2:
         {laser id: (extrinsic 4x4, inclination values or None, (min, max))}) of `segment`."""
         return self._read_calibration(segment)
 
-    def frame(self, segment: str, timestamp: int) -> WaymoFrame:
-        """Frame `timestamp` of `segment`, every component read by its key."""
-        cameras_calib, lasers_calib = self.calibration(segment)
+    def vehicle_pose(self, segment: str, timestamp: int) -> np.ndarray:
+        """world_from_vehicle (4x4) of frame `timestamp`."""
         pose_table = self.read("vehicle_pose", segment, timestamp)
         if pose_table.num_rows != 1:
             raise UserInputError(f"{self.path('vehicle_pose', segment)}: {pose_table.num_rows} vehicle poses for "
                                  f"frame {timestamp} (expected 1)")
-        vehicle_pose = _matrix(pose_table.column(column("vehicle_pose", "world_from_vehicle.transform"))[0].as_py())
+        return _matrix(pose_table.column(column("vehicle_pose", "world_from_vehicle.transform"))[0].as_py())
+
+    def points(self, segment: str, timestamp: int) -> np.ndarray:
+        """(N, 7) points of frame `timestamp` (every laser, both returns; `range_image.POINT_FEATURES`)."""
+        _, lasers_calib = self.calibration(segment)
+        return self._points(segment, timestamp, lasers_calib, self.vehicle_pose(segment, timestamp))["points"]
+
+    def frame(self, segment: str, timestamp: int) -> WaymoFrame:
+        """Frame `timestamp` of `segment`, every component read by its key."""
+        cameras_calib, lasers_calib = self.calibration(segment)
+        vehicle_pose = self.vehicle_pose(segment, timestamp)
         return WaymoFrame(segment=segment, timestamp=int(timestamp), vehicle_pose=vehicle_pose,
                           cameras=self._cameras(segment, timestamp, cameras_calib),
                           **self._points(segment, timestamp, lasers_calib, vehicle_pose),
