@@ -223,9 +223,14 @@ class Exporter:
         if not is_waymo_version(o.version) and cams != CAMERA_NAMES:
             raise UserInputError(f"{o.dataroot}: sample {first.token} has cameras {cams}, expected {CAMERA_NAMES}")
         classes = self.split.classes
-        if self.lidar_teacher is not None and set(classes.classes) != set(NUSCENES_CLASSES):
-            raise UserInputError(f"--lidar-teacher {o.lidar_teacher}: it predicts nuScenes' classes, the data has "
-                                 f"{list(classes.classes)}; export {o.version} with --lidar-teacher none")
+        if o.image_teacher and classes.classes != NUSCENES_CLASSES:
+            raise UserInputError(f"--image-teacher {o.image_teacher}: its classes map to nuScenes', the data's are "
+                                 f"{list(classes.classes)}; export {o.version} with --image-teacher none")
+        if lidar_classes := (self.lidar_teacher.config.get("heatmap_classes") if self.lidar_teacher else None):
+            if tuple(lidar_classes) != tuple(classes.classes):
+                raise UserInputError(f"--lidar-teacher {o.lidar_teacher}: it predicts {list(lidar_classes)}, the data's "
+                                     f"classes are {list(classes.classes)} (fit a teacher on this dataset, or "
+                                     "--lidar-teacher none)")
         sizes = {(c.height, c.width) for c in first.cameras}
         if len(sizes) != 1:
             raise UserInputError(f"{o.dataroot}: cameras of sample {first.token} differ in size {sorted(sizes)}")

@@ -27,7 +27,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.frames import make_transform, rotation_z
 from dataset_access.synthetic.camera import render_camera
 from dataset_access.synthetic.lidar import points_in_boxes, ray_box_distances
-from dataset_access.synthetic.world import CLASS_MIXES, EGO_RADIUS, OBJECT_CLASSES, boxes_at, sample_world
+from dataset_access.synthetic.world import CLASS_MIXES, EGO_RADIUS, boxes_at, sample_world
 from dataset_access.waymo.range_image import beam_inclinations, range_image_to_points, rotation_to_euler
 from dataset_access.waymo.reader import WAYMO_CAMERA_FROM_CV
 from dataset_access.waymo.schema import (KEY_CAMERA, KEY_LASER, KEY_OBJECT, KEY_SEGMENT, KEY_TIMESTAMP, LEVEL_1,

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from cache_schema.errors import UserInputError
 from dataset_access.waymo.range_image import beam_inclinations, range_image_to_points
-from dataset_access.waymo.schema import (BOX_TYPES, CAMERA_NAMES, KEY_CAMERA, KEY_LASER, KEY_OBJECT, KEY_SEGMENT,
+from dataset_access.waymo.schema import (BOX_TYPES, CAMERA_NAMES, KEY_CAMERA, KEY_LASER, KEY_OBJECT,
                                          KEY_TIMESTAMP, LASER_NAMES, REQUIRED_COMPONENTS, SPLITS, TOP_LASER, column)
 
 # Waymo camera frame (x forward along the optical axis, y left, z up) from the x-right, y-down,

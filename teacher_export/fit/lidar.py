@@ -18,12 +18,14 @@ import torch
 from tqdm import tqdm
 
 from cache_schema.errors import UserInputError
-from cache_schema.grid import NUSCENES_CLASSES, ClassSetup
+from cache_schema.grid import ClassSetup
 from detection.bev_aug import BevAugConfig, augment_boxes, sample_bev_aug
 from detection.weights import save_atomic
 from detection.det_loss import DetLossConfig, det_loss
 from detection.det_targets import build_det_targets
-from dataset_access.nuscenes.samples import NuScenesSamples, load_points
+from dataset_access.nuscenes.samples import NuScenesSamples
+from dataset_access.open import open_split
+from dataset_access.waymo.samples import WaymoSamples
 from teacher_export.fit.options import (
     FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm, shuffled_batches,
 )
@@ -45,8 +47,8 @@ def start_heatmaps_at_prior(model: CenterPoint, std: float = 1e-3) -> None:
         torch.nn.init.normal_(task.heatmap[-1].weight, std=std)
 
 
-def _load_split(options: FitOptions) -> tuple[NuScenesSamples, list[int]]:
-    samples = NuScenesSamples(options.dataroot, options.version, options.split, num_sweeps=options.num_sweeps)
+def _load_split(options: FitOptions) -> tuple[NuScenesSamples | WaymoSamples, list[int]]:
+    samples = open_split(options.dataroot, options.version, options.split, num_sweeps=options.num_sweeps)
     n = len(samples) if options.limit is None else min(len(samples), options.limit)
     if n == 0:
         raise UserInputError(f"{options.dataroot}: split {options.split!r} has no samples")
@@ -76,10 +78,11 @@ def fit_lidar_teacher(options: FitOptions) -> FitResult:
     model = CenterPoint.from_mmdet3d_config(model_config).to(device).train()
     start_heatmaps_at_prior(model)
     head = model.pts_bbox_head
-    if sorted(head.class_names) != sorted(NUSCENES_CLASSES):
+    data_classes = getattr(samples, "class_setup", ClassSetup()).classes
+    if sorted(head.class_names) != sorted(data_classes):
         raise UserInputError(f"CenterPoint config {name}: head classes {list(head.class_names)} are not the "
-                             "nuScenes detection classes")
-    classes = ClassSetup(tuple(NUSCENES_CLASSES), tuple(tuple(t) for t in head.tasks))
+                             f"data's detection classes {list(data_classes)}")
+    classes = ClassSetup(tuple(data_classes), tuple(tuple(t) for t in head.tasks))
     grid = model.grid
     train_cfg = (model_config.get("train_cfg") or {}).get("pts") or {}
     loss_cfg = DetLossConfig(
@@ -93,7 +96,7 @@ def fit_lidar_teacher(options: FitOptions) -> FitResult:
     points, voxels, boxes, labels = [], [], [], []
     for i in tqdm(indices, desc="read points", unit="sample", leave=False):
         s = samples[i]
-        p = load_points(options.dataroot, s, options.num_sweeps)
+        p = samples.load_points(s, options.num_sweeps)
         if p.shape[1] < in_channels:
             raise UserInputError(f"CenterPoint config {name}: wants {in_channels} point features, the data has {p.shape[1]}")
         p = torch.from_numpy(np.ascontiguousarray(p[:, :in_channels])).to(device)

@@ -39,6 +39,9 @@ LIDAR_TEACHERS: dict[str, Callable[..., LidarTeacher]] = {
     "centerpoint-pillar02-small": partial(_builtin, "centerpoint-pillar02-small"),
     # the synthetic lab's teacher: +-25.6 m grid (64x64 cells of 0.8 m), 96 channels (fit-teacher --preset lab)
     "centerpoint-pillar02-lab": partial(_builtin, "centerpoint-pillar02-lab"),
+    # Waymo's classes (vehicle; pedestrian, cyclist; sign), +-51.2 m in 64x64 cells of 1.6 m, for synthetic
+    # Waymo data (fit-teacher lidar --version waymo-v2 --config centerpoint-pillar04-waymo-small)
+    "centerpoint-pillar04-waymo-small": partial(_builtin, "centerpoint-pillar04-waymo-small"),
     # the voxel teachers distillation papers use; sparse 3D convolutions through spconv (optional)
     "centerpoint-voxel01": partial(_builtin, "centerpoint-voxel01"),
     "centerpoint-voxel0075": partial(_builtin, "centerpoint-voxel0075"),

@@ -189,6 +189,31 @@ def _lab_pillar02() -> dict[str, Any]:
 CONFIGS["centerpoint-pillar02-lab"] = _lab_pillar02()
 
 
+def _waymo_pillar04_small() -> dict[str, Any]:
+    """A Waymo teacher for the synthetic Waymo data: the small pillar02's architecture with 0.4 m
+    pillars over +-51.2 m (stride 4 -> 64x64 BEV cells of 1.6 m, the grid of configs/waymo_tiny.yaml)
+    and Waymo's classes in three tasks (vehicle; pedestrian, cyclist; sign), heatmaps in that order
+    (`x3kd-cache fit-teacher lidar --version waymo-v2 --config centerpoint-pillar04-waymo-small`)."""
+    cfg = _small_pillar02()
+    voxel = [0.4, 0.4, 8]
+    cfg["data_preprocessor"]["voxel_layer"].update(voxel_size=voxel, max_num_points=20)
+    cfg["pts_voxel_encoder"]["voxel_size"] = voxel
+    cfg["pts_middle_encoder"]["output_shape"] = [256, 256]
+    head = cfg["pts_bbox_head"]
+    head["tasks"] = [{"num_class": 1, "class_names": ["vehicle"]},
+                     {"num_class": 2, "class_names": ["pedestrian", "cyclist"]},
+                     {"num_class": 1, "class_names": ["sign"]}]
+    head["bbox_coder"]["voxel_size"] = voxel[:2]
+    for train_cfg in (head["train_cfg"], cfg["train_cfg"]["pts"]):
+        train_cfg.update(grid_size=[256, 256, 1], voxel_size=voxel)
+    for test_cfg in (head["test_cfg"], cfg["test_cfg"]["pts"]):
+        test_cfg.update(voxel_size=voxel[:2])
+    return cfg
+
+
+CONFIGS["centerpoint-pillar04-waymo-small"] = _waymo_pillar04_small()
+
+
 def _voxel_nuscenes(voxel_xy: float, half_range: float, sparse_xy: int) -> dict[str, Any]:
     """mmdet3d's CenterPoint voxel configs for nuScenes: the pillar02 config's head, task groups,
     SECONDFPN style and test settings, with HardSimpleVFE + SparseEncoder (z in 0.2 m voxels over

@@ -26,12 +26,18 @@ log = logging.getLogger(__name__)
 RANDOM_INIT_SEED = 0
 
 
+def output_classes(class_names: Sequence[str]) -> tuple[str, ...]:
+    """The order a teacher with head classes `class_names` writes its heatmaps and labels in: nuScenes'
+    detection classes in NUSCENES_CLASSES order (whatever the task grouping), any other class table
+    (Waymo's) in the head's own order."""
+    if sorted(class_names) == sorted(NUSCENES_CLASSES):
+        return NUSCENES_CLASSES
+    return tuple(class_names)
+
+
 def class_permutation(class_names: Sequence[str]) -> list[int]:
-    """Index into `class_names` for every class of NUSCENES_CLASSES (for reordering heatmaps)."""
-    if sorted(class_names) != sorted(NUSCENES_CLASSES):
-        raise UserInputError(f"LiDAR teacher classes {list(class_names)} are not the nuScenes detection classes "
-                             f"{list(NUSCENES_CLASSES)}")
-    return [list(class_names).index(c) for c in NUSCENES_CLASSES]
+    """Index into `class_names` for every class of `output_classes(class_names)` (reordering heatmaps)."""
+    return [list(class_names).index(c) for c in output_classes(class_names)]
 
 
 def assemble_outputs(bev: Tensor, head: Sequence[Mapping[str, Tensor]], detections: Sequence[Detections],
@@ -39,13 +45,14 @@ def assemble_outputs(bev: Tensor, head: Sequence[Mapping[str, Tensor]], detectio
     """Batched neck output + per-task head outputs + decoded boxes (labels indexing `class_names`)
     -> one `LidarTeacherOutput` per sample, dense maps reduced as `teacher_export.teachers.lidar_protocol` says."""
     perm = class_permutation(class_names)
+    order = output_classes(class_names)
     probs = [h["heatmap"].float().sigmoid() for h in head]                      # per task (B, k_t, H, W)
     heatmaps = torch.cat(probs, 1)[:, perm]
     best_task = torch.stack([p.max(1).values for p in probs], 1).argmax(1)      # (B, H, W)
     regs = torch.stack([join_regression(h).float() for h in head], 1)  # (B, T, 10, H, W)
     idx = best_task[:, None, None].expand(-1, 1, regs.shape[2], -1, -1)
     regression = regs.gather(1, idx).squeeze(1)
-    to_ours = torch.as_tensor([NUSCENES_CLASSES.index(c) for c in class_names])
+    to_ours = torch.as_tensor([order.index(c) for c in class_names])
     out = []
     for i, det in enumerate(detections):
         out.append(LidarTeacherOutput(
@@ -144,7 +151,8 @@ class CenterPointTeacher:
         self.config: dict[str, Any] = {
             "name": self.name, "implementation": "x3kd plain-PyTorch CenterPoint",
             "model_config": model_config, "random_init": checkpoint is None,
-            "heatmap_classes": list(NUSCENES_CLASSES), "regression_channels": list(REGRESSION_CHANNELS),
+            "heatmap_classes": list(output_classes(model.pts_bbox_head.class_names)),
+            "regression_channels": list(REGRESSION_CHANNELS),
             "dim_is_log": model.coder.norm_bbox,
         }
 
