@@ -78,10 +78,12 @@ def train(cache: str, dataroot: str | None, config_file: str, out: str, override
 @click.option("--checkpoint", type=click.Path(), help="A checkpoint written by `train` (or `release`).")
 @click.option("--onnx", "onnx_file", type=click.Path(), help="Or a student exported by `export-onnx`, run by "
               "onnxruntime.")
-@click.option("--dataroot", required=True, type=click.Path(), help="nuScenes dataroot.")
-@click.option("--version", required=True, help="nuScenes version, e.g. v1.0-trainval or v1.0-mini.")
-@click.option("--split", required=True, help="nuScenes split, e.g. val or mini_val.")
-@click.option("--out", required=True, type=click.Path(), help="Directory for results_nusc.json and metrics.")
+@click.option("--dataroot", required=True, type=click.Path(), help="nuScenes dataroot, or a Waymo v2 root.")
+@click.option("--version", required=True, help="nuScenes version, e.g. v1.0-trainval or v1.0-mini; waymo-v2 for "
+                                                "a Waymo Open Dataset v2 root.")
+@click.option("--split", required=True, help="nuScenes split, e.g. val or mini_val; Waymo: validation, training.")
+@click.option("--out", required=True, type=click.Path(), help="Directory for the results (results_nusc.json, or "
+                                                               "detections_waymo.json) and metrics.json.")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda when a GPU is available), cpu, cuda, "
                                                                    "cuda:1, ...")
 @click.option("--score-threshold", type=float, default=None,
@@ -102,7 +104,7 @@ def evaluate(checkpoint: str | None, onnx_file: str | None, dataroot: str, versi
              device: str, score_threshold: float | None, no_ema: bool, render: int, render_threshold: float,
              other_dataroot: bool, limit: int | None) -> None:
     """Run the student on a split's camera images (or radar scans) and score it with nuscenes-devkit
-    (mAP, NDS).
+    (mAP, NDS), or on a Waymo v2 split with Waymo's metrics (AP/APH at LEVEL_1/2, LET-3D-AP/APL).
 
     \b
     Example (on `make demo`'s outputs, after `train`'s example):

@@ -130,8 +130,9 @@ def _sample_index(reader, store: str, which: str) -> int:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML file of export options (keys as the long option names with underscores); "
                    "command-line options override it.")
-@click.option("--dataroot", help="nuScenes dataroot (holds samples/, sweeps/, maps/ and the version folder).")
-@click.option("--version", "version", help="Dataset version, e.g. v1.0-trainval, v1.0-mini.")
+@click.option("--dataroot", help="nuScenes dataroot (holds samples/, sweeps/, maps/ and the version folder), or "
+                                 "a Waymo v2 root (holds training/, validation/).")
+@click.option("--version", "version", help="Dataset version, e.g. v1.0-trainval, v1.0-mini; waymo-v2 for Waymo.")
 @click.option("--split", help="Split to export: train, val, mini_train, mini_val, ...")
 @click.option("--out", help="Cache to create or resume: a path or an fsspec URL (s3://...).")
 @click.option("--lidar-teacher", help="LiDAR teacher: centerpoint-pillar02, centerpoint-voxel01, "
@@ -212,8 +213,9 @@ def run_export_command(config_file, repair: bool, options: dict, runner) -> None
 
 @main.command("fit-teacher")
 @click.argument("kind", type=click.Choice(["lidar", "image"]))
-@click.option("--dataroot", required=True, help="nuScenes dataroot to fit on (e.g. make-synthetic output).")
-@click.option("--version", "version", required=True, help="Dataset version, e.g. v1.0-mini.")
+@click.option("--dataroot", required=True, help="nuScenes dataroot or Waymo v2 root to fit on (e.g. make-synthetic "
+                                                "output).")
+@click.option("--version", "version", required=True, help="Dataset version, e.g. v1.0-mini; waymo-v2 for Waymo.")
 @click.option("--split", required=True, help="Split to fit on, e.g. mini_train (never the split you evaluate on).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Checkpoint to write (lidar: mmdet3d-format CenterPoint; image: torchvision state_dict).")

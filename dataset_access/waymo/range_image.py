@@ -51,21 +51,30 @@ def rotation_to_euler(rotation: np.ndarray) -> np.ndarray:
     return np.stack([roll, pitch, yaw], axis=-1)
 
 
-def pixel_pose_transforms(pose_image: np.ndarray) -> np.ndarray:
-    """(H, W, 4, 4) world_from_vehicle per pixel from a (H, W, 6) pose image (roll, pitch, yaw, x, y, z)."""
-    pose_image = np.asarray(pose_image, dtype=np.float64)
-    out = np.zeros(pose_image.shape[:2] + (4, 4))
-    out[..., :3, :3] = euler_to_rotation(pose_image[..., 0], pose_image[..., 1], pose_image[..., 2])
-    out[..., :3, 3] = pose_image[..., 3:6]
-    out[..., 3, 3] = 1.0
-    return out
-
-
 def column_azimuths(width: int, extrinsic: np.ndarray) -> np.ndarray:
     """(width,) sensor-frame azimuth of each range-image column."""
     yaw = np.arctan2(extrinsic[1, 0], extrinsic[0, 0])
     ratios = (np.arange(width, 0, -1) - 0.5) / width
     return (ratios * 2.0 - 1.0) * np.pi - yaw
+
+
+def _to_vehicle(rng: np.ndarray, az: np.ndarray, incl: np.ndarray, extrinsic: np.ndarray,
+                pose: np.ndarray | None, frame_pose: np.ndarray | None) -> np.ndarray:
+    """(..., 3) vehicle-frame positions of returns at range `rng`, sensor azimuth `az` and inclination
+    `incl` (broadcast together); `pose` (..., 6) the per-pixel roll, pitch, yaw, x, y, z, if any."""
+    cos_incl = np.cos(incl)
+    sensor = np.stack(np.broadcast_arrays(np.cos(az) * cos_incl * rng, np.sin(az) * cos_incl * rng,
+                                          np.sin(incl) * rng), axis=-1)
+    vehicle = sensor @ extrinsic[:3, :3].T + extrinsic[:3, 3]
+    if pose is None:
+        return vehicle
+    if frame_pose is None:
+        raise ValueError("a pixel pose needs the frame pose (the vehicle frame the points end in)")
+    pose = np.asarray(pose, dtype=np.float64)
+    rotation = euler_to_rotation(pose[..., 0], pose[..., 1], pose[..., 2])
+    world = np.einsum("...ij,...j->...i", rotation, vehicle) + pose[..., 3:6]
+    vehicle_from_world = np.linalg.inv(np.asarray(frame_pose, dtype=np.float64))
+    return world @ vehicle_from_world[:3, :3].T + vehicle_from_world[:3, 3]
 
 
 def range_image_to_cartesian(range_image: np.ndarray, extrinsic: np.ndarray, inclinations: np.ndarray,
@@ -81,24 +90,21 @@ def range_image_to_cartesian(range_image: np.ndarray, extrinsic: np.ndarray, inc
         raise ValueError(f"range image has {height} rows, {len(inclinations)} inclinations given")
     az = column_azimuths(width, extrinsic)[None, :]
     incl = np.asarray(inclinations, dtype=np.float64)[:, None]
-    sensor = np.stack([np.cos(az) * np.cos(incl) * rng, np.sin(az) * np.cos(incl) * rng, np.sin(incl) * rng],
-                      axis=-1)
-    vehicle = sensor @ extrinsic[:3, :3].T + extrinsic[:3, 3]
-    if pixel_pose is None:
-        return vehicle
-    if frame_pose is None:
-        raise ValueError("a pixel pose needs the frame pose (the vehicle frame the points end in)")
-    transforms = pixel_pose_transforms(pixel_pose)
-    world = np.einsum("hwij,hwj->hwi", transforms[..., :3, :3], vehicle) + transforms[..., :3, 3]
-    vehicle_from_world = np.linalg.inv(np.asarray(frame_pose, dtype=np.float64))
-    return world @ vehicle_from_world[:3, :3].T + vehicle_from_world[:3, 3]
+    return _to_vehicle(rng, az, incl, extrinsic, pixel_pose, frame_pose)
 
 
 def range_image_to_points(range_image: np.ndarray, extrinsic: np.ndarray, inclinations: np.ndarray,
                           pixel_pose: np.ndarray | None = None, frame_pose: np.ndarray | None = None) -> np.ndarray:
     """(N, 7) float32 points (`POINT_FEATURES`) of the pixels with a return (range > 0), row-major like
-    the official conversion."""
+    the official conversion; only those pixels are converted (a TOP image is mostly empty sky)."""
     range_image = np.asarray(range_image)
-    xyz = range_image_to_cartesian(range_image, extrinsic, inclinations, pixel_pose, frame_pose)
-    valid = range_image[..., RANGE] > 0
-    return np.concatenate([xyz[valid], range_image[valid][:, :4]], axis=1).astype(np.float32)
+    height, width = range_image.shape[:2]
+    if len(inclinations) != height:
+        raise ValueError(f"range image has {height} rows, {len(inclinations)} inclinations given")
+    extrinsic = np.asarray(extrinsic, dtype=np.float64)
+    rows, cols = np.nonzero(range_image[..., RANGE] > 0)
+    values = range_image[rows, cols]
+    xyz = _to_vehicle(values[:, RANGE].astype(np.float64), column_azimuths(width, extrinsic)[cols],
+                      np.asarray(inclinations, dtype=np.float64)[rows], extrinsic,
+                      None if pixel_pose is None else np.asarray(pixel_pose)[rows, cols], frame_pose)
+    return np.concatenate([xyz, values[:, :4]], axis=1).astype(np.float32)

@@ -1,6 +1,8 @@
 """Waymo from end to end on synthetic v2 data: make-synthetic --format waymo -> fit-teacher -> export ->
 validate -> train -> eval, which prints Waymo's metrics (APH, LET-3D-APL)."""
 import json
+import re
+import shlex
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -16,31 +18,41 @@ def _ok(result):
     return result.output
 
 
-def test_make_synthetic_export_train_eval(tmp_path):
-    root, teacher, cache, run = tmp_path / "waymo", tmp_path / "lidar.pth", tmp_path / "c.zarr", tmp_path / "run"
-    runner = CliRunner()
-    _ok(runner.invoke(cache_cli, ["make-synthetic", str(root), "--format", "waymo", "--scenes", "2",
-                                  "--samples-per-scene", "2", "--image-size", "96x64"]))
-    _ok(runner.invoke(cache_cli, ["fit-teacher", "lidar", "--dataroot", str(root), "--version", "waymo-v2", "--split",
-                                  "training", "--out", str(teacher), "--config", "centerpoint-pillar04-waymo-small",
-                                  "--steps", "3"]))
-    _ok(runner.invoke(cache_cli, ["export", "--config", str(REPO / "configs/waymo_tiny_export.yaml"), "--dataroot",
-                                  str(root), "--split", "training", "--out", str(cache), "--lidar-checkpoint",
-                                  str(teacher)]))
-    assert "clean" in _ok(runner.invoke(cache_cli, ["validate", str(cache)]))
-    meta = json.loads((cache / "zarr.json").read_text())["attributes"]["x3kd"]["config"]
+def readme_waymo_commands() -> list[str]:
+    """The command lines of README's Waymo example block, continuations joined."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Waymo Open Dataset v2"):]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    lines = [line.split("  #")[0].strip() for line in block.replace("\\\n", " ").splitlines()]
+    return [re.sub(r"\s+", " ", line) for line in lines if line.startswith("x3kd-")]
+
+
+SHORTER = {"--scenes 10": "--scenes 2", "--samples-per-scene 10": "--samples-per-scene 2",
+           "--steps 300": "--steps 3", "step_0000200.pt": "step_0000002.pt", "configs/": f"{REPO}/configs/"}
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    """README's Waymo block as written (only sizes and run lengths shortened): make-synthetic ->
+    fit-teacher -> export -> validate -> train -> eval, which prints APH and LET-3D-APL."""
+    monkeypatch.chdir(tmp_path)
+    commands = readme_waymo_commands()
+    assert [c.split()[1] for c in commands] == ["make-synthetic", "fit-teacher", "export", "validate", "train", "eval"]
+    outputs = []
+    for command in commands:
+        for old, new in SHORTER.items():
+            command = command.replace(old, new)
+        args = shlex.split(command)
+        if args[1] == "train":
+            args += ["--set", "train.steps=2", "--set", "train.checkpoint_every=2", "--quiet"]
+        outputs.append(_ok(CliRunner().invoke(cache_cli if args[0] == "x3kd-cache" else student_cli, args[1:])))
+    assert "clean" in outputs[3]
+    meta = json.loads(Path("waymo_train.zarr/zarr.json").read_text())["attributes"]["x3kd"]["config"]
     assert meta["cameras"] == ["FRONT", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_LEFT", "SIDE_RIGHT"]
     assert meta["classes"]["classes"] == ["vehicle", "pedestrian", "cyclist", "sign"]
-    _ok(runner.invoke(student_cli, ["train", "--cache", str(cache), "--dataroot", str(root), "--config",
-                                    str(REPO / "configs/waymo_tiny.yaml"), "--out", str(run), "--set",
-                                    "train.steps=2", "--set", "train.checkpoint_every=2", "--quiet"]))
-    out = _ok(runner.invoke(student_cli, ["eval", "--checkpoint", str(run / "checkpoints/step_0000002.pt"),
-                                          "--dataroot", str(root), "--version", "waymo-v2", "--split", "validation",
-                                          "--out", str(tmp_path / "eval")]))
-    assert "APH L2" in out and "LET-3D-APL" in out
-    metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
+    assert "APH L2" in outputs[5] and "LET-3D-APL" in outputs[5]
+    metrics = json.loads(Path("runs/waymo/eval/metrics.json").read_text())
     assert set(metrics["means"]) >= {"mAPH_L2", "LET-3D-APL", "LET-3D-AP"}
-    assert (tmp_path / "eval/detections_waymo.json").is_file()
+    assert Path("runs/waymo/eval/detections_waymo.json").is_file()
 
 
 def test_nuscenes_teachers_are_refused_on_waymo(tmp_path):
