@@ -21,6 +21,7 @@ from cache_schema.views import Calib, GroundTruth, ImageTeacherDetections, Lidar
 from dataset_access.nuscenes.metrics import EvalMetrics, score_results
 from dataset_access.nuscenes.results import LIDAR_RESULTS_META, detections_to_results, write_results
 from dataset_access.nuscenes.samples import NuScenesSamples
+from dataset_access.waymo.samples import is_waymo_version
 from detection.centerpoint_coder import decode_probability_maps
 
 
@@ -41,6 +42,9 @@ def evaluate_cached_lidar_teacher(cache: str, dataroot: str | Path, version: str
         raise UserInputError(f"--split {split}: {cache} is an export of split {exported_split!r}")
     reader = reader.select([SampleMeta.GROUP, Calib.GROUP, LidarTeacherMaps.GROUP])
     grid, classes = reader.config.grid, reader.config.classes.classes
+    if is_waymo_version(version):
+        return _evaluate_waymo_lidar_teacher(reader, cache, dataroot, split, Path(out_dir), score_threshold,
+                                             max_boxes, progress)
     results: dict[str, list[dict[str, Any]]] = {}
     indices = range(len(reader))
     if progress:
@@ -62,6 +66,36 @@ def evaluate_cached_lidar_teacher(cache: str, dataroot: str | Path, version: str
         {"cache": str(cache), "teacher": reader.meta.provenance.get("lidar_teacher"), "split": split,
          "samples": len(results), "mAP": metrics.mean_ap, "NDS": metrics.nd_score,
          "per_class_AP": metrics.label_aps, "tp_errors": metrics.tp_errors}, indent=2))
+    return metrics
+
+
+def _evaluate_waymo_lidar_teacher(reader: CacheReader, cache: str, dataroot: str | Path, split: str, out: Path,
+                                  score_threshold: float, max_boxes: int, progress: bool):
+    """Waymo: the teacher's decoded boxes scored with Waymo's metrics (dataset_access.waymo.evaluation)."""
+    import json
+
+    from dataset_access.waymo.evaluation import score_detections, write_detections
+    from dataset_access.waymo.samples import WaymoSamples
+
+    grid, classes = reader.config.grid, reader.config.classes.classes
+    dataset = WaymoSamples(dataroot, split, gt_filter="evaluation")
+    detections = {}
+    indices = range(len(reader))
+    if progress:
+        from cache_schema.progress import progress as progress_bar
+
+        indices = progress_bar(indices, desc="teacher boxes", unit="frame")
+    for i in indices:
+        s = reader[i]
+        dets = decode_probability_maps(s.lidar_teacher.heatmaps, s.lidar_teacher.regression, grid, score_threshold,
+                                       max_boxes)
+        detections[s.token] = (dets.boxes.numpy(), dets.scores.numpy(), dets.labels.numpy())
+    samples = [dataset.sample(token) for token in detections]
+    write_detections(detections, classes, out / "detections_waymo.json")
+    metrics = score_detections(samples, detections, classes)
+    (out / "metrics.json").write_text(json.dumps(
+        {"cache": str(cache), "teacher": reader.meta.provenance.get("lidar_teacher"), "split": split,
+         "samples": len(detections), **metrics.to_json()}, indent=2))
     return metrics
 
 

@@ -33,10 +33,11 @@ SHORTER = {"--scenes 10": "--scenes 2", "--samples-per-scene 10": "--samples-per
 
 def test_the_readme_example_runs(tmp_path, monkeypatch):
     """README's Waymo block as written (only sizes and run lengths shortened): make-synthetic ->
-    fit-teacher -> export -> validate -> train -> eval, which prints APH and LET-3D-APL."""
+    fit-teacher -> export -> validate -> eval-teacher -> train -> eval, which prints APH and LET-3D-APL."""
     monkeypatch.chdir(tmp_path)
     commands = readme_waymo_commands()
-    assert [c.split()[1] for c in commands] == ["make-synthetic", "fit-teacher", "export", "validate", "train", "eval"]
+    assert [c.split()[1] for c in commands] == ["make-synthetic", "fit-teacher", "export", "validate",
+                                                  "eval-teacher", "train", "eval"]
     outputs = []
     for command in commands:
         for old, new in SHORTER.items():
@@ -49,7 +50,8 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     meta = json.loads(Path("waymo_train.zarr/zarr.json").read_text())["attributes"]["x3kd"]["config"]
     assert meta["cameras"] == ["FRONT", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_LEFT", "SIDE_RIGHT"]
     assert meta["classes"]["classes"] == ["vehicle", "pedestrian", "cyclist", "sign"]
-    assert "APH L2" in outputs[5] and "LET-3D-APL" in outputs[5]
+    assert "LET-3D-APL" in outputs[4] and Path("waymo_teacher_eval/metrics.json").is_file()
+    assert "APH L2" in outputs[6] and "LET-3D-APL" in outputs[6]
     metrics = json.loads(Path("runs/waymo/eval/metrics.json").read_text())
     assert set(metrics["means"]) >= {"mAPH_L2", "LET-3D-APL", "LET-3D-AP"}
     assert Path("runs/waymo/eval/detections_waymo.json").is_file()
