@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 from cache_schema.errors import UserInputError
 from dataset_access.waymo.range_image import beam_inclinations, range_image_to_points
 from dataset_access.waymo.schema import (BOX_TYPES, CAMERA_NAMES, KEY_CAMERA, KEY_LASER, KEY_OBJECT,
-                                         KEY_TIMESTAMP, LASER_NAMES, REQUIRED_COMPONENTS, SPLITS, TOP_LASER, column)
+                                         KEY_TIMESTAMP, LASER_NAMES, REQUIRED_COMPONENTS, SCHEMAS, SPLITS, TOP_LASER,
+                                         column)
 
 # Waymo camera frame (x forward along the optical axis, y left, z up) from the x-right, y-down,
 # z-forward one: cv x = -waymo y, cv y = -waymo z, cv z = waymo x.
@@ -187,17 +188,21 @@ class WaymoV2:
         _, lasers_calib = self.calibration(segment)
         return self._points(segment, timestamp, lasers_calib, self.vehicle_pose(segment, timestamp))["points"]
 
-    def frame(self, segment: str, timestamp: int) -> WaymoFrame:
-        """Frame `timestamp` of `segment`, every component read by its key."""
+    def frame(self, segment: str, timestamp: int, *, points: bool = True, images: bool = True) -> WaymoFrame:
+        """Frame `timestamp` of `segment`, every component read by its key. `points=False` skips the range
+        images (empty `points`), `images=False` the JPEG bytes (empty `jpeg`): what a sample's index needs."""
         cameras_calib, lasers_calib = self.calibration(segment)
         vehicle_pose = self.vehicle_pose(segment, timestamp)
+        lidar = self._points(segment, timestamp, lasers_calib, vehicle_pose) if points else {
+            "points": np.zeros((0, 7), np.float32), "point_laser": np.zeros(0, np.int8),
+            "point_return": np.zeros(0, np.int8)}
         return WaymoFrame(segment=segment, timestamp=int(timestamp), vehicle_pose=vehicle_pose,
-                          cameras=self._cameras(segment, timestamp, cameras_calib),
-                          **self._points(segment, timestamp, lasers_calib, vehicle_pose),
+                          cameras=self._cameras(segment, timestamp, cameras_calib, images), **lidar,
                           **self._boxes(segment, timestamp))
 
-    def _cameras(self, segment: str, timestamp: int, calib: dict) -> tuple[WaymoCamera, ...]:
-        table = self.read("camera_image", segment, timestamp)
+    def _cameras(self, segment: str, timestamp: int, calib: dict, images: bool = True) -> tuple[WaymoCamera, ...]:
+        columns = None if images else [n for n in SCHEMAS["camera_image"].names if n != column("camera_image", "image")]
+        table = self.read("camera_image", segment, timestamp, columns)
         out = []
         for row in sorted(table.to_pylist(), key=lambda r: r[KEY_CAMERA]):
             cam_id = int(row[KEY_CAMERA])
@@ -206,7 +211,8 @@ class WaymoV2:
                                      f"calibration for camera {CAMERA_NAMES.get(cam_id, cam_id)}")
             k, distortion, extrinsic, width, height = calib[cam_id]
             c = lambda name: row[column("camera_image", name)]  # noqa: E731
-            out.append(WaymoCamera(name=CAMERA_NAMES.get(cam_id, str(cam_id)), camera_id=cam_id, jpeg=c("image"),
+            out.append(WaymoCamera(name=CAMERA_NAMES.get(cam_id, str(cam_id)), camera_id=cam_id,
+                                   jpeg=c("image") if images else b"",
                                    width=width, height=height, intrinsics=k, distortion=distortion, extrinsic=extrinsic,
                                    pose=_matrix(c("pose.transform")), pose_timestamp=float(c("pose_timestamp"))))
         return tuple(out)

@@ -145,7 +145,7 @@ class WaymoSamples(Sequence[SampleInfo]):
         return self._poses[segment]
 
     def _sample_info(self, segment: str, ts: int) -> SampleInfo:
-        frame = self.data.frame(segment, ts)
+        frame = self.data.frame(segment, ts, points=False, images=False)
         if not frame.cameras:
             raise UserInputError(f"{self.data.path('camera_image', segment)}: frame {ts} has no camera images")
         height = max(c.height for c in frame.cameras)

@@ -103,6 +103,8 @@ def test_segment_without_camera_calibration(root, tmp_path):
     pq.write_table(SCHEMAS["camera_calibration"].empty_table(), path)
     with pytest.raises(UserInputError, match="has no camera calibration"):
         WaymoSamples(broken, "training")[0]
+    r = _export(broken, tmp_path)
+    assert r.exit_code == 2 and f"{path}: segment" in r.output and len(r.output.strip().splitlines()) == 1
 
 
 def test_range_image_that_disagrees_with_its_calibration(root, tmp_path):
@@ -117,6 +119,27 @@ def test_range_image_that_disagrees_with_its_calibration(root, tmp_path):
     with pytest.raises(UserInputError, match=r"lidar/.*\.parquet: frame \d+ laser TOP return 1: range image "
                                              r"\[32, 128, 4\] disagrees with its calibration"):
         split.frame(segment, int(split.timestamps(segment)[0]))
+    r = _export(broken, tmp_path)
+    assert r.exit_code == 2 and "disagrees with its calibration" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def _export(root: Path, tmp_path: Path):
+    return CliRunner().invoke(cache_cli, ["export", "--dataroot", str(root), "--version", "waymo-v2", "--split",
+                                          "training", "--out", str(tmp_path / "c.zarr"), "--lidar-teacher", "none",
+                                          "--image-teacher", "none"])
+
+
+def test_uniform_inclinations_from_min_max():
+    """Without listed values a calibration's rows are spread uniformly over [min, max] at row centres, the
+    top row the highest (the official compute_inclination, then reversed)."""
+    from dataset_access.waymo.range_image import beam_inclinations
+
+    incl = beam_inclinations(4, None, (-0.2, 0.2))
+    np.testing.assert_allclose(incl, [0.15, 0.05, -0.05, -0.15])
+    np.testing.assert_allclose(beam_inclinations(3, [0.0, 0.1, 0.3]), [0.3, 0.1, 0.0])
+    with pytest.raises(ValueError, match="3 rows, the calibration 2"):
+        beam_inclinations(3, [0.0, 0.1])
 
 
 def test_not_a_split(root):
