@@ -41,22 +41,13 @@ def evaluate_cached_lidar_teacher(cache: str, dataroot: str | Path, version: str
     if exported_split is not None and exported_split != split:
         raise UserInputError(f"--split {split}: {cache} is an export of split {exported_split!r}")
     reader = reader.select([SampleMeta.GROUP, Calib.GROUP, LidarTeacherMaps.GROUP])
-    grid, classes = reader.config.grid, reader.config.classes.classes
+    classes = reader.config.classes.classes
     if is_waymo_version(version):
         return _evaluate_waymo_lidar_teacher(reader, cache, dataroot, split, Path(out_dir), score_threshold,
                                              max_boxes, progress)
-    results: dict[str, list[dict[str, Any]]] = {}
-    indices = range(len(reader))
-    if progress:
-        from cache_schema.progress import progress as progress_bar
-
-        indices = progress_bar(indices, desc="teacher boxes", unit="sample")
-    for i in indices:
-        s = reader[i]
-        dets = decode_probability_maps(s.lidar_teacher.heatmaps, s.lidar_teacher.regression, grid, score_threshold,
-                                       max_boxes)
-        results[s.token] = detections_to_results(s.token, dets.boxes.numpy(), dets.scores.numpy(),
-                                                 dets.labels.numpy(), classes, s.calib.lidar_to_global())
+    results = {s.token: detections_to_results(s.token, dets.boxes.numpy(), dets.scores.numpy(), dets.labels.numpy(),
+                                              classes, s.calib.lidar_to_global())
+               for s, dets in _teacher_boxes(reader, score_threshold, max_boxes, progress)}
     out = Path(out_dir)
     path = write_results(results, out / "results_nusc.json", LIDAR_RESULTS_META)
     limit = reader.meta.provenance.get("dataset", {}).get("limit")
@@ -69,6 +60,19 @@ def evaluate_cached_lidar_teacher(cache: str, dataroot: str | Path, version: str
     return metrics
 
 
+def _teacher_boxes(reader: CacheReader, score_threshold: float, max_boxes: int, progress: bool):
+    """(cache sample, the teacher's decoded boxes) of every sample of `reader`."""
+    indices = range(len(reader))
+    if progress:
+        from cache_schema.progress import progress as progress_bar
+
+        indices = progress_bar(indices, desc="teacher boxes", unit="sample")
+    for i in indices:
+        s = reader[i]
+        yield s, decode_probability_maps(s.lidar_teacher.heatmaps, s.lidar_teacher.regression, reader.config.grid,
+                                         score_threshold, max_boxes)
+
+
 def _evaluate_waymo_lidar_teacher(reader: CacheReader, cache: str, dataroot: str | Path, split: str, out: Path,
                                   score_threshold: float, max_boxes: int, progress: bool):
     """Waymo: the teacher's decoded boxes scored with Waymo's metrics (dataset_access.waymo.evaluation)."""
@@ -77,19 +81,10 @@ def _evaluate_waymo_lidar_teacher(reader: CacheReader, cache: str, dataroot: str
     from dataset_access.waymo.evaluation import score_detections, write_detections
     from dataset_access.waymo.samples import WaymoSamples
 
-    grid, classes = reader.config.grid, reader.config.classes.classes
+    classes = reader.config.classes.classes
     dataset = WaymoSamples(dataroot, split, gt_filter="evaluation")
-    detections = {}
-    indices = range(len(reader))
-    if progress:
-        from cache_schema.progress import progress as progress_bar
-
-        indices = progress_bar(indices, desc="teacher boxes", unit="frame")
-    for i in indices:
-        s = reader[i]
-        dets = decode_probability_maps(s.lidar_teacher.heatmaps, s.lidar_teacher.regression, grid, score_threshold,
-                                       max_boxes)
-        detections[s.token] = (dets.boxes.numpy(), dets.scores.numpy(), dets.labels.numpy())
+    detections = {s.token: (dets.boxes.numpy(), dets.scores.numpy(), dets.labels.numpy())
+                  for s, dets in _teacher_boxes(reader, score_threshold, max_boxes, progress)}
     samples = [dataset.sample(token) for token in detections]
     write_detections(detections, classes, out / "detections_waymo.json")
     metrics = score_detections(samples, detections, classes)

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from cache_schema.frames import matrix_to_quaternion, yaw_to_quaternion
 from dataset_access.nuscenes.samples import LIDAR_NAME
 from dataset_access.synthetic.camera import render_camera
 from dataset_access.synthetic.lidar import cast_lidar, points_in_boxes
+from dataset_access.synthetic.output import building
 from dataset_access.synthetic.radar import scan_radar, write_radar_pcd
 from dataset_access.synthetic.rig import (CAMERAS, RADAR_PERIOD_US, RADARS, camera_intrinsics, camera_to_ego,
                                                lidar_to_ego, radar_to_ego)
@@ -392,14 +392,7 @@ def write_dataset(out_dir: str | os.PathLike, spec: SyntheticSpec) -> Path:
     """`generate_synthetic` for a ready `SyntheticSpec`."""
     _check(spec)
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserInputError(f"{out}: output exists and is not an empty directory")
-    # Build next to the target and rename at the end, so an interrupted run never leaves a dataroot
-    # that looks complete.
-    tmp = out.parent / f".{out.name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with building(out) as tmp:
         folders = (["maps", f"samples/{LIDAR_NAME}", f"sweeps/{LIDAR_NAME}"] + [f"samples/{c.name}" for c in CAMERAS]
                    + [f"{f}/{r.name}" for r in RADARS for f in ("samples", "sweeps")])
         for folder in folders:
@@ -414,12 +407,6 @@ def write_dataset(out_dir: str | os.PathLike, spec: SyntheticSpec) -> Path:
                 _generate_scene(spec, tables, tokens, tmp, s, _world_key(s, len(train)), name, progress)
         _write_maps(tables, tmp)
         tables.write(tmp / spec.version)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

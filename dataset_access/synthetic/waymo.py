@@ -14,7 +14,6 @@ import hashlib
 import io
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.frames import make_transform, rotation_z
 from dataset_access.synthetic.camera import render_camera
 from dataset_access.synthetic.lidar import points_in_boxes, ray_box_distances
+from dataset_access.synthetic.output import building
 from dataset_access.synthetic.world import CLASS_MIXES, EGO_RADIUS, boxes_at, sample_world
 from dataset_access.waymo.range_image import beam_inclinations, range_image_to_points, rotation_to_euler
 from dataset_access.waymo.reader import WAYMO_CAMERA_FROM_CV
@@ -352,27 +352,14 @@ def write_waymo_dataset(out_dir: str | os.PathLike, spec: WaymoSyntheticSpec) ->
     leaves nothing that looks complete."""
     _check(spec)
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserInputError(f"{out}: output exists and is not an empty directory")
-    tmp = out.parent / f".{out.name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     splits = split_of(spec.segments)
     n_train = splits.count("training")
-    try:
-        tmp.mkdir(parents=True)
-        with tqdm(total=spec.segments * spec.frames_per_segment * len(CAMERAS), desc="synthetic Waymo",
-                  unit="img", disable=None) as progress:
-            for s, split in enumerate(splits):
-                # Validation segments draw from their own streams, as the nuScenes generator's val scenes do.
-                world_key = s if split == "training" else 1000 + s - n_train
-                _generate_segment(spec, tmp, split, s, world_key, progress)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with building(out) as tmp, tqdm(total=spec.segments * spec.frames_per_segment * len(CAMERAS),
+                                    desc="synthetic Waymo", unit="img", disable=None) as progress:
+        for s, split in enumerate(splits):
+            # Validation segments draw from their own streams, as the nuScenes generator's val scenes do.
+            world_key = s if split == "training" else 1000 + s - n_train
+            _generate_segment(spec, tmp, split, s, world_key, progress)
     log.info("wrote %d Waymo segments to %s", spec.segments, out)
     return out
 
