@@ -209,6 +209,13 @@ class Exporter:
             torch_device(o.device)
             options = {"checkpoint": o.image_checkpoint, "random_init": o.random_init, "device": o.device,
                        "max_instances": o.max_instances, **o.image_options}
+            if self.split.classes.classes != NUSCENES_CLASSES:
+                if o.image_teacher != "maskrcnn":
+                    raise UserInputError(f"--image-teacher {o.image_teacher}: it maps its classes to nuScenes', the "
+                                         f"data's are {list(self.split.classes.classes)}; use the built-in maskrcnn "
+                                         "(image_options.target_classes) or --image-teacher none")
+                # the labels index the data's class table (the store's), not nuScenes'
+                options["target_classes"] = list(self.split.classes.classes)
             self._image = build_image_teacher(o.image_teacher, **options)
         return self._image
 
@@ -223,9 +230,6 @@ class Exporter:
         if not is_waymo_version(o.version) and cams != CAMERA_NAMES:
             raise UserInputError(f"{o.dataroot}: sample {first.token} has cameras {cams}, expected {CAMERA_NAMES}")
         classes = self.split.classes
-        if o.image_teacher and classes.classes != NUSCENES_CLASSES:
-            raise UserInputError(f"--image-teacher {o.image_teacher}: its classes map to nuScenes', the data's are "
-                                 f"{list(classes.classes)}; export {o.version} with --image-teacher none")
         if lidar_classes := (self.lidar_teacher.config.get("heatmap_classes") if self.lidar_teacher else None):
             if tuple(lidar_classes) != tuple(classes.classes):
                 raise UserInputError(f"--lidar-teacher {o.lidar_teacher}: it predicts {list(lidar_classes)}, the data's "

@@ -1,7 +1,7 @@
 """Fit the built-in Mask R-CNN on a split's camera images, with GT from the projected 3D boxes.
 
-The label space is the 10 nuScenes detection classes behind a background class (`class_names` =
-["__background__", *NUSCENES_CLASSES]), so the teacher's class map is the identity. The model is built
+The label space is the dataset's detection classes behind a background class (nuScenes: `class_names` =
+["__background__", *NUSCENES_CLASSES]; Waymo: its four), so the teacher's class map is the identity. The model is built
 by `teacher_export.teachers.maskrcnn.build_maskrcnn` from the same `MaskRCNNConfig` the teacher will
 get (`FitResult.teacher_options`), so the saved state_dict loads into it strictly.
 """
@@ -11,16 +11,17 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from tqdm import tqdm
 
 from cache_schema.errors import UserInputError
-from cache_schema.grid import NUSCENES_CLASSES
+from cache_schema.grid import NUSCENES_CLASSES, ClassSetup
 from detection.weights import save_atomic
 from dataset_access.images import read_rgb
-from dataset_access.nuscenes.samples import NuScenesSamples
+from dataset_access.nuscenes.samples import SampleInfo
+from dataset_access.open import open_split
 from teacher_export.fit.options import (
     FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm, shuffled_batches,
 )
@@ -30,7 +31,7 @@ from teacher_export.teachers.maskrcnn import MaskRCNNConfig, build_maskrcnn
 log = logging.getLogger(__name__)
 PRECISE_BN_IMAGES = 16
 
-CLASS_NAMES: list[str] = ["__background__", *NUSCENES_CLASSES]
+CLASS_NAMES: list[str] = ["__background__", *NUSCENES_CLASSES]  # nuScenes' label space
 # MaskRCNN keyword arguments that only matter in training (fewer proposals and RoIs: CPU speed).
 TRAIN_KEYS = ("rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train", "box_batch_size_per_image",
               "rpn_batch_size_per_image")
@@ -44,7 +45,7 @@ class LabelledImage:
     targets: CameraTargets
 
 
-def labelled_images(samples: NuScenesSamples, indices: list[int]) -> list[LabelledImage]:
+def labelled_images(samples: Sequence[SampleInfo], indices: list[int]) -> list[LabelledImage]:
     """Every camera image of the chosen samples that shows at least one GT box."""
     out = []
     for i in tqdm(indices, desc="project GT", unit="sample", leave=False):
@@ -57,16 +58,21 @@ def labelled_images(samples: NuScenesSamples, indices: list[int]) -> list[Labell
     return out
 
 
-def teacher_config(options: FitOptions) -> tuple[MaskRCNNConfig, dict[str, Any]]:
+def teacher_config(options: FitOptions, classes: tuple[str, ...] = NUSCENES_CLASSES
+                   ) -> tuple[MaskRCNNConfig, dict[str, Any]]:
     """The teacher's MaskRCNNConfig from `options.image_options` (MaskRCNNConfig fields plus the
-    training-only TRAIN_KEYS), with the nuScenes label space; and the training-only arguments."""
+    training-only TRAIN_KEYS), with the label space of the dataset's `classes`; and the training-only
+    arguments."""
+    names = ["__background__", *classes]
     opts = dict(options.image_options)
     train = {k: int(opts.pop(k)) for k in TRAIN_KEYS if k in opts}
-    for k in ("checkpoint", "random_init", "class_map", "num_classes", "device"):
+    for k in ("checkpoint", "random_init", "class_map", "num_classes", "device", "target_classes"):
         opts.pop(k, None)
-    if "class_names" in opts and list(opts["class_names"]) != CLASS_NAMES:
-        raise UserInputError(f"fit-teacher image: class_names must be {CLASS_NAMES} (the nuScenes classes)")
-    opts["class_names"] = list(CLASS_NAMES)
+    if "class_names" in opts and list(opts["class_names"]) != names:
+        raise UserInputError(f"fit-teacher image: class_names must be {names} (the dataset's classes)")
+    opts["class_names"] = names
+    if tuple(classes) != NUSCENES_CLASSES:
+        opts["target_classes"] = list(classes)
     try:
         cfg = MaskRCNNConfig(**opts)
     except TypeError as e:
@@ -77,16 +83,16 @@ def teacher_config(options: FitOptions) -> tuple[MaskRCNNConfig, dict[str, Any]]
 def fit_image_teacher(options: FitOptions) -> FitResult:
     """Fine-tune (from random init: no pretrained weights here) a Mask R-CNN on the split's camera
     images and save its state_dict to `options.out`. Deterministic on CPU for a given seed."""
-    cfg, train_kwargs = teacher_config(options)
+    samples = open_split(options.dataroot, options.version, options.split, num_sweeps=0)
+    cfg, train_kwargs = teacher_config(options, getattr(samples, "class_setup", ClassSetup()).classes)
     device = options.torch_device()
-    samples = NuScenesSamples(options.dataroot, options.version, options.split, num_sweeps=0)
     n = len(samples) if options.limit is None else min(len(samples), options.limit)
     images = labelled_images(samples, list(range(n)))
     if not images:
         raise UserInputError(f"{options.dataroot}: no camera image of split {options.split!r} shows a GT box")
 
     torch.manual_seed(options.seed)
-    model = build_maskrcnn(cfg, len(CLASS_NAMES), **train_kwargs).to(device).train()
+    model = build_maskrcnn(cfg, len(cfg.class_names), **train_kwargs).to(device).train()
     total = options.total_steps(len(images))
     opt, sched = make_optimizer([p for p in model.parameters() if p.requires_grad], options, total)
     batches = shuffled_batches(len(images), options.batch_size, options.seed)
@@ -129,5 +135,5 @@ def fit_image_teacher(options: FitOptions) -> FitResult:
              out_path)
     teacher_options = {k: v for k, v in asdict(cfg).items()
                        if k not in ("checkpoint", "random_init", "device", "seed") and v != getattr(MaskRCNNConfig, k, None)}
-    teacher_options["class_names"] = list(CLASS_NAMES)
+    teacher_options["class_names"] = list(cfg.class_names)
     return FitResult(str(out_path), total, seconds, first, last, losses, teacher_options)

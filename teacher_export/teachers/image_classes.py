@@ -29,22 +29,25 @@ NUIMAGES_CLASSES: tuple[str, ...] = (
 NUIMAGES_TO_NUSCENES: dict[str, str] = {c: c for c in NUIMAGES_CLASSES}
 
 
-def label_table(model_classes: Sequence[str], class_map: Mapping[str, str], source: str) -> np.ndarray:
-    """Array mapping the model's label index → index into NUSCENES_CLASSES, -1 for classes to drop.
+def label_table(model_classes: Sequence[str], class_map: Mapping[str, str], source: str,
+                targets: Sequence[str] = NUSCENES_CLASSES) -> np.ndarray:
+    """Array mapping the model's label index → index into `targets` (the dataset's detection classes,
+    nuScenes' by default), -1 for classes to drop.
 
     `source` names the option the table came from, for the error message.
     """
-    unknown_targets = sorted(set(class_map.values()) - set(NUSCENES_CLASSES))
+    targets = tuple(targets)
+    unknown_targets = sorted(set(class_map.values()) - set(targets))
     if unknown_targets:
-        raise UserInputError(f"{source}: class map targets {unknown_targets} are not nuScenes detection classes "
-                             f"{list(NUSCENES_CLASSES)}")
+        raise UserInputError(f"{source}: class map targets {unknown_targets} are not the detection classes "
+                             f"{list(targets)}")
     unknown_sources = sorted(set(class_map) - set(model_classes))
     if unknown_sources:
         raise UserInputError(f"{source}: class map names {unknown_sources} are not among the model's classes")
-    table = np.array([NUSCENES_CLASSES.index(class_map[c]) if c in class_map else -1 for c in model_classes],
+    table = np.array([targets.index(class_map[c]) if c in class_map else -1 for c in model_classes],
                      dtype=np.int64)
     if (table < 0).all():
-        raise UserInputError(f"{source}: no model class maps to a nuScenes class; the teacher would detect nothing")
+        raise UserInputError(f"{source}: no model class maps to a detection class; the teacher would detect nothing")
     return table
 
 

@@ -66,8 +66,11 @@ class MaskRCNNConfig:
     """Options of the torchvision Mask R-CNN teacher (all JSON-able; stored in the cache's metadata).
 
     class_names: "coco", "nuimages" or the model's own class names, index 0 being the background.
-    class_map: model class name → nuScenes detection class; None takes the preset's table. Detections
-        of classes missing from the table are dropped.
+    class_map: model class name → detection class of `target_classes`; None takes the preset's table
+        (own class names: those that are target classes map to themselves). Detections of classes
+        missing from the table are dropped.
+    target_classes: the dataset's detection classes the labels index (the store's class table); None:
+        nuScenes' ten. A Waymo export sets it to Waymo's.
     num_classes: None reads it from the checkpoint (random init: from `class_names`); when given it must
         agree with the checkpoint.
     min_size / max_size: torchvision's resize rule (shorter side to min_size, longer side at most
@@ -95,6 +98,7 @@ class MaskRCNNConfig:
     seed: int = 0
     class_names: str | list[str] = "coco"
     class_map: dict[str, str] | None = None
+    target_classes: list[str] | None = None
     num_classes: int | None = None
     score_threshold: float = 0.3
     nms_threshold: float = 0.5
@@ -318,6 +322,8 @@ class MaskRCNNTeacher:
 
     def __init__(self, config: MaskRCNNConfig) -> None:
         self.cfg = config
+        self.target_classes: tuple[str, ...] = tuple(config.target_classes) if config.target_classes \
+            else NUSCENES_CLASSES
         self.max_instances = int(config.max_instances)
         self.device = self._check_device(config.device)
         if (config.min_size is None) != (config.max_size is None):
@@ -349,7 +355,8 @@ class MaskRCNNTeacher:
 
         self.num_classes = self._resolve_num_classes(state_dict)
         self.class_names, class_map = self._resolve_classes()
-        self.label_table = label_table(self.class_names, class_map, source="image teacher class table")
+        self.label_table = label_table(self.class_names, class_map, source="image teacher class table",
+                                       targets=self.target_classes)
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # random init is reproducible and leaves the caller's RNG alone
@@ -400,9 +407,9 @@ class MaskRCNNTeacher:
         if isinstance(cfg.class_names, str):
             names, default_map = self._preset(cfg.class_names)
         else:
-            # A user's own label space: names that already are nuScenes classes map to themselves.
+            # A user's own label space: names that already are target classes map to themselves.
             names = tuple(cfg.class_names)
-            default_map = {c: c for c in names if c in NUSCENES_CLASSES}
+            default_map = {c: c for c in names if c in self.target_classes}
         class_map = dict(cfg.class_map) if cfg.class_map is not None else dict(default_map)
         if len(names) != self.num_classes:
             raise UserInputError(f"class_names: {len(names)} names (background included) for a model with "

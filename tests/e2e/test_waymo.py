@@ -28,7 +28,7 @@ def readme_waymo_commands() -> list[str]:
 
 
 SHORTER = {"--scenes 10": "--scenes 2", "--samples-per-scene 10": "--samples-per-scene 2",
-           "--steps 300": "--steps 3", "step_0000200.pt": "step_0000002.pt", "configs/": f"{REPO}/configs/"}
+           "--steps 300": "--steps 3", "--steps 40": "--steps 2", "step_0000200.pt": "step_0000002.pt", "configs/": f"{REPO}/configs/"}
 
 
 def test_the_readme_example_runs(tmp_path, monkeypatch):
@@ -36,8 +36,8 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     fit-teacher -> export -> validate -> eval-teacher -> train -> eval, which prints APH and LET-3D-APL."""
     monkeypatch.chdir(tmp_path)
     commands = readme_waymo_commands()
-    assert [c.split()[1] for c in commands] == ["make-synthetic", "fit-teacher", "export", "validate",
-                                                  "eval-teacher", "train", "eval"]
+    assert [c.split()[1] for c in commands] == ["make-synthetic", "fit-teacher", "fit-teacher", "export",
+                                                  "validate", "eval-teacher", "train", "eval"]
     outputs = []
     for command in commands:
         for old, new in SHORTER.items():
@@ -46,12 +46,13 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
         if args[1] == "train":
             args += ["--set", "train.steps=2", "--set", "train.checkpoint_every=2", "--quiet"]
         outputs.append(_ok(CliRunner().invoke(cache_cli if args[0] == "x3kd-cache" else student_cli, args[1:])))
-    assert "clean" in outputs[3]
+    assert "clean" in outputs[4]
     meta = json.loads(Path("waymo_train.zarr/zarr.json").read_text())["attributes"]["x3kd"]["config"]
     assert meta["cameras"] == ["FRONT", "FRONT_LEFT", "FRONT_RIGHT", "SIDE_LEFT", "SIDE_RIGHT"]
     assert meta["classes"]["classes"] == ["vehicle", "pedestrian", "cyclist", "sign"]
-    assert "LET-3D-APL" in outputs[4] and Path("waymo_teacher_eval/metrics.json").is_file()
-    assert "APH L2" in outputs[6] and "LET-3D-APL" in outputs[6]
+    assert meta["groups"] == ["meta", "calib", "gt", "depth", "lidar_teacher", "image_teacher"]
+    assert "LET-3D-APL" in outputs[5] and Path("waymo_teacher_eval/metrics.json").is_file()
+    assert "APH L2" in outputs[7] and "LET-3D-APL" in outputs[7]
     metrics = json.loads(Path("runs/waymo/eval/metrics.json").read_text())
     assert set(metrics["means"]) >= {"mAPH_L2", "LET-3D-APL", "LET-3D-AP"}
     assert Path("runs/waymo/eval/detections_waymo.json").is_file()
@@ -67,5 +68,5 @@ def test_nuscenes_teachers_are_refused_on_waymo(tmp_path):
     assert r.exit_code == 2 and "the data's classes are ['vehicle', 'pedestrian', 'cyclist', 'sign']" in r.output
     r = CliRunner().invoke(cache_cli, ["export", "--dataroot", str(root), "--version", "waymo-v2", "--split",
                                        "training", "--out", str(tmp_path / "c.zarr"), "--lidar-teacher", "none",
-                                       "--image-teacher", "maskrcnn", "--random-init"])
-    assert r.exit_code == 2 and "--image-teacher maskrcnn" in r.output
+                                       "--image-teacher", "detectron2", "--random-init"])
+    assert r.exit_code == 2 and "--image-teacher detectron2" in r.output
