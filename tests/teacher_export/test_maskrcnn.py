@@ -177,8 +177,13 @@ def test_class_table_and_selection():
     assert table[COCO_CLASSES.index("person")] == NUSCENES_CLASSES.index("pedestrian")
     assert table[COCO_CLASSES.index("car")] == NUSCENES_CLASSES.index("car")
     assert (table >= 0).sum() == 2  # everything else (dog, airplane, background...) is dropped
-    with pytest.raises(UserInputError, match="not nuScenes detection classes"):
+    with pytest.raises(UserInputError, match="not the detection classes"):
         label_table(COCO_CLASSES, {"person": "human"}, source="test")
+    # another dataset's class table (Waymo's): the labels index it
+    waymo = label_table(COCO_CLASSES, {"person": "pedestrian", "car": "vehicle", "bus": "vehicle"}, source="test",
+                        targets=("vehicle", "pedestrian", "cyclist", "sign"))
+    assert waymo[COCO_CLASSES.index("bus")] == waymo[COCO_CLASSES.index("car")] == 0
+    assert waymo[COCO_CLASSES.index("person")] == 1 and (waymo >= 0).sum() == 3
     with pytest.raises(UserInputError, match="not among the model's classes"):
         label_table(COCO_CLASSES, {"lorry": "truck"}, source="test")
 
