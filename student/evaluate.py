@@ -25,7 +25,8 @@ from cache_schema.errors import UserInputError
 from cache_schema.views import Calib
 from dataset_access.nuscenes.metrics import EvalMetrics, render_devkit, score_results
 from dataset_access.nuscenes.results import RADAR_RESULTS_META, RESULTS_META, detections_to_results, write_results
-from dataset_access.nuscenes.samples import NuScenesSamples, SampleInfo
+from dataset_access.nuscenes.samples import NuScenesSamples
+from dataset_access.samples import SampleInfo
 from dataset_access.open import open_split
 from dataset_access.waymo.samples import is_waymo_version
 from detection.center_head import concat_task_heatmaps

@@ -32,7 +32,8 @@ from cache_schema.store import refuse_volatile, software_version
 from cache_schema.writer import forget_samples
 from dataset_access.images import read_rgb
 from detection.device import parse_device, torch_device
-from dataset_access.nuscenes.samples import NuScenesSamples, SampleInfo, SampleSubset
+from dataset_access.nuscenes.samples import NuScenesSamples, SampleSubset
+from dataset_access.samples import SampleInfo
 from dataset_access.open import open_split
 from dataset_access.waymo.samples import WaymoSamples, is_waymo_version
 from teacher_export.targets import depth_images

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dataset_access.nuscenes.samples import SampleInfo
+from dataset_access.samples import SampleInfo
 from dataset_access.waymo.metrics import CAMERA_ONLY_LET, DETECTION_3D, detection_metrics
 from dataset_access.waymo.schema import BOX_TYPES
 

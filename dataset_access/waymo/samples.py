@@ -23,7 +23,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.frames import sensor_to_lidar, transform_points
 from cache_schema.grid import ClassSetup
 from cache_schema.views import Calib
-from dataset_access.nuscenes.samples import CameraImage, SampleInfo, SweepInfo
+from dataset_access.samples import CameraImage, SampleInfo, SweepInfo
 from dataset_access.waymo.reader import WaymoV2, camera_to_cv
 from dataset_access.waymo.schema import BOX_TYPES, LEVEL_2, WAYMO_CLASSES
 

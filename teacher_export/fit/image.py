@@ -20,7 +20,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, ClassSetup
 from detection.weights import save_atomic
 from dataset_access.images import read_rgb
-from dataset_access.nuscenes.samples import SampleInfo
+from dataset_access.samples import SampleInfo
 from dataset_access.open import open_split
 from teacher_export.fit.options import (
     FitOptions, FitResult, loss_ends, make_optimizer, optimizer_step, recalibrate_batchnorm, shuffled_batches,

@@ -16,7 +16,8 @@ from cache_schema.frames import invert_transform, make_transform, rotation_z, tr
 from cache_schema.grid import NUSCENES_CLASSES
 from dataset_access.nuscenes.tables import TABLE_NAMES
 from cache_schema.views import Calib
-from dataset_access.nuscenes.samples import CAMERA_NAMES, NuScenesSamples, SampleInfo, SweepInfo, load_points
+from dataset_access.nuscenes.samples import CAMERA_NAMES, NuScenesSamples, load_points
+from dataset_access.samples import SampleInfo, SweepInfo
 from dataset_access.synthetic.camera import render_camera
 
 

@@ -13,7 +13,8 @@ from nuscenes.utils.data_classes import RadarPointCloud
 from cache_schema.errors import UserInputError
 from cache_schema.layout import RADAR_NAMES, RADAR_POINT_FEATURES
 from dataset_access.nuscenes.radar import radar_points, radar_sweeps, read_radar_file
-from dataset_access.nuscenes.samples import NuScenesSamples, SampleInfo
+from dataset_access.nuscenes.samples import NuScenesSamples
+from dataset_access.samples import SampleInfo
 
 
 @pytest.fixture(scope="module")

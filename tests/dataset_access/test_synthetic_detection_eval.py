@@ -11,7 +11,8 @@ from nuscenes.eval.detection.evaluate import DetectionEval
 from nuscenes.nuscenes import NuScenes
 
 from cache_schema.frames import make_transform, matrix_to_quaternion, rotation_z
-from dataset_access.nuscenes.samples import NuScenesSamples, SampleInfo
+from dataset_access.nuscenes.samples import NuScenesSamples
+from dataset_access.samples import SampleInfo
 
 # A valid attribute per class, as detectors without an attribute head emit.
 DEFAULT_ATTRIBUTE = {"car": "vehicle.parked", "truck": "vehicle.parked", "construction_vehicle": "vehicle.parked",
