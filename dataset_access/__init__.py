@@ -1,5 +1,6 @@
 """x3kd dataset_access: reading datasets, below both stages (numpy and each dataset's own devkit; no torch).
 
+- `samples.SampleInfo`: the one sample type every reader hands out (calibration, GT boxes, sweeps);
 - `nuscenes.tables`: open a dataroot through nuscenes-devkit, its splits, poses;
 - `nuscenes.samples.NuScenesSamples`: a split's key frames as `SampleInfo`s (calibration as the cache's
   `Calib` view, LiDAR points and sweeps, radar, GT boxes filtered for training or evaluation);
