@@ -203,7 +203,9 @@ def result_table(rows: dict[str, tuple[str, list[str]]], results: list[dict], ba
         if not rs:
             continue
         delta = paired({r["seed"]: r["mAP"] for r in rs}, base)
-        beyond = ("yes" if delta.beyond_noise else "no") if row != base_row and delta.n >= 2 else "–"
+        # two seeds give a t but not a spread to trust (one degree of freedom): no verdict below three
+        beyond = ("–" if row == base_row or delta.n < 2 else "n < 3" if delta.n < 3
+                  else "yes" if delta.beyond_noise else "no")
         lines.append(f"| {label} | {len(rs)} | {mean_std([r['mAP'] for r in rs])} | {mean_std([r['NDS'] for r in rs])} | "
                      f"{delta.format() if row != base_row else '–'} | {beyond} | "
                      + ", ".join(f"{r['mAP']:.4f}" for r in rs) + f" | {statistics.mean(r['s_per_step'] for r in rs):.3f} |")
