@@ -157,15 +157,13 @@ class WaymoSamples(Sequence[SampleInfo]):
         cameras = tuple(CameraImage(name=c.name, sample_data_token=f"{token}_{c.camera_id}",
                                     timestamp=int(round(c.pose_timestamp * 1e6)), width=c.width, height=height,
                                     valid_height=c.height) for c in frame.cameras)
+        # The segment's earlier frames, newest first (frames are listed segment by segment, in time).
         position = self._index[token]
-        previous = [self._frames[j] for j in range(position - 1, max(position - 1 - self.num_sweeps, -1), -1)
-                    if self._frames[j][0] == segment]
-        poses = self._segment_poses(segment) if previous else {}
+        earlier = [t for s, t in self._frames[max(0, position - max(self.num_sweeps, 1)):position] if s == segment][::-1]
+        poses = self._segment_poses(segment) if earlier and self.num_sweeps else {}
         sweeps = tuple(SweepInfo(lidar_path=lidar_reference(self.split, segment, t), timestamp=t,
-                                 lidar_to_ego=np.eye(4), ego_pose=poses[t]) for _, t in previous)
-        prev = _token(segment, previous[0][1]) if previous else (
-            _token(segment, self._frames[position - 1][1])
-            if position > 0 and self._frames[position - 1][0] == segment else token)
+                                 lidar_to_ego=np.eye(4), ego_pose=poses[t]) for t in earlier[:self.num_sweeps])
+        prev = _token(segment, earlier[0]) if earlier else token
         keep = np.array([BOX_TYPES.get(int(t)) in WAYMO_CLASSES for t in frame.box_types], bool) \
             & (frame.box_num_points > 0)
         names = tuple(BOX_TYPES[int(t)] for t in frame.box_types[keep])

@@ -66,6 +66,9 @@ def test_samples_for_the_pipeline(root):
     samples = WaymoSamples(root, "training", num_sweeps=1)
     first, second = samples[0], samples[1]
     assert second.prev_token == first.token and len(second.sweeps) == 1 and first.sweeps == ()
+    assert first.prev_token == first.token  # a segment's first frame is its own previous
+    no_sweeps = WaymoSamples(root, "training")[1]
+    assert no_sweeps.prev_token == first.token and no_sweeps.sweeps == ()
     images = [read_rgb(root / p) for p in second.calib.image_paths]
     assert {im.shape for im in images} == {(43, 64, 3)}  # side cameras padded to the front's height
     side = [c for c in second.cameras if c.name == "SIDE_LEFT"][0]
