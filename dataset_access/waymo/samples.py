@@ -66,7 +66,20 @@ def is_reference(path: str | os.PathLike) -> bool:
     return ".parquet#frame=" in str(path)
 
 
-class WaymoSamples(Sequence[SampleInfo]):
+class _FrameFiles:
+    """Reading a built sample's points: needs the root, never the split's listing."""
+
+    dataroot: Path
+    num_sweeps: int
+
+    def load_points(self, sample: SampleInfo, num_sweeps: int | None = None) -> np.ndarray:
+        return load_waymo_points(self.dataroot, sample, self.num_sweeps if num_sweeps is None else num_sweeps)
+
+    def load_radar(self, sample: SampleInfo) -> np.ndarray:
+        return np.zeros((0, 7), np.float32)  # Waymo has no radar
+
+
+class WaymoSamples(_FrameFiles, Sequence[SampleInfo]):
     """The frames of one split (`training`, `validation`) of a v2 root, segments in name order, frames in
     time; GT boxes of the detection classes (`WAYMO_CLASSES`) with at least one LiDAR point (Waymo
     labels nothing the LiDAR did not see), both filters alike (Waymo scores every such box). Bad paths and
@@ -125,12 +138,6 @@ class WaymoSamples(Sequence[SampleInfo]):
     def subset(self, indices: Iterable[int]) -> "WaymoSampleSubset":
         return WaymoSampleSubset(self.dataroot, self.num_sweeps, {int(i): self[int(i)] for i in indices})
 
-    def load_points(self, sample: SampleInfo, num_sweeps: int | None = None) -> np.ndarray:
-        return load_waymo_points(self.dataroot, sample, self.num_sweeps if num_sweeps is None else num_sweeps)
-
-    def load_radar(self, sample: SampleInfo) -> np.ndarray:
-        return np.zeros((0, 7), np.float32)  # Waymo has no radar
-
     # -- building one sample ----------------------------------------------------------------------------
 
     def _segment_poses(self, segment: str) -> dict[int, np.ndarray]:
@@ -181,7 +188,7 @@ class WaymoSamples(Sequence[SampleInfo]):
                           gt_synced_boxes=frame.synced_boxes[keep].astype(np.float32))
 
 
-class WaymoSampleSubset:
+class WaymoSampleSubset(_FrameFiles):
     """Some frames of a split, built (for a Dask export worker, which must not list the split again)."""
 
     def __init__(self, dataroot: Path, num_sweeps: int, infos: dict[int, SampleInfo]) -> None:
@@ -195,12 +202,6 @@ class WaymoSampleSubset:
 
     def __iter__(self) -> Iterator[SampleInfo]:
         return iter(self.infos.values())
-
-    def load_points(self, sample: SampleInfo, num_sweeps: int | None = None) -> np.ndarray:
-        return load_waymo_points(self.dataroot, sample, self.num_sweeps if num_sweeps is None else num_sweeps)
-
-    def load_radar(self, sample: SampleInfo) -> np.ndarray:
-        return np.zeros((0, 7), np.float32)
 
 
 @lru_cache(maxsize=8)
