@@ -86,6 +86,14 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "xod_agn_gt": ("+ X-OD class-agnostic, GT-gated, regression at peaks",
                    switches("ds", "xod") + ["loss.xod.classes=class_agnostic", "loss.xod.region=gt",
                                            "loss.xod.reg_mask=peak"]),
+    # the full X3KD with the best-screened variant of each LiDAR term, X-IS at 3: against "xis3" (--base xis3)
+    "all_best_xis3": ("all, best variants (X-FD Gaussians, X-AT non-saturating, X-OD agnostic GT), X-IS at 3",
+                      switches(*TERMS) + ["loss.xis.weight=3", "loss.xfd.region=gt_gaussian",
+                                          "loss.xat.objective=nonsaturating", "loss.xat.ramp=true",
+                                          "loss.xat.normalize=true", "loss.xat.region=foreground",
+                                          "loss.xat.discriminator_lr_scale=0.5", "loss.xat.weight=0.3",
+                                          "loss.xod.classes=class_agnostic", "loss.xod.region=gt",
+                                          "loss.xod.reg_mask=peak"]),
     # diagnosis
     "ds_no_bev_aug": ("det + DS, no BEV augmentation", switches("ds") + NO_BEV_AUG),
     "all_no_bev_aug": ("all, no BEV augmentation", switches(*TERMS) + NO_BEV_AUG),
