@@ -147,9 +147,11 @@ class XFDLossConfig:
     """Feature distillation to the cached teacher BEV feature (student/losses/xfd.py). `region` picks
     which cells count and how: "heatmap" (X3KD as we first defined it: every cell, weighted 1 + fg_weight *
     max_k H_T), "gt_gaussian" (BEVDistill's: the GT boxes' CenterPoint Gaussians as weights, normalised by
-    their sum) or "gt_boxes" (DistillBEV's split: cells inside GT boxes, each box's cells weighted by
+    their sum), "gt_boxes" (DistillBEV's split: cells inside GT boxes, each box's cells weighted by
     sqrt(cell area / box area) so that large boxes do not drown small ones, plus `background_weight` times
-    the mean over the other cells)."""
+    the mean over the other cells) or "box_points" (UniDistill's: nine points per GT box, plus
+    `relation_weight` times their cosine-relation term). `attention` (DistillBEV's) scales the error by the
+    teacher's spatial and channel attention (softmax of its mean magnitude at `attention_temperature`)."""
 
     enabled: bool = True
     weight: float = 1.0
@@ -158,10 +160,19 @@ class XFDLossConfig:
     standardize: bool = False  # standardise F_T per channel with the store's statistics
     region: str = "heatmap"
     background_weight: float = 0.0  # "gt_boxes": weight of the background cells' mean
+    relation_weight: float = 0.0  # "box_points": weight of the 9x9 cosine-relation term
+    attention: bool = False  # scale the error by the teacher's spatial and channel attention
+    attention_temperature: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.region not in ("heatmap", "gt_gaussian", "gt_boxes"):
-            raise UserInputError(f"config loss.xfd.region: {self.region!r} is not heatmap, gt_gaussian or gt_boxes")
+        if self.region not in ("heatmap", "gt_gaussian", "gt_boxes", "box_points"):
+            raise UserInputError(f"config loss.xfd.region: {self.region!r} is not heatmap, gt_gaussian, gt_boxes or "
+                                 "box_points")
+        if self.attention and self.region == "box_points":
+            raise UserInputError("config loss.xfd.attention: not defined for region box_points (it samples nine "
+                                 "points per box, not cells)")
+        if not self.attention_temperature > 0:
+            raise UserInputError(f"config loss.xfd.attention_temperature: must be > 0, got {self.attention_temperature}")
 
 
 @dataclass(frozen=True)

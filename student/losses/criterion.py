@@ -92,7 +92,8 @@ class X3KDLoss(nn.Module):
                     foreground = gt_gaussians(batch.det_targets)
                 elif lc.xfd.region == "gt_boxes":
                     foreground = box_cell_weights(batch.gt_boxes, cfg.grid, t_feat.device)
-                losses.update(xfd_loss(adapted, t_feat, teacher.heatmaps, lc.xfd, teacher.valid, foreground))
+                losses.update(xfd_loss(adapted, t_feat, teacher.heatmaps, lc.xfd, teacher.valid, foreground,
+                                       batch.gt_boxes if lc.xfd.region == "box_points" else None, cfg.grid))
             if term_on(lc.xat):
                 losses.update(xat_loss(self.discriminator, adapted, t_feat, lc.xat, teacher.valid, teacher.heatmaps,
                                        self.progress))

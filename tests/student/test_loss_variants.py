@@ -11,7 +11,7 @@ from cache_schema.errors import UserInputError
 from cache_schema.grid import NUSCENES_CLASSES, NUSCENES_TASKS, BevGrid, ClassSetup
 from student.config import XATLossConfig, XFDLossConfig, XODLossConfig
 from student.losses.xat import BevDiscriminator, ramp_factor, xat_loss
-from student.losses.xfd import box_cell_weights, xfd_loss
+from student.losses.xfd import box_cell_weights, box_points, teacher_attention, xfd_loss
 from student.losses.xod import xod_loss
 from tests.student.configs import small_student_config
 
@@ -58,6 +58,62 @@ def test_xfd_gt_gaussian_weights_are_the_gaussians():
     gauss[..., 3, 3], gauss[..., 8, 8] = 1.0, 1.0
     loss = xfd_loss(student, teacher, None, XFDLossConfig(region="gt_gaussian"), foreground=gauss)["loss_xfd"]
     assert loss.item() == pytest.approx(4.0 / 2)  # (1 * 4 + 1 * 0) / (1 + 1)
+
+
+def test_xfd_attention_weighs_where_the_teacher_is_strong_and_changes_nothing_for_an_even_teacher():
+    torch.manual_seed(0)
+    student = torch.rand(1, 4, 16, 16)
+    gauss = torch.rand(1, 1, 16, 16)
+    even = torch.full((1, 4, 16, 16), 0.5)
+    plain = xfd_loss(student, even, None, XFDLossConfig(region="gt_gaussian"), foreground=gauss)["loss_xfd"]
+    attended = xfd_loss(student, even, None, XFDLossConfig(region="gt_gaussian", attention=True),
+                        foreground=gauss)["loss_xfd"]
+    assert attended.item() == pytest.approx(plain.item(), rel=1e-5)
+    spatial, channel = teacher_attention(torch.rand(2, 4, 16, 16), 0.5)
+    assert spatial.mean().item() == pytest.approx(1.0) and channel.mean().item() == pytest.approx(1.0)
+    # one strong teacher cell: the same error there weighs more with attention than without
+    teacher = torch.zeros(1, 4, 16, 16)
+    teacher[..., 5, 5] = 3.0
+    off = teacher.clone()
+    off[..., 5, 5] += 1.0  # the student misses by 1 at the strong cell
+    elsewhere = teacher.clone()
+    elsewhere[..., 9, 9] += 1.0  # or by 1 at a weak cell
+    flat = torch.ones(1, 1, 16, 16)
+    cfg = XFDLossConfig(region="gt_gaussian", attention=True)
+    strong = xfd_loss(off, teacher, None, cfg, foreground=flat)["loss_xfd"]
+    weak = xfd_loss(elsewhere, teacher, None, cfg, foreground=flat)["loss_xfd"]
+    assert strong > 10 * weak
+
+
+def test_box_points_are_the_centre_corners_and_edge_midpoints_turned_with_the_box():
+    box = torch.tensor([[1.0, 2.0, 0.0, 4.0, 2.0, 1.5, math.pi / 2, 0.0, 0.0]])
+    points = box_points(box)[0]
+    assert points[0].tolist() == pytest.approx([1.0, 2.0])
+    # a quarter turn: the 4 m length lies along y, the 2 m width along x
+    assert points[:, 0].min().item() == pytest.approx(0.0, abs=1e-6) and points[:, 0].max().item() == pytest.approx(2.0)
+    assert points[:, 1].min().item() == pytest.approx(0.0, abs=1e-6) and points[:, 1].max().item() == pytest.approx(4.0)
+
+
+def test_xfd_box_points_read_only_the_boxes_and_the_relation_ignores_scale():
+    torch.manual_seed(0)
+    teacher, student = torch.rand(1, 8, 16, 16), torch.rand(1, 8, 16, 16, requires_grad=True)
+    boxes = [torch.tensor([[0.4, 0.4, 0.0, 4.0, 2.0, 1.5, 0.3, 0.0, 0.0]])]
+    cfg = XFDLossConfig(region="box_points", relation_weight=1.0)
+    base = xfd_loss(student, teacher, None, cfg, gt_boxes=boxes, grid=GRID)
+    base["loss_xfd"].backward()
+    grad = student.grad[0].abs().sum(0)
+    assert grad[8, 8] > 0 and grad[0, 0] == 0 and grad[15, 15] == 0  # cells far from the box get nothing
+    far = teacher.clone()
+    far[..., :3, :3] += 5.0
+    assert torch.equal(xfd_loss(student, far, None, cfg, gt_boxes=boxes, grid=GRID)["loss_xfd"], base["loss_xfd"])
+    # a student equal to the teacher up to a positive scale has the teacher's relations exactly
+    scaled = xfd_loss(3 * teacher, teacher, None, cfg, gt_boxes=boxes, grid=GRID)
+    assert scaled["xfd/relation"].item() == pytest.approx(0.0, abs=1e-5) and scaled["xfd/points"] > 0
+    exact = xfd_loss(teacher, teacher, None, cfg, gt_boxes=boxes, grid=GRID)
+    assert exact["loss_xfd"].item() == pytest.approx(0.0, abs=1e-6)
+    # no box in the batch: nothing to teach, and the graph still holds
+    empty = xfd_loss(student, teacher, None, cfg, gt_boxes=[torch.zeros(0, 9)], grid=GRID)
+    assert empty["loss_xfd"].item() == 0.0 and empty["loss_xfd"].requires_grad
 
 
 def _confident_discriminator() -> BevDiscriminator:
@@ -154,6 +210,10 @@ def test_gt_gated_variants_need_the_det_loss_and_bad_names_are_one_line():
     small_student_config(xfd={"region": "gt_boxes"})  # with det on: fine
     with pytest.raises(UserInputError, match="loss.xfd.region gt_boxes.*KD-only"):
         small_student_config(xfd={"region": "gt_boxes"}, det={"weight": 0.0})
+    with pytest.raises(UserInputError, match="loss.xfd.region box_points.*KD-only"):
+        small_student_config(xfd={"region": "box_points"}, det={"weight": 0.0})
+    with pytest.raises(UserInputError, match="loss.xfd.attention"):
+        small_student_config(xfd={"region": "box_points", "attention": True})
     with pytest.raises(UserInputError, match="loss.xod.region"):
         small_student_config(xod={"region": "everywhere"})
     with pytest.raises(UserInputError, match="loss.xat.objective"):
@@ -173,3 +233,28 @@ def test_the_discriminator_gets_its_own_learning_rate(train_cache, synthetic_dat
     disc = {id(p) for p in run.criterion.discriminator.parameters()}
     assert len(groups) == 2 and {id(p) for p in groups[1]["params"]} == disc
     assert groups[1]["lr"] == pytest.approx(0.1 * groups[0]["lr"])
+
+
+@pytest.mark.parametrize("overrides", [
+    ["loss.xfd.region=gt_gaussian", "loss.xfd.attention=true"],
+    ["loss.xfd.region=box_points", "loss.xfd.relation_weight=1"],
+])
+def test_the_criterion_runs_the_xfd_variants_on_a_real_batch(overrides, train_cache, synthetic_dataroot):
+    """From the cache through the loader and the criterion: a finite X-FD that moves the student."""
+    from student.data.dataset import CacheDataset, collate, open_cache
+    from student.losses import X3KDLoss
+    from student.models.student import build_student
+    from student.train_config import load_train_config
+    from tests.student.run_paths import TINY_YAML
+
+    cfg = load_train_config(TINY_YAML, ["loss.xis.enabled=false", *overrides])
+    s = cfg.student
+    batch = collate([CacheDataset(open_cache(train_cache, s), synthetic_dataroot, s, cfg.data, seed=1)[(0, i)]
+                     for i in range(2)])
+    assert sum(len(b) for b in batch.gt_boxes) > 0
+    torch.manual_seed(0)
+    model, criterion = build_student(s), X3KDLoss(s)
+    loss = criterion(model(batch), batch)["loss_xfd"]
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
