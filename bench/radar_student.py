@@ -14,6 +14,14 @@ Every step is the CLI a user runs, and a step whose output exists is skipped (re
 5. for each mode and seed, `x3kd-student train --config configs/radar_pillar02.yaml` on the train
    cache and `x3kd-student eval` on mini_val; runs go `--parallel` at a time with one thread each.
 Prints a markdown table (mean +- std over seeds, and each seed) for BENCHMARKS.md.
+
+With `--lab LAB` the students train instead on the synthetic lab that `bench.synthetic_ablation --work LAB`
+prepared: its data (v1.0-trainval, 480 train / 120 val samples), its train cache, which holds the radar
+group and the committed lab LiDAR teacher's maps (teachers/lab/, a far stronger teacher than the one
+fitted above), and that teacher's score on val; `configs/radar_lab.yaml` (the lab teacher's grid);
+steps from that file unless `--steps`. Nothing is fitted or exported.
+
+    python -m bench.radar_student --work radar_lab/ --lab lab/ --modes kd_only gt_only [--seeds 0 1 2]
 """
 from __future__ import annotations
 
@@ -25,11 +33,13 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "radar_pillar02.yaml"
+LAB_CONFIG = REPO / "configs" / "radar_lab.yaml"
 TEACHER_OFF = ["loss.xfd.enabled=false", "loss.xat.enabled=false", "loss.xod.enabled=false"]
 # run-folder slug -> (table row, --set overrides)
 MODES: dict[str, tuple[str, list[str]]] = {
@@ -49,7 +59,29 @@ def run(cmd: list[str], log: Path, threads: int = 2) -> None:
         raise SystemExit(f"failed ({done.returncode}): {' '.join(map(str, cmd))}; see {log}")
 
 
-def prepare(work: Path, size: list[str], teacher_steps: int) -> tuple[Path, Path, Path, dict]:
+@dataclass(frozen=True)
+class Setup:
+    """Where the students train and are scored, and with what."""
+
+    data: Path
+    train_cache: Path
+    version: str
+    val_split: str
+    config: Path
+    teacher: dict  # the LiDAR teacher's own metrics on the val split
+    overrides: tuple[str, ...] = ()
+
+
+def lab_setup(lab: Path) -> Setup:
+    """The synthetic lab `bench.synthetic_ablation --work LAB` prepared (exits in one line when it has not)."""
+    cache, scores = lab / "cache_train.zarr", lab / "teacher_lidar" / "metrics.json"
+    if not (lab / "data" / "v1.0-trainval" / "scene.json").is_file() or not cache.is_dir() or not scores.is_file():
+        sys.exit(f"--lab {lab}: no prepared lab there (its data, cache_train.zarr and teacher_lidar/metrics.json); "
+                 f"run `python -m bench.synthetic_ablation --work {lab}` first")
+    return Setup(lab / "data", cache, "v1.0-trainval", "val", LAB_CONFIG, json.loads(scores.read_text()))
+
+
+def prepare(work: Path, size: list[str], teacher_steps: int) -> Setup:
     data, teachers = work / "data", work / "teachers"
     teachers.mkdir(parents=True, exist_ok=True)
     if not (data / "v1.0-mini" / "scene.json").is_file():
@@ -71,23 +103,25 @@ def prepare(work: Path, size: list[str], teacher_steps: int) -> tuple[Path, Path
 
         evaluate_cached_lidar_teacher(str(caches["mini_val"]), data, "v1.0-mini", "mini_val", teacher_eval,
                                       progress=False)
-    return data, caches["mini_train"], caches["mini_val"], json.loads((teacher_eval / "metrics.json").read_text())
+    # the demo teacher's small pillar02 config has a 48-channel BEV feature
+    return Setup(data, caches["mini_train"], "v1.0-mini", "mini_val", CONFIG,
+                 json.loads((teacher_eval / "metrics.json").read_text()), ("model.teacher_bev_channels=48",))
 
 
-def train_and_eval(work: Path, data: Path, cache: Path, mode: str, seed: int, steps: int) -> dict:
+def train_and_eval(work: Path, setup: Setup, mode: str, seed: int, steps: int) -> dict:
     out = work / "runs" / f"{mode}_seed{seed}"
     metrics = out / "eval" / "metrics.json"
     if not metrics.is_file():
-        overrides = ["model.teacher_bev_channels=48", f"train.seed={seed}", f"train.steps={steps}",
+        overrides = [*setup.overrides, f"train.seed={seed}", f"train.steps={steps}",
                      f"train.checkpoint_every={steps}", *MODES[mode][1]]
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        run([BIN / "x3kd-student", "train", "--cache", cache, "--config", CONFIG, "--out", out, "--overwrite",
-             "--quiet", *[a for o in overrides for a in ("--set", o)]], out / "train.log", threads=1)
+        run([BIN / "x3kd-student", "train", "--cache", setup.train_cache, "--config", setup.config, "--out", out,
+             "--overwrite", "--quiet", *[a for o in overrides for a in ("--set", o)]], out / "train.log", threads=1)
         seconds = time.perf_counter() - t0
         run([BIN / "x3kd-student", "eval", "--checkpoint", out / "checkpoints" / f"step_{steps:07d}.pt",
-             "--dataroot", data, "--version", "v1.0-mini", "--split", "mini_val", "--out", out / "eval"],
-            out / "eval.log", threads=1)
+             "--dataroot", setup.data, "--version", setup.version, "--split", setup.val_split, "--out",
+             out / "eval"], out / "eval.log", threads=1)
         result = json.loads(metrics.read_text())
         result["train_seconds"] = seconds
         metrics.write_text(json.dumps(result, indent=2))
@@ -104,7 +138,10 @@ def _mean_std(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="Folder for data, teacher, caches and runs.")
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the config's; "
+                                                                   "400 for the demo-sized lab, 800 with --lab)")
+    parser.add_argument("--lab", type=Path, help="train on the synthetic lab prepared in this folder by "
+                                                 "bench.synthetic_ablation (its data, caches and LiDAR teacher)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=2, help="Training runs at a time (one thread each).")
     parser.add_argument("--scenes", type=int, help="scenes of the synthetic data (default: the demo preset's 10; a "
@@ -115,13 +152,18 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.perf_counter()
     size = [*(["--scenes", str(args.scenes)] if args.scenes else []), "--samples-per-scene", str(args.samples_per_scene)]
-    data, train_cache, _, teacher = prepare(args.work, size, args.teacher_steps)
+    setup = lab_setup(args.lab) if args.lab else prepare(args.work, size, args.teacher_steps)
+    import yaml
+
+    steps = args.steps or int(yaml.safe_load(setup.config.read_text())["train"]["steps"])
+    teacher = setup.teacher
     modes = {m: MODES[m] for m in args.modes}
     jobs = [(mode, seed) for mode in modes for seed in args.seeds]
     with ThreadPoolExecutor(args.parallel) as pool:
-        rows = list(pool.map(lambda job: train_and_eval(args.work, data, train_cache, *job, args.steps), jobs))
-    print(f"LiDAR teacher (its cached maps decoded, mini_val): mAP {teacher['mAP']:.4f}  NDS {teacher['NDS']:.4f}")
-    print(f"\n{args.steps} steps, batch 2, seeds {args.seeds}; wall time of this invocation "
+        rows = list(pool.map(lambda job: train_and_eval(args.work, setup, *job, steps), jobs))
+    print(f"{setup.config.relative_to(REPO)} on {setup.data} ({setup.version}); LiDAR teacher (its cached maps "
+          f"decoded, {setup.val_split}): mAP {teacher['mAP']:.4f}  NDS {teacher['NDS']:.4f}")
+    print(f"\n{steps} steps, batch 2, seeds {args.seeds}; wall time of this invocation "
           f"{time.perf_counter() - t0:.0f} s\n")
     print("| radar student | mAP (mean ± std) | NDS (mean ± std) | mAP per seed | NDS per seed | s/step |")
     print("| --- | ---: | ---: | --- | --- | ---: |")

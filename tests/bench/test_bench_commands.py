@@ -64,13 +64,35 @@ def test_student_step_breakdown():
     assert "xod" in out
 
 
-@pytest.mark.parametrize("module,args,row", [
-    ("radar_student", ["--scenes", 2, "--samples-per-scene", 3, "--teacher-steps", 2, "--modes", "gt_kd"], "| GT + KD"),
-    ("synthetic_ablation", ["--scenes", 2, "--samples-per-scene", 2, "--rows", "ds"], "| det + DS (BEVDepth)"),
-])
-def test_lab_benches(tmp_path, module, args, row):
-    out = bench(module, "--work", tmp_path / "work", *args, "--steps", 2, "--seeds", 0, "--parallel", 1, timeout=600)
-    assert row in out
+@pytest.fixture(scope="module")
+def tiny_lab(tmp_path_factory) -> tuple[Path, str]:
+    """A two-scene synthetic lab with the det + DS and A/A rows of two steps: its folder and the printout."""
+    work = tmp_path_factory.mktemp("lab") / "work"
+    out = bench("synthetic_ablation", "--work", work, "--scenes", 2, "--samples-per-scene", 2, "--rows", "ds", "ds_aa",
+                "--steps", 2, "--seeds", 0, "--parallel", 1, timeout=600)
+    return work, out
+
+
+def test_synthetic_ablation(tiny_lab):
+    _, out = tiny_lab
+    assert "| det + DS (BEVDepth)" in out and "| det + DS, another data order (A/A)" in out
+
+
+def test_radar_student(tmp_path):
+    out = bench("radar_student", "--work", tmp_path / "work", "--scenes", 2, "--samples-per-scene", 3,
+                "--teacher-steps", 2, "--modes", "gt_kd", "--steps", 2, "--seeds", 0, "--parallel", 1, timeout=600)
+    assert "| GT + KD" in out
+
+
+def test_radar_student_on_the_lab(tiny_lab, tmp_path):
+    """--lab: the radar students train on the lab's own cache (the lab teacher's grid and 96 channels)."""
+    lab, _ = tiny_lab
+    out = bench("radar_student", "--work", tmp_path / "radar", "--lab", lab, "--modes", "kd_only", "--steps", 2,
+                "--seeds", 0, "--parallel", 1, timeout=600)
+    assert "configs/radar_lab.yaml" in out and "| KD-only (X-FD + X-AT + X-OD, no GT)" in out
+    missing = subprocess.run([sys.executable, "-m", "bench.radar_student", "--work", tmp_path / "w", "--lab",
+                              tmp_path / "nothing"], cwd=REPO, capture_output=True, text=True)
+    assert missing.returncode != 0 and "--lab" in missing.stderr and "synthetic_ablation" in missing.stderr
 
 
 def test_export_worker_memory():
@@ -90,11 +112,9 @@ def test_student_deploy():
     assert "| tiny |" in out
 
 
-def test_lab_eval_noise(tmp_path):
+def test_lab_eval_noise(tiny_lab):
     """The A/A rows of a two-step lab, scored again on the lab's own data as the 'second' val set."""
-    work = tmp_path / "work"
-    bench("synthetic_ablation", "--work", work, "--scenes", 2, "--samples-per-scene", 2, "--rows", "ds", "ds_aa",
-          "--steps", 2, "--seeds", 0, "--parallel", 1, timeout=600)
+    work, _ = tiny_lab
     out = bench("lab_eval_noise", "--runs", work / "runs", "--dataroot", work / "data", "--rows", "ds", "ds_aa",
                 "--seeds", 0)
     assert "| ds_seed0 |" in out and "| ds_aa_seed0 |" in out
