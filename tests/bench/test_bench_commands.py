@@ -118,3 +118,9 @@ def test_lab_eval_noise(tiny_lab):
     out = bench("lab_eval_noise", "--runs", work / "runs", "--dataroot", work / "data", "--rows", "ds", "ds_aa",
                 "--seeds", 0)
     assert "| ds_seed0 |" in out and "| ds_aa_seed0 |" in out
+
+
+def test_teacher_feature_content(train_cache):
+    out = bench("teacher_feature_content", "--train", train_cache, "--val", train_cache, "--samples", 3,
+                "--mlp-steps", 5)
+    assert "| MLP on the box descriptors |" in out and "of the teacher feature's energy" in out
