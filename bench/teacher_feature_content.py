@@ -15,6 +15,12 @@ lower bound on what a function of the boxes can explain). It also prints where t
 
 R^2 near 1 says the teacher's foreground feature is a function of the GT boxes: X-FD can give the student
 nothing that det's targets do not, except the background. Well below 1 leaves room for dark knowledge.
+
+The same question for X-OD, on the val cache: where the GT boxes' CenterPoint Gaussians (det's own
+heatmap targets) are, how close is the teacher's class-agnostic heatmap to them (correlation, mean
+absolute difference), how much of the teacher's heatmap mass lies outside them, and at each GT centre
+which class the teacher calls it (its argmax; the probability it gives the true class and the largest it
+gives another): what per-class X-OD teaches beyond det is the teacher's split between classes.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ import numpy as np
 import torch
 
 from cache_schema.reader import CacheReader
+from detection.det_targets import build_det_targets
 
 
 def box_descriptors(boxes: np.ndarray, labels: np.ndarray, num_classes: int, xs: np.ndarray, ys: np.ndarray
@@ -80,6 +87,45 @@ def collect(url: str, limit: int | None) -> tuple[np.ndarray, np.ndarray, float,
         descs.append(desc)
         feats.append(f[:, rows, cols].T)
     return np.concatenate(descs), np.concatenate(feats), fg_energy, bg_energy, fg_cells, bg_cells
+
+
+def heatmap_agreement(url: str, limit: int | None) -> tuple[dict, list[tuple[str, int, float, float, float]]]:
+    """The teacher's heatmaps against the GT Gaussians over a store: overall figures of the class-agnostic
+    maps, and per class (name, GT centres, share the teacher's argmax names correctly, its mean probability
+    of the true class there, its mean largest probability of another class there)."""
+    reader = CacheReader(url, groups=["gt", "lidar_teacher"])
+    grid, setup = reader.config.grid, reader.config.classes
+    names = list(setup.classes)
+    teacher_in, gt_in, mass_in, mass_all = [], [], 0.0, 0.0
+    per_class: dict[int, list[tuple[bool, float, float]]] = {k: [] for k in range(len(names))}
+    n = len(reader) if limit is None else min(limit, len(reader))
+    for i in range(n):
+        sample = reader[i]
+        boxes, labels = sample.gt.present()
+        heat = np.asarray(sample.lidar_teacher.heatmaps, dtype=np.float32)  # [K, H, W] in the store's class order
+        gt = np.zeros_like(heat)
+        if len(boxes):
+            targets = build_det_targets([torch.tensor(np.asarray(boxes), dtype=torch.float32)],
+                                        [torch.tensor(np.asarray(labels))], grid, setup)
+            for task, t in zip(setup.tasks, targets):
+                for j, name in enumerate(task):
+                    gt[names.index(name)] = np.maximum(gt[names.index(name)], t.heatmap[0, j].numpy())
+        region = gt.max(0) > 0
+        teacher_in.append(heat.max(0)[region])
+        gt_in.append(gt.max(0)[region])
+        mass_in += float(heat[:, region].sum())
+        mass_all += float(heat.sum())
+        for k, row, col in zip(*np.nonzero(gt == 1.0)):
+            probs = heat[:, row, col]
+            others = np.delete(probs, k)
+            per_class[int(k)].append((int(probs.argmax()) == k, float(probs[k]), float(others.max())))
+    t, g = np.concatenate(teacher_in), np.concatenate(gt_in)
+    overall = {"corr": float(np.corrcoef(t, g)[0, 1]) if len(t) > 1 else float("nan"),
+               "mad": float(np.abs(t - g).mean()) if len(t) else float("nan"),
+               "outside": 1 - mass_in / mass_all if mass_all else float("nan")}
+    rows = [(names[k], len(v), float(np.mean([a for a, _, _ in v])), float(np.mean([p for _, p, _ in v])),
+             float(np.mean([o for _, _, o in v]))) for k, v in per_class.items() if v]
+    return overall, rows
 
 
 def r2(pred: np.ndarray, target: np.ndarray) -> float:
@@ -139,6 +185,14 @@ def main() -> None:
             ("MLP on the box descriptors", mlp(x_tr, y_tr, x_va, args.mlp_steps))]
     for label, pred in rows:
         print(f"| {label} | {r2(pred, y_va):.3f} |")
+    overall, rows = heatmap_agreement(args.val, args.samples)
+    print(f"\nX-OD's target on val: inside the GT Gaussians the teacher's class-agnostic heatmap correlates "
+          f"{overall['corr']:.3f} with them (mean |difference| {overall['mad']:.3f}); {overall['outside']:.1%} of "
+          f"the teacher's heatmap mass lies outside them\n")
+    print("| class | GT centres | teacher's argmax right | its p(true class) | its max p(other class) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, count, right, p_true, p_other in rows:
+        print(f"| {name} | {count} | {right:.1%} | {p_true:.3f} | {p_other:.3f} |")
     print(f"\nwall time {time.perf_counter() - t0:.0f} s")
 
 

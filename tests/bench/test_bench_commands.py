@@ -124,3 +124,4 @@ def test_teacher_feature_content(train_cache):
     out = bench("teacher_feature_content", "--train", train_cache, "--val", train_cache, "--samples", 3,
                 "--mlp-steps", 5)
     assert "| MLP on the box descriptors |" in out and "of the teacher feature's energy" in out
+    assert "| class | GT centres |" in out and "class-agnostic heatmap correlates" in out
