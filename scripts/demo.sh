@@ -140,6 +140,6 @@ results:      $OUT/eval_det_ds, $OUT/eval_x3kd (results_nusc.json, metrics, PR c
 pictures:     $OUT/pictures/cache (what the teachers cached for sample 0), $OUT/eval_x3kd/render (the X3KD
               student's boxes on 4 val samples), TensorBoard's IMAGES tab (every 50 steps)
 Two students of $STEPS steps on a train split of $(( (SCENES - (SCENES + 2) / 5) * SAMPLES )) samples are noisy: one seed decides nothing. The lab's table
-(800 steps, 480 samples, 4 seeds of det + DS, X-IS and all terms, paired differences beside the A/A floor)
+(800 steps, 480 samples, 5 seeds of det + DS, X-IS and all terms, paired differences beside the A/A floor)
 is in BENCHMARKS.md, "The synthetic lab".
 DONE
