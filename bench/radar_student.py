@@ -76,8 +76,9 @@ def lab_setup(lab: Path) -> Setup:
     """The synthetic lab `bench.synthetic_ablation --work LAB` prepared (exits in one line when it has not)."""
     cache, scores = lab / "cache_train.zarr", lab / "teacher_lidar" / "metrics.json"
     if not (lab / "data" / "v1.0-trainval" / "scene.json").is_file() or not cache.is_dir() or not scores.is_file():
-        sys.exit(f"--lab {lab}: no prepared lab there (its data, cache_train.zarr and teacher_lidar/metrics.json); "
-                 f"run `python -m bench.synthetic_ablation --work {lab}` first")
+        print(f"--lab {lab}: no prepared lab there (its data, cache_train.zarr and teacher_lidar/metrics.json); "
+              f"run `python -m bench.synthetic_ablation --work {lab}` first", file=sys.stderr)
+        sys.exit(2)
     return Setup(lab / "data", cache, "v1.0-trainval", "val", LAB_CONFIG, json.loads(scores.read_text()))
 
 

@@ -92,7 +92,7 @@ def test_radar_student_on_the_lab(tiny_lab, tmp_path):
     assert "configs/radar_lab.yaml" in out and "| KD-only (X-FD + X-AT + X-OD, no GT)" in out
     missing = subprocess.run([sys.executable, "-m", "bench.radar_student", "--work", tmp_path / "w", "--lab",
                               tmp_path / "nothing"], cwd=REPO, capture_output=True, text=True)
-    assert missing.returncode != 0 and "--lab" in missing.stderr and "synthetic_ablation" in missing.stderr
+    assert missing.returncode == 2 and "--lab" in missing.stderr and "synthetic_ablation" in missing.stderr
 
 
 def test_export_worker_memory():
