@@ -86,6 +86,10 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                      switches("ds", "xat") + ["loss.xat.objective=nonsaturating", "loss.xat.ramp=true",
                                              "loss.xat.normalize=true", "loss.xat.region=foreground",
                                              "loss.xat.discriminator_lr_scale=0.5", "loss.xat.weight=0.3"]),
+    "xat_ls_alone": ("+ X-AT least squares, ramped, normalised, foreground (no X-FD)",
+                     switches("ds", "xat") + ["loss.xat.objective=least_squares", "loss.xat.ramp=true",
+                                             "loss.xat.normalize=true", "loss.xat.region=foreground",
+                                             "loss.xat.discriminator_lr_scale=0.5", "loss.xat.weight=0.3"]),
     "xod_agn": ("+ X-OD class-agnostic (UniDistill)", switches("ds", "xod") + ["loss.xod.classes=class_agnostic"]),
     "xod_gt": ("+ X-OD gated by the GT Gaussians", switches("ds", "xod") + ["loss.xod.region=gt"]),
     "xod_agn_gt": ("+ X-OD class-agnostic, GT-gated, regression at peaks",
@@ -99,6 +103,14 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                                           "loss.xat.discriminator_lr_scale=0.5", "loss.xat.weight=0.3",
                                           "loss.xod.classes=class_agnostic", "loss.xod.region=gt",
                                           "loss.xod.reg_mask=peak"]),
+    # KD-only with the variants that read no GT (teacher attention on X-FD, X-AT non-saturating on the
+    # teacher's foreground, X-OD's regression at the teacher's peaks; X-OD stays per class: a student
+    # without GT boxes learns its classes from it), against "kd_only"
+    "kd_only_best": ("KD-only, GT-free variants (X-FD attention, X-AT non-saturating, X-OD regression at peaks)",
+                     switches("ds", "xfd", "xat", "xod", det=False)
+                     + ["loss.xfd.attention=true", "loss.xat.objective=nonsaturating", "loss.xat.ramp=true",
+                        "loss.xat.normalize=true", "loss.xat.region=foreground",
+                        "loss.xat.discriminator_lr_scale=0.5", "loss.xat.weight=0.3", "loss.xod.reg_mask=peak"]),
     # diagnosis
     "ds_no_bev_aug": ("det + DS, no BEV augmentation", switches("ds") + NO_BEV_AUG),
     "all_no_bev_aug": ("all, no BEV augmentation", switches(*TERMS) + NO_BEV_AUG),
