@@ -489,7 +489,7 @@ def _build_training(cfg: TrainConfig, reader: Any, cache: str, device: torch.dev
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp) if device.type == "cuda" else None
     return _Training(model, criterion, net, params, optimizer, build_scheduler(optimizer, cfg.optim, total),
                      torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16),
-                     EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None, amp_dtype)
+                     EMA(model, cfg.train.ema_decay, warmup=cfg.train.ema_warmup) if cfg.train.ema_decay > 0 else None, amp_dtype)
 
 
 def init_weights(model: BevStudent, path: str) -> None:

@@ -69,6 +69,10 @@ class RunConfig:
     deterministic: bool = False  # deterministic algorithms (exact resume on CPU; slower on GPU)
     amp: str = "off"  # "off", "bf16" or "fp16": autocast on GPU (ignored on CPU)
     ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights, used by eval
+    # updates over which the average's decay ramps in (decay * (1 - exp(-n / ema_warmup))): BEVDepth's
+    # 2000 suits runs of tens of thousands of steps; a run of a few hundred needs a shorter one, or its
+    # average is little more than its last weights
+    ema_warmup: float = 2000.0
     checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
     keep_checkpoints: int = 3  # most recent step checkpoints kept (the final one always is)
     log_every: int = 1  # steps between TensorBoard scalars
@@ -99,6 +103,8 @@ class RunConfig:
             raise UserInputError(f"config train.amp: {self.amp!r} is not off, bf16 or fp16")
         if not 0 <= self.ema_decay < 1:
             raise UserInputError(f"config train.ema_decay: must be in [0, 1), got {self.ema_decay}")
+        if not self.ema_warmup > 0:
+            raise UserInputError(f"config train.ema_warmup: must be > 0, got {self.ema_warmup}")
         if self.image_every < 0:
             raise UserInputError(f"config train.image_every: must be >= 0, got {self.image_every}")
         if self.term_grad_every < 0:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -29,7 +30,8 @@ def deterministic_mode():
 
 
 def test_two_steps_checkpoint_events_and_exact_resume(train_cache, synthetic_dataroot, tmp_path, deterministic_mode):
-    cfg = load_train_config(TINY_YAML, [*FAST, "train.steps=2", "train.checkpoint_every=1", "train.ema_decay=0.5"])
+    cfg = load_train_config(TINY_YAML, [*FAST, "train.steps=2", "train.checkpoint_every=1", "train.ema_decay=0.5",
+                                        "train.ema_warmup=1"])
     run = tmp_path / "run"
     final = train(train_cache, synthetic_dataroot, cfg, run, progress=False)
     assert final == run / "checkpoints" / "step_0000002.pt" and final.is_file()
@@ -56,6 +58,12 @@ def test_two_steps_checkpoint_events_and_exact_resume(train_cache, synthetic_dat
             assert torch.equal(v, again[part][k]), f"{part}.{k} differs after resume"
     # ... and step 2 did change the weights (the comparison above is not vacuous).
     assert any(not torch.equal(v, one["model"][k]) for k, v in full["model"].items())
+    # The config's EMA warm-up is the one used: after 2 updates the decay is 0.5 (1 - e^-2) = 0.43
+    # (with the default warm-up of 2000 it would be 0.0005 and the average the last weights).
+    decay = 0.5 * (1 - math.exp(-2 / 1))
+    moved = [k for k, v in full["model"].items() if v.is_floating_point() and not torch.equal(v, one["model"][k])]
+    for k in moved:
+        torch.testing.assert_close(full["ema"][k], decay * one["ema"][k] + (1 - decay) * full["model"][k])
 
 
 def _one_line_exit_2(result):
@@ -164,6 +172,13 @@ def test_ema_warms_up_instead_of_averaging_in_the_init():
     torch.testing.assert_close(ema.state["weight"], model.weight.detach(), atol=1e-3, rtol=0)
     ema.updates = 40000  # 20 warm-up constants later the full decay applies
     assert abs(ema.current_decay() - 0.9999) < 1e-6
+
+
+def test_ema_warmup_must_be_positive():
+    from cache_schema.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="train.ema_warmup"):
+        load_train_config(TINY_YAML, ["train.steps=1", "train.ema_decay=0.9", "train.ema_warmup=0"])
 
 
 def test_frozen_stages_keep_their_batchnorm_statistics():
