@@ -48,6 +48,11 @@ TERMS = ("ds", "xfd", "xat", "xod", "xis")
 NO_BEV_AUG = ["data.bev_aug.rot_lim=[0,0]", "data.bev_aug.scale_lim=[1,1]", "data.bev_aug.flip_x_prob=0",
               "data.bev_aug.flip_y_prob=0"]
 
+# the X-AT cures beside the objective, as every screened X-AT row takes them: DANN's ramp, normalised
+# features, only the teacher's foreground judged, the discriminator at half the learning rate
+XAT_SETTING = ["loss.xat.ramp=true", "loss.xat.normalize=true", "loss.xat.region=foreground",
+               "loss.xat.discriminator_lr_scale=0.5", "loss.xat.weight=0.3"]
+
 
 def switches(*on: str, det: bool = True) -> list[str]:
     """`--set` overrides that turn exactly the terms `on` (and det unless `det` is False) on."""
@@ -83,13 +88,9 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                switches("ds", "xfd", "xat") + ["loss.xat.objective=nonsaturating", "loss.xat.ramp=true",
                                               "loss.xat.normalize=true", "loss.xat.discriminator_lr_scale=0.5"]),
     "xat_ns_alone": ("+ X-AT non-saturating, ramped, normalised, foreground (no X-FD)",
-                     switches("ds", "xat") + ["loss.xat.objective=nonsaturating", "loss.xat.ramp=true",
-                                             "loss.xat.normalize=true", "loss.xat.region=foreground",
-                                             "loss.xat.discriminator_lr_scale=0.5", "loss.xat.weight=0.3"]),
+                     switches("ds", "xat") + ["loss.xat.objective=nonsaturating", *XAT_SETTING]),
     "xat_ls_alone": ("+ X-AT least squares, ramped, normalised, foreground (no X-FD)",
-                     switches("ds", "xat") + ["loss.xat.objective=least_squares", "loss.xat.ramp=true",
-                                             "loss.xat.normalize=true", "loss.xat.region=foreground",
-                                             "loss.xat.discriminator_lr_scale=0.5", "loss.xat.weight=0.3"]),
+                     switches("ds", "xat") + ["loss.xat.objective=least_squares", *XAT_SETTING]),
     "xod_agn": ("+ X-OD class-agnostic (UniDistill)", switches("ds", "xod") + ["loss.xod.classes=class_agnostic"]),
     "xod_gt": ("+ X-OD gated by the GT Gaussians", switches("ds", "xod") + ["loss.xod.region=gt"]),
     "xod_agn_gt": ("+ X-OD class-agnostic, GT-gated, regression at peaks",
@@ -98,9 +99,7 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     # the full X3KD with the best-screened variant of each LiDAR term, X-IS at 3: against "xis3" (--base xis3)
     "all_best_xis3": ("all, best variants (X-FD Gaussians, X-AT non-saturating, X-OD agnostic GT), X-IS at 3",
                       switches(*TERMS) + ["loss.xis.weight=3", "loss.xfd.region=gt_gaussian",
-                                          "loss.xat.objective=nonsaturating", "loss.xat.ramp=true",
-                                          "loss.xat.normalize=true", "loss.xat.region=foreground",
-                                          "loss.xat.discriminator_lr_scale=0.5", "loss.xat.weight=0.3",
+                                          "loss.xat.objective=nonsaturating", *XAT_SETTING,
                                           "loss.xod.classes=class_agnostic", "loss.xod.region=gt",
                                           "loss.xod.reg_mask=peak"]),
     # KD-only with the variants that read no GT (teacher attention on X-FD, X-AT non-saturating on the
@@ -108,9 +107,8 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     # without GT boxes learns its classes from it), against "kd_only"
     "kd_only_best": ("KD-only, GT-free variants (X-FD attention, X-AT non-saturating, X-OD regression at peaks)",
                      switches("ds", "xfd", "xat", "xod", det=False)
-                     + ["loss.xfd.attention=true", "loss.xat.objective=nonsaturating", "loss.xat.ramp=true",
-                        "loss.xat.normalize=true", "loss.xat.region=foreground",
-                        "loss.xat.discriminator_lr_scale=0.5", "loss.xat.weight=0.3", "loss.xod.reg_mask=peak"]),
+                     + ["loss.xfd.attention=true", "loss.xat.objective=nonsaturating", *XAT_SETTING,
+                        "loss.xod.reg_mask=peak"]),
     # diagnosis
     "ds_no_bev_aug": ("det + DS, no BEV augmentation", switches("ds") + NO_BEV_AUG),
     "all_no_bev_aug": ("all, no BEV augmentation", switches(*TERMS) + NO_BEV_AUG),
