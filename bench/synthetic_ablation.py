@@ -24,7 +24,9 @@ DS of the same seed with the paired t statistic (bench/paired.py), and beside th
 paired spread of det + DS against det + DS with another data order, row `ds_aa`) when that row ran;
 each seed; per-class AP; each term's gradient norm. With --curves, every row's loss and gradient-norm
 curves (mean over seeds) go into work/curves/. Runs go into work/runs/[TAG/], so several budgets or
-backbones (`--tag`, `--set`, `--steps`) share one lab's data and caches.
+backbones (`--tag`, `--set`, `--steps`) share one lab's data and caches. A run that keeps an EMA (`--set
+train.ema_decay=0.995 --set train.ema_warmup=100`) is scored on it; --raw-weights scores the same runs'
+raw weights.
 """
 from __future__ import annotations
 
@@ -177,8 +179,10 @@ def prepare(work: Path, fit_teachers: bool, threads: int, size: list[str] = ()) 
 
 
 def train_and_eval(runs: Path, data: Path, cache: Path, row: str, overrides: list[str], seed: int, steps: int,
-                   extra: list[str], train: bool = True) -> dict | None:
-    """The run's result, trained and scored first unless it was (None when `train` is off and it was not)."""
+                   extra: list[str], train: bool = True, raw_weights: bool = False) -> dict | None:
+    """The run's result, trained and scored first unless it was (None when `train` is off and it was not).
+    `raw_weights`: a run that kept an EMA is scored on its raw weights too (RUN/eval_raw/, once), and that
+    score is its result."""
     out = runs / f"{row}_seed{seed}"
     metrics = out / "eval" / "metrics.json"
     if not metrics.is_file() and not train:
@@ -197,9 +201,17 @@ def train_and_eval(runs: Path, data: Path, cache: Path, row: str, overrides: lis
         result["train_seconds"] = seconds
         metrics.write_text(json.dumps(result, indent=2))
     result = json.loads(metrics.read_text())
+    if raw_weights and result.get("ema_weights"):
+        # the same trajectory without the average: what the EMA changes, free of any other difference
+        raw = out / "eval_raw" / "metrics.json"
+        if not raw.is_file():
+            run([BIN / "x3kd-student", "eval", "--checkpoint", result["checkpoint"], "--no-ema", "--dataroot", data,
+                 "--version", VERSION, "--split", VAL, "--out", out / "eval_raw"], out / "eval_raw.log", threads=1)
+        result = {**json.loads(raw.read_text()), "train_seconds": result.get("train_seconds", 0.0)}
     summary = json.loads((out / "train_summary.json").read_text())
     return {"row": row, "seed": seed, "mAP": result["mAP"], "NDS": result["NDS"], "per_class_AP": result["per_class_AP"],
-            "s_per_step": summary["seconds_per_step"], "train_s": result.get("train_seconds", 0.0), "dir": str(out)}
+            "s_per_step": summary["seconds_per_step"], "train_s": result.get("train_seconds", 0.0), "dir": str(out),
+            "ema": bool(result.get("ema_weights"))}
 
 
 def result_table(rows: dict[str, tuple[str, list[str]]], results: list[dict], base_row: str = "ds") -> list[str]:
@@ -328,6 +340,9 @@ def main() -> None:
                                                    "test's few; the numbers then mean nothing)")
     parser.add_argument("--samples-per-scene", type=int, help="with --scenes: key frames per scene")
     parser.add_argument("--base", default="ds", help="the row every other row is paired against (default: det + DS)")
+    parser.add_argument("--raw-weights", action="store_true",
+                        help="score the raw weights of runs that kept an EMA (--set train.ema_decay=...; scored "
+                             "into RUN/eval_raw/ on first use): the same runs with and without the average")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: print the tables of the runs already scored (e.g. while the lab runs)")
     args = parser.parse_args()
@@ -353,7 +368,8 @@ def main() -> None:
     jobs = [(row, seed) for seed in args.seeds for row in rows]
     with ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(lambda job: train_and_eval(runs, data, cache, job[0], rows[job[0]][1], job[1],
-                                                           steps, args.overrides, not args.report_only), jobs))
+                                                           steps, args.overrides, not args.report_only,
+                                                           args.raw_weights), jobs))
     missing = [f"{row}_seed{seed}" for (row, seed), r in zip(jobs, results) if r is None]
     results = [r for r in results if r is not None]
     if not results:
@@ -370,7 +386,9 @@ def main() -> None:
     print(f"\n{CONFIG.relative_to(REPO)}, {steps} steps, seeds {args.seeds}, {args.parallel} runs at a time; "
           f"wall time of this invocation {time.perf_counter() - t0:.0f} s"
           + (f" (of which {', '.join(f'{k} {v:.0f}' for k, v in timing.items())})" if timing else "") + "\n")
-    print(f"runs: {runs}; extra overrides: {args.overrides or 'none'}"
+    averaged = sum(r["ema"] for r in results)
+    print(f"runs: {runs}; extra overrides: {args.overrides or 'none'}; scored weights: "
+          + (f"EMA in {averaged} of {len(results)} runs, raw in the rest" if averaged else "raw")
           + (f"; not scored yet, left out: {', '.join(missing)}" if missing else "") + "\n")
     if args.base not in rows:
         parser.error(f"--base {args.base}: not one of the rows run ({', '.join(rows)})")

@@ -2,6 +2,7 @@
 keeps running as the code changes. Numbers at these sizes mean nothing; the tables' shape is checked."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,6 +77,24 @@ def tiny_lab(tmp_path_factory) -> tuple[Path, str]:
 def test_synthetic_ablation(tiny_lab):
     _, out = tiny_lab
     assert "| det + DS (BEVDepth)" in out and "| det + DS, another data order (A/A)" in out
+
+
+def test_synthetic_ablation_scores_the_raw_weights_of_an_ema_run(tiny_lab):
+    """--raw-weights: a run that kept an EMA is scored once more on its raw weights (same checkpoint, same
+    val), and a run without one keeps its only score."""
+    work, _ = tiny_lab
+    ema_run = ["--work", work, "--rows", "ds", "--steps", 2, "--seeds", 0, "--parallel", 1, "--tag", "ema"]
+    out = bench("synthetic_ablation", *ema_run, "--set", "train.ema_decay=0.9", "--set", "train.ema_warmup=1",
+                timeout=600)
+    assert "scored weights: EMA in 1 of 1 runs" in out
+    out = bench("synthetic_ablation", *ema_run, "--report-only", "--raw-weights")
+    assert "scored weights: raw" in out
+    run = work / "runs" / "ema" / "ds_seed0"
+    averaged = json.loads((run / "eval" / "metrics.json").read_text())
+    raw = json.loads((run / "eval_raw" / "metrics.json").read_text())
+    assert averaged["ema_weights"] and not raw["ema_weights"] and raw["checkpoint"] == averaged["checkpoint"]
+    bench("synthetic_ablation", "--work", work, "--rows", "ds", "--seeds", 0, "--report-only", "--raw-weights")
+    assert not (work / "runs" / "ds_seed0" / "eval_raw").exists()
 
 
 def test_radar_student(tmp_path):
