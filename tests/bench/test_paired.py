@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from bench.paired import Paired, detectable_effect, paired
+from bench.paired import T_CRITICAL_5, Paired, detectable_effect, paired, seeds_for_effect, t_critical
 
 
 def test_paired_difference_mean_std_and_t_on_known_numbers():
@@ -29,3 +29,21 @@ def test_a_row_within_the_noise_and_the_edge_cases():
 def test_detectable_effect_is_what_five_seeds_show_at_the_floor():
     # a floor of 0.03 at 5 seeds: 2.132 * 0.03 / sqrt(5) = 0.0286: a +0.03 effect shows
     assert detectable_effect(0.03, 5) == pytest.approx(0.0286, abs=1e-4)
+
+
+def test_t_table_is_students_and_lookups_between_entries_stay_conservative():
+    stats = pytest.importorskip("scipy.stats")
+    for df, value in T_CRITICAL_5.items():
+        assert value == pytest.approx(stats.t.ppf(0.95, df), abs=1e-3), df
+    assert t_critical(35) == T_CRITICAL_5[30] > stats.t.ppf(0.95, 35)
+    assert t_critical(1000) == 1.645
+    with pytest.raises(ValueError):
+        t_critical(0)
+
+
+def test_seeds_for_an_effect_on_worked_numbers():
+    # floor 0.03: 4 seeds show 2.353 * 0.03 / 2 = 0.0353 > 0.03, 5 seeds 0.0286: five are needed
+    assert seeds_for_effect(0.03, 0.03) == 5
+    # floor 0.08: 21 seeds show 1.725 * 0.08 / sqrt(21) = 0.0301, 22 seeds 1.721 * 0.08 / sqrt(22) = 0.0294
+    assert seeds_for_effect(0.08, 0.03) == 22
+    assert seeds_for_effect(1.0, 0.001, most=50) == 51
