@@ -376,6 +376,9 @@ def main() -> None:
                                     switches("ds", term) + [f"loss.{term}.weight={w}"])
     if not rows:
         parser.error("--rows: no rows to run (a bare --rows needs at least one --sweep)")
+    # a row run on its own (`--rows det`) is reported unpaired; a base asked for must be among the rows
+    if args.base not in rows and args.base != parser.get_default("base"):
+        parser.error(f"--base {args.base}: not one of the rows run ({', '.join(rows)})")
     data, cache, teacher, identity, timing = prepare(args.work, args.fit_teachers, threads=args.parallel, size=size)
     runs = args.work / "runs" / args.tag if args.tag else args.work / "runs"
     # seed by seed: each finished seed is a complete paired comparison of every row
@@ -404,8 +407,6 @@ def main() -> None:
     print(f"runs: {runs}; extra overrides: {args.overrides or 'none'}; scored weights: "
           + (f"EMA in {averaged} of {len(results)} runs, raw in the rest" if averaged else "raw")
           + (f"; not scored yet, left out: {', '.join(missing)}" if missing else "") + "\n")
-    if args.base not in rows:
-        parser.error(f"--base {args.base}: not one of the rows run ({', '.join(rows)})")
     print("\n".join(result_table(rows, results, args.base)) + "\n")
     classes = list(results[0]["per_class_AP"])
     print("\nper-class AP (mean over seeds):\n")

@@ -1,7 +1,10 @@
 """The lab's report on runs whose numbers are worked by hand: the A/A floor, what it costs, the paired rows."""
 from __future__ import annotations
 
-from bench.synthetic_ablation import ROWS, result_table
+import subprocess
+import sys
+
+from bench.synthetic_ablation import REPO, ROWS, result_table
 
 
 def run(row: str, seed: int, mAP: float, train_s: float = 600.0) -> dict:
@@ -28,3 +31,16 @@ def test_without_timings_the_floor_line_gives_the_seeds_only() -> None:
               [run("ds_aa", s, 0.2 + 0.02 * s, train_s=0.0) for s in range(3)]
     line = result_table({r: ROWS[r] for r in ("ds", "ds_aa")}, results)[0]
     assert "seeds\n" in line and "core-hours" not in line
+
+
+def test_a_row_run_without_its_base_is_reported_unpaired() -> None:
+    lines = result_table({"det": ROWS["det"]}, [run("det", 0, 0.11), run("det", 1, 0.12)])
+    det = next(line for line in lines if line.startswith(f"| {ROWS['det'][0]} |"))
+    assert det.split(" | ")[4:6] == ["–", "–"]
+
+
+def test_a_base_that_is_not_among_the_rows_is_refused_before_anything_runs(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.synthetic_ablation", "--work", tmp_path / "lab", "--rows", "det",
+                           "--base", "xis3"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and "--base xis3: not one of the rows run (det)" in done.stderr
+    assert not (tmp_path / "lab").exists()
