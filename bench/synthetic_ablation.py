@@ -227,7 +227,7 @@ def result_table(rows: dict[str, tuple[str, list[str]]], results: list[dict], ba
     from bench.paired import detectable_effect, paired, seeds_for_effect
 
     base = {r["seed"]: r["mAP"] for r in results if r["row"] == base_row}
-    base_label = rows[base_row][0] if base_row in rows else base_row
+    base_label = (rows.get(base_row) or ROWS.get(base_row) or (base_row,))[0]
     floor = paired({r["seed"]: r["mAP"] for r in results if r["row"] == "ds_aa"},
                    {r["seed"]: r["mAP"] for r in results if r["row"] == "ds"})
     lines = []
