@@ -183,6 +183,12 @@ def prepare(work: Path, fit_teachers: bool, threads: int, size: list[str] = ()) 
     return data, caches[TRAIN], scores, identity, timing
 
 
+def score(checkpoint: Path | str, data: Path, out: Path, *options: str) -> None:
+    """`x3kd-student eval` of one checkpoint on the lab's val split into `out` (its log beside it)."""
+    run([BIN / "x3kd-student", "eval", "--checkpoint", checkpoint, *options, "--dataroot", data, "--version", VERSION,
+         "--split", VAL, "--out", out], out.with_suffix(".log"), threads=1)
+
+
 def train_and_eval(runs: Path, data: Path, cache: Path, row: str, overrides: list[str], seed: int, steps: int,
                    extra: list[str], train: bool = True, raw_weights: bool = False) -> dict | None:
     """The run's result, trained and scored first unless it was (None when `train` is off and it was not).
@@ -200,8 +206,7 @@ def train_and_eval(runs: Path, data: Path, cache: Path, row: str, overrides: lis
         run([BIN / "x3kd-student", "train", "--cache", cache, "--dataroot", data, "--config", CONFIG, "--out", out,
              "--overwrite", "--quiet", *[a for o in sets for a in ("--set", o)]], out / "train.log", threads=1)
         seconds = time.perf_counter() - t0
-        run([BIN / "x3kd-student", "eval", "--checkpoint", out / "checkpoints" / f"step_{steps:07d}.pt",
-             "--dataroot", data, "--version", VERSION, "--split", VAL, "--out", out / "eval"], out / "eval.log", threads=1)
+        score(out / "checkpoints" / f"step_{steps:07d}.pt", data, out / "eval")
         result = json.loads(metrics.read_text())
         result["train_seconds"] = seconds
         metrics.write_text(json.dumps(result, indent=2))
@@ -210,8 +215,7 @@ def train_and_eval(runs: Path, data: Path, cache: Path, row: str, overrides: lis
         # the same trajectory without the average: what the EMA changes, free of any other difference
         raw = out / "eval_raw" / "metrics.json"
         if not raw.is_file():
-            run([BIN / "x3kd-student", "eval", "--checkpoint", result["checkpoint"], "--no-ema", "--dataroot", data,
-                 "--version", VERSION, "--split", VAL, "--out", out / "eval_raw"], out / "eval_raw.log", threads=1)
+            score(result["checkpoint"], data, out / "eval_raw", "--no-ema")
         result = {**json.loads(raw.read_text()), "train_seconds": result.get("train_seconds", 0.0)}
     summary = json.loads((out / "train_summary.json").read_text())
     return {"row": row, "seed": seed, "mAP": result["mAP"], "NDS": result["NDS"], "per_class_AP": result["per_class_AP"],
